@@ -1,0 +1,59 @@
+import { defineConfig, type Plugin } from 'vite';
+import { svelte } from '@sveltejs/vite-plugin-svelte';
+import { createReadStream, existsSync, statSync, cpSync, mkdirSync } from 'node:fs';
+import { resolve, join, normalize, extname } from 'node:path';
+
+/** Where datasets are read from during development and tests: ../shared/data beside the project, never copied in. */
+const DATA_DIR = resolve(process.env.REASONING_LAB_DATA ?? resolve(import.meta.dirname, '../shared/data'));
+const MODELS_DIR = resolve(import.meta.dirname, 'models');
+
+const TYPES: Record<string, string> = {
+  '.json': 'application/json',
+  '.jsonl': 'application/x-ndjson',
+  '.bin': 'application/octet-stream',
+  '.safetensors': 'application/octet-stream',
+};
+
+/** Serve a directory under a URL prefix (files only, no listing, no path escapes). */
+function serveDir(prefix: string, dir: string): Plugin['configureServer'] {
+  return (server) => {
+    server.middlewares.use(prefix, (req, res, next) => {
+      const rel = decodeURIComponent((req.url ?? '/').split('?')[0]);
+      const file = normalize(join(dir, rel));
+      if (!file.startsWith(dir) || !existsSync(file) || !statSync(file).isFile()) return next();
+      res.setHeader('Content-Type', TYPES[extname(file)] ?? 'application/octet-stream');
+      res.setHeader('Content-Length', String(statSync(file).size));
+      res.setHeader('Cache-Control', 'no-store');
+      createReadStream(file).pipe(res);
+    });
+  };
+}
+
+function localFiles(): Plugin {
+  return {
+    name: 'reasoning-lab-local-files',
+    configureServer(server) {
+      serveDir('/models', MODELS_DIR)!(server);
+      serveDir('/data', DATA_DIR)!(server);
+    },
+    configurePreviewServer(server) {
+      serveDir('/models', MODELS_DIR)!(server as never);
+      serveDir('/data', DATA_DIR)!(server as never);
+    },
+    closeBundle() {
+      // The static site ships the manifests and, when generated, the tiny offline demo model.
+      const out = resolve(import.meta.dirname, 'dist/models');
+      mkdirSync(out, { recursive: true });
+      if (existsSync(MODELS_DIR)) cpSync(MODELS_DIR, out, { recursive: true, filter: (p) => !p.includes('/gen') });
+    },
+  };
+}
+
+export default defineConfig({
+  // Relative base: the built site works from any sub-path of a static host.
+  base: './',
+  plugins: [svelte(), localFiles()],
+  worker: { format: 'es' },
+  server: { port: 5173, fs: { allow: [import.meta.dirname] } },
+  build: { target: 'es2022', chunkSizeWarningLimit: 4096 },
+});

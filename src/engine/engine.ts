@@ -1,0 +1,130 @@
+/**
+ * The public engine API (load, generate with a token stream, cancel, unload), in the spirit of
+ * WebLLM's engine: progress callbacks while loading, errors as named classes. No DOM, no UI:
+ * it runs in a Web Worker in the app and in a page driven by the headless CLI.
+ */
+import type { ModelSource } from '../formats/tensorCacheTypes.ts';
+import type { LlamaConfig, QuantMode } from '../formats/llamaConfig.ts';
+import { loadModelManifest } from '../formats/modelFiles.ts';
+import { createGpuContext, type GpuContext } from './gpu.ts';
+import { LlamaModel, type ModelLoadOptions } from './llama.ts';
+import { Sampler, type SamplingOptions } from './sampling.ts';
+import { EngineError } from './errors.ts';
+
+export interface GenerateOptions extends SamplingOptions {
+  maxNewTokens: number;
+  /** Token ids that end the generation (the model's EOS by default); the stop id is included in the output. */
+  stopTokenIds?: number[];
+  /** Called after each token; return true to stop (stop strings are checked by the caller, which has the tokenizer). */
+  onToken?: (id: number, index: number) => boolean | void;
+  signal?: AbortSignal;
+}
+
+export type StopReason = 'eos' | 'stop' | 'length' | 'cancelled';
+
+export interface GenerateResult {
+  ids: number[];
+  stopReason: StopReason;
+  prefillTokens: number;
+  prefillMs: number;
+  decodeTokens: number;
+  decodeMs: number;
+}
+
+export interface LoadedModelInfo {
+  config: LlamaConfig;
+  mode: QuantMode;
+  contextLength: number;
+  memory: LlamaModel['memory'];
+  adapterInfo: string;
+  hasF16: boolean;
+  hasSubgroups: boolean;
+  tokenizerJson: object | null;
+  tokenizerConfig: object | null;
+}
+
+export class Engine {
+  private gpu: GpuContext | null = null;
+  model: LlamaModel | null = null;
+  info: LoadedModelInfo | null = null;
+
+  async load(source: ModelSource, opts: ModelLoadOptions = {}): Promise<LoadedModelInfo> {
+    this.unload();
+    const manifest = await loadModelManifest(source);
+    this.gpu ??= await createGpuContext();
+    this.model = await LlamaModel.load(this.gpu, source, manifest.config, manifest.mode, manifest.cache, opts);
+    const tokenizerConfig = (await source.readJson('tokenizer_config.json').catch(() => null)) as object | null;
+    this.info = {
+      config: manifest.config,
+      mode: manifest.mode,
+      contextLength: this.model.contextLength,
+      memory: this.model.memory,
+      adapterInfo: this.gpu.adapterInfo,
+      hasF16: this.gpu.hasF16,
+      hasSubgroups: this.gpu.hasSubgroups,
+      tokenizerJson: manifest.tokenizerJson,
+      tokenizerConfig,
+    };
+    return this.info;
+  }
+
+  private requireModel(): LlamaModel {
+    if (!this.model) throw new EngineError('No model is loaded. Load a model first.');
+    return this.model;
+  }
+
+  /** Logits of a fresh sequence: the last token's, or every token's with allLogits. */
+  async logits(ids: number[], opts: { allLogits?: boolean; keepCache?: boolean } = {}): Promise<Float32Array> {
+    const model = this.requireModel();
+    if (!opts.keepCache) model.reset();
+    return model.forward(ids, opts);
+  }
+
+  /** Generate after a prompt, one sequence, from an empty cache. */
+  async generate(promptIds: number[], opts: GenerateOptions): Promise<GenerateResult> {
+    const model = this.requireModel();
+    const stop = new Set(opts.stopTokenIds ?? this.info!.config.eosTokenIds);
+    const sampler = new Sampler(opts);
+    const maxNew = Math.min(opts.maxNewTokens, model.contextLength - promptIds.length);
+    if (maxNew <= 0) throw new EngineError(`The prompt (${promptIds.length} tokens) leaves no room in the ${model.contextLength}-token context.`);
+    model.reset();
+    const ids: number[] = [];
+    const t0 = performance.now();
+    let logits = await model.forward(promptIds);
+    const prefillMs = performance.now() - t0;
+    const t1 = performance.now();
+    let stopReason: StopReason = 'length';
+    while (ids.length < maxNew) {
+      if (opts.signal?.aborted) {
+        stopReason = 'cancelled';
+        break;
+      }
+      const id = sampler.next(logits);
+      ids.push(id);
+      if (opts.onToken?.(id, ids.length - 1) === true) {
+        stopReason = 'stop';
+        break;
+      }
+      if (stop.has(id)) {
+        stopReason = 'eos';
+        break;
+      }
+      if (ids.length >= maxNew) break;
+      logits = await model.forward([id]);
+    }
+    return {
+      ids,
+      stopReason,
+      prefillTokens: promptIds.length,
+      prefillMs,
+      decodeTokens: Math.max(ids.length - 1, 0),
+      decodeMs: performance.now() - t1,
+    };
+  }
+
+  unload() {
+    this.model?.destroy();
+    this.model = null;
+    this.info = null;
+  }
+}

@@ -1,0 +1,43 @@
+/** Engine errors: named classes whose messages tell the user what to do. */
+
+export class EngineError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = new.target.name;
+  }
+}
+
+export class WebGPUUnavailableError extends EngineError {
+  constructor(detail: string) {
+    super(
+      `WebGPU is not available in this browser (${detail}). Use a recent Chrome or Edge (version 113 or newer) ` +
+        `on desktop, or Safari 26 / Firefox 141 or newer, and make sure hardware acceleration is turned on.`,
+    );
+  }
+}
+
+export class DeviceLostError extends EngineError {
+  constructor(reason: string, detail: string) {
+    super(
+      `The GPU device was lost (${reason}${detail ? `: ${detail}` : ''}). This happens when the GPU driver resets, ` +
+        `the tab runs out of GPU memory, or the computer sleeps. Reload the model to continue; closing other GPU-heavy tabs may help.`,
+    );
+  }
+}
+
+export class GPUOutOfMemoryError extends EngineError {
+  constructor(what: string, bytes: number) {
+    super(
+      `Not enough GPU memory to allocate ${what} (${(bytes / 2 ** 20).toFixed(1)} MiB). ` +
+        `Close other GPU-heavy tabs or applications, choose a smaller model or context length, and try again.`,
+    );
+  }
+}
+
+export class ModelFormatError extends EngineError {}
+
+export class GenerationCancelledError extends EngineError {
+  constructor() {
+    super('Generation was cancelled.');
+  }
+}

@@ -1,0 +1,78 @@
+/**
+ * WebGPU device setup: ask for the adapter's own limits (a 7B model needs buffers far larger than
+ * the defaults), record which optional features exist, and turn device loss into a clear error.
+ */
+import { DeviceLostError, GPUOutOfMemoryError, WebGPUUnavailableError } from './errors.ts';
+
+export interface GpuContext {
+  device: GPUDevice;
+  adapterInfo: string;
+  hasF16: boolean;
+  hasSubgroups: boolean;
+  /** Set once the device is lost; every later call fails with it. */
+  lost: DeviceLostError | null;
+  onLost: ((err: DeviceLostError) => void)[];
+}
+
+export async function createGpuContext(): Promise<GpuContext> {
+  const gpu = (globalThis.navigator as Navigator | undefined)?.gpu;
+  if (!gpu) throw new WebGPUUnavailableError('navigator.gpu is missing; WebGPU also needs a secure context (https or localhost)');
+  const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
+  if (!adapter) throw new WebGPUUnavailableError('no GPU adapter was found');
+  const hasF16 = adapter.features.has('shader-f16');
+  const hasSubgroups = adapter.features.has('subgroups');
+  const requiredFeatures: GPUFeatureName[] = [];
+  if (hasF16) requiredFeatures.push('shader-f16');
+  if (hasSubgroups) requiredFeatures.push('subgroups' as GPUFeatureName);
+  const l = adapter.limits;
+  const device = await adapter.requestDevice({
+    requiredFeatures,
+    requiredLimits: {
+      maxStorageBufferBindingSize: l.maxStorageBufferBindingSize,
+      maxBufferSize: l.maxBufferSize,
+      maxComputeWorkgroupStorageSize: l.maxComputeWorkgroupStorageSize,
+      maxComputeInvocationsPerWorkgroup: l.maxComputeInvocationsPerWorkgroup,
+      maxComputeWorkgroupSizeX: l.maxComputeWorkgroupSizeX,
+      maxStorageBuffersPerShaderStage: l.maxStorageBuffersPerShaderStage,
+    },
+  });
+  const info = adapter.info;
+  const ctx: GpuContext = {
+    device,
+    adapterInfo: [info?.vendor, info?.architecture, info?.device, info?.description].filter(Boolean).join(' ') || 'unknown adapter',
+    hasF16,
+    hasSubgroups,
+    lost: null,
+    onLost: [],
+  };
+  void device.lost.then((e) => {
+    if (e.reason === 'destroyed') return; // our own unload
+    ctx.lost = new DeviceLostError(e.reason, e.message);
+    for (const f of ctx.onLost) f(ctx.lost);
+  });
+  return ctx;
+}
+
+/** Allocate a storage buffer, turning an out-of-memory validation into a readable error. */
+export async function createBufferChecked(
+  device: GPUDevice,
+  what: string,
+  size: number,
+  usage: GPUBufferUsageFlags,
+): Promise<GPUBuffer> {
+  device.pushErrorScope('out-of-memory');
+  device.pushErrorScope('validation');
+  const buf = device.createBuffer({ size: Math.max(4, alignTo(size, 4)), usage, label: what });
+  const validation = await device.popErrorScope();
+  const oom = await device.popErrorScope();
+  if (oom || validation) {
+    buf.destroy();
+    if (oom) throw new GPUOutOfMemoryError(what, size);
+    throw new GPUOutOfMemoryError(`${what} (${validation!.message})`, size);
+  }
+  return buf;
+}
+
+export function alignTo(n: number, a: number): number {
+  return Math.ceil(n / a) * a;
+}

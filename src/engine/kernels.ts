@@ -1,0 +1,122 @@
+/**
+ * WGSL kernel assembly and pipeline cache. Each kernel lives in its own file under kernels/;
+ * shared snippets (the Params struct, weight and KV-cache access) are pulled in by `#include`.
+ * Shapes are pipeline-overridable constants, so one compiled pipeline serves a whole model.
+ */
+import paramsWgsl from './kernels/params.wgsl?raw';
+import weightF32Wgsl from './kernels/weightF32.wgsl?raw';
+import weightF16Wgsl from './kernels/weightF16.wgsl?raw';
+import weightQ4Wgsl from './kernels/weightQ4.wgsl?raw';
+import kvF32Wgsl from './kernels/kvF32.wgsl?raw';
+import kvF16Wgsl from './kernels/kvF16.wgsl?raw';
+import embeddingWgsl from './kernels/embedding.wgsl?raw';
+import matmulWgsl from './kernels/matmul.wgsl?raw';
+import rmsnormWgsl from './kernels/rmsnorm.wgsl?raw';
+import ropeWgsl from './kernels/rope.wgsl?raw';
+import kvWriteWgsl from './kernels/kvWrite.wgsl?raw';
+import attnScoresWgsl from './kernels/attnScores.wgsl?raw';
+import attnSoftmaxWgsl from './kernels/attnSoftmax.wgsl?raw';
+import attnOutputWgsl from './kernels/attnOutput.wgsl?raw';
+import swigluWgsl from './kernels/swiglu.wgsl?raw';
+
+/** How a weight matrix is stored on the GPU (follows the record dtypes, not the mode name). */
+export type WeightFormat = 'f32' | 'f16' | 'q4f16' | 'q4f32';
+export type KvFormat = 'f32' | 'f16';
+
+export const KERNELS = {
+  embedding: embeddingWgsl,
+  matmul: matmulWgsl,
+  rmsnorm: rmsnormWgsl,
+  rope: ropeWgsl,
+  kvWrite: kvWriteWgsl,
+  attnScores: attnScoresWgsl,
+  attnSoftmax: attnSoftmaxWgsl,
+  attnOutput: attnOutputWgsl,
+  swiglu: swigluWgsl,
+} as const;
+export type KernelName = keyof typeof KERNELS;
+
+export interface KernelVariant {
+  weight?: WeightFormat;
+  kv?: KvFormat;
+}
+
+function weightSnippet(format: WeightFormat): string {
+  switch (format) {
+    case 'f32':
+      return weightF32Wgsl;
+    case 'f16':
+      return weightF16Wgsl;
+    case 'q4f16':
+      return weightQ4Wgsl.replace('SCALE_STORAGE', 'u32').replace('SCALE_READ', 'return unpack2x16float(wScale[i >> 1u])[i & 1u];');
+    case 'q4f32':
+      return weightQ4Wgsl.replace('SCALE_STORAGE', 'f32').replace('SCALE_READ', 'return wScale[i];');
+  }
+}
+
+/** Where each kernel binds its K and V cache, and whether it writes them. */
+const KV_BINDINGS: Partial<Record<KernelName, { k: number; v: number; access: 'read' | 'read_write' }>> = {
+  kvWrite: { k: 2, v: 3, access: 'read_write' },
+  attnScores: { k: 3, v: 4, access: 'read' },
+  attnOutput: { k: 3, v: 4, access: 'read' },
+};
+
+const KV_STORE: Record<KvFormat, string> = {
+  f32: `kCache[dst] = qkv[src]; kCache[dst + 1u] = qkv[src + 1u];
+  vCache[dst] = qkv[src + kvWidth]; vCache[dst + 1u] = qkv[src + kvWidth + 1u];`,
+  f16: `kCache[dst / 2u] = pack2x16float(vec2<f32>(qkv[src], qkv[src + 1u]));
+  vCache[dst / 2u] = pack2x16float(vec2<f32>(qkv[src + kvWidth], qkv[src + kvWidth + 1u]));`,
+};
+
+/** The full WGSL source of one kernel variant. */
+export function kernelSource(name: KernelName, variant: KernelVariant = {}): string {
+  let src = KERNELS[name];
+  src = src.replace('#include params', paramsWgsl);
+  if (src.includes('#include weight')) {
+    if (!variant.weight) throw new Error(`kernel ${name} needs a weight format`);
+    src = src.replace('#include weight', weightSnippet(variant.weight));
+  }
+  if (src.includes('#include kv')) {
+    const b = KV_BINDINGS[name];
+    if (!b || !variant.kv) throw new Error(`kernel ${name} needs a KV cache format`);
+    const kv = (variant.kv === 'f16' ? kvF16Wgsl : kvF32Wgsl)
+      .replace('KV_BINDING_K', String(b.k))
+      .replace('KV_BINDING_V', String(b.v))
+      .replaceAll('KV_ACCESS', b.access);
+    src = src.replace('#include kv', kv).replace('KV_STORE', KV_STORE[variant.kv]);
+  }
+  return src;
+}
+
+/** Compiles each (kernel, variant, constants) once per device. */
+export class PipelineCache {
+  private readonly pipelines = new Map<string, GPUComputePipeline>();
+  constructor(private readonly device: GPUDevice) {}
+
+  get(name: KernelName, variant: KernelVariant, constants: Record<string, number>): GPUComputePipeline {
+    const key = `${name}|${variant.weight ?? ''}|${variant.kv ?? ''}|${JSON.stringify(constants)}`;
+    let p = this.pipelines.get(key);
+    if (!p) {
+      const module = this.device.createShaderModule({ code: kernelSource(name, variant), label: name });
+      p = this.device.createComputePipeline({ layout: 'auto', label: key, compute: { module, entryPoint: 'main', constants } });
+      this.pipelines.set(key, p);
+    }
+    return p;
+  }
+}
+
+/** One recorded dispatch: pipeline, bind groups, and a workgroup count computed per call. */
+export interface Dispatch {
+  label: string;
+  pipeline: GPUComputePipeline;
+  bindGroups: GPUBindGroup[];
+  workgroups: (rows: number, kvLen: number) => [number, number, number];
+}
+
+export function bindGroup(device: GPUDevice, pipeline: GPUComputePipeline, group: number, buffers: (GPUBuffer | undefined)[], label: string): GPUBindGroup {
+  const entries: GPUBindGroupEntry[] = [];
+  buffers.forEach((buffer, binding) => {
+    if (buffer) entries.push({ binding, resource: { buffer } });
+  });
+  return device.createBindGroup({ layout: pipeline.getBindGroupLayout(group), entries, label });
+}

@@ -1,0 +1,83 @@
+/**
+ * GPU memory the engine allocates for a model, computed from the same sizes the engine uses to
+ * create its buffers (llama.ts calls these), so the printed number is the real one.
+ */
+import type { LlamaConfig, QuantMode } from '../formats/llamaConfig.ts';
+import { isQ4 } from '../formats/llamaConfig.ts';
+
+export const DEFAULT_PREFILL_CHUNK = 128;
+
+export interface ActivationSizes {
+  x: number;
+  xn: number;
+  qkv: number;
+  attn: number;
+  gateUp: number;
+  ffn: number;
+  scores: number;
+  logits: number;
+  cosSin: number;
+}
+
+/** Bytes of one float in the KV cache: f16 modes keep the cache in f16 (packed pairs). */
+export function kvBytesPerValue(mode: QuantMode): number {
+  return mode === 'q4f16_1' || mode === 'q0f16' ? 2 : 4;
+}
+
+/** Bytes of the K (or V) cache of one layer. */
+export function kvLayerBytes(c: LlamaConfig, mode: QuantMode, ctx: number): number {
+  return ctx * c.numKvHeads * c.headDim * kvBytesPerValue(mode);
+}
+
+export function activationSizes(c: LlamaConfig, ctx: number, chunk: number): ActivationSizes {
+  const f = 4;
+  return {
+    x: chunk * c.hiddenSize * f,
+    xn: chunk * Math.max(c.hiddenSize, c.intermediateSize) * f,
+    qkv: chunk * (c.numHeads + 2 * c.numKvHeads) * c.headDim * f,
+    attn: chunk * c.numHeads * c.headDim * f,
+    gateUp: chunk * 2 * c.intermediateSize * f,
+    ffn: chunk * c.intermediateSize * f,
+    scores: chunk * c.numHeads * ctx * f,
+    logits: chunk * c.vocabSize * f,
+    cosSin: ctx * (c.headDim / 2) * 2 * f,
+  };
+}
+
+/** Bytes of the stored weights of a mode (as converted: q4 words + scales, or plain floats; norms f32 on the GPU). */
+export function weightBytes(c: LlamaConfig, mode: QuantMode): number {
+  const linear = (rows: number, cols: number) => {
+    if (isQ4(mode)) return rows * Math.ceil(cols / 8) * 4 + rows * Math.ceil(cols / 32) * (mode === 'q4f16_1' ? 2 : 4);
+    return rows * cols * (mode === 'q0f16' ? 2 : 4);
+  };
+  const d = c.hiddenSize;
+  const perLayer =
+    linear((c.numHeads + 2 * c.numKvHeads) * c.headDim, d) +
+    linear(d, c.numHeads * c.headDim) +
+    linear(2 * c.intermediateSize, d) +
+    linear(d, c.intermediateSize) +
+    2 * d * 4;
+  const embed = linear(c.vocabSize, d);
+  return embed + (c.tieWordEmbeddings ? 0 : embed) + c.numLayers * perLayer + d * 4;
+}
+
+export interface MemoryPlan {
+  weights: number;
+  kvCache: number;
+  activations: number;
+  total: number;
+}
+
+export function planMemory(c: LlamaConfig, mode: QuantMode, ctx: number, chunk = DEFAULT_PREFILL_CHUNK): MemoryPlan {
+  const a = activationSizes(c, ctx, chunk);
+  const activations = Object.values(a).reduce((s, v) => s + v, 0) * 1 + a.logits /* staging for readback */ + 64;
+  const kvCache = 2 * c.numLayers * kvLayerBytes(c, mode, ctx);
+  const weights = weightBytes(c, mode);
+  return { weights, kvCache, activations, total: weights + kvCache + activations };
+}
+
+export function formatBytes(n: number): string {
+  if (n >= 2 ** 30) return `${(n / 2 ** 30).toFixed(2)} GiB`;
+  if (n >= 2 ** 20) return `${(n / 2 ** 20).toFixed(1)} MiB`;
+  return `${(n / 1024).toFixed(1)} KiB`;
+}

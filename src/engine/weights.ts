@@ -1,0 +1,147 @@
+/**
+ * Upload a model's tensors to GPU buffers, one shard at a time: a 3.6 GB model never sits whole
+ * in JS memory. Matrices keep their stored bytes (int4 words, f16 pairs, f32); norms become f32.
+ */
+import type { ModelSource, TensorCache, TensorRecord } from '../formats/tensorCacheTypes.ts';
+import type { LlamaConfig } from '../formats/llamaConfig.ts';
+import { bf16ArrayToF32, f16ArrayToF32 } from '../formats/f16.ts';
+import { createBufferChecked } from './gpu.ts';
+import { ModelFormatError } from './errors.ts';
+import type { WeightFormat } from './kernels.ts';
+
+/** A matrix [rows, cols] on the GPU in its stored format (q4: data = q_weight, scale = q_scale). */
+export interface GpuMatrix {
+  name: string;
+  format: WeightFormat;
+  rows: number;
+  cols: number;
+  data: GPUBuffer;
+  scale?: GPUBuffer;
+}
+
+export interface LoadProgress {
+  phase: 'weights';
+  shard: number;
+  shardCount: number;
+  bytesLoaded: number;
+  bytesTotal: number;
+}
+
+export interface UploadedTensors {
+  /** Raw uploaded buffers by record name, with the record that described them. */
+  buffers: Map<string, { record: TensorRecord; buffer: GPUBuffer; uploadedDtype: 'float32' | 'float16' | 'uint32' }>;
+  bytes: number;
+}
+
+const STORAGE = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC;
+
+function elementCount(shape: number[]): number {
+  return shape.reduce((a, b) => a * b, 1);
+}
+
+/**
+ * The bytes to upload for one record. uint32 and float16 stay as stored. float32 honours MLC's
+ * "f32-to-bf16" record format (bytes are bf16) exactly as WebLLM's loader does; bfloat16 records
+ * become f32 since WGSL has no bf16.
+ */
+function recordUpload(record: TensorRecord, shard: ArrayBuffer, forceF32: boolean): { bytes: Uint8Array; dtype: 'float32' | 'float16' | 'uint32' } {
+  const n = elementCount(record.shape);
+  if (record.byteOffset + record.nbytes > shard.byteLength) {
+    throw new ModelFormatError(`Tensor ${record.name} lies outside its shard (offset ${record.byteOffset} + ${record.nbytes} bytes > ${shard.byteLength}); the shard is truncated.`);
+  }
+  const raw = new Uint8Array(shard, record.byteOffset, record.nbytes);
+  const aligned = (): Uint8Array => new Uint8Array(raw); // copy: typed views need alignment
+  const halves = () => new Uint16Array(aligned().buffer, 0, n);
+  switch (record.dtype) {
+    case 'uint32':
+      return { bytes: aligned(), dtype: 'uint32' };
+    case 'float16':
+      return forceF32 ? { bytes: new Uint8Array(f16ArrayToF32(halves()).buffer), dtype: 'float32' } : { bytes: aligned(), dtype: 'float16' };
+    case 'bfloat16':
+      return { bytes: new Uint8Array(bf16ArrayToF32(halves()).buffer), dtype: 'float32' };
+    case 'float32':
+      if (record.format === 'f32-to-bf16' && record.nbytes === n * 2) {
+        return { bytes: new Uint8Array(bf16ArrayToF32(halves()).buffer), dtype: 'float32' };
+      }
+      return { bytes: aligned(), dtype: 'float32' };
+    default:
+      throw new ModelFormatError(`Tensor ${record.name} has unsupported dtype ${String(record.dtype)}.`);
+  }
+}
+
+/** Norm weights are tiny and read by f32 kernels; everything else keeps its stored dtype. */
+function wantsF32(name: string): boolean {
+  return name.endsWith('norm.weight');
+}
+
+export async function uploadTensors(
+  device: GPUDevice,
+  source: ModelSource,
+  cache: TensorCache,
+  onProgress?: (p: LoadProgress) => void,
+): Promise<UploadedTensors> {
+  const buffers: UploadedTensors['buffers'] = new Map();
+  const bytesTotal = cache.records.reduce((a, s) => a + s.nbytes, 0);
+  let bytesLoaded = 0;
+  let bytes = 0;
+  try {
+    for (let i = 0; i < cache.records.length; i++) {
+      const shard = cache.records[i];
+      const data = await source.readShard(shard.dataPath);
+      if (data.byteLength < shard.nbytes) {
+        throw new ModelFormatError(`${shard.dataPath} is truncated: ${data.byteLength} bytes, expected ${shard.nbytes}.`);
+      }
+      for (const record of shard.records) {
+        const up = recordUpload(record, data, wantsF32(record.name));
+        const buffer = await createBufferChecked(device, record.name, up.bytes.byteLength, STORAGE);
+        // writeBuffer needs a multiple of 4 bytes; odd f16 counts are padded with a zero half.
+        const padded = up.bytes.byteLength % 4 === 0 ? up.bytes : (() => {
+          const p = new Uint8Array(Math.ceil(up.bytes.byteLength / 4) * 4);
+          p.set(up.bytes);
+          return p;
+        })();
+        device.queue.writeBuffer(buffer, 0, padded as Uint8Array<ArrayBuffer>);
+        buffers.set(record.name, { record, buffer, uploadedDtype: up.dtype });
+        bytes += buffer.size;
+      }
+      bytesLoaded += shard.nbytes;
+      onProgress?.({ phase: 'weights', shard: i + 1, shardCount: cache.records.length, bytesLoaded, bytesTotal });
+      // Let the queue drain so staging copies of finished shards can be released.
+      await device.queue.onSubmittedWorkDone();
+    }
+  } catch (e) {
+    for (const { buffer } of buffers.values()) buffer.destroy();
+    throw e;
+  }
+  return { buffers, bytes };
+}
+
+/** Look up a linear layer (or the embedding) by its MLC base name, checking its shape. */
+export function takeMatrix(t: UploadedTensors, base: string, rows: number, cols: number): GpuMatrix {
+  const q = t.buffers.get(`${base}.q_weight`);
+  if (q) {
+    const s = t.buffers.get(`${base}.q_scale`);
+    if (!s) throw new ModelFormatError(`Tensor ${base}.q_scale is missing (its q_weight is present).`);
+    expectShape(q.record, [rows, Math.ceil(cols / 8)]);
+    expectShape(s.record, [rows, Math.ceil(cols / 32)]);
+    if (cols % 32 !== 0) throw new ModelFormatError(`${base}: q4 weights need an input width divisible by 32, got ${cols}.`);
+    return { name: base, format: s.uploadedDtype === 'float16' ? 'q4f16' : 'q4f32', rows, cols, data: q.buffer, scale: s.buffer };
+  }
+  const w = t.buffers.get(`${base}.weight`);
+  if (!w) throw new ModelFormatError(`Tensor ${base}.weight (or ${base}.q_weight) is missing from the model.`);
+  expectShape(w.record, [rows, cols]);
+  return { name: base, format: w.uploadedDtype === 'float16' ? 'f16' : 'f32', rows, cols, data: w.buffer };
+}
+
+export function takeVector(t: UploadedTensors, name: string, length: number): GPUBuffer {
+  const v = t.buffers.get(name);
+  if (!v) throw new ModelFormatError(`Tensor ${name} is missing from the model.`);
+  expectShape(v.record, [length]);
+  return v.buffer;
+}
+
+function expectShape(record: TensorRecord, shape: number[]) {
+  if (record.shape.length !== shape.length || record.shape.some((d, i) => d !== shape[i])) {
+    throw new ModelFormatError(`Tensor ${record.name} has shape [${record.shape}] but the model config implies [${shape}].`);
+  }
+}

@@ -21,6 +21,8 @@ export interface ShardEntry {
   nbytes: number;
   records: TensorRecord[];
   md5sum?: string;
+  /** SHA-256 of the shard file, hex (our addition; WebCrypto can check it, MLC's md5sum cannot be). */
+  sha256?: string;
 }
 
 export interface TensorCache {

@@ -1,0 +1,456 @@
+/**
+ * MLC tensor-cache (tensor-cache.json / ndarray-cache.json + params_shard_N.bin): parse, validate,
+ * decode records, and write shards.
+ *
+ * Verified against apache/tvm python/tvm/contrib/tvmjs.py (`dump_tensor_cache`,
+ * `TensorCacheShardingManager`, `load_tensor_cache`) and mlc-ai/mlc-llm
+ * python/mlc_llm/interface/convert_weight.py:
+ *  - file: `{ "metadata": {ParamSize, ParamBytes, BitsPerParam}, "records": [shard...] }`;
+ *    shard: `{ dataPath: "params_shard_N.bin", format: "raw-shard", nbytes, records, md5sum }`;
+ *    record: `{ name, shape, dtype, format, nbytes, byteOffset }`.
+ *  - MLC dumps with encode_format "f32-to-bf16": only records whose dtype is float32 are then stored
+ *    as bfloat16 (2 bytes per element, nbytes = numel·2); every other dtype is raw bytes even though
+ *    its format string also says "f32-to-bf16". Loaders (tvmjs, WebLLM) apply the same rule.
+ *  - sharding: default cap 32 MiB; a record that would push the pending shard to >= cap is written
+ *    to its own ("out of band") shard when nbytes·2 >= cap, else the pending shard is committed first.
+ * We write float32 records as format "raw" (full precision) and other dtypes with "f32-to-bf16" as MLC
+ * does. Each shard also gets "sha256" (ours; hex, same value as WebCrypto's SHA-256 digest) next to MLC's "md5sum".
+ */
+import { bf16ArrayToF32, f16ArrayToF32 } from './f16.ts';
+import type { ShardEntry, TensorCache, TensorDtype, TensorRecord } from './tensorCacheTypes.ts';
+
+export const TENSOR_DTYPES: readonly TensorDtype[] = ['float32', 'float16', 'bfloat16', 'uint32'];
+export const DTYPE_BYTES: Record<TensorDtype, number> = { float32: 4, float16: 2, bfloat16: 2, uint32: 4 };
+export const DEFAULT_SHARD_BYTES = 32 * 1024 * 1024;
+
+export class TensorCacheError extends Error {
+  override name = 'TensorCacheError';
+}
+
+function numel(shape: number[]): number {
+  let n = 1;
+  for (const d of shape) n *= d;
+  return n;
+}
+
+/** True when the record's float32 values are stored as bfloat16 (WebLLM's rule). */
+export function isStoredAsBf16(record: Pick<TensorRecord, 'dtype' | 'format'>): boolean {
+  return record.dtype === 'float32' && record.format === 'f32-to-bf16';
+}
+
+/** Bytes per stored element of a record. */
+export function storedElementBytes(record: Pick<TensorRecord, 'dtype' | 'format'>): number {
+  return isStoredAsBf16(record) ? 2 : DTYPE_BYTES[record.dtype];
+}
+
+const isInt = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v) && v >= 0;
+
+/** Parse and validate tensor-cache.json (an object or its text). `source` names the file in errors. */
+export function parseTensorCache(input: unknown, source = 'tensor-cache.json'): TensorCache {
+  let json = input;
+  if (typeof input === 'string') {
+    try {
+      json = JSON.parse(input);
+    } catch (e) {
+      throw new TensorCacheError(`${source}: not JSON: ${(e as Error).message}`);
+    }
+  }
+  if (json === null || typeof json !== 'object' || Array.isArray(json)) {
+    throw new TensorCacheError(`${source}: expected a JSON object with "records"`);
+  }
+  const obj = json as { metadata?: unknown; records?: unknown };
+  if (!Array.isArray(obj.records)) throw new TensorCacheError(`${source}: missing "records" array`);
+  const seen = new Set<string>();
+  const shards: ShardEntry[] = obj.records.map((s: unknown, si: number) => {
+    const shard = s as Partial<ShardEntry> | null;
+    const where = `${source}: shard ${si}`;
+    if (!shard || typeof shard !== 'object') throw new TensorCacheError(`${where}: not an object`);
+    if (typeof shard.dataPath !== 'string' || shard.dataPath === '') throw new TensorCacheError(`${where}: missing dataPath`);
+    const sw = `${source}: shard ${shard.dataPath}`;
+    if (!isInt(shard.nbytes)) throw new TensorCacheError(`${sw}: missing or invalid nbytes`);
+    if (shard.format !== undefined && shard.format !== 'raw-shard') {
+      throw new TensorCacheError(`${sw}: unsupported shard format ${String(shard.format)}`);
+    }
+    if (!Array.isArray(shard.records)) throw new TensorCacheError(`${sw}: missing records`);
+    const records: TensorRecord[] = shard.records.map((r: unknown, ri: number) => {
+      const rec = r as Partial<TensorRecord> | null;
+      if (!rec || typeof rec !== 'object') throw new TensorCacheError(`${sw}: record ${ri} is not an object`);
+      if (typeof rec.name !== 'string' || rec.name === '') throw new TensorCacheError(`${sw}: record ${ri} has no name`);
+      const rw = `${source}: record ${rec.name}`;
+      if (!Array.isArray(rec.shape) || !rec.shape.every(isInt)) throw new TensorCacheError(`${rw}: missing or invalid shape`);
+      if (rec.dtype === undefined) throw new TensorCacheError(`${rw}: missing dtype`);
+      if (!TENSOR_DTYPES.includes(rec.dtype)) throw new TensorCacheError(`${rw}: unknown dtype ${String(rec.dtype)}`);
+      if (!isInt(rec.nbytes)) throw new TensorCacheError(`${rw}: missing or invalid nbytes`);
+      if (!isInt(rec.byteOffset)) throw new TensorCacheError(`${rw}: missing or invalid byteOffset`);
+      const format = typeof rec.format === 'string' ? rec.format : 'raw';
+      const expected = numel(rec.shape) * storedElementBytes({ dtype: rec.dtype, format });
+      if (rec.nbytes !== expected) {
+        throw new TensorCacheError(
+          `${rw}: nbytes ${rec.nbytes} does not match shape [${rec.shape.join(', ')}] ${rec.dtype}` +
+            `${isStoredAsBf16({ dtype: rec.dtype, format }) ? ' (stored as bf16)' : ''} = ${expected} bytes`,
+        );
+      }
+      if (rec.byteOffset + rec.nbytes > shard.nbytes!) {
+        throw new TensorCacheError(
+          `${rw}: byteOffset ${rec.byteOffset} + nbytes ${rec.nbytes} is beyond the end of ${shard.dataPath} (${shard.nbytes} bytes)`,
+        );
+      }
+      if (seen.has(rec.name)) throw new TensorCacheError(`${rw}: duplicate record name`);
+      seen.add(rec.name);
+      return { name: rec.name, shape: rec.shape, dtype: rec.dtype, format, nbytes: rec.nbytes, byteOffset: rec.byteOffset };
+    });
+    const entry: ShardEntry = { dataPath: shard.dataPath, format: 'raw-shard', nbytes: shard.nbytes, records };
+    if (typeof shard.md5sum === 'string') entry.md5sum = shard.md5sum;
+    if (typeof shard.sha256 === 'string') entry.sha256 = shard.sha256;
+    return entry;
+  });
+  const metadata = obj.metadata && typeof obj.metadata === 'object' ? (obj.metadata as Record<string, unknown>) : {};
+  return { metadata, records: shards };
+}
+
+/** All records of a cache by name, with their shard index. */
+export function indexRecords(cache: TensorCache): Map<string, { shardIndex: number; record: TensorRecord }> {
+  const m = new Map<string, { shardIndex: number; record: TensorRecord }>();
+  cache.records.forEach((s, shardIndex) => s.records.forEach((record) => m.set(record.name, { shardIndex, record })));
+  return m;
+}
+
+/** Check a fetched shard against its entry (length; truncation is the common failure). */
+export function checkShardBuffer(shard: ShardEntry, buffer: ArrayBuffer | Uint8Array): void {
+  if (buffer.byteLength !== shard.nbytes) {
+    throw new TensorCacheError(
+      `shard ${shard.dataPath} has ${buffer.byteLength} bytes but tensor-cache.json says ${shard.nbytes}` +
+        (buffer.byteLength < shard.nbytes ? ' (truncated download?)' : ''),
+    );
+  }
+}
+
+/** The stored bytes of a record inside its shard (a view, no copy). */
+export function recordBytes(record: TensorRecord, shard: ArrayBuffer | Uint8Array): Uint8Array {
+  const u8 = shard instanceof Uint8Array ? shard : new Uint8Array(shard);
+  if (record.byteOffset + record.nbytes > u8.length) {
+    throw new TensorCacheError(
+      `record ${record.name}: bytes [${record.byteOffset}, ${record.byteOffset + record.nbytes}) are beyond the shard's ${u8.length} bytes (truncated shard?)`,
+    );
+  }
+  return u8.subarray(record.byteOffset, record.byteOffset + record.nbytes);
+}
+
+function alignedCopy(bytes: Uint8Array): ArrayBuffer {
+  return bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer;
+}
+
+/** Decode a record: uint32 -> Uint32Array; float32/float16/bfloat16 (and f32-to-bf16) -> Float32Array. */
+export function decodeRecord(record: TensorRecord, shard: ArrayBuffer | Uint8Array): Float32Array | Uint32Array {
+  const bytes = recordBytes(record, shard);
+  const buf = alignedCopy(bytes);
+  if (record.dtype === 'uint32') return new Uint32Array(buf);
+  if (record.dtype === 'float32') return isStoredAsBf16(record) ? bf16ArrayToF32(new Uint16Array(buf)) : new Float32Array(buf);
+  if (record.dtype === 'float16') return f16ArrayToF32(new Uint16Array(buf));
+  return bf16ArrayToF32(new Uint16Array(buf));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Incremental MD5 (RFC 1321) and SHA-256 (FIPS 180-4): shards can be written chunk by chunk, and
+// WebCrypto has no MD5 and no streaming digest. Tests check both against node:crypto / crypto.subtle.
+
+const MD5_K = Int32Array.from({ length: 64 }, (_, i) => Math.floor(Math.abs(Math.sin(i + 1)) * 2 ** 32) | 0);
+const MD5_S = [7, 12, 17, 22, 5, 9, 14, 20, 4, 11, 16, 23, 6, 10, 15, 21];
+
+abstract class BlockHash {
+  protected buf = new Uint8Array(64);
+  protected bufLen = 0;
+  protected total = 0;
+  protected abstract block(v: DataView, off: number): void;
+  update(data: Uint8Array): this {
+    this.total += data.length;
+    let i = 0;
+    if (this.bufLen > 0) {
+      const take = Math.min(64 - this.bufLen, data.length);
+      this.buf.set(data.subarray(0, take), this.bufLen);
+      this.bufLen += take;
+      i = take;
+      if (this.bufLen < 64) return this;
+      this.block(new DataView(this.buf.buffer), 0);
+      this.bufLen = 0;
+    }
+    const dv = new DataView(data.buffer, data.byteOffset, data.byteLength);
+    for (; i + 64 <= data.length; i += 64) this.block(dv, i);
+    if (i < data.length) {
+      this.buf.set(data.subarray(i), 0);
+      this.bufLen = data.length - i;
+    }
+    return this;
+  }
+  protected pad(littleEndianLength: boolean): void {
+    const bits = this.total * 8;
+    const tail = new Uint8Array((this.bufLen < 56 ? 64 : 128) - this.bufLen);
+    tail[0] = 0x80;
+    const dv = new DataView(tail.buffer);
+    const lo = bits >>> 0;
+    const hi = Math.floor(bits / 2 ** 32) >>> 0;
+    if (littleEndianLength) {
+      dv.setUint32(tail.length - 8, lo, true);
+      dv.setUint32(tail.length - 4, hi, true);
+    } else {
+      dv.setUint32(tail.length - 8, hi, false);
+      dv.setUint32(tail.length - 4, lo, false);
+    }
+    const t = this.total;
+    this.update(tail);
+    this.total = t;
+  }
+}
+
+export class Md5 extends BlockHash {
+  private h = [0x67452301, 0xefcdab89 | 0, 0x98badcfe | 0, 0x10325476];
+  protected block(v: DataView, off: number): void {
+    let [a, b, c, d] = this.h;
+    for (let i = 0; i < 64; i++) {
+      let f: number;
+      let g: number;
+      if (i < 16) {
+        f = (b & c) | (~b & d);
+        g = i;
+      } else if (i < 32) {
+        f = (d & b) | (~d & c);
+        g = (5 * i + 1) % 16;
+      } else if (i < 48) {
+        f = b ^ c ^ d;
+        g = (3 * i + 5) % 16;
+      } else {
+        f = c ^ (b | ~d);
+        g = (7 * i) % 16;
+      }
+      f = (f + a + MD5_K[i] + v.getInt32(off + 4 * g, true)) | 0;
+      a = d;
+      d = c;
+      c = b;
+      const s = MD5_S[(i >> 4) * 4 + (i % 4)];
+      b = (b + ((f << s) | (f >>> (32 - s)))) | 0;
+    }
+    this.h = [(this.h[0] + a) | 0, (this.h[1] + b) | 0, (this.h[2] + c) | 0, (this.h[3] + d) | 0];
+  }
+  hex(): string {
+    this.pad(true);
+    const out = new DataView(new ArrayBuffer(16));
+    this.h.forEach((w, i) => out.setInt32(4 * i, w, true));
+    return toHex(new Uint8Array(out.buffer));
+  }
+}
+
+const SHA_K = Uint32Array.from([
+  0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5, 0xd807aa98, 0x12835b01,
+  0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc,
+  0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da, 0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147,
+  0x06ca6351, 0x14292967, 0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
+  0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070, 0x19a4c116, 0x1e376c08,
+  0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3, 0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208,
+  0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
+]);
+
+export class Sha256 extends BlockHash {
+  private h = Uint32Array.from([0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19]);
+  private w = new Uint32Array(64);
+  protected block(v: DataView, off: number): void {
+    const w = this.w;
+    for (let i = 0; i < 16; i++) w[i] = v.getUint32(off + 4 * i, false);
+    for (let i = 16; i < 64; i++) {
+      const x = w[i - 15];
+      const y = w[i - 2];
+      const s0 = ((x >>> 7) | (x << 25)) ^ ((x >>> 18) | (x << 14)) ^ (x >>> 3);
+      const s1 = ((y >>> 17) | (y << 15)) ^ ((y >>> 19) | (y << 13)) ^ (y >>> 10);
+      w[i] = (w[i - 16] + s0 + w[i - 7] + s1) | 0;
+    }
+    let [a, b, c, d, e, f, g, h] = this.h;
+    for (let i = 0; i < 64; i++) {
+      const S1 = ((e >>> 6) | (e << 26)) ^ ((e >>> 11) | (e << 21)) ^ ((e >>> 25) | (e << 7));
+      const ch = (e & f) ^ (~e & g);
+      const t1 = (h + S1 + ch + SHA_K[i] + w[i]) | 0;
+      const S0 = ((a >>> 2) | (a << 30)) ^ ((a >>> 13) | (a << 19)) ^ ((a >>> 22) | (a << 10));
+      const maj = (a & b) ^ (a & c) ^ (b & c);
+      const t2 = (S0 + maj) | 0;
+      h = g;
+      g = f;
+      f = e;
+      e = (d + t1) | 0;
+      d = c;
+      c = b;
+      b = a;
+      a = (t1 + t2) | 0;
+    }
+    const H = this.h;
+    H[0] += a; H[1] += b; H[2] += c; H[3] += d; H[4] += e; H[5] += f; H[6] += g; H[7] += h;
+  }
+  hex(): string {
+    this.pad(false);
+    const out = new DataView(new ArrayBuffer(32));
+    this.h.forEach((w, i) => out.setUint32(4 * i, w, false));
+    return toHex(new Uint8Array(out.buffer));
+  }
+}
+
+function toHex(b: Uint8Array): string {
+  let s = '';
+  for (const x of b) s += x.toString(16).padStart(2, '0');
+  return s;
+}
+
+export function md5Hex(bytes: Uint8Array): string {
+  return new Md5().update(bytes).hex();
+}
+
+export function sha256Hex(bytes: Uint8Array): string {
+  return new Sha256().update(bytes).hex();
+}
+
+/** SHA-256 through WebCrypto (browser and Node 20); same value as sha256Hex. */
+export async function sha256HexWebCrypto(bytes: Uint8Array): Promise<string> {
+  const d = await crypto.subtle.digest('SHA-256', bytes as Uint8Array<ArrayBuffer>);
+  return toHex(new Uint8Array(d));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Writer
+
+/** Encode a tensor's values as a record's stored bytes (float16 via f16.ts, float32 raw). */
+export function encodeRecordData(data: Float32Array | Uint32Array, dtype: TensorDtype): Uint8Array {
+  if (dtype === 'uint32') {
+    if (!(data instanceof Uint32Array)) throw new TensorCacheError('uint32 record needs a Uint32Array');
+    return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  }
+  if (!(data instanceof Float32Array)) throw new TensorCacheError(`${dtype} record needs a Float32Array`);
+  if (dtype === 'float32') return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  throw new TensorCacheError(`encodeRecordData: use f32ArrayToF16/f32ArrayToBf16 for ${dtype}`);
+}
+
+export interface ShardFile {
+  write(chunk: Uint8Array): Promise<void> | void;
+  close(): Promise<void> | void;
+}
+
+/** Where the writer puts shard files (a directory in Node, memory in tests). */
+export interface ShardSink {
+  open(dataPath: string, nbytes: number): Promise<ShardFile> | ShardFile;
+}
+
+/** Keeps shard files in memory (tests, small models). */
+export class MemoryShardSink implements ShardSink {
+  readonly files = new Map<string, Uint8Array>();
+  open(dataPath: string, nbytes: number): ShardFile {
+    const buf = new Uint8Array(nbytes);
+    let o = 0;
+    return {
+      write: (chunk) => {
+        buf.set(chunk, o);
+        o += chunk.length;
+      },
+      close: () => {
+        this.files.set(dataPath, buf.subarray(0, o));
+      },
+    };
+  }
+}
+
+export interface RecordSpec {
+  name: string;
+  shape: number[];
+  dtype: TensorDtype;
+  /** default: "raw" for float32 (kept exact), "f32-to-bf16" otherwise (raw bytes, MLC's label) */
+  format?: string;
+}
+
+/** Produces a record's bytes in order by calling `emit` (lets a big tensor stream through in row blocks). */
+export type ChunkProducer = (emit: (chunk: Uint8Array) => Promise<void>) => Promise<void>;
+
+/** Accumulates records into shards of about `shardBytes`, with MLC's placement rule. */
+export class TensorCacheWriter {
+  private readonly cap: number;
+  private readonly prefix: string;
+  private shards: ShardEntry[] = [];
+  private pending: TensorRecord[] = [];
+  private pendingBuf: Uint8Array | null = null;
+  private pendingBytes = 0;
+  private names = new Set<string>();
+  private counter = 0;
+  /** Sum of stored record bytes. */
+  totalBytes = 0;
+
+  constructor(
+    private readonly sink: ShardSink,
+    opts: { shardBytes?: number; prefix?: string } = {},
+  ) {
+    this.cap = opts.shardBytes ?? DEFAULT_SHARD_BYTES;
+    this.prefix = opts.prefix ?? 'params_shard';
+  }
+
+  get recordCount(): number {
+    return this.names.size;
+  }
+
+  /** Add a record from its bytes, or from a producer of exactly numel·elemBytes bytes. */
+  async add(spec: RecordSpec, data: Uint8Array | ChunkProducer): Promise<void> {
+    if (this.names.has(spec.name)) throw new TensorCacheError(`duplicate record ${spec.name}`);
+    this.names.add(spec.name);
+    const format = spec.format ?? (spec.dtype === 'float32' ? 'raw' : 'f32-to-bf16');
+    if (isStoredAsBf16({ dtype: spec.dtype, format })) {
+      throw new TensorCacheError(`record ${spec.name}: pass bf16-encoded float32 as dtype bfloat16 or use format "raw"`);
+    }
+    const nbytes = numel(spec.shape) * DTYPE_BYTES[spec.dtype];
+    const produce: ChunkProducer = data instanceof Uint8Array ? async (emit) => emit(data) : data;
+    const rec: TensorRecord = { name: spec.name, shape: [...spec.shape], dtype: spec.dtype, format, nbytes, byteOffset: 0 };
+    this.totalBytes += nbytes;
+    if (this.pendingBytes + nbytes >= this.cap) {
+      if (nbytes * 2 >= this.cap) {
+        // out of band: a shard of its own, streamed straight to the sink
+        await this.writeShard([rec], nbytes, produce);
+        return;
+      }
+      await this.commit();
+    }
+    if (!this.pendingBuf) this.pendingBuf = new Uint8Array(this.cap);
+    rec.byteOffset = this.pendingBytes;
+    let written = 0;
+    await produce(async (chunk) => {
+      if (written + chunk.length > nbytes) throw new TensorCacheError(`record ${spec.name}: more than ${nbytes} bytes produced`);
+      this.pendingBuf!.set(chunk, this.pendingBytes + written);
+      written += chunk.length;
+    });
+    if (written !== nbytes) throw new TensorCacheError(`record ${spec.name}: produced ${written} bytes, expected ${nbytes}`);
+    this.pendingBytes += nbytes;
+    this.pending.push(rec);
+  }
+
+  private async commit(): Promise<void> {
+    if (this.pendingBytes === 0 && this.pending.length === 0) return;
+    const buf = this.pendingBuf!.subarray(0, this.pendingBytes);
+    await this.writeShard(this.pending, this.pendingBytes, async (emit) => emit(buf));
+    this.pending = [];
+    this.pendingBytes = 0;
+  }
+
+  private async writeShard(records: TensorRecord[], nbytes: number, produce: ChunkProducer): Promise<void> {
+    const dataPath = `${this.prefix}_${this.counter++}.bin`;
+    const file = await this.sink.open(dataPath, nbytes);
+    const md5 = new Md5();
+    const sha = new Sha256();
+    let written = 0;
+    await produce(async (chunk) => {
+      written += chunk.length;
+      if (written > nbytes) throw new TensorCacheError(`${dataPath}: more than ${nbytes} bytes produced`);
+      md5.update(chunk);
+      sha.update(chunk);
+      await file.write(chunk);
+    });
+    await file.close();
+    if (written !== nbytes) throw new TensorCacheError(`${dataPath}: produced ${written} bytes, expected ${nbytes}`);
+    this.shards.push({ dataPath, format: 'raw-shard', nbytes, records, md5sum: md5.hex(), sha256: sha.hex() });
+  }
+
+  /** Flush the last shard and return the tensor-cache.json object. */
+  async finish(metadata: Record<string, unknown> = {}): Promise<TensorCache> {
+    await this.commit();
+    this.pendingBuf = null;
+    return { metadata, records: this.shards };
+  }
+}

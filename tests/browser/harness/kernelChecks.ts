@@ -1,0 +1,248 @@
+/**
+ * Each kernel against the oracle on random inputs with odd sizes. The oracle is the reference
+ * pass's own pieces (src/engine/reference.ts: rmsNorm, applyRope, dequantizeQ4, softmax) or a
+ * plain loop written here; never the kernel's own output.
+ */
+import { runKernel } from './kernelHarness.ts';
+import { applyRope, dequantizeQ4, rmsNorm, ropeInvFreq, softmax } from '../../../src/engine/reference.ts';
+import { f16ArrayToF32, f32ArrayToF16 } from '../../../src/formats/f16.ts';
+import { seededRng } from '../../../src/formats/random.ts';
+import type { WeightFormat, KvFormat } from '../../../src/engine/kernels.ts';
+
+function randn(n: number, seed: number, scale = 1): Float32Array {
+  const rng = seededRng(seed);
+  const a = new Float32Array(n);
+  for (let i = 0; i < n; i++) a[i] = rng.normal() * scale;
+  return a;
+}
+
+/** max |got - want| / max |want|: relative to the output's scale, robust near zero entries. */
+export function relErr(got: ArrayLike<number>, want: ArrayLike<number>): number {
+  let diff = 0;
+  let scale = 0;
+  for (let i = 0; i < want.length; i++) {
+    diff = Math.max(diff, Math.abs(got[i] - want[i]));
+    scale = Math.max(scale, Math.abs(want[i]));
+    if (Number.isNaN(got[i])) return Infinity;
+  }
+  return diff / Math.max(scale, 1e-30);
+}
+
+/** A random weight [rows, cols] in a storage format, with its dense f32 values for the oracle. */
+function randomWeight(format: WeightFormat, rows: number, cols: number, seed: number) {
+  const rng = seededRng(seed);
+  if (format === 'f32') {
+    const w = randn(rows * cols, seed, 0.5);
+    return { group1: [w], dense: w };
+  }
+  if (format === 'f16') {
+    const half = f32ArrayToF16(randn(rows * cols, seed, 0.5));
+    return { group1: [half], dense: f16ArrayToF32(half) };
+  }
+  const words = new Uint32Array(rows * (cols / 8));
+  for (let i = 0; i < words.length; i++) words[i] = Math.floor(rng.uniform() * 2 ** 32) >>> 0;
+  let scales = new Float32Array(rows * (cols / 32));
+  for (let i = 0; i < scales.length; i++) scales[i] = 0.01 + rng.uniform() * 0.1;
+  if (format === 'q4f16') {
+    const half = f32ArrayToF16(scales);
+    scales = f16ArrayToF32(half);
+    return { group1: [words, half], dense: dequantizeQ4(words, scales, rows, cols) };
+  }
+  return { group1: [words, scales], dense: dequantizeQ4(words, scales, rows, cols) };
+}
+
+export async function checkMatmul(format: WeightFormat, IN: number, OUT: number, rows: number, opts: { accumulate?: boolean; xRowOffset?: number } = {}) {
+  const w = randomWeight(format, OUT, IN, 11 + IN);
+  const x = randn(rows * IN, 7 + OUT);
+  const off = opts.xRowOffset ?? 0;
+  const outRows = rows - off;
+  const y0 = randn(outRows * OUT, 3);
+  const want = new Float32Array(outRows * OUT);
+  for (let t = 0; t < outRows; t++)
+    for (let o = 0; o < OUT; o++) {
+      let s = 0;
+      for (let i = 0; i < IN; i++) s += x[(off + t) * IN + i] * w.dense[o * IN + i];
+      want[t * OUT + o] = (opts.accumulate ? y0[t * OUT + o] : 0) + s;
+    }
+  const [got] = await runKernel({
+    kernel: 'matmul',
+    variant: { weight: format },
+    constants: { IN, OUT, ACCUMULATE: opts.accumulate ? 1 : 0 },
+    params: [rows, 0, off, rows],
+    group0: [undefined, x, opts.accumulate ? y0 : outRows * OUT * 4],
+    group1: w.group1,
+    workgroups: [Math.ceil(OUT / 64), Math.ceil(outRows / 8), 1],
+    read: [{ group: 0, binding: 2 }],
+  });
+  return relErr(got.subarray(0, want.length), want);
+}
+
+export async function checkEmbedding(format: WeightFormat, vocab: number, dim: number, tokens: number[]) {
+  const w = randomWeight(format, vocab, dim, 5 + dim);
+  const want = new Float32Array(tokens.length * dim);
+  tokens.forEach((id, t) => want.set(w.dense.subarray(id * dim, (id + 1) * dim), t * dim));
+  const chunk = format.startsWith('q4') ? 8 : 4;
+  const [got] = await runKernel({
+    kernel: 'embedding',
+    variant: { weight: format },
+    constants: { IN: dim },
+    params: [tokens.length, 0, 0, tokens.length],
+    group0: [undefined, new Uint32Array(tokens), want.byteLength],
+    group1: w.group1,
+    workgroups: [Math.ceil(Math.ceil(dim / chunk) / 64), tokens.length, 1],
+    read: [{ group: 0, binding: 2 }],
+  });
+  return relErr(got.subarray(0, want.length), want);
+}
+
+export async function checkRmsnorm(dim: number, rows: number) {
+  const x = randn(rows * dim, 1, 3);
+  const w = randn(dim, 2);
+  const want = new Float32Array(rows * dim);
+  for (let t = 0; t < rows; t++) want.set(rmsNorm(x.subarray(t * dim, (t + 1) * dim), w, 1e-5), t * dim);
+  const [got] = await runKernel({
+    kernel: 'rmsnorm',
+    constants: { DIM: dim, EPS: 1e-5 },
+    params: [rows, 0, 0, rows],
+    group0: [undefined, x, want.byteLength, w],
+    workgroups: [rows, 1, 1],
+    read: [{ group: 0, binding: 2 }],
+  });
+  return relErr(got.subarray(0, want.length), want);
+}
+
+export async function checkRope(H: number, KV: number, hd: number, rows: number, startPos: number, theta: number) {
+  const width = (H + 2 * KV) * hd;
+  const qkv = randn(rows * width, 9);
+  const want = new Float32Array(qkv);
+  const inv = ropeInvFreq(hd, theta);
+  for (let t = 0; t < rows; t++) applyRope(want.subarray(t * width, t * width + (H + KV) * hd), H + KV, hd, startPos + t, inv);
+  // The engine's cos/sin table, built the way llama.ts builds it (HF's f32 angles).
+  const ctx = startPos + rows;
+  const table = new Float32Array(ctx * hd);
+  for (let pos = 0; pos < ctx; pos++)
+    for (let i = 0; i < hd / 2; i++) {
+      const angle = Math.fround(pos * inv[i]);
+      table[(pos * (hd / 2) + i) * 2] = Math.cos(angle);
+      table[(pos * (hd / 2) + i) * 2 + 1] = Math.sin(angle);
+    }
+  const [got] = await runKernel({
+    kernel: 'rope',
+    constants: { HEAD_DIM: hd, N_ROT_HEADS: H + KV, QKV_WIDTH: width },
+    params: [rows, startPos, 0, ctx],
+    group0: [undefined, qkv, table],
+    workgroups: [Math.ceil(((H + KV) * hd) / 2 / 64), rows, 1],
+    read: [{ group: 0, binding: 1 }],
+  });
+  return relErr(got.subarray(0, want.length), want);
+}
+
+export async function checkSwiglu(ffn: number, rows: number) {
+  const gu = randn(rows * 2 * ffn, 4, 2);
+  const want = new Float32Array(rows * ffn);
+  for (let t = 0; t < rows; t++)
+    for (let i = 0; i < ffn; i++) {
+      const g = gu[t * 2 * ffn + i];
+      want[t * ffn + i] = (g / (1 + Math.exp(-g))) * gu[t * 2 * ffn + ffn + i];
+    }
+  const [got] = await runKernel({
+    kernel: 'swiglu',
+    constants: { FFN: ffn },
+    params: [rows, 0, 0, rows],
+    group0: [undefined, gu, want.byteLength],
+    workgroups: [Math.ceil(ffn / 64), rows, 1],
+    read: [{ group: 0, binding: 2 }],
+  });
+  return relErr(got.subarray(0, want.length), want);
+}
+
+/**
+ * Attention over a KV cache holding `startPos` earlier positions plus this call's `rows`:
+ * kvWrite, then scores, softmax and output, against plain causal grouped-query attention.
+ */
+export async function checkAttention(kv: KvFormat, H: number, KV: number, hd: number, startPos: number, rows: number, ctx: number) {
+  const width = (H + 2 * KV) * hd;
+  const kvWidth = KV * hd;
+  const qkv = randn(rows * width, 21);
+  const roundKv = (a: Float32Array) => (kv === 'f16' ? f16ArrayToF32(f32ArrayToF16(a)) : a);
+  const pastK = roundKv(randn(startPos * kvWidth, 22));
+  const pastV = roundKv(randn(startPos * kvWidth, 23));
+  // The whole key/value sequence as the oracle sees it (stored precision).
+  const keys = new Float32Array(ctx * kvWidth);
+  const values = new Float32Array(ctx * kvWidth);
+  keys.set(pastK);
+  values.set(pastV);
+  for (let t = 0; t < rows; t++) {
+    keys.set(roundKv(qkv.slice(t * width + H * hd, t * width + H * hd + kvWidth)), (startPos + t) * kvWidth);
+    values.set(roundKv(qkv.slice(t * width + (H + KV) * hd, t * width + (H + 2 * KV) * hd)), (startPos + t) * kvWidth);
+  }
+  const want = new Float32Array(rows * H * hd);
+  for (let t = 0; t < rows; t++)
+    for (let h = 0; h < H; h++) {
+      const kvh = Math.floor(h / (H / KV));
+      const n = startPos + t + 1;
+      const s = new Float64Array(n);
+      for (let j = 0; j < n; j++) {
+        let dot = 0;
+        for (let d = 0; d < hd; d++) dot += qkv[t * width + h * hd + d] * keys[j * kvWidth + kvh * hd + d];
+        s[j] = dot / Math.sqrt(hd);
+      }
+      softmax(s, n);
+      for (let d = 0; d < hd; d++) {
+        let acc = 0;
+        for (let j = 0; j < n; j++) acc += s[j] * values[j * kvWidth + kvh * hd + d];
+        want[t * H * hd + h * hd + d] = acc;
+      }
+    }
+  // The cache as the engine stores it: f32, or f16 pairs.
+  const cacheInit = (past: Float32Array) => {
+    if (kv === 'f32') {
+      const c = new Float32Array(ctx * kvWidth);
+      c.set(past);
+      return c;
+    }
+    const c = new Uint16Array(ctx * kvWidth);
+    c.set(f32ArrayToF16(past));
+    return c;
+  };
+  const kCache = cacheInit(pastK);
+  const vCache = cacheInit(pastV);
+  const heads = { HEAD_DIM: hd, N_HEADS: H, N_KV_HEADS: KV };
+  const params: [number, number, number, number] = [rows, startPos, 0, startPos + rows];
+  const [k2, v2] = await runKernel({
+    kernel: 'kvWrite',
+    variant: { kv },
+    constants: heads,
+    params,
+    group0: [undefined, qkv, kCache, vCache],
+    workgroups: [Math.ceil(kvWidth / 2 / 64), rows, 1],
+    read: [{ group: 0, binding: 2 }, { group: 0, binding: 3 }],
+  });
+  const [scores] = await runKernel({
+    kernel: 'attnScores',
+    variant: { kv },
+    constants: { ...heads, CTX: ctx },
+    params,
+    group0: [undefined, qkv, rows * H * ctx * 4, new Uint32Array(k2.buffer)],
+    workgroups: [Math.ceil((startPos + rows) / 64), rows * H, 1],
+    read: [{ group: 0, binding: 2 }],
+  });
+  const [probs] = await runKernel({
+    kernel: 'attnSoftmax',
+    constants: { N_HEADS: H, CTX: ctx },
+    params,
+    group0: [undefined, scores],
+    workgroups: [rows * H, 1, 1],
+    read: [{ group: 0, binding: 1 }],
+  });
+  const [out] = await runKernel({
+    kernel: 'attnOutput',
+    variant: { kv },
+    constants: { ...heads, CTX: ctx },
+    params,
+    group0: [undefined, probs, want.byteLength, undefined, new Uint32Array(v2.buffer)],
+    workgroups: [Math.ceil((H * hd) / 64), rows, 1],
+    read: [{ group: 0, binding: 2 }],
+  });
+  return relErr(out.subarray(0, want.length), want);
+}

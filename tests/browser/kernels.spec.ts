@@ -1,0 +1,70 @@
+import { test, expect, type Page } from '@playwright/test';
+
+/** Each kernel on a real WebGPU device against the oracle, on random inputs with odd sizes (f32 paths: 1e-4). */
+type Checks = typeof import('./harness/kernelChecks.ts');
+
+async function check<K extends keyof Checks>(page: Page, name: K, ...args: Parameters<Checks[K]>): Promise<number> {
+  return page.evaluate(
+    async ({ name, args }) => {
+      const checks = (await import(/* @vite-ignore */ '/tests/browser/harness/kernelChecks.ts' as string)) as Checks;
+      return (checks[name] as (...a: unknown[]) => Promise<number>)(...args);
+    },
+    { name, args: args as unknown[] },
+  );
+}
+
+test.beforeEach(async ({ page }) => {
+  await page.goto('/harness.html');
+});
+
+const TOL = 1e-4;
+
+test('matmul over f32, f16 and q4 weights, odd sizes, several rows', async ({ page }) => {
+  for (const [IN, OUT, rows] of [[37, 29, 1], [37, 29, 11], [64, 130, 3], [5, 1, 2]] as const) {
+    expect(await check(page, 'checkMatmul', 'f32', IN, OUT, rows), `f32 ${IN}x${OUT} rows ${rows}`).toBeLessThan(TOL);
+    expect(await check(page, 'checkMatmul', 'f16', IN, OUT, rows), `f16 ${IN}x${OUT} rows ${rows}`).toBeLessThan(TOL);
+  }
+  for (const [IN, OUT, rows] of [[96, 33, 1], [64, 130, 9], [32, 1, 3]] as const) {
+    expect(await check(page, 'checkMatmul', 'q4f32', IN, OUT, rows), `q4f32 ${IN}x${OUT}`).toBeLessThan(TOL);
+    expect(await check(page, 'checkMatmul', 'q4f16', IN, OUT, rows), `q4f16 ${IN}x${OUT}`).toBeLessThan(TOL);
+  }
+});
+
+test('matmul accumulates into the residual and reads from a row offset (LM head of the last rows)', async ({ page }) => {
+  expect(await check(page, 'checkMatmul', 'f32', 37, 29, 5, { accumulate: true })).toBeLessThan(TOL);
+  expect(await check(page, 'checkMatmul', 'q4f16', 64, 70, 5, { accumulate: true })).toBeLessThan(TOL);
+  expect(await check(page, 'checkMatmul', 'f32', 37, 29, 5, { xRowOffset: 4 })).toBeLessThan(TOL);
+  expect(await check(page, 'checkMatmul', 'q4f32', 64, 70, 10, { xRowOffset: 3 })).toBeLessThan(TOL);
+});
+
+test('embedding lookup in every storage format', async ({ page }) => {
+  expect(await check(page, 'checkEmbedding', 'f32', 50, 37, [0, 49, 7, 7])).toBeLessThan(TOL);
+  expect(await check(page, 'checkEmbedding', 'f16', 50, 37, [3, 1])).toBeLessThan(TOL);
+  expect(await check(page, 'checkEmbedding', 'q4f32', 50, 64, [0, 49, 12])).toBeLessThan(TOL);
+  expect(await check(page, 'checkEmbedding', 'q4f16', 50, 96, [5])).toBeLessThan(TOL);
+});
+
+test('RMSNorm on odd widths', async ({ page }) => {
+  expect(await check(page, 'checkRmsnorm', 37, 3)).toBeLessThan(TOL);
+  expect(await check(page, 'checkRmsnorm', 4096, 2)).toBeLessThan(TOL);
+  expect(await check(page, 'checkRmsnorm', 1, 1)).toBeLessThan(TOL);
+});
+
+test('RoPE (rotate-half) on q and k heads at later positions', async ({ page }) => {
+  expect(await check(page, 'checkRope', 4, 2, 16, 3, 0, 10000)).toBeLessThan(TOL);
+  expect(await check(page, 'checkRope', 3, 1, 6, 5, 1000, 500000)).toBeLessThan(TOL);
+});
+
+test('SwiGLU on odd widths', async ({ page }) => {
+  expect(await check(page, 'checkSwiglu', 37, 3)).toBeLessThan(TOL);
+  expect(await check(page, 'checkSwiglu', 1, 1)).toBeLessThan(TOL);
+});
+
+test('causal grouped-query attention over the KV cache, f32 and f16 caches', async ({ page }) => {
+  // (kv, heads, kv heads, head dim, cached positions, new rows, context)
+  expect(await check(page, 'checkAttention', 'f32', 4, 2, 16, 0, 5, 16)).toBeLessThan(TOL);
+  expect(await check(page, 'checkAttention', 'f32', 6, 2, 6, 7, 1, 20)).toBeLessThan(TOL);
+  expect(await check(page, 'checkAttention', 'f32', 3, 3, 10, 70, 3, 80)).toBeLessThan(TOL);
+  // f16 cache: the oracle sees the same f16-rounded keys and values, so f32 math must agree to 1e-4.
+  expect(await check(page, 'checkAttention', 'f16', 4, 1, 8, 9, 4, 16)).toBeLessThan(TOL);
+});

@@ -28,6 +28,7 @@
  * adapter on gate or up changes that half's *input*, so gate and up are computed separately then.
  */
 
+import type { AdapterActivation, AdapterManifest, AdapterModule } from '../formats/adapter.ts';
 import type { LlamaConfig, QuantMode } from '../formats/llamaConfig.ts';
 import {
   EMBED_NAME,
@@ -110,9 +111,7 @@ export function referenceWeightsFromRecords(
 // ---------------------------------------------------------------------------------------------
 // Adapters
 
-/** The Llama linear modules an adapter may target (Hugging Face names). */
-export type AdapterModule = 'q_proj' | 'k_proj' | 'v_proj' | 'o_proj' | 'gate_proj' | 'up_proj' | 'down_proj';
-export type AdapterActivation = 'tanh' | 'relu' | 'silu' | 'gelu';
+export type { AdapterActivation, AdapterModule };
 
 export interface ReferenceLoraModule {
   a: Float32Array; // [r, in]
@@ -137,6 +136,44 @@ export type ReferenceAdapter =
       activation: AdapterActivation;
       layers: Array<Partial<Record<AdapterModule, ReferenceBottleneckModule>>>; // [numLayers]
     };
+
+/**
+ * The reference form of a converted adapter (adapter.json + its tensors decoded to f32 by
+ * readAdapterTensors in src/formats/adapter.ts).
+ */
+export function referenceAdapterFromManifest(manifest: AdapterManifest, tensors: Map<string, Float32Array>): ReferenceAdapter {
+  const get = (name: string) => {
+    const t = tensors.get(name);
+    if (!t) throw new Error(`adapter tensor ${name} is missing`);
+    return t;
+  };
+  const n = manifest.base.numLayers;
+  if (manifest.kind === 'lora') {
+    const lora = manifest.lora!;
+    return {
+      kind: 'lora',
+      r: lora.r,
+      scaling: lora.scaling,
+      layers: Array.from({ length: n }, (_, l) =>
+        Object.fromEntries(manifest.targets.map((m) => [m, { a: get(`layers.${l}.${m}.lora_A`), b: get(`layers.${l}.${m}.lora_B`) }])),
+      ),
+    };
+  }
+  const bn = manifest.bottleneck!;
+  return {
+    kind: manifest.kind,
+    bottleneckSize: bn.bottleneckSize,
+    activation: bn.nonLinearity,
+    layers: Array.from({ length: n }, (_, l) =>
+      Object.fromEntries(
+        manifest.targets.map((m, i) => [
+          m,
+          { down: get(`layers.${l}.${m}.adapter_down`), up: get(`layers.${l}.${m}.adapter_up`), scaling: bn.scales[l][i] },
+        ]),
+      ),
+    ),
+  };
+}
 
 /** erf(x) to ~1e-15: Taylor series for |x| < 2.5, continued fraction for erfc beyond. */
 export function erf(x: number): number {

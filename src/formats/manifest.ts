@@ -1,0 +1,242 @@
+/**
+ * Model manifests (models/*.json): which files make up a base model or an adapter, where to fetch
+ * them, their sizes and hashes. Shared by the browser (download manager) and Node (CLI, tests).
+ *
+ * A manifest may list every file, or name the model's tensor cache (`tensorCache`) and let the
+ * shard list be derived from it at download time: MLC's published repositories are described that
+ * way, since their shard count and sizes live in `tensor-cache.json` (older: `ndarray-cache.json`).
+ * A file's `sha256` may be absent: it is then computed on first download and pinned in storage, and
+ * every later check compares against the pinned value.
+ */
+
+import { QUANT_MODES, type QuantMode } from './llamaConfig.ts';
+import type { ShardEntry, TensorCache } from './tensorCacheTypes.ts';
+
+export const MANIFEST_SCHEMA_VERSION = 1;
+
+export interface ManifestFile {
+  /** Name inside the model directory, and the name the engine asks for (ModelSource.readJson/readShard). */
+  path: string;
+  /** Absolute URL, or relative to the manifest's `baseUrl`. Defaults to `path`. */
+  url?: string;
+  /** Size in bytes; null when not known in advance (measured on first download). */
+  size: number | null;
+  /** 64 lowercase hex digits; absent: computed on first download and pinned. */
+  sha256?: string;
+  /** MD5 as published in MLC tensor caches (`md5sum`); informative, sha256 is what is verified. */
+  md5?: string;
+  /** A missing optional file (HTTP 404) is skipped instead of failing the download. */
+  optional?: boolean;
+}
+
+export type AdapterMethod = 'lora' | 'series' | 'parallel';
+
+export interface ModelManifest {
+  schema: typeof MANIFEST_SCHEMA_VERSION;
+  /** Stable id, the storage key: lowercase letters, digits, '.', '_' and '-'. */
+  id: string;
+  /** Human name for the models panel. */
+  name: string;
+  kind: 'base' | 'adapter';
+  description?: string;
+  license?: string;
+  /** Where relative file URLs resolve. Itself resolved against the manifest's own URL when imported from one. */
+  baseUrl?: string;
+  /** Quantization of a base model. */
+  quantization?: QuantMode;
+  /** Base models: the identity adapters refer to (the original weights, e.g. "meta-llama/Llama-2-7b-hf"). */
+  fingerprint?: string;
+  /** Adapters: what they are and which base they were trained on. */
+  adapter?: { method: AdapterMethod; baseFingerprint: string };
+  /**
+   * Candidate names of the tensor cache (first one the server has wins). When present, every
+   * shard it lists is added to the download with its `nbytes` as size and `md5sum` as md5.
+   */
+  tensorCache?: string[];
+  files: ManifestFile[];
+}
+
+/** A manifest that does not parse or does not follow the schema; `problems` lists every issue found. */
+export class ManifestError extends Error {
+  override name = 'ManifestError';
+  constructor(
+    readonly source: string,
+    readonly problems: string[],
+  ) {
+    super(
+      problems.length === 1
+        ? `The model manifest ${source} is not valid: ${problems[0]}`
+        : `The model manifest ${source} is not valid:\n- ${problems.join('\n- ')}`,
+    );
+  }
+}
+
+/** An adapter whose recorded base does not match the loaded base model. */
+export class AdapterMismatchError extends Error {
+  override name = 'AdapterMismatchError';
+  constructor(
+    readonly adapterName: string,
+    readonly expectedBase: string,
+    readonly actualBase: string | undefined,
+  ) {
+    super(
+      `The adapter "${adapterName}" was trained on ${expectedBase}, but the loaded base model is ` +
+        `${actualBase ?? 'of unknown origin'}. Load ${expectedBase} first, or pick an adapter made for this base.`,
+    );
+  }
+}
+
+const ID_RE = /^[a-z0-9][a-z0-9._-]{0,127}$/;
+const SHA256_RE = /^[0-9a-f]{64}$/;
+const MD5_RE = /^[0-9a-f]{32}$/;
+const METHODS: readonly AdapterMethod[] = ['lora', 'series', 'parallel'];
+
+function isObject(x: unknown): x is Record<string, unknown> {
+  return typeof x === 'object' && x !== null && !Array.isArray(x);
+}
+
+function describe(x: unknown): string {
+  const s = JSON.stringify(x);
+  return s === undefined ? String(x) : s.length > 40 ? s.slice(0, 37) + '...' : s;
+}
+
+/**
+ * Parse and validate a manifest from JSON text or an already-parsed value.
+ * @param source how to name it in errors (file name or URL)
+ * @param manifestUrl when the manifest came from a URL: its `baseUrl` (or, when absent, the
+ *   manifest's own directory) is resolved against it, so the result has an absolute `baseUrl`.
+ * @throws ManifestError listing every problem found
+ */
+export function parseManifest(input: string | unknown, source = 'manifest', manifestUrl?: string): ModelManifest {
+  let raw: unknown = input;
+  if (typeof input === 'string') {
+    try {
+      raw = JSON.parse(input);
+    } catch (e) {
+      throw new ManifestError(source, [`it is not JSON (${(e as Error).message})`]);
+    }
+  }
+  const p: string[] = [];
+  if (!isObject(raw)) throw new ManifestError(source, ['it must be a JSON object']);
+
+  if (raw.schema !== MANIFEST_SCHEMA_VERSION)
+    p.push(`"schema" must be ${MANIFEST_SCHEMA_VERSION} (got ${describe(raw.schema)})`);
+  if (typeof raw.id !== 'string' || !ID_RE.test(raw.id))
+    p.push(`"id" must be lowercase letters, digits, '.', '_' or '-' (got ${describe(raw.id)})`);
+  if (typeof raw.name !== 'string' || raw.name.trim() === '') p.push('"name" is missing');
+  if (raw.kind !== 'base' && raw.kind !== 'adapter') p.push(`"kind" must be "base" or "adapter" (got ${describe(raw.kind)})`);
+  for (const k of ['description', 'license', 'baseUrl', 'fingerprint'] as const) {
+    if (raw[k] !== undefined && typeof raw[k] !== 'string') p.push(`"${k}" must be a string`);
+  }
+  if (raw.baseUrl !== undefined && typeof raw.baseUrl === 'string') {
+    try {
+      new URL(raw.baseUrl, manifestUrl ?? 'http://relative.invalid/');
+    } catch {
+      p.push(`"baseUrl" is not a URL (got ${describe(raw.baseUrl)})`);
+    }
+  }
+  if (raw.quantization !== undefined && !QUANT_MODES.includes(raw.quantization as QuantMode))
+    p.push(`"quantization" must be one of ${QUANT_MODES.join(', ')} (got ${describe(raw.quantization)})`);
+  if (raw.kind === 'adapter') {
+    const a = raw.adapter;
+    if (!isObject(a)) p.push('an adapter needs "adapter": { "method", "baseFingerprint" }');
+    else {
+      if (!METHODS.includes(a.method as AdapterMethod))
+        p.push(`"adapter.method" must be one of ${METHODS.join(', ')} (got ${describe(a.method)})`);
+      if (typeof a.baseFingerprint !== 'string' || a.baseFingerprint === '')
+        p.push('"adapter.baseFingerprint" is missing: an adapter must name the base model it was trained on');
+    }
+  } else if (raw.kind === 'base' && raw.adapter !== undefined) {
+    p.push('"adapter" is only allowed when "kind" is "adapter"');
+  }
+  if (raw.tensorCache !== undefined) {
+    if (!Array.isArray(raw.tensorCache) || raw.tensorCache.length === 0 || raw.tensorCache.some((x) => typeof x !== 'string' || x === ''))
+      p.push('"tensorCache" must be a non-empty list of file names, e.g. ["tensor-cache.json", "ndarray-cache.json"]');
+  }
+
+  const files: ManifestFile[] = [];
+  if (!Array.isArray(raw.files)) p.push('"files" must be a list');
+  else {
+    const seen = new Set<string>();
+    raw.files.forEach((f: unknown, i: number) => {
+      const at = `files[${i}]`;
+      if (!isObject(f)) return void p.push(`${at} must be an object`);
+      const name = typeof f.path === 'string' ? `${at} (${f.path})` : at;
+      if (typeof f.path !== 'string' || f.path === '' || f.path.startsWith('/') || f.path.split('/').includes('..'))
+        p.push(`${at}: "path" must be a relative file name (got ${describe(f.path)})`);
+      else if (seen.has(f.path)) p.push(`${name}: listed twice`);
+      else seen.add(f.path);
+      if (f.url !== undefined && (typeof f.url !== 'string' || f.url === '')) p.push(`${name}: "url" must be a non-empty string`);
+      if (f.url === undefined && raw.baseUrl === undefined && manifestUrl === undefined)
+        p.push(`${name}: missing "url" (and the manifest has no "baseUrl" to resolve "path" against)`);
+      if (!('size' in f)) p.push(`${name}: missing "size" (bytes; write null when unknown)`);
+      else if (f.size !== null && (typeof f.size !== 'number' || !Number.isSafeInteger(f.size) || f.size < 0))
+        p.push(`${name}: "size" must be a whole number of bytes or null (got ${describe(f.size)})`);
+      if (f.sha256 !== undefined && (typeof f.sha256 !== 'string' || !SHA256_RE.test(f.sha256)))
+        p.push(`${name}: "sha256" must be 64 lowercase hex digits (got ${describe(f.sha256)})`);
+      if (f.md5 !== undefined && (typeof f.md5 !== 'string' || !MD5_RE.test(f.md5)))
+        p.push(`${name}: "md5" must be 32 lowercase hex digits (got ${describe(f.md5)})`);
+      if (f.optional !== undefined && typeof f.optional !== 'boolean') p.push(`${name}: "optional" must be true or false`);
+      files.push(f as unknown as ManifestFile);
+    });
+    if (raw.files.length === 0 && raw.tensorCache === undefined) p.push('"files" is empty and there is no "tensorCache" to derive shards from');
+  }
+  if (p.length > 0) throw new ManifestError(source, p);
+
+  const m = raw as unknown as ModelManifest;
+  const out: ModelManifest = { ...m, files: files.map((f) => ({ ...f })) };
+  if (manifestUrl !== undefined) out.baseUrl = new URL(m.baseUrl ?? './', manifestUrl).href;
+  return out;
+}
+
+/** The absolute (or page-relative, when the manifest has a relative baseUrl) URL of one file. */
+export function fileUrl(manifest: ModelManifest, file: Pick<ManifestFile, 'path' | 'url'>): string {
+  const rel = file.url ?? file.path;
+  if (/^[a-z][a-z0-9+.-]*:/i.test(rel)) return rel;
+  if (manifest.baseUrl === undefined) return rel;
+  const base = manifest.baseUrl.endsWith('/') ? manifest.baseUrl : manifest.baseUrl + '/';
+  if (/^[a-z][a-z0-9+.-]*:/i.test(base)) return new URL(rel, base).href;
+  return base + rel;
+}
+
+/** Minimal structural check of a tensor-cache.json, enough to derive the shard list. */
+export function parseTensorCache(input: unknown, source = 'tensor-cache.json'): TensorCache {
+  const p: string[] = [];
+  if (!isObject(input) || !Array.isArray(input.records)) throw new ManifestError(source, ['it has no "records" list of shards']);
+  input.records.forEach((r: unknown, i: number) => {
+    if (!isObject(r)) return void p.push(`records[${i}] must be an object`);
+    if (typeof r.dataPath !== 'string' || r.dataPath === '' || r.dataPath.startsWith('/') || r.dataPath.split('/').includes('..'))
+      p.push(`records[${i}].dataPath must be a relative file name`);
+    if (typeof r.nbytes !== 'number' || !Number.isSafeInteger(r.nbytes) || r.nbytes < 0) p.push(`records[${i}].nbytes must be a byte count`);
+    if (r.md5sum !== undefined && typeof r.md5sum !== 'string') p.push(`records[${i}].md5sum must be a string`);
+  });
+  if (p.length > 0) throw new ManifestError(source, p);
+  return input as unknown as TensorCache;
+}
+
+/** The shard files a tensor cache lists, as manifest files (size from nbytes, md5 from md5sum). */
+export function shardFilesFromTensorCache(cache: TensorCache): ManifestFile[] {
+  return cache.records.map((r: ShardEntry) => {
+    const f: ManifestFile = { path: r.dataPath, size: r.nbytes };
+    if (typeof r.md5sum === 'string' && MD5_RE.test(r.md5sum)) f.md5 = r.md5sum;
+    return f;
+  });
+}
+
+/**
+ * The manifest's files plus those derived from a tensor cache, manifest entries winning when a
+ * path appears in both (a manifest may pin a shard's sha256).
+ */
+export function withTensorCacheShards(manifest: ModelManifest, cache: TensorCache): ManifestFile[] {
+  const listed = new Map(manifest.files.map((f) => [f.path, f]));
+  const out = [...manifest.files];
+  for (const s of shardFilesFromTensorCache(cache)) if (!listed.has(s.path)) out.push(s);
+  return out;
+}
+
+/** Refuse an adapter trained on another base. @throws AdapterMismatchError */
+export function checkAdapterBase(adapter: ModelManifest, base: ModelManifest): void {
+  if (adapter.kind !== 'adapter' || !adapter.adapter) throw new Error(`${adapter.name} is not an adapter`);
+  if (adapter.adapter.baseFingerprint !== base.fingerprint)
+    throw new AdapterMismatchError(adapter.name, adapter.adapter.baseFingerprint, base.fingerprint);
+}

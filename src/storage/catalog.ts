@@ -1,0 +1,86 @@
+/** Where manifests come from: the built-in ones (models/*.json), a URL, or files the user picks. */
+
+import { parseManifest, type ManifestFile, type ModelManifest } from '../formats/manifest.ts';
+import { allSavedManifests, manifestKey, putEntries } from './db.ts';
+
+/**
+ * The manifests shipped with the app (models/*.json), relative URLs resolved against the site's
+ * models/ folder. A JSON file there that is not a manifest (no "schema") is ignored; a broken
+ * manifest is reported on the console and skipped, so one bad file never hides the others.
+ */
+export function builtinManifests(): ModelManifest[] {
+  const raw = import.meta.glob('/models/*.json', { eager: true, import: 'default' }) as Record<string, unknown>;
+  const base = new URL('models/', globalThis.location?.href ?? 'http://localhost/').href;
+  const out: ModelManifest[] = [];
+  for (const [file, json] of Object.entries(raw)) {
+    if (typeof json !== 'object' || json === null || !('schema' in json)) continue;
+    const name = file.split('/').pop()!;
+    try {
+      out.push(parseManifest(json, name, new URL(name, base).href));
+    } catch (e) {
+      console.error(e);
+    }
+  }
+  return out.sort((a, b) => a.name.localeCompare(b.name));
+}
+
+/** Manifests the user imported earlier (kept in IndexedDB). */
+export function savedManifests(): Promise<ModelManifest[]> {
+  return allSavedManifests();
+}
+
+/** Built-in and imported manifests together (an imported one wins on the same id). */
+export async function allManifests(): Promise<ModelManifest[]> {
+  const byId = new Map(builtinManifests().map((m) => [m.id, m]));
+  for (const m of await savedManifests()) byId.set(m.id, m);
+  return [...byId.values()];
+}
+
+async function save(m: ModelManifest): Promise<ModelManifest> {
+  await putEntries([[manifestKey(m.id), m]]);
+  return m;
+}
+
+/**
+ * Fetch a manifest from a URL, validate it and remember it. Relative file URLs resolve against
+ * the manifest's own URL.
+ * @throws ManifestError (with every problem listed), HttpError, NetworkError
+ */
+export async function importManifestFromUrl(url: string): Promise<ModelManifest> {
+  const { HttpError, NetworkError } = await import('./errors.ts');
+  const abs = new URL(url, globalThis.location?.href).href;
+  let resp: Response;
+  try {
+    resp = await fetch(abs, { cache: 'no-store' });
+  } catch (e) {
+    throw new NetworkError(abs, { cause: e });
+  }
+  if (!resp.ok) throw new HttpError(abs, resp.status, abs);
+  return save(parseManifest(await resp.text(), abs, abs));
+}
+
+/** Validate a manifest file the user picked and remember it. @throws ManifestError */
+export async function importManifestFromFile(file: Blob & { name?: string }): Promise<ModelManifest> {
+  return save(parseManifest(await file.text(), file.name ?? 'manifest'));
+}
+
+/**
+ * A manifest for a model folder the user picked (an MLC model directory: mlc-chat-config.json,
+ * tensor-cache.json or ndarray-cache.json, params_shard_*.bin, tokenizer files). Pass the same
+ * files to downloadModel as `localFiles` to store them without any network.
+ * @param files the picked files; their `webkitRelativePath` or `name` gives the path
+ */
+export function manifestForLocalFolder(id: string, name: string, files: (Blob & { name: string; webkitRelativePath?: string })[]): {
+  manifest: ModelManifest;
+  localFiles: Map<string, Blob>;
+} {
+  const localFiles = new Map<string, Blob>();
+  const list: ManifestFile[] = [];
+  for (const f of files) {
+    const rel = f.webkitRelativePath ? f.webkitRelativePath.split('/').slice(1).join('/') : f.name;
+    localFiles.set(rel, f);
+    list.push({ path: rel, size: f.size });
+  }
+  const manifest = parseManifest({ schema: 1, id, name, kind: 'base', baseUrl: 'local:/', files: list }, name);
+  return { manifest, localFiles };
+}

@@ -1,0 +1,125 @@
+/**
+ * Storage errors: one class per thing that can go wrong, each with a message a user can act on.
+ * The UI shows `error.message` as it is.
+ */
+
+/** Bytes as a person reads them: "3.6 GB", "512 MB", "12 kB". */
+export function formatBytes(n: number): string {
+  if (!Number.isFinite(n)) return 'an unknown amount';
+  const units = ['bytes', 'kB', 'MB', 'GB', 'TB'];
+  let i = 0;
+  let v = n;
+  while (v >= 1000 && i < units.length - 1) {
+    v /= 1000;
+    i++;
+  }
+  return i === 0 ? `${Math.round(v)} bytes` : `${v >= 100 ? Math.round(v) : v.toFixed(1)} ${units[i]}`;
+}
+
+/** The connection dropped (or never opened) while fetching a file. Committed chunks are kept. */
+export class NetworkError extends Error {
+  override name = 'NetworkError';
+  constructor(
+    readonly file: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`Connection lost while downloading ${file}. What was already downloaded is kept — press Resume to continue.`, options);
+  }
+}
+
+/** The server answered with an HTTP error status. */
+export class HttpError extends Error {
+  override name = 'HttpError';
+  constructor(
+    readonly file: string,
+    readonly status: number,
+    readonly url: string,
+  ) {
+    const what =
+      status === 404
+        ? 'was not found on the server (the model manifest may be out of date)'
+        : status === 401 || status === 403
+          ? `was refused by the server (HTTP ${status}); the files may need a login or a different address`
+          : status === 429
+            ? 'was refused because of too many requests (HTTP 429); wait a minute, then press Resume'
+            : status >= 500
+              ? `could not be downloaded: the server had a problem (HTTP ${status}). Try again later — press Resume`
+              : `could not be downloaded (HTTP ${status})`;
+    super(`${file} ${what}.`);
+  }
+}
+
+/** A file's bytes do not match its recorded sha256 (or size). Its bytes were discarded. */
+export class IntegrityError extends Error {
+  override name = 'IntegrityError';
+  constructor(
+    readonly file: string,
+    readonly detail: 'sha256 mismatch' | 'size mismatch',
+    readonly expected?: string,
+    readonly actual?: string,
+  ) {
+    super(`${file} is corrupted (${detail}); it will be downloaded again when you press Resume.`);
+  }
+}
+
+/** Not enough room in browser storage. Thrown before any byte is written, or when a write hits the quota. */
+export class QuotaError extends Error {
+  override name = 'QuotaError';
+  constructor(
+    readonly neededBytes: number,
+    readonly availableBytes: number,
+    readonly modelName: string,
+  ) {
+    super(
+      `Not enough storage for ${modelName}: it needs ${formatBytes(neededBytes)} more, but only ` +
+        `${formatBytes(Math.max(0, availableBytes))} is available to this site. Free disk space or delete other models, then press Resume.`,
+    );
+  }
+}
+
+/** The download was cancelled by the user. What was downloaded is kept. */
+export class CancelledError extends Error {
+  override name = 'CancelledError';
+  constructor(readonly modelName: string) {
+    super(`Download of ${modelName} was cancelled. What was already downloaded is kept — press Resume to continue.`);
+  }
+}
+
+/** A file was asked for that is not (completely) stored. */
+export class NotStoredError extends Error {
+  override name = 'NotStoredError';
+  constructor(
+    readonly modelId: string,
+    readonly file: string,
+  ) {
+    super(`${file} of model ${modelId} is not stored in this browser yet. Download the model first.`);
+  }
+}
+
+/** Another tab holds the model (downloading it); the action must wait or be done there. */
+export class BusyError extends Error {
+  override name = 'BusyError';
+  constructor(readonly modelId: string, action: string) {
+    super(`Model ${modelId} is being downloaded in another tab; ${action}`);
+  }
+}
+
+/** Serializable form of an error, for events and stored records. */
+export interface ErrorInfo {
+  name: string;
+  message: string;
+}
+
+export function errorInfo(e: unknown): ErrorInfo {
+  if (e instanceof Error) return { name: e.name, message: e.message };
+  return { name: 'Error', message: String(e) };
+}
+
+export function isQuotaExceeded(e: unknown): boolean {
+  return (
+    typeof e === 'object' &&
+    e !== null &&
+    ((e as { name?: string }).name === 'QuotaExceededError' ||
+      ((e as { name?: string }).name === 'UnknownError' && /quota|space/i.test(String((e as Error).message))))
+  );
+}

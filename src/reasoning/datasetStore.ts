@@ -1,0 +1,64 @@
+/**
+ * Fetch dataset files and cache their raw text in IndexedDB, so a dataset downloads once and the
+ * lab works offline afterwards. Parsing lives in datasets.ts (Node-testable); this module is the
+ * browser part.
+ */
+import { createStore, get, set, del, type UseStore } from 'idb-keyval';
+import { DATASETS, parseDataset, type DatasetName, type ParsedDataset } from './datasets.ts';
+
+let store: UseStore | undefined;
+const datasetFiles = (): UseStore => (store ??= createStore('reasoning-lab-datasets', 'files'));
+
+/** Base URL the dev server serves ../shared/data under. */
+export const DEV_DATA_BASE_URL = '/data/';
+
+export interface DatasetSourceOptions {
+  /** Base URL in the ../shared/data layout (e.g. "/data/"); omitted: each dataset's public source. */
+  baseUrl?: string;
+  /** Skip the cache and download again. */
+  refresh?: boolean;
+  fetch?: typeof fetch;
+  signal?: AbortSignal;
+}
+
+export class DatasetDownloadError extends Error {
+  override name = 'DatasetDownloadError';
+}
+
+/** Where a dataset file is fetched from. */
+export function datasetUrl(name: DatasetName, baseUrl?: string): string {
+  const info = DATASETS[name];
+  if (baseUrl === undefined || baseUrl === '') return info.publicUrl;
+  return baseUrl.replace(/\/+$/, '') + '/' + info.path;
+}
+
+/** The file's text, from the IndexedDB cache or downloaded (and then cached). */
+export async function loadDatasetText(name: DatasetName, options: DatasetSourceOptions = {}): Promise<{ url: string; text: string; cached: boolean }> {
+  const url = datasetUrl(name, options.baseUrl);
+  if (!options.refresh) {
+    const hit = await get<string>(url, datasetFiles());
+    if (typeof hit === 'string') return { url, text: hit, cached: true };
+  }
+  const doFetch = options.fetch ?? fetch;
+  let response: Response;
+  try {
+    response = await doFetch(url, { signal: options.signal });
+  } catch (e) {
+    throw new DatasetDownloadError(`Could not download ${DATASETS[name].label} from ${url}: ${(e as Error).message}. Check the connection or the data URL.`);
+  }
+  if (!response.ok) throw new DatasetDownloadError(`Could not download ${DATASETS[name].label} from ${url}: HTTP ${response.status}.`);
+  const text = await response.text();
+  await set(url, text, datasetFiles());
+  return { url, text, cached: false };
+}
+
+/** Download (or read from cache) and parse a dataset. */
+export async function loadDataset(name: DatasetName, options: DatasetSourceOptions = {}): Promise<ParsedDataset & { url: string; cached: boolean }> {
+  const { url, text, cached } = await loadDatasetText(name, options);
+  return { ...parseDataset(text, name), url, cached };
+}
+
+/** Forget a cached file. */
+export async function forgetDataset(name: DatasetName, baseUrl?: string): Promise<void> {
+  await del(datasetUrl(name, baseUrl), datasetFiles());
+}

@@ -41,7 +41,7 @@ function randomWeight(format: WeightFormat, rows: number, cols: number, seed: nu
   }
   const words = new Uint32Array(rows * (cols / 8));
   for (let i = 0; i < words.length; i++) words[i] = Math.floor(rng.uniform() * 2 ** 32) >>> 0;
-  let scales = new Float32Array(rows * (cols / 32));
+  let scales: Float32Array = new Float32Array(rows * (cols / 32));
   for (let i = 0; i < scales.length; i++) scales[i] = 0.01 + rng.uniform() * 0.1;
   if (format === 'q4f16') {
     const half = f32ArrayToF16(scales);

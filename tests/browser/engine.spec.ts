@@ -1,0 +1,57 @@
+import { test, expect, type Page } from '@playwright/test';
+
+/** The tiny generated model (npm run make-tiny-model) through the WebGPU engine against the reference pass. */
+type Checks = typeof import('./harness/modelChecks.ts');
+
+async function call<K extends keyof Checks>(page: Page, name: K, ...args: Parameters<Checks[K]>): Promise<Awaited<ReturnType<Checks[K]>>> {
+  return page.evaluate(
+    async ({ name, args }) => {
+      const m = (await import(/* @vite-ignore */ '/tests/browser/harness/modelChecks.ts' as string)) as Checks;
+      return (m[name] as (...a: unknown[]) => Promise<unknown>)(...args);
+    },
+    { name, args: args as unknown[] },
+  ) as Promise<Awaited<ReturnType<Checks[K]>>>;
+}
+
+const MODES = [
+  { mode: 'q0f32', tol: 1e-4 },
+  { mode: 'q4f32_1', tol: 1e-4 },
+  // f16 modes store weights (and the KV cache) in f16; the reference computes on the same f16
+  // weights in f32/f64, so the difference is the f16 KV cache's rounding: 1e-2.
+  { mode: 'q0f16', tol: 1e-2 },
+  { mode: 'q4f16_1', tol: 1e-2 },
+] as const;
+
+test.beforeEach(async ({ page }) => {
+  await page.goto('/harness.html');
+});
+
+for (const { mode, tol } of MODES) {
+  test(`${mode}: logits of every token match the reference`, async ({ page }) => {
+    const url = `/models/tiny/${mode}/`;
+    const ids = await call(page, 'randomIds', 24, 7);
+    expect(await call(page, 'checkAllLogits', url, ids)).toBeLessThan(tol);
+    // Prefill in chunks of 5 rows (the chunked path a long prompt takes).
+    expect(await call(page, 'checkAllLogits', url, ids, { prefillChunk: 5 })).toBeLessThan(tol);
+  });
+}
+
+for (const mode of ['q0f32', 'q4f32_1'] as const) {
+  test(`${mode}: greedy 64-token generation is identical to the reference's`, async ({ page }) => {
+    const url = `/models/tiny/${mode}/`;
+    for (const seed of [1, 2]) {
+      const prompt = await call(page, 'randomIds', 9, seed);
+      const { got, want } = await call(page, 'greedyBoth', url, prompt, 64);
+      expect(want.length).toBe(64);
+      expect(got).toEqual(want);
+    }
+  });
+
+  test(`${mode}: prefill of N tokens then decode equals feeding tokens one by one`, async ({ page }) => {
+    const url = `/models/tiny/${mode}/`;
+    const ids = await call(page, 'randomIds', 20, 3);
+    const r = await call(page, 'checkPrefillThenDecode', url, ids, 12);
+    expect(r.engineVsEngine).toBeLessThan(1e-4);
+    expect(r.engineVsReference).toBeLessThan(1e-4);
+  });
+}

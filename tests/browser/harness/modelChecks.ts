@@ -1,0 +1,90 @@
+/**
+ * Whole-model checks in the page: the WebGPU engine against the reference forward pass
+ * (src/engine/reference.ts) on the generated tiny model, read from the same shards.
+ */
+import { Engine } from '../../../src/engine/engine.ts';
+import { ReferenceLlama, referenceWeightsFromRecords } from '../../../src/engine/reference.ts';
+import { httpModelSource, iterateShardTensors, loadModelManifest } from '../../../src/formats/modelFiles.ts';
+import { seededRng } from '../../../src/formats/random.ts';
+import { relErr } from './kernelChecks.ts';
+
+const engines = new Map<string, Engine>();
+const references = new Map<string, ReferenceLlama>();
+
+export async function engineFor(url: string, opts: { prefillChunk?: number; contextLength?: number } = {}): Promise<Engine> {
+  const key = `${url}|${JSON.stringify(opts)}`;
+  let e = engines.get(key);
+  if (!e) {
+    e = new Engine();
+    await e.load(httpModelSource(url), opts);
+    engines.set(key, e);
+  }
+  return e;
+}
+
+export async function referenceFor(url: string): Promise<ReferenceLlama> {
+  let r = references.get(url);
+  if (!r) {
+    const source = httpModelSource(url);
+    const m = await loadModelManifest(source);
+    const records = new Map<string, Float32Array | Uint32Array>();
+    const shapes = new Map<string, number[]>();
+    for await (const shard of iterateShardTensors(source, m.cache)) {
+      for (const { record, data } of shard.records) {
+        records.set(record.name, data);
+        shapes.set(record.name, record.shape);
+      }
+    }
+    r = new ReferenceLlama(m.config, referenceWeightsFromRecords(records, shapes, m.mode));
+    references.set(url, r);
+  }
+  return r;
+}
+
+export function randomIds(n: number, seed: number, vocab = 32000): number[] {
+  const rng = seededRng(seed);
+  return Array.from({ length: n }, (_, i) => (i === 0 ? 1 : 3 + rng.int(vocab - 3)));
+}
+
+/** Largest relative error over every token's logits of one prompt. */
+export async function checkAllLogits(url: string, ids: number[], opts: { prefillChunk?: number } = {}) {
+  const engine = await engineFor(url, opts);
+  const ref = await referenceFor(url);
+  const got = await engine.logits(ids, { allLogits: true });
+  ref.reset();
+  const want = ref.forwardAll(ids);
+  const V = want[0].length;
+  let worst = 0;
+  want.forEach((w, t) => (worst = Math.max(worst, relErr(got.subarray(t * V, (t + 1) * V), w))));
+  return worst;
+}
+
+/** Prefill N tokens then decode M more, against the same tokens fed one at a time (engine) and the reference. */
+export async function checkPrefillThenDecode(url: string, ids: number[], prefill: number) {
+  const engine = await engineFor(url);
+  const ref = await referenceFor(url);
+  const model = engine.model!;
+  model.reset();
+  const stepped: Float32Array[] = [];
+  for (const id of ids) stepped.push(await model.forward([id]));
+  model.reset();
+  const batched: Float32Array[] = [await model.forward(ids.slice(0, prefill))];
+  for (const id of ids.slice(prefill)) batched.push(await model.forward([id]));
+  ref.reset();
+  const want = ref.forwardAll(ids).slice(prefill - 1);
+  let engineVsEngine = 0;
+  let engineVsReference = 0;
+  batched.forEach((b, i) => {
+    engineVsEngine = Math.max(engineVsEngine, relErr(b, stepped[prefill - 1 + i]));
+    engineVsReference = Math.max(engineVsReference, relErr(b, want[i]));
+  });
+  return { engineVsEngine, engineVsReference };
+}
+
+export async function greedyBoth(url: string, promptIds: number[], maxNewTokens: number) {
+  const engine = await engineFor(url);
+  const ref = await referenceFor(url);
+  const got = await engine.generate(promptIds, { maxNewTokens });
+  const want = ref.greedyGenerate(promptIds, maxNewTokens);
+  return { got: got.ids, want };
+}

@@ -441,13 +441,14 @@ async function guardQuota<T>(
   manifest: ModelManifest,
   remaining: () => number,
   estimate: () => Promise<StorageEstimate>,
+  writeBytes = 0,
 ): Promise<T> {
   try {
     return await write();
   } catch (e) {
     if (!isQuotaExceeded(e)) throw e;
     const est = await estimate().catch(() => ({}) as StorageEstimate);
-    throw new QuotaError(remaining(), (est.quota ?? 0) - (est.usage ?? 0), manifest.name);
+    throw new QuotaError(Math.max(remaining(), writeBytes), (est.quota ?? 0) - (est.usage ?? 0), manifest.name, true);
   }
 }
 
@@ -500,7 +501,7 @@ async function storeFile(ctx: RunCtx, entry: ManifestFile, open: BodyOpener, set
     };
     const entries: [IDBValidKey, unknown][] = [[fileKey(id, path), next]];
     if (data) entries.unshift([chunkKey(id, path, current.chunkCount), data]);
-    await guardQuota(() => putEntries(entries), manifest, ctx.remainingBytes, ctx.estimate);
+    await guardQuota(() => putEntries(entries), manifest, ctx.remainingBytes, ctx.estimate, data?.byteLength ?? 0);
     current = next;
     if (entry.size !== null) setRemaining(Math.max(0, entry.size - next.bytesStored));
   };

@@ -62,17 +62,25 @@ export class IntegrityError extends Error {
   }
 }
 
-/** Not enough room in browser storage. Thrown before any byte is written, or when a write hits the quota. */
+/**
+ * Not enough room in browser storage: found by the check before any byte is written
+ * (`refusedWrite` false), or when the browser refused a write (QuotaExceededError; the refused
+ * write left nothing behind).
+ */
 export class QuotaError extends Error {
   override name = 'QuotaError';
   constructor(
     readonly neededBytes: number,
     readonly availableBytes: number,
     readonly modelName: string,
+    readonly refusedWrite = false,
   ) {
     super(
-      `Not enough storage for ${modelName}: it needs ${formatBytes(neededBytes)} more, but only ` +
-        `${formatBytes(Math.max(0, availableBytes))} is available to this site. Free disk space or delete other models, then press Resume.`,
+      refusedWrite
+        ? `Not enough storage for ${modelName}: the browser refused to store more of it ` +
+            `(${formatBytes(neededBytes)} still to download). Free disk space or delete other models, then press Resume.`
+        : `Not enough storage for ${modelName}: it needs ${formatBytes(neededBytes)} more, but only ` +
+            `${formatBytes(Math.max(0, availableBytes))} is available to this site. Free disk space or delete other models, then press Resume.`,
     );
   }
 }

@@ -54,6 +54,7 @@ export default defineConfig({
   base: './',
   plugins: [svelte(), localFiles()],
   worker: { format: 'es' },
-  server: { port: 5173, fs: { allow: [import.meta.dirname] } },
+  // Tests and CLIs run with RL_NO_HMR=1: a file saved mid-run must not reload the page under test.
+  server: { port: 5173, fs: { allow: [import.meta.dirname] }, hmr: process.env.RL_NO_HMR ? false : undefined },
   build: { target: 'es2022', chunkSizeWarningLimit: 4096 },
 });

@@ -30,7 +30,7 @@ export async function openBrowserSession(opts: { mounts?: Record<string, string>
     root: ROOT,
     configFile: resolve(ROOT, 'vite.config.ts'),
     logLevel: opts.quiet === false ? 'info' : 'error',
-    server: { port: 0, host: '127.0.0.1', strictPort: false },
+    server: { port: 0, host: '127.0.0.1', strictPort: false, hmr: false },
     plugins: [
       {
         name: 'cli-mounts',

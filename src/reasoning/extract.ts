@@ -163,8 +163,9 @@ export function findArithmetic(solution: string): ArithmeticCheck[] {
       expression: m[1].trim(), claimed, actual, correct: actual === null ? null : agrees(actual, claimedText, claimed),
     });
   }
-  // Blank out the annotations so their insides are not read again as plain statements.
-  const masked = solution.replace(ANNOTATION, (a) => ' '.repeat(a.length));
+  // Mask the annotations (same length, not blank) so neither their insides nor the GSM8K
+  // "16 - 3 - 4 = <<…>>9" text around them is read again as a plain statement.
+  const masked = solution.replace(ANNOTATION, (a) => '#'.repeat(a.length));
   for (const m of masked.matchAll(STATEMENT)) {
     const lhs = m[1];
     const claimedText = m[2].replace(/[\s$]/g, '');

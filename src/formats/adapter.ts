@@ -164,7 +164,7 @@ function empty(v: unknown): boolean {
  */
 export function parsePeftAdapterConfig(input: unknown, source = 'adapter_config.json'): PeftAdapterConfig {
   const cfg = parseJson(input, source);
-  const peftType = cfg.peft_type;
+  const peftType = typeof cfg.peft_type === 'string' ? cfg.peft_type.toUpperCase() : cfg.peft_type;
   const base = typeof cfg.base_model_name_or_path === 'string' ? cfg.base_model_name_or_path : null;
   const refuse = (field: string, why: string) => {
     if (!empty(cfg[field])) throw new AdapterError(`${source}: ${field} = ${JSON.stringify(cfg[field])} is not supported (${why})`);
@@ -200,6 +200,7 @@ export function parsePeftAdapterConfig(input: unknown, source = 'adapter_config.
     refuse('target_parameters', 'parameter targets');
     refuse('use_qalora', 'QA-LoRA');
     refuse('enable_lora', 'merged-linear LoRA of old PEFT');
+    refuse('layer_replication', 'it changes the base model\'s layer stack');
     const r = positiveInt('r', 8);
     const alpha = cfg.lora_alpha ?? 8; // PEFT's default
     if (typeof alpha !== 'number' || !Number.isFinite(alpha)) throw new AdapterError(`${source}: lora_alpha must be a number`);

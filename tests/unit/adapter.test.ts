@@ -163,7 +163,22 @@ describe('parsePeftAdapterConfig', () => {
     // PEFT defaults: r 8, alpha 8, llama targets q_proj + v_proj
     expect(parsePeftAdapterConfig(new TextEncoder().encode('{"peft_type":"LORA"}'))).toMatchObject({ r: 8, loraAlpha: 8, scaling: 1, targetModules: ['q_proj', 'v_proj'] });
     expect(parsePeftAdapterConfig({ peft_type: 'LORA', layers_to_transform: 1 })).toMatchObject({ layersToTransform: [1] });
+    expect(parsePeftAdapterConfig({ peft_type: 'lora' })).toMatchObject({ peftType: 'LORA' });
     expect(parsePeftAdapterConfig({ peft_type: 'LORA', base_model_name_or_path: 'meta-llama/Llama-2-7b-hf' })).toMatchObject({ baseModelNameOrPath: 'meta-llama/Llama-2-7b-hf' });
+  });
+
+  it('LoRA: a complete adapter_config.json as recent PEFT writes it parses', () => {
+    const full = {
+      alpha_pattern: {}, auto_mapping: null, base_model_name_or_path: 'meta-llama/Llama-2-7b-hf', bias: 'none',
+      corda_config: null, eva_config: null, exclude_modules: null, fan_in_fan_out: false, inference_mode: true,
+      init_lora_weights: true, layer_replication: null, layers_pattern: null, layers_to_transform: null,
+      loftq_config: {}, lora_alpha: 64, lora_bias: false, lora_dropout: 0.05, megatron_config: null,
+      megatron_core: 'megatron.core', modules_to_save: null, peft_type: 'LORA', peft_version: '0.15.2',
+      qalora_group_size: 16, r: 32, rank_pattern: {}, revision: null,
+      target_modules: ['down_proj', 'k_proj', 'q_proj', 'up_proj', 'v_proj'], target_parameters: null,
+      task_type: 'CAUSAL_LM', trainable_token_indices: null, use_dora: false, use_qalora: false, use_rslora: false,
+    };
+    expect(parsePeftAdapterConfig(full)).toMatchObject({ r: 32, loraAlpha: 64, scaling: 2, targetModules: full.target_modules });
   });
 
   it('LoRA: refuses what cannot be run: biases, modules_to_save, DoRA, per-module ranks, bad r', () => {
@@ -181,6 +196,7 @@ describe('parsePeftAdapterConfig', () => {
       [{ target_modules: [] }, /target_modules/],
       [{ target_modules: 3 }, /target_modules/],
       [{ layers_to_transform: ['a'] }, /layers_to_transform/],
+      [{ layer_replication: [[0, 1]] }, /layer_replication/],
     ];
     for (const [over, re] of bad) expect(() => parsePeftAdapterConfig({ peft_type: 'LORA', target_modules: ['q_proj'], ...over })).toThrow(re);
     // empty ones are fine

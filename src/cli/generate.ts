@@ -74,7 +74,8 @@ async function main() {
         topP: values['top-p'] ? Number(values['top-p']) : 1,
         seed: values.seed ? intArg(values.seed, 'seed') : 0,
         adapter: !!values.adapter,
-        contextLength: values['context-length'] ? intArg(values['context-length'], 'context-length') : undefined,
+        // Allocate just the context this run needs unless asked otherwise.
+        contextLength: values['context-length'] ? intArg(values['context-length'], 'context-length') : promptIds.length + maxNewTokens,
       },
     );
     const text = tokenizer ? tokenizer.decode(result.ids) : null;

@@ -13,6 +13,9 @@ import { PipelineCache, bindGroup, type Dispatch, type KvFormat } from './kernel
 import { takeMatrix, takeVector, uploadTensors, type GpuMatrix, type LoadProgress, type UploadedTensors } from './weights.ts';
 import { activationSizes, kvLayerBytes, DEFAULT_PREFILL_CHUNK, type MemoryPlan } from './memoryPlan.ts';
 
+/** Context allocated when the caller does not ask for one: the paper's prompts + 256 new tokens fit easily. */
+export const DEFAULT_CONTEXT = 2048;
+
 const STORAGE = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC;
 const PARAMS_BYTES = 16;
 
@@ -58,7 +61,9 @@ export class LlamaModel {
 
   static async load(gpu: GpuContext, source: ModelSource, config: LlamaConfig, mode: QuantMode, cache: TensorCache, opts: ModelLoadOptions = {}): Promise<LlamaModel> {
     const device = gpu.device;
-    const ctx = Math.min(opts.contextLength ?? config.contextWindowSize, config.contextWindowSize);
+    // The KV cache and score rows are sized for the context we allocate, not the model's maximum
+    // (some checkpoints declare 128k positions): default to at most DEFAULT_CONTEXT tokens.
+    const ctx = Math.min(opts.contextLength ?? DEFAULT_CONTEXT, config.contextWindowSize);
     const chunk = Math.min(opts.prefillChunk ?? DEFAULT_PREFILL_CHUNK, ctx);
     const c = config;
     if (c.headDim % 2 !== 0) throw new EngineError(`head_dim ${c.headDim} must be even for rotary embeddings.`);

@@ -44,21 +44,26 @@ export function activationSizes(c: LlamaConfig, ctx: number, chunk: number): Act
   };
 }
 
-/** Bytes of the stored weights of a mode (as converted: q4 words + scales, or plain floats; norms f32 on the GPU). */
+/**
+ * Bytes of the weights on the GPU in a mode, tensor by tensor as weights.ts uploads them: q4 words
+ * and scales or plain floats as stored, norms as f32, each buffer padded to 4 bytes.
+ */
 export function weightBytes(c: LlamaConfig, mode: QuantMode): number {
+  const pad4 = (n: number) => Math.ceil(n / 4) * 4;
   const linear = (rows: number, cols: number) => {
-    if (isQ4(mode)) return rows * Math.ceil(cols / 8) * 4 + rows * Math.ceil(cols / 32) * (mode === 'q4f16_1' ? 2 : 4);
-    return rows * cols * (mode === 'q0f16' ? 2 : 4);
+    if (isQ4(mode)) return pad4(rows * Math.ceil(cols / 8) * 4) + pad4(rows * Math.ceil(cols / 32) * (mode === 'q4f16_1' ? 2 : 4));
+    return pad4(rows * cols * (mode === 'q0f16' ? 2 : 4));
   };
   const d = c.hiddenSize;
+  const norm = d * 4;
   const perLayer =
     linear((c.numHeads + 2 * c.numKvHeads) * c.headDim, d) +
     linear(d, c.numHeads * c.headDim) +
     linear(2 * c.intermediateSize, d) +
     linear(d, c.intermediateSize) +
-    2 * d * 4;
+    2 * norm;
   const embed = linear(c.vocabSize, d);
-  return embed + (c.tieWordEmbeddings ? 0 : embed) + c.numLayers * perLayer + d * 4;
+  return embed + (c.tieWordEmbeddings ? 0 : embed) + c.numLayers * perLayer + norm;
 }
 
 export interface MemoryPlan {
@@ -68,9 +73,14 @@ export interface MemoryPlan {
   total: number;
 }
 
-export function planMemory(c: LlamaConfig, mode: QuantMode, ctx: number, chunk = DEFAULT_PREFILL_CHUNK): MemoryPlan {
+/** Bytes of the engine's own buffers: the two 16-byte Params uniforms, token ids, activations, and the logits readback staging. */
+export function activationBytes(c: LlamaConfig, ctx: number, chunk: number): number {
   const a = activationSizes(c, ctx, chunk);
-  const activations = Object.values(a).reduce((s, v) => s + v, 0) * 1 + a.logits /* staging for readback */ + 64;
+  return 2 * 16 + chunk * 4 + Object.values(a).reduce((s, v) => s + v, 0) + a.logits;
+}
+
+export function planMemory(c: LlamaConfig, mode: QuantMode, ctx: number, chunk = DEFAULT_PREFILL_CHUNK): MemoryPlan {
+  const activations = activationBytes(c, ctx, Math.min(chunk, ctx));
   const kvCache = 2 * c.numLayers * kvLayerBytes(c, mode, ctx);
   const weights = weightBytes(c, mode);
   return { weights, kvCache, activations, total: weights + kvCache + activations };

@@ -36,6 +36,13 @@ for (const { mode, tol } of MODES) {
   });
 }
 
+test('the memory planner predicts exactly the buffers the engine allocates, in every mode', async ({ page }) => {
+  for (const { mode } of MODES) {
+    const { actual, planned } = await call(page, 'memoryReport', `/models/tiny/${mode}/`);
+    expect(planned, mode).toEqual(actual);
+  }
+});
+
 for (const mode of ['q0f32', 'q4f32_1'] as const) {
   test(`${mode}: greedy 64-token generation is identical to the reference's`, async ({ page }) => {
     const url = `/models/tiny/${mode}/`;

@@ -41,6 +41,14 @@ export async function referenceFor(url: string): Promise<ReferenceLlama> {
   return r;
 }
 
+/** The engine's reported GPU memory (summed from its real buffers) and the planner's prediction. */
+export async function memoryReport(url: string) {
+  const { planMemory } = await import('../../../src/engine/memoryPlan.ts');
+  const engine = await engineFor(url);
+  const info = engine.info!;
+  return { actual: info.memory, planned: planMemory(info.config, info.mode, info.contextLength, engine.model!.prefillChunk) };
+}
+
 export function randomIds(n: number, seed: number, vocab = 32000): number[] {
   const rng = seededRng(seed);
   return Array.from({ length: n }, (_, i) => (i === 0 ? 1 : 3 + rng.int(vocab - 3)));

@@ -1,0 +1,38 @@
+import { describe, it, expect } from 'vitest';
+import { planMemory, formatBytes } from '../../src/engine/memoryPlan.ts';
+import type { LlamaConfig } from '../../src/formats/llamaConfig.ts';
+
+// Llama-2-7B as MLC publishes it (mlc-chat-config.json model_config of Llama-2-7b-chat-hf-q4f16_1-MLC).
+const LLAMA2_7B: LlamaConfig = {
+  hiddenSize: 4096,
+  intermediateSize: 11008,
+  numLayers: 32,
+  numHeads: 32,
+  numKvHeads: 32,
+  headDim: 128,
+  vocabSize: 32000,
+  rmsNormEps: 1e-5,
+  ropeTheta: 10000,
+  contextWindowSize: 4096,
+  tieWordEmbeddings: false,
+  bosTokenId: 1,
+  eosTokenIds: [2],
+};
+
+describe('GPU memory plan (the same sizes the engine allocates; tests/browser/engine.spec.ts checks they agree)', () => {
+  it('fits Llama-2-7B q4f16_1 with a 2048-token context in 5 GiB', () => {
+    const p = planMemory(LLAMA2_7B, 'q4f16_1', 2048);
+    console.log(
+      `Llama-2-7B q4f16_1, 2048 context: weights ${formatBytes(p.weights)}, KV cache ${formatBytes(p.kvCache)}, ` +
+        `activations ${formatBytes(p.activations)}, total ${formatBytes(p.total)}`,
+    );
+    expect(p.weights).toBeGreaterThan(3.4 * 2 ** 30); // 6.74e9 params at 4.5 bits, plus f32 norms
+    expect(p.kvCache).toBe(2 * 32 * 2048 * 4096 * 2); // f16 K and V per layer
+    expect(p.total).toBeLessThan(5 * 2 ** 30);
+  });
+
+  it('counts f32 KV caches for the f32 modes', () => {
+    const p = planMemory(LLAMA2_7B, 'q4f32_1', 2048);
+    expect(p.kvCache).toBe(2 * 32 * 2048 * 4096 * 4);
+  });
+});

@@ -30,6 +30,8 @@
 
 import type { AdapterActivation, AdapterManifest, AdapterModule } from '../formats/adapter.ts';
 import type { LlamaConfig, QuantMode } from '../formats/llamaConfig.ts';
+import { iterateShardTensors, loadModelManifest } from '../formats/modelFiles.ts';
+import type { ModelSource } from '../formats/tensorCacheTypes.ts';
 import {
   EMBED_NAME,
   FINAL_NORM_NAME,
@@ -106,6 +108,23 @@ export function referenceWeightsFromRecords(
     }
   }
   return dense;
+}
+
+/**
+ * A reference model for a converted model directory (any mode): reads every shard through the
+ * shared format readers (record decoding only), then dequantizes here.
+ */
+export async function loadReferenceLlama(source: ModelSource, adapter?: ReferenceAdapter): Promise<ReferenceLlama> {
+  const { config, mode, cache } = await loadModelManifest(source);
+  const records = new Map<string, Float32Array | Uint32Array>();
+  const shapes = new Map<string, number[]>();
+  for await (const shard of iterateShardTensors(source, cache)) {
+    for (const { record, data } of shard.records) {
+      records.set(record.name, data);
+      shapes.set(record.name, record.shape);
+    }
+  }
+  return new ReferenceLlama(config, referenceWeightsFromRecords(records, shapes, mode), adapter);
 }
 
 // ---------------------------------------------------------------------------------------------

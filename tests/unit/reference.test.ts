@@ -1,8 +1,12 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import type { ModelSource } from '../../src/formats/tensorCacheTypes.ts';
 import type { LlamaConfig } from '../../src/formats/llamaConfig.ts';
 import {
   ReferenceLlama,
   activate,
+  loadReferenceLlama,
   applyRope,
   dequantizeQ4,
   erf,
@@ -542,4 +546,46 @@ describe('ReferenceLlama with adapters', () => {
       expect(maxAbsDiff(got[4], base[4])).toBeGreaterThan(1e-3);
     }
   });
+});
+
+// ---- the generated tiny model (npm run make-tiny-model), when present -------------------------
+
+const TINY = 'models/tiny';
+const dirSource = (dir: string): ModelSource => ({
+  async readJson(path) {
+    const p = join(dir, path);
+    return existsSync(p) ? JSON.parse(readFileSync(p, 'utf8')) : null;
+  },
+  async readShard(path) {
+    const b = readFileSync(join(dir, path));
+    return b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength) as ArrayBuffer;
+  },
+});
+
+describe.skipIf(!existsSync(join(TINY, 'q0f32', 'tensor-cache.json')))('reference on the tiny model', () => {
+  it('loads every mode; f16 and q4 modes stay close to q0f32', async () => {
+    const prompt = [1, 450, 4996, 17354, 1701, 29916];
+    const logits: Record<string, Float32Array> = {};
+    for (const mode of ['q0f32', 'q0f16', 'q4f32_1', 'q4f16_1']) {
+      const m = await loadReferenceLlama(dirSource(join(TINY, mode)));
+      logits[mode] = m.forward(prompt);
+      expect(logits[mode].length).toBe(32000);
+      expect(logits[mode].every(Number.isFinite)).toBe(true);
+    }
+    const rel = (a: Float32Array, b: Float32Array) => {
+      let num = 0;
+      let den = 0;
+      for (let i = 0; i < a.length; i++) {
+        num = Math.max(num, Math.abs(a[i] - b[i]));
+        den = Math.max(den, Math.abs(b[i]));
+      }
+      return num / den;
+    };
+    // measured: q0f16 0.001, q4f16_1 vs q4f32_1 0.065, q4f32_1 vs q0f32 0.28
+    expect(rel(logits.q0f16, logits.q0f32)).toBeLessThan(1e-2); // f16 weights vs f32 weights
+    // 4-bit quantization error (and, between the two q4 modes, codes that round differently
+    // against an f16 scale): loose, this only catches a wrong unpacking, which gives garbage
+    expect(rel(logits.q4f16_1, logits.q4f32_1)).toBeLessThan(0.25);
+    expect(rel(logits.q4f32_1, logits.q0f32)).toBeLessThan(0.5);
+  }, 60_000);
 });

@@ -18,7 +18,7 @@
  * An all-zero group has scale 0 (MLC would compute 0/0); we store q = 7 there, which dequantizes to 0
  * exactly as any q would.
  */
-import { roundToF16 } from './f16.ts';
+import { roundArrayToF16InPlace, roundToF16 } from './f16.ts';
 import { Q4_GROUP_SIZE, Q4_MAX_INT, Q4_PER_U32 } from './llamaConfig.ts';
 
 export interface Q4Tensor {
@@ -48,11 +48,6 @@ export function assertQ4Quantizable(name: string, cols: number, what = 'input di
   }
 }
 
-/** Round half away from zero (llvm.round), as TVM's tir.round. */
-function roundHalfAway(x: number): number {
-  return x < 0 ? -Math.round(-x) : Math.round(x);
-}
-
 /**
  * Quantize a row-major [rows, cols] weight. `computeDtype` is the model dtype MLC computes in:
  * 'float16' for q4f16_1 (default), 'float32' for q4f32_1.
@@ -66,35 +61,44 @@ export function quantizeQ4(
   if (weight.length !== rows * cols) {
     throw new Error(`quantizeQ4: weight has ${weight.length} values, expected ${rows}×${cols}`);
   }
-  const r: (x: number) => number = computeDtype === 'float16' ? roundToF16 : Math.fround;
+  const f16 = computeDtype === 'float16';
   const nGroups = q4ScaleCols(cols);
   const nWords = q4PackedCols(cols);
   const qWeight = new Uint32Array(rows * nWords);
   const qScale = new Float32Array(rows * nGroups);
   const maxInt = Q4_MAX_INT;
+  const rowBuf = new Float32Array(cols); // the row in the compute dtype (Float32Array stores round to f32)
+  const x = new Float32Array(Q4_GROUP_SIZE); // w/scale + 7 for one group, each step rounded like MLC
   for (let row = 0; row < rows; row++) {
-    const base = row * cols;
+    rowBuf.set(weight.subarray(row * cols, (row + 1) * cols));
+    if (f16) roundArrayToF16InPlace(rowBuf);
     for (let g = 0; g < nGroups; g++) {
       const start = g * Q4_GROUP_SIZE;
-      const end = Math.min(start + Q4_GROUP_SIZE, cols);
+      const n = Math.min(Q4_GROUP_SIZE, cols - start);
       let maxAbs = 0;
-      for (let c = start; c < end; c++) {
-        const a = Math.abs(r(weight[base + c]));
+      for (let i = 0; i < n; i++) {
+        const a = Math.abs(rowBuf[start + i]);
         if (a > maxAbs) maxAbs = a;
       }
-      const scale = r(maxAbs / maxInt);
+      const scale = f16 ? roundToF16(maxAbs / maxInt) : Math.fround(maxAbs / maxInt);
       qScale[row * nGroups + g] = scale;
-      for (let c = start; c < end; c++) {
-        let q: number;
-        if (scale === 0) q = maxInt;
-        else {
-          q = roundHalfAway(r(r(r(weight[base + c]) / scale) + maxInt));
-          if (q < 0) q = 0;
-          else if (q > 2 * maxInt) q = 2 * maxInt;
-        }
-        const j = c % Q4_PER_U32;
-        const w = row * nWords + Math.floor(c / Q4_PER_U32);
-        qWeight[w] = (qWeight[w] | (q << (4 * j))) >>> 0;
+      const w0 = row * nWords + g * (Q4_GROUP_SIZE / Q4_PER_U32);
+      if (scale === 0) {
+        // all-zero group: q = 7 for its elements (0 for padding), dequantizes to 0 whatever q is
+        for (let i = 0; i < n; i++) qWeight[w0 + (i >> 3)] |= maxInt << (4 * (i & 7));
+        continue;
+      }
+      for (let i = 0; i < n; i++) x[i] = rowBuf[start + i] / scale;
+      if (f16) roundArrayToF16InPlace(x);
+      for (let i = 0; i < n; i++) x[i] += maxInt;
+      if (f16) roundArrayToF16InPlace(x);
+      for (let i = 0; i < n; i++) {
+        const v = x[i];
+        // round half away from zero (v >= 0 here except for float error at -7·scale)
+        let q = v < 0 ? -Math.round(-v) : Math.round(v);
+        if (q < 0) q = 0;
+        else if (q > 2 * maxInt) q = 2 * maxInt;
+        qWeight[w0 + (i >> 3)] |= q << (4 * (i & 7));
       }
     }
   }

@@ -161,7 +161,19 @@ abstract class BlockHash {
   protected buf = new Uint8Array(64);
   protected bufLen = 0;
   protected total = 0;
-  protected abstract block(v: DataView, off: number): void;
+  /** The 16 message words of the current block, as the hash reads them (LE for MD5, BE for SHA-256). */
+  protected m = new Int32Array(16);
+  protected abstract readonly littleEndian: boolean;
+  protected abstract block(): void;
+  private load(bytes: Uint8Array, off: number): void {
+    const m = this.m;
+    if (this.littleEndian) {
+      for (let i = 0; i < 16; i++, off += 4) m[i] = bytes[off] | (bytes[off + 1] << 8) | (bytes[off + 2] << 16) | (bytes[off + 3] << 24);
+    } else {
+      for (let i = 0; i < 16; i++, off += 4) m[i] = (bytes[off] << 24) | (bytes[off + 1] << 16) | (bytes[off + 2] << 8) | bytes[off + 3];
+    }
+    this.block();
+  }
   update(data: Uint8Array): this {
     this.total += data.length;
     let i = 0;
@@ -171,25 +183,24 @@ abstract class BlockHash {
       this.bufLen += take;
       i = take;
       if (this.bufLen < 64) return this;
-      this.block(new DataView(this.buf.buffer), 0);
+      this.load(this.buf, 0);
       this.bufLen = 0;
     }
-    const dv = new DataView(data.buffer, data.byteOffset, data.byteLength);
-    for (; i + 64 <= data.length; i += 64) this.block(dv, i);
+    for (; i + 64 <= data.length; i += 64) this.load(data, i);
     if (i < data.length) {
       this.buf.set(data.subarray(i), 0);
       this.bufLen = data.length - i;
     }
     return this;
   }
-  protected pad(littleEndianLength: boolean): void {
+  protected pad(): void {
     const bits = this.total * 8;
     const tail = new Uint8Array((this.bufLen < 56 ? 64 : 128) - this.bufLen);
     tail[0] = 0x80;
     const dv = new DataView(tail.buffer);
     const lo = bits >>> 0;
     const hi = Math.floor(bits / 2 ** 32) >>> 0;
-    if (littleEndianLength) {
+    if (this.littleEndian) {
       dv.setUint32(tail.length - 8, lo, true);
       dv.setUint32(tail.length - 4, hi, true);
     } else {
@@ -203,9 +214,15 @@ abstract class BlockHash {
 }
 
 export class Md5 extends BlockHash {
-  private h = [0x67452301, 0xefcdab89 | 0, 0x98badcfe | 0, 0x10325476];
-  protected block(v: DataView, off: number): void {
-    let [a, b, c, d] = this.h;
+  protected readonly littleEndian = true;
+  private h = Int32Array.from([0x67452301, 0xefcdab89 | 0, 0x98badcfe | 0, 0x10325476]);
+  protected block(): void {
+    const m = this.m;
+    const H = this.h;
+    let a = H[0];
+    let b = H[1];
+    let c = H[2];
+    let d = H[3];
     for (let i = 0; i < 64; i++) {
       let f: number;
       let g: number;
@@ -214,32 +231,35 @@ export class Md5 extends BlockHash {
         g = i;
       } else if (i < 32) {
         f = (d & b) | (~d & c);
-        g = (5 * i + 1) % 16;
+        g = (5 * i + 1) & 15;
       } else if (i < 48) {
         f = b ^ c ^ d;
-        g = (3 * i + 5) % 16;
+        g = (3 * i + 5) & 15;
       } else {
         f = c ^ (b | ~d);
-        g = (7 * i) % 16;
+        g = (7 * i) & 15;
       }
-      f = (f + a + MD5_K[i] + v.getInt32(off + 4 * g, true)) | 0;
+      f = (f + a + MD5_K[i] + m[g]) | 0;
       a = d;
       d = c;
       c = b;
-      const s = MD5_S[(i >> 4) * 4 + (i % 4)];
+      const s = MD5_S[((i >> 4) << 2) | (i & 3)];
       b = (b + ((f << s) | (f >>> (32 - s)))) | 0;
     }
-    this.h = [(this.h[0] + a) | 0, (this.h[1] + b) | 0, (this.h[2] + c) | 0, (this.h[3] + d) | 0];
+    H[0] += a;
+    H[1] += b;
+    H[2] += c;
+    H[3] += d;
   }
   hex(): string {
-    this.pad(true);
+    this.pad();
     const out = new DataView(new ArrayBuffer(16));
     this.h.forEach((w, i) => out.setInt32(4 * i, w, true));
     return toHex(new Uint8Array(out.buffer));
   }
 }
 
-const SHA_K = Uint32Array.from([
+const SHA_K = Int32Array.from([
   0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5, 0xd807aa98, 0x12835b01,
   0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc,
   0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da, 0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147,
@@ -250,11 +270,12 @@ const SHA_K = Uint32Array.from([
 ]);
 
 export class Sha256 extends BlockHash {
-  private h = Uint32Array.from([0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19]);
-  private w = new Uint32Array(64);
-  protected block(v: DataView, off: number): void {
+  protected readonly littleEndian = false;
+  private h = Int32Array.from([0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19]);
+  private w = new Int32Array(64);
+  protected block(): void {
     const w = this.w;
-    for (let i = 0; i < 16; i++) w[i] = v.getUint32(off + 4 * i, false);
+    w.set(this.m);
     for (let i = 16; i < 64; i++) {
       const x = w[i - 15];
       const y = w[i - 2];
@@ -262,7 +283,8 @@ export class Sha256 extends BlockHash {
       const s1 = ((y >>> 17) | (y << 15)) ^ ((y >>> 19) | (y << 13)) ^ (y >>> 10);
       w[i] = (w[i - 16] + s0 + w[i - 7] + s1) | 0;
     }
-    let [a, b, c, d, e, f, g, h] = this.h;
+    const H = this.h;
+    let a = H[0], b = H[1], c = H[2], d = H[3], e = H[4], f = H[5], g = H[6], h = H[7];
     for (let i = 0; i < 64; i++) {
       const S1 = ((e >>> 6) | (e << 26)) ^ ((e >>> 11) | (e << 21)) ^ ((e >>> 25) | (e << 7));
       const ch = (e & f) ^ (~e & g);
@@ -279,13 +301,12 @@ export class Sha256 extends BlockHash {
       b = a;
       a = (t1 + t2) | 0;
     }
-    const H = this.h;
     H[0] += a; H[1] += b; H[2] += c; H[3] += d; H[4] += e; H[5] += f; H[6] += g; H[7] += h;
   }
   hex(): string {
-    this.pad(false);
+    this.pad();
     const out = new DataView(new ArrayBuffer(32));
-    this.h.forEach((w, i) => out.setUint32(4 * i, w, false));
+    this.h.forEach((w, i) => out.setInt32(4 * i, w, false));
     return toHex(new Uint8Array(out.buffer));
   }
 }

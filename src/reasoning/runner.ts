@@ -1,0 +1,176 @@
+/**
+ * The evaluation runner: drives any generator with the EngineClient's `generate` shape over a
+ * dataset, one problem at a time, scoring each answer and handing back the updated run after
+ * every problem (so the UI can redraw accuracy and persist it). Engine-agnostic and DOM-free.
+ */
+import type { DatasetName, Problem } from './datasets.ts';
+import { selectProblems } from './datasets.ts';
+import { buildPrompt, cutAtStop, type PromptConfig } from './prompts.ts';
+import { scoreOutput, type ScoredItem } from './score.ts';
+import { addRunItem, createRun, remainingIndices, type Run, type RunConfig, type RunItem } from './runs.ts';
+import { paperAccuracy, type PaperResult } from './paper.ts';
+
+export interface GenerateOptions {
+  maxNewTokens: number;
+  temperature?: number;
+  topP?: number;
+  seed?: number;
+  stopStrings?: string[];
+}
+
+export interface GenerateOutcome {
+  text: string | null;
+  stopReason?: string;
+  prefillTokens?: number;
+  prefillMs?: number;
+  decodeTokens?: number;
+  decodeMs?: number;
+}
+
+export type TokenCallback = (t: { tokenId: number; index: number; textDelta: string }) => void;
+
+/** What the runner needs from an engine: EngineClient.generate's signature. */
+export type GenerateFn = (
+  prompt: string | number[],
+  options: GenerateOptions,
+  onToken?: TokenCallback,
+) => { promise: Promise<GenerateOutcome>; cancel(): void };
+
+export interface Solution extends ScoredItem {
+  prompt: string;
+  /** The model's answer text, cut at the configuration's first stop sequence. */
+  output: string;
+  stopReason?: string;
+  generatedTokens?: number;
+  prefillTokensPerS?: number;
+  decodeTokensPerS?: number;
+  ms: number;
+}
+
+export interface SolveOptions {
+  maxNewTokens: number;
+  signal?: AbortSignal;
+  /** Called with the whole output so far after every token. */
+  onText?: (textSoFar: string) => void;
+}
+
+export class RunCancelled extends Error {
+  override name = 'RunCancelled';
+  constructor() {
+    super('The run was stopped.');
+  }
+}
+
+/** Tokens per second, or undefined when not measurable. */
+export function tokensPerSecond(tokens: number | undefined, ms: number | undefined): number | undefined {
+  return tokens && ms && ms > 0 ? (tokens * 1000) / ms : undefined;
+}
+
+/** Solve one problem with one prompt configuration: build the prompt, generate greedily, score. */
+export async function solveProblem(
+  generate: GenerateFn,
+  config: PromptConfig,
+  dataset: DatasetName,
+  problem: Problem,
+  options: SolveOptions,
+): Promise<Solution> {
+  if (options.signal?.aborted) throw new RunCancelled();
+  const prompt = buildPrompt(config, problem);
+  const t0 = performance.now();
+  let streamed = '';
+  const handle = generate(prompt, { maxNewTokens: options.maxNewTokens, temperature: 0, stopStrings: config.stopSequences }, (t) => {
+    streamed += t.textDelta;
+    options.onText?.(cutAtStop(streamed, config.stopSequences));
+  });
+  const onAbort = () => handle.cancel();
+  options.signal?.addEventListener('abort', onAbort, { once: true });
+  let result: GenerateOutcome;
+  try {
+    result = await handle.promise;
+  } finally {
+    options.signal?.removeEventListener('abort', onAbort);
+  }
+  // A cancelled generation is not an answer: it must not be scored.
+  if (options.signal?.aborted || result.stopReason === 'cancelled') throw new RunCancelled();
+  const output = cutAtStop(result.text ?? streamed, config.stopSequences);
+  options.onText?.(output);
+  const scored = scoreOutput(dataset, problem, output);
+  return {
+    ...scored,
+    prompt,
+    output,
+    stopReason: result.stopReason,
+    generatedTokens: result.decodeTokens,
+    prefillTokensPerS: tokensPerSecond(result.prefillTokens, result.prefillMs),
+    decodeTokensPerS: tokensPerSecond(result.decodeTokens, result.decodeMs),
+    ms: performance.now() - t0,
+  };
+}
+
+/** A new run over the whole dataset, or the first `limit` problems of the order seeded by `seed`. */
+export function planRun(config: RunConfig, problems: readonly Problem[], now = Date.now()): Run {
+  const picked = selectProblems(problems, { limit: config.limit, seed: config.seed });
+  return createRun(config, picked.map((p) => p.index), now);
+}
+
+export interface RunOptions {
+  generate: GenerateFn;
+  /** The run to continue (a new one from planRun, or one loaded from storage). */
+  run: Run;
+  /** The dataset's problems (looked up by index). */
+  problems: readonly Problem[];
+  config: PromptConfig;
+  maxNewTokens: number;
+  signal?: AbortSignal;
+  /** Before each problem. */
+  onProblemStart?: (problem: Problem, position: number) => void;
+  /** Output so far of the problem being solved. */
+  onText?: (problem: Problem, textSoFar: string) => void;
+  /** After each problem: the run with its new item (already saved when `save` is given). */
+  onProgress?: (run: Run, item: RunItem) => void;
+  /** Persist the run after each problem (e.g. runStore.saveRun). */
+  save?: (run: Run) => Promise<void>;
+}
+
+/**
+ * Run (or resume) an evaluation: every problem of `run.order` not done yet, in order. Returns the
+ * final run; throws RunCancelled when stopped (the run so far is already saved).
+ */
+export async function runEvaluation(opts: RunOptions): Promise<Run> {
+  const byIndex = new Map(opts.problems.map((p) => [p.index, p]));
+  let run = opts.run;
+  for (const index of remainingIndices(run)) {
+    if (opts.signal?.aborted) throw new RunCancelled();
+    const problem = byIndex.get(index);
+    if (!problem) throw new Error(`Problem ${index} of the run is not in the ${run.dataset} data (was the file changed?)`);
+    opts.onProblemStart?.(problem, run.items.length);
+    const s = await solveProblem(opts.generate, opts.config, run.dataset, problem, {
+      maxNewTokens: opts.maxNewTokens,
+      signal: opts.signal,
+      onText: (t) => opts.onText?.(problem, t),
+    });
+    const item: RunItem = {
+      index: s.index,
+      pred: s.pred,
+      gold: s.gold,
+      correct: s.correct,
+      output: s.output,
+      generatedTokens: s.generatedTokens,
+      ms: Math.round(s.ms),
+    };
+    run = addRunItem(run, item);
+    await opts.save?.(run);
+    opts.onProgress?.(run, item);
+  }
+  return run;
+}
+
+/** The paper's accuracy (%) for a run's cell, when the paper reports one. */
+export function paperValueForRun(run: Pick<Run, 'promptId' | 'adapter' | 'dataset'>): number | undefined {
+  const adapter = (['lora', 'series', 'parallel'] as const).find((k) => run.adapter?.toLowerCase().includes(k)) ?? null;
+  if (run.adapter && !adapter) return undefined;
+  return paperAccuracy(run.promptId, adapter as PaperResult['adapter'], run.dataset);
+}
+
+/** Columns of the CSV export, in order. */
+export const EXPORT_COLUMNS = ['run', 'dataset', 'prompt', 'adapter', 'model', 'index', 'pred', 'gold', 'correct', 'output'] as const;

@@ -2,15 +2,15 @@
  * Model manifests (models/*.json): which files make up a base model or an adapter, where to fetch
  * them, their sizes and hashes. Shared by the browser (download manager) and Node (CLI, tests).
  *
- * A manifest may list every file, or name the model's tensor cache (`tensorCache`) and let the
+ * A manifest may list every file, or name the model's shard index (`shardIndex`) and let the
  * shard list be derived from it at download time: MLC's published repositories are described that
- * way, since their shard count and sizes live in `tensor-cache.json` (older: `ndarray-cache.json`).
+ * way, since their shard count and sizes live in `tensor-cache.json` (older: `ndarray-cache.json`);
+ * so are our converted adapters (`adapter.json`, whose `shards` carry sizes and sha256).
  * A file's `sha256` may be absent: it is then computed on first download and pinned in storage, and
  * every later check compares against the pinned value.
  */
 
 import { QUANT_MODES, type QuantMode } from './llamaConfig.ts';
-import type { ShardEntry, TensorCache } from './tensorCacheTypes.ts';
 
 export const MANIFEST_SCHEMA_VERSION = 1;
 
@@ -44,15 +44,22 @@ export interface ModelManifest {
   baseUrl?: string;
   /** Quantization of a base model. */
   quantization?: QuantMode;
-  /** Base models: the identity adapters refer to (the original weights, e.g. "meta-llama/Llama-2-7b-hf"). */
-  fingerprint?: string;
-  /** Adapters: what they are and which base they were trained on. */
-  adapter?: { method: AdapterMethod; baseFingerprint: string };
   /**
-   * Candidate names of the tensor cache (first one the server has wins). When present, every
-   * shard it lists is added to the download with its `nbytes` as size and `md5sum` as md5.
+   * Base models: the fingerprint adapters are bound to, as src/formats/adapter.ts `baseFingerprint`
+   * computes it (sha256 hex over mlc-chat-config.json's architecture and the tensor cache), when known.
    */
-  tensorCache?: string[];
+  fingerprint?: string;
+  /**
+   * Adapters: the method, the base manifest id to load it on, and the base fingerprint (64 hex
+   * digits), or null when only adapter.json records it (then it is checked when the adapter loads).
+   */
+  adapter?: { method: AdapterMethod; baseModel: string; baseFingerprint: string | null };
+  /**
+   * Candidate names of the shard index (the first one the server has wins): an MLC tensor cache
+   * (`records`: dataPath, nbytes, md5sum) or an adapter.json (`shards`: dataPath, nbytes, sha256).
+   * Every shard it lists joins the download with its size and hash.
+   */
+  shardIndex?: string[];
   files: ManifestFile[];
 }
 
@@ -95,7 +102,9 @@ function isObject(x: unknown): x is Record<string, unknown> {
   return typeof x === 'object' && x !== null && !Array.isArray(x);
 }
 
+/** A value as it appears in an error: JSON, long strings cut to 40 characters. */
 function describe(x: unknown): string {
+  if (typeof x === 'string') return JSON.stringify(x.length > 40 ? x.slice(0, 37) + '...' : x);
   const s = JSON.stringify(x);
   return s === undefined ? String(x) : s.length > 40 ? s.slice(0, 37) + '...' : s;
 }
@@ -143,15 +152,20 @@ export function parseManifest(input: string | unknown, source = 'manifest', mani
     else {
       if (!METHODS.includes(a.method as AdapterMethod))
         p.push(`"adapter.method" must be one of ${METHODS.join(', ')} (got ${describe(a.method)})`);
-      if (typeof a.baseFingerprint !== 'string' || a.baseFingerprint === '')
-        p.push('"adapter.baseFingerprint" is missing: an adapter must name the base model it was trained on');
+      if (typeof a.baseModel !== 'string' || !ID_RE.test(a.baseModel))
+        p.push(`"adapter.baseModel" must be the id of the base model's manifest (got ${describe(a.baseModel)})`);
+      if (!('baseFingerprint' in a)) p.push('"adapter.baseFingerprint" is missing (64 hex digits, or null when adapter.json records it)');
+      else if (a.baseFingerprint !== null && (typeof a.baseFingerprint !== 'string' || !SHA256_RE.test(a.baseFingerprint)))
+        p.push(`"adapter.baseFingerprint" must be 64 lowercase hex digits or null (got ${describe(a.baseFingerprint)})`);
     }
   } else if (raw.kind === 'base' && raw.adapter !== undefined) {
     p.push('"adapter" is only allowed when "kind" is "adapter"');
   }
-  if (raw.tensorCache !== undefined) {
-    if (!Array.isArray(raw.tensorCache) || raw.tensorCache.length === 0 || raw.tensorCache.some((x) => typeof x !== 'string' || x === ''))
-      p.push('"tensorCache" must be a non-empty list of file names, e.g. ["tensor-cache.json", "ndarray-cache.json"]');
+  if (raw.fingerprint !== undefined && typeof raw.fingerprint === 'string' && !SHA256_RE.test(raw.fingerprint))
+    p.push(`"fingerprint" must be 64 lowercase hex digits (got ${describe(raw.fingerprint)})`);
+  if (raw.shardIndex !== undefined) {
+    if (!Array.isArray(raw.shardIndex) || raw.shardIndex.length === 0 || raw.shardIndex.some((x) => typeof x !== 'string' || x === ''))
+      p.push('"shardIndex" must be a non-empty list of file names, e.g. ["tensor-cache.json", "ndarray-cache.json"]');
   }
 
   const files: ManifestFile[] = [];
@@ -179,7 +193,7 @@ export function parseManifest(input: string | unknown, source = 'manifest', mani
       if (f.optional !== undefined && typeof f.optional !== 'boolean') p.push(`${name}: "optional" must be true or false`);
       files.push(f as unknown as ManifestFile);
     });
-    if (raw.files.length === 0 && raw.tensorCache === undefined) p.push('"files" is empty and there is no "tensorCache" to derive shards from');
+    if (raw.files.length === 0 && raw.shardIndex === undefined) p.push('"files" is empty and there is no "shardIndex" to derive shards from');
   }
   if (p.length > 0) throw new ManifestError(source, p);
 
@@ -199,44 +213,62 @@ export function fileUrl(manifest: ModelManifest, file: Pick<ManifestFile, 'path'
   return base + rel;
 }
 
-/** Minimal structural check of a tensor-cache.json, enough to derive the shard list. */
-export function parseTensorCache(input: unknown, source = 'tensor-cache.json'): TensorCache {
-  const p: string[] = [];
-  if (!isObject(input) || !Array.isArray(input.records)) throw new ManifestError(source, ['it has no "records" list of shards']);
-  input.records.forEach((r: unknown, i: number) => {
-    if (!isObject(r)) return void p.push(`records[${i}] must be an object`);
-    if (typeof r.dataPath !== 'string' || r.dataPath === '' || r.dataPath.startsWith('/') || r.dataPath.split('/').includes('..'))
-      p.push(`records[${i}].dataPath must be a relative file name`);
-    if (typeof r.nbytes !== 'number' || !Number.isSafeInteger(r.nbytes) || r.nbytes < 0) p.push(`records[${i}].nbytes must be a byte count`);
-    if (r.md5sum !== undefined && typeof r.md5sum !== 'string') p.push(`records[${i}].md5sum must be a string`);
-  });
-  if (p.length > 0) throw new ManifestError(source, p);
-  return input as unknown as TensorCache;
+/** One shard as a shard index lists it. */
+export interface IndexedShard {
+  dataPath: string;
+  nbytes: number;
+  md5sum?: string;
+  sha256?: string;
 }
 
-/** The shard files a tensor cache lists, as manifest files (size from nbytes, md5 from md5sum). */
-export function shardFilesFromTensorCache(cache: TensorCache): ManifestFile[] {
-  return cache.records.map((r: ShardEntry) => {
+/**
+ * The shards a shard index lists: an MLC tensor cache (`records`) or an adapter.json (`shards`).
+ * Only what the download needs is checked (relative dataPath, byte count, hash formats).
+ * @throws ManifestError
+ */
+export function parseShardIndex(input: unknown, source = 'tensor-cache.json'): IndexedShard[] {
+  const p: string[] = [];
+  const list = isObject(input) ? (Array.isArray(input.records) ? input.records : Array.isArray(input.shards) ? input.shards : null) : null;
+  if (!list) throw new ManifestError(source, ['it has no "records" (tensor cache) or "shards" (adapter.json) list']);
+  list.forEach((r: unknown, i: number) => {
+    if (!isObject(r)) return void p.push(`shard ${i} must be an object`);
+    if (typeof r.dataPath !== 'string' || r.dataPath === '' || r.dataPath.startsWith('/') || r.dataPath.split('/').includes('..'))
+      p.push(`shard ${i}: dataPath must be a relative file name`);
+    if (typeof r.nbytes !== 'number' || !Number.isSafeInteger(r.nbytes) || r.nbytes < 0) p.push(`shard ${i}: nbytes must be a byte count`);
+    if (r.md5sum !== undefined && typeof r.md5sum !== 'string') p.push(`shard ${i}: md5sum must be a string`);
+    if (r.sha256 !== undefined && (typeof r.sha256 !== 'string' || !SHA256_RE.test(r.sha256))) p.push(`shard ${i}: sha256 must be 64 lowercase hex digits`);
+  });
+  if (p.length > 0) throw new ManifestError(source, p);
+  return list as IndexedShard[];
+}
+
+/** The shard files an index lists, as manifest files (size from nbytes; sha256, md5 when given). */
+export function shardFilesFromIndex(shards: IndexedShard[]): ManifestFile[] {
+  return shards.map((r) => {
     const f: ManifestFile = { path: r.dataPath, size: r.nbytes };
+    if (typeof r.sha256 === 'string') f.sha256 = r.sha256;
     if (typeof r.md5sum === 'string' && MD5_RE.test(r.md5sum)) f.md5 = r.md5sum;
     return f;
   });
 }
 
 /**
- * The manifest's files plus those derived from a tensor cache, manifest entries winning when a
- * path appears in both (a manifest may pin a shard's sha256).
+ * The manifest's files plus those an index lists, manifest entries winning when a path appears
+ * in both (a manifest may pin a shard's sha256).
  */
-export function withTensorCacheShards(manifest: ModelManifest, cache: TensorCache): ManifestFile[] {
-  const listed = new Map(manifest.files.map((f) => [f.path, f]));
-  const out = [...manifest.files];
-  for (const s of shardFilesFromTensorCache(cache)) if (!listed.has(s.path)) out.push(s);
-  return out;
+export function withIndexedShards(manifest: ModelManifest, shards: IndexedShard[]): ManifestFile[] {
+  const listed = new Set(manifest.files.map((f) => f.path));
+  return [...manifest.files, ...shardFilesFromIndex(shards).filter((s) => !listed.has(s.path))];
 }
 
-/** Refuse an adapter trained on another base. @throws AdapterMismatchError */
-export function checkAdapterBase(adapter: ModelManifest, base: ModelManifest): void {
+/**
+ * Refuse an adapter manifest meant for another base model (by manifest id, and by fingerprint
+ * when both are known). The adapter.json's own fingerprint is checked again at load time.
+ * @throws AdapterMismatchError
+ */
+export function checkAdapterManifestBase(adapter: ModelManifest, base: ModelManifest): void {
   if (adapter.kind !== 'adapter' || !adapter.adapter) throw new Error(`${adapter.name} is not an adapter`);
-  if (adapter.adapter.baseFingerprint !== base.fingerprint)
-    throw new AdapterMismatchError(adapter.name, adapter.adapter.baseFingerprint, base.fingerprint);
+  const a = adapter.adapter;
+  const fpMismatch = a.baseFingerprint !== null && base.fingerprint !== undefined && a.baseFingerprint !== base.fingerprint;
+  if (a.baseModel !== base.id || fpMismatch) throw new AdapterMismatchError(adapter.name, a.baseModel, base.id);
 }

@@ -4,24 +4,38 @@ import { parseManifest, type ManifestFile, type ModelManifest } from '../formats
 import { allSavedManifests, manifestKey, putEntries } from './db.ts';
 
 /**
- * The manifests shipped with the app (models/*.json), relative URLs resolved against the site's
- * models/ folder. A JSON file there that is not a manifest (no "schema") is ignored; a broken
- * manifest is reported on the console and skipped, so one bad file never hides the others.
+ * The manifests shipped with the app: models/index.json lists the models/*.json files (a unit
+ * test keeps it in step with the folder). Relative URLs resolve against each manifest's own URL.
+ * A broken manifest is reported on the console and skipped, so one bad file never hides the others.
+ * @param catalogUrl where models/index.json is (default: beside the page)
  */
-export function builtinManifests(): ModelManifest[] {
-  const raw = import.meta.glob('/models/*.json', { eager: true, import: 'default' }) as Record<string, unknown>;
-  const base = new URL('models/', globalThis.location?.href ?? 'http://localhost/').href;
-  const out: ModelManifest[] = [];
-  for (const [file, json] of Object.entries(raw)) {
-    if (typeof json !== 'object' || json === null || !('schema' in json)) continue;
-    const name = file.split('/').pop()!;
-    try {
-      out.push(parseManifest(json, name, new URL(name, base).href));
-    } catch (e) {
-      console.error(e);
-    }
+export async function builtinManifests(catalogUrl?: string): Promise<ModelManifest[]> {
+  const { HttpError, NetworkError } = await import('./errors.ts');
+  const url = new URL(catalogUrl ?? 'models/index.json', globalThis.location?.href).href;
+  let index: { manifests?: unknown };
+  try {
+    const r = await fetch(url, { cache: 'no-cache' });
+    if (!r.ok) throw new HttpError('models/index.json', r.status, url);
+    index = (await r.json()) as { manifests?: unknown };
+  } catch (e) {
+    if (e instanceof HttpError) throw e;
+    throw new NetworkError('models/index.json', { cause: e });
   }
-  return out.sort((a, b) => a.name.localeCompare(b.name));
+  const names = Array.isArray(index.manifests) ? index.manifests.filter((n): n is string => typeof n === 'string') : [];
+  const loaded = await Promise.all(
+    names.map(async (name) => {
+      const at = new URL(name, url).href;
+      try {
+        const r = await fetch(at, { cache: 'no-cache' });
+        if (!r.ok) throw new HttpError(name, r.status, at);
+        return parseManifest(await r.text(), name, at);
+      } catch (e) {
+        console.error(e);
+        return null;
+      }
+    }),
+  );
+  return loaded.filter((m): m is ModelManifest => m !== null).sort((a, b) => a.name.localeCompare(b.name));
 }
 
 /** Manifests the user imported earlier (kept in IndexedDB). */
@@ -31,7 +45,7 @@ export function savedManifests(): Promise<ModelManifest[]> {
 
 /** Built-in and imported manifests together (an imported one wins on the same id). */
 export async function allManifests(): Promise<ModelManifest[]> {
-  const byId = new Map(builtinManifests().map((m) => [m.id, m]));
+  const byId = new Map((await builtinManifests()).map((m) => [m.id, m]));
   for (const m of await savedManifests()) byId.set(m.id, m);
   return [...byId.values()];
 }

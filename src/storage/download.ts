@@ -10,8 +10,8 @@
 import {
   fileUrl,
   ManifestError,
-  parseTensorCache,
-  withTensorCacheShards,
+  parseShardIndex,
+  withIndexedShards,
   type ManifestFile,
   type ModelManifest,
 } from '../formats/manifest.ts';
@@ -197,12 +197,12 @@ async function runDownload(manifest: ModelManifest, opts: DownloadOptions, userS
   const estimate = opts.estimate ?? (() => navigator.storage.estimate());
   try {
     userSignal.throwIfAborted();
-    // 1. The file list (the tensor cache, when named, is read first: it lists the shards).
+    // 1. The file list (the shard index, when named, is read first: it lists the shards).
     let files = manifest.files.map((f) => ({ ...f }));
     let tensorCachePath: string | undefined;
     let tensorCacheBytes: Uint8Array | undefined;
-    if (manifest.tensorCache) {
-      for (const cand of manifest.tensorCache) {
+    if (manifest.shardIndex) {
+      for (const cand of manifest.shardIndex) {
         const rec = await getFile(id, cand);
         if (rec?.status === 'complete') {
           tensorCachePath = cand;
@@ -211,7 +211,7 @@ async function runDownload(manifest: ModelManifest, opts: DownloadOptions, userS
         }
       }
       if (!tensorCachePath) {
-        for (const cand of manifest.tensorCache) {
+        for (const cand of manifest.shardIndex) {
           const local = opts.localFiles?.get(cand);
           const bytes = local ? new Uint8Array(await local.arrayBuffer()) : await fetchSmall(manifest, cand, userSignal);
           if (bytes) {
@@ -222,14 +222,14 @@ async function runDownload(manifest: ModelManifest, opts: DownloadOptions, userS
         }
       }
       if (!tensorCachePath || !tensorCacheBytes)
-        throw new HttpError(manifest.tensorCache.join(' or '), 404, fileUrl(manifest, { path: manifest.tensorCache[0] }));
+        throw new HttpError(manifest.shardIndex.join(' or '), 404, fileUrl(manifest, { path: manifest.shardIndex[0] }));
       let json: unknown;
       try {
         json = JSON.parse(new TextDecoder().decode(tensorCacheBytes));
       } catch (e) {
         throw new ManifestError(tensorCachePath, [`it is not JSON (${(e as Error).message})`]);
       }
-      files = withTensorCacheShards({ ...manifest, files }, parseTensorCache(json, tensorCachePath));
+      files = withIndexedShards({ ...manifest, files }, parseShardIndex(json, tensorCachePath));
       const tcPath = tensorCachePath;
       const tcIndex = files.findIndex((f) => f.path === tcPath);
       if (tcIndex < 0) files.unshift({ path: tcPath, size: tensorCacheBytes.length });

@@ -50,4 +50,4 @@ export {
 } from './errors.ts';
 export { Sha256, sha256Hex, type Sha256State } from './sha256.ts';
 export { DB_NAME } from './db.ts';
-export { ManifestError, AdapterMismatchError, checkAdapterBase, parseManifest, type ModelManifest, type ManifestFile } from '../formats/manifest.ts';
+export { ManifestError, AdapterMismatchError, checkAdapterManifestBase, parseManifest, type ModelManifest, type ManifestFile } from '../formats/manifest.ts';

@@ -240,3 +240,30 @@ test('cancel keeps what was downloaded; delete removes everything', async ({ pag
   });
   expect(keys).toBe(0);
 });
+
+test('the built-in catalog: every models/*.json loads, and the tiny model downloads from the dev server and reads back', async ({ page }) => {
+  const r = await page.evaluate(async () => {
+    const S = (window as unknown as { S: typeof import('../../src/storage/index.ts') }).S;
+    const all = await S.builtinManifests();
+    const tiny = all.find((m) => m.id === 'tiny-q4f32_1')!;
+    const probe = await fetch(new URL('tensor-cache.json', tiny.baseUrl + '/').href);
+    if (!probe.ok) return { ids: all.map((m) => m.id), skipped: true };
+    await S.downloadModel(tiny);
+    const src = S.idbModelSource(tiny.id);
+    const cache = (await src.readJson('tensor-cache.json')) as { records: { dataPath: string; nbytes: number }[] };
+    const shard = await src.readShard(cache.records[0].dataPath);
+    const listed = await S.listModels(all);
+    return {
+      ids: all.map((m) => m.id),
+      skipped: false,
+      tokenizer: (await src.readJson('tokenizer.json')) !== null,
+      shardOk: shard.byteLength === cache.records[0].nbytes,
+      state: listed.find((m) => m.id === tiny.id)!.state,
+      others: [...new Set(listed.filter((m) => m.id !== tiny.id).map((m) => m.state))],
+    };
+  });
+  expect(r.ids).toContain('llama-2-7b-q4f16_1');
+  expect(r.ids).toContain('llama-2-7b-lora-math10k-q4f32_1');
+  test.skip(r.skipped, 'models/tiny not generated (npm run make-tiny-model)');
+  expect(r).toMatchObject({ tokenizer: true, shardOk: true, state: 'stored', others: ['not-stored'] });
+});

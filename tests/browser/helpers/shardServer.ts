@@ -216,8 +216,8 @@ export async function makeTestModel(id: string, shardSizes: number[]): Promise<T
         kind: 'base',
         baseUrl,
         quantization: 'q4f32_1',
-        fingerprint: 'test/generated',
-        ...(derive ? { tensorCache: ['tensor-cache.json'] } : {}),
+        fingerprint: sha256.get('tensor-cache.json'),
+        ...(derive ? { shardIndex: ['tensor-cache.json'] } : {}),
         files: derive ? [entry('mlc-chat-config.json')] : [...files.keys()].map(entry),
       };
     },

@@ -43,9 +43,17 @@ export function savedManifests(): Promise<ModelManifest[]> {
   return allSavedManifests();
 }
 
-/** Built-in and imported manifests together (an imported one wins on the same id). */
+/**
+ * Built-in and imported manifests together (an imported one wins on the same id). Offline, when
+ * the catalog cannot be fetched, only imported ones are returned; listModels adds every stored
+ * model from its own saved manifest, so stored models stay usable.
+ */
 export async function allManifests(): Promise<ModelManifest[]> {
-  const byId = new Map((await builtinManifests()).map((m) => [m.id, m]));
+  const builtin = await builtinManifests().catch((e: unknown) => {
+    console.warn('Built-in model catalog unavailable:', e);
+    return [] as ModelManifest[];
+  });
+  const byId = new Map(builtin.map((m) => [m.id, m]));
   for (const m of await savedManifests()) byId.set(m.id, m);
   return [...byId.values()];
 }

@@ -57,7 +57,10 @@ async function main() {
         const engine = new Engine();
         const info = await engine.load(httpModelSource('/cli-model/'), { contextLength });
         let adapterName: string | null = null;
-        if (adapter) adapterName = await (engine as unknown as { loadAdapter(url: string): Promise<string> }).loadAdapter('/cli-adapter/');
+        if (adapter) {
+          adapterName = await engine.loadAdapter(httpModelSource('/cli-adapter/'));
+          engine.useAdapter(adapterName);
+        }
         const r = await engine.generate(promptIds, {
           maxNewTokens,
           temperature,

@@ -10,6 +10,7 @@ import { createGpuContext, type GpuContext } from './gpu.ts';
 import { LlamaModel, type ModelLoadOptions } from './llama.ts';
 import { Sampler, type SamplingOptions } from './sampling.ts';
 import { EngineError } from './errors.ts';
+import { ADAPTER_MANIFEST_FILE, checkAdapterAgainstBase, parseAdapterManifest, readAdapterTensors } from '../formats/adapter.ts';
 
 export interface GenerateOptions extends SamplingOptions {
   maxNewTokens: number;
@@ -45,6 +46,7 @@ export interface LoadedModelInfo {
 
 export class Engine {
   private gpu: GpuContext | null = null;
+  private baseSource: ModelSource | null = null;
   model: LlamaModel | null = null;
   info: LoadedModelInfo | null = null;
 
@@ -53,6 +55,7 @@ export class Engine {
     const manifest = await loadModelManifest(source);
     this.gpu ??= await createGpuContext();
     this.model = await LlamaModel.load(this.gpu, source, manifest.config, manifest.mode, manifest.cache, opts);
+    this.baseSource = source;
     const tokenizerConfig = (await source.readJson('tokenizer_config.json').catch(() => null)) as object | null;
     this.info = {
       config: manifest.config,
@@ -122,9 +125,40 @@ export class Engine {
     };
   }
 
+  /**
+   * Make a converted adapter (adapter.json + shards) resident beside the base, after checking it
+   * was made for this base. Returns its name; several can be resident, useAdapter picks one.
+   */
+  async loadAdapter(source: ModelSource): Promise<string> {
+    const model = this.requireModel();
+    const json = await source.readJson(ADAPTER_MANIFEST_FILE);
+    if (json === null) throw new EngineError(`${ADAPTER_MANIFEST_FILE} not found: is this a converted adapter directory? (npm run convert-adapter)`);
+    const manifest = parseAdapterManifest(json);
+    const [chat, cache] = await Promise.all([
+      this.baseSource!.readJson('mlc-chat-config.json'),
+      this.baseSource!.readJson('tensor-cache.json').then((c) => c ?? this.baseSource!.readJson('ndarray-cache.json')),
+    ]);
+    await checkAdapterAgainstBase(manifest, chat, cache);
+    const shards = new Map<string, ArrayBuffer>();
+    for (const s of manifest.shards) shards.set(s.dataPath, await source.readShard(s.dataPath));
+    const tensors = await readAdapterTensors(manifest, shards);
+    await model.addAdapter(manifest, tensors);
+    return manifest.name;
+  }
+
+  /** Use a resident adapter for the next generations (null: the base alone). */
+  useAdapter(name: string | null) {
+    this.requireModel().useAdapter(name);
+  }
+
+  unloadAdapter(name: string) {
+    this.requireModel().removeAdapter(name);
+  }
+
   unload() {
     this.model?.destroy();
     this.model = null;
+    this.baseSource = null;
     this.info = null;
   }
 }

@@ -18,6 +18,8 @@ import attnScoresWgsl from './kernels/attnScores.wgsl?raw';
 import attnSoftmaxWgsl from './kernels/attnSoftmax.wgsl?raw';
 import attnOutputWgsl from './kernels/attnOutput.wgsl?raw';
 import swigluWgsl from './kernels/swiglu.wgsl?raw';
+import adapterUpWgsl from './kernels/adapterUp.wgsl?raw';
+import activationWgsl from './kernels/activation.wgsl?raw';
 
 /** How a weight matrix is stored on the GPU (follows the record dtypes, not the mode name). */
 export type WeightFormat = 'f32' | 'f16' | 'q4f16' | 'q4f32';
@@ -33,6 +35,7 @@ export const KERNELS = {
   attnSoftmax: attnSoftmaxWgsl,
   attnOutput: attnOutputWgsl,
   swiglu: swigluWgsl,
+  adapterUp: adapterUpWgsl,
 } as const;
 export type KernelName = keyof typeof KERNELS;
 
@@ -71,7 +74,7 @@ const KV_STORE: Record<KvFormat, string> = {
 /** The full WGSL source of one kernel variant. */
 export function kernelSource(name: KernelName, variant: KernelVariant = {}): string {
   let src = KERNELS[name];
-  src = src.replace('#include params', paramsWgsl);
+  src = src.replace('#include params', paramsWgsl).replace('#include activation', activationWgsl);
   if (src.includes('#include weight')) {
     if (!variant.weight) throw new Error(`kernel ${name} needs a weight format`);
     src = src.replace('#include weight', weightSnippet(variant.weight));

@@ -9,7 +9,9 @@ import type { ModelSource, TensorCache } from '../formats/tensorCacheTypes.ts';
 import type { GpuContext } from './gpu.ts';
 import { createBufferChecked } from './gpu.ts';
 import { EngineError } from './errors.ts';
-import { PipelineCache, bindGroup, type Dispatch, type KvFormat } from './kernels.ts';
+import { PipelineCache, bindGroup, type Dispatch, type KvFormat, type KernelVariant } from './kernels.ts';
+import { createGpuAdapter, adapterZWidth, type AdapterSite, type GpuAdapter } from './adapters.ts';
+import type { AdapterManifest } from '../formats/adapter.ts';
 import { takeMatrix, takeVector, uploadTensors, type GpuMatrix, type LoadProgress, type UploadedTensors } from './weights.ts';
 import { activationSizes, kvLayerBytes, DEFAULT_PREFILL_CHUNK, type MemoryPlan } from './memoryPlan.ts';
 
@@ -40,9 +42,18 @@ export class LlamaModel {
   readonly memory: MemoryPlan;
 
   private readonly device: GPUDevice;
-  private readonly dispatchesBody: Dispatch[] = [];
+  private readonly pipes: PipelineCache;
+  /** Body dispatch lists: the base (key null) and one per resident adapter. */
+  private readonly bodies = new Map<string | null, Dispatch[]>();
   private readonly dispatchesHead: Dispatch[] = [];
   private readonly ownBuffers: GPUBuffer[] = [];
+  private readonly layers: LayerWeights[] = [];
+  private readonly adapters = new Map<string, GpuAdapter>();
+  private activeAdapter: string | null = null;
+  private scratch: { zWidth: number; z: GPUBuffer; xSplit: GPUBuffer; tmp: GPUBuffer; dummy: GPUBuffer } | null = null;
+  private embed!: GpuMatrix;
+  private kvCaches: { k: GPUBuffer; v: GPUBuffer }[] = [];
+  private kvFormat: KvFormat = 'f32';
 
   private constructor(
     readonly gpu: GpuContext,
@@ -56,6 +67,7 @@ export class LlamaModel {
     activationBytes: number,
   ) {
     this.device = gpu.device;
+    this.pipes = new PipelineCache(gpu.device);
     this.memory = { weights: tensors.bytes, kvCache: kvBytes, activations: activationBytes, total: tensors.bytes + kvBytes + activationBytes };
   }
 
@@ -112,102 +124,220 @@ export class LlamaModel {
     }
   }
 
-  /** Build every dispatch of one forward call once; only workgroup counts change per call. */
+  /** Resolve every weight once and build the base dispatch list and the head. */
   private record(kvCaches: { k: GPUBuffer; v: GPUBuffer }[], kv: KvFormat) {
     const c = this.config;
     const d = c.hiddenSize;
     const H = c.numHeads;
     const KV = c.numKvHeads;
     const hd = c.headDim;
+    const t = this.tensors;
+    this.kvFormat = kv;
+    this.kvCaches = kvCaches;
+    this.embed = takeMatrix(t, EMBED_NAME, c.vocabSize, d);
+    for (let l = 0; l < c.numLayers; l++) {
+      const names = layerLinearNames(l);
+      const norms = layerNormNames(l);
+      this.layers.push({
+        inputNorm: takeVector(t, norms.input, d),
+        qkv: takeMatrix(t, names.qkv, (H + 2 * KV) * hd, d),
+        o: takeMatrix(t, names.o, d, H * hd),
+        postNorm: takeVector(t, norms.postAttention, d),
+        gateUp: takeMatrix(t, names.gateUp, 2 * c.intermediateSize, d),
+        down: takeMatrix(t, names.down, d, c.intermediateSize),
+      });
+    }
+    this.bodies.set(null, this.buildBody(null));
+    // Head: xn = rmsnorm(x); logits = W_head xn for the rows whose logits are wanted
+    const head = c.tieWordEmbeddings ? this.embed : takeMatrix(t, LM_HEAD_NAME, c.vocabSize, d);
+    this.rmsnorm(this.dispatchesHead, this.buf.x, this.buf.xn, takeVector(t, FINAL_NORM_NAME, d), 'final norm');
+    this.matmul(this.dispatchesHead, head, this.buf.xn, this.buf.logits, { accumulate: false, params: this.buf.paramsHead });
+  }
+
+  private matmul(list: Dispatch[], w: GpuMatrix, x: GPUBuffer, y: GPUBuffer, o: { accumulate: boolean; params?: GPUBuffer; act?: number; splitRow?: number }) {
+    const constants: Record<string, number> = { IN: w.cols, OUT: w.rows, ACCUMULATE: o.accumulate ? 1 : 0, ACT: o.act ?? 0 };
+    if (o.splitRow !== undefined) constants.SPLIT_ROW = o.splitRow;
+    const pipeline = this.pipes.get('matmul', { weight: w.format }, constants);
+    list.push({
+      label: `matmul ${w.name}`,
+      pipeline,
+      bindGroups: [bindGroup(this.device, pipeline, 0, [o.params ?? this.buf.params, x, y], w.name), bindGroup(this.device, pipeline, 1, [w.data, w.scale], `${w.name} weights`)],
+      workgroups: (rows) => [Math.ceil(w.rows / 64), Math.ceil(rows / 8), 1],
+    });
+  }
+
+  private rmsnorm(list: Dispatch[], x: GPUBuffer, y: GPUBuffer, weight: GPUBuffer, label: string) {
+    const pipeline = this.pipes.get('rmsnorm', {}, { DIM: this.config.hiddenSize, EPS: this.config.rmsNormEps });
+    list.push({ label, pipeline, bindGroups: [bindGroup(this.device, pipeline, 0, [this.buf.params, x, y, weight], label)], workgroups: (rows) => [rows, 1, 1] });
+  }
+
+  private simple(list: Dispatch[], label: string, kernel: Parameters<PipelineCache['get']>[0], variant: KernelVariant, constants: Record<string, number>, buffers: (GPUBuffer | undefined)[], workgroups: Dispatch['workgroups']) {
+    const pipeline = this.pipes.get(kernel, variant, constants);
+    list.push({ label, pipeline, bindGroups: [bindGroup(this.device, pipeline, 0, [this.buf.params, ...buffers], label)], workgroups });
+  }
+
+  /** An adapter site's down-projection: z = act(D x), every segment at once. */
+  private adapterDown(list: Dispatch[], a: GpuAdapter, site: AdapterSite, x: GPUBuffer, label: string) {
+    const w: GpuMatrix = { name: label, format: 'f32', rows: site.segments * site.r, cols: site.inDim, data: site.down };
+    this.matmul(list, w, x, this.scratch!.z, { accumulate: false, act: a.act });
+  }
+
+  /** An adapter site's up-projection onto y (see adapterUp.wgsl for the three modes). */
+  private adapterUp(list: Dispatch[], site: AdapterSite, y: GPUBuffer, res: GPUBuffer | null, label: string) {
+    const split = site.mode === 'seriesInput';
+    const constants = {
+      N: site.n,
+      R: site.r,
+      SEG1: site.seg1,
+      SEG2: site.seg2,
+      Z_STRIDE: site.segments * site.r,
+      OUT_W: site.mode === 'add' && site.segments > 1 ? site.n : this.config.hiddenSize,
+      SEG_W: this.config.hiddenSize,
+      ACC: site.mode === 'seriesInput' ? 0 : 1,
+      HAS_RES: res ? 1 : 0,
+      SPLIT_OUT: split ? 1 : 0,
+    };
+    const pipeline = this.pipes.get('adapterUp', {}, constants);
+    list.push({
+      label,
+      pipeline,
+      bindGroups: [
+        bindGroup(this.device, pipeline, 0, [this.buf.params, this.scratch!.z, y, res ?? this.scratch!.dummy, site.scales], label),
+        bindGroup(this.device, pipeline, 1, [site.up], `${label} weights`),
+      ],
+      workgroups: (rows) => [Math.ceil(site.n / 64), rows, 1],
+    });
+  }
+
+  /** The dispatches of one forward call's body (embedding and every layer), with an adapter or none. */
+  private buildBody(adapter: GpuAdapter | null): Dispatch[] {
+    const c = this.config;
+    const d = c.hiddenSize;
+    const H = c.numHeads;
+    const KV = c.numKvHeads;
+    const hd = c.headDim;
+    const ffn = c.intermediateSize;
     const qkvWidth = (H + 2 * KV) * hd;
     const ctx = this.contextLength;
-    const pipes = new PipelineCache(this.device);
+    const kv = this.kvFormat;
     const b = this.buf;
-    const t = this.tensors;
-    const device = this.device;
     const ceil = (n: number, m: number) => Math.ceil(n / m);
-
-    const matmul = (list: Dispatch[], w: GpuMatrix, x: GPUBuffer, y: GPUBuffer, accumulate: boolean, params = b.params) => {
-      const pipeline = pipes.get('matmul', { weight: w.format }, { IN: w.cols, OUT: w.rows, ACCUMULATE: accumulate ? 1 : 0 });
-      list.push({
-        label: `matmul ${w.name}`,
-        pipeline,
-        bindGroups: [bindGroup(device, pipeline, 0, [params, x, y], w.name), bindGroup(device, pipeline, 1, [w.data, w.scale], `${w.name} weights`)],
-        workgroups: (rows) => [ceil(w.rows, 64), ceil(rows, 8), 1],
-      });
-    };
-    const rmsnorm = (list: Dispatch[], x: GPUBuffer, y: GPUBuffer, weight: GPUBuffer, label: string) => {
-      const pipeline = pipes.get('rmsnorm', {}, { DIM: d, EPS: c.rmsNormEps });
-      list.push({ label, pipeline, bindGroups: [bindGroup(device, pipeline, 0, [b.params, x, y, weight], label)], workgroups: (rows) => [rows, 1, 1] });
-    };
+    const list: Dispatch[] = [];
 
     // Embedding: x[t] = E[token[t]]  (x: [rows, dim])
-    const embed = takeMatrix(t, EMBED_NAME, c.vocabSize, d);
     {
-      const pipeline = pipes.get('embedding', { weight: embed.format }, { IN: d });
-      const chunkW = embed.format.startsWith('q4') ? 8 : 4;
-      this.dispatchesBody.push({
+      const pipeline = this.pipes.get('embedding', { weight: this.embed.format }, { IN: d });
+      const chunkW = this.embed.format.startsWith('q4') ? 8 : 4;
+      list.push({
         label: 'embedding',
         pipeline,
-        bindGroups: [bindGroup(device, pipeline, 0, [b.params, b.tokens, b.x], 'embedding'), bindGroup(device, pipeline, 1, [embed.data, embed.scale], 'embedding weights')],
+        bindGroups: [bindGroup(this.device, pipeline, 0, [b.params, b.tokens, b.x], 'embedding'), bindGroup(this.device, pipeline, 1, [this.embed.data, this.embed.scale], 'embedding weights')],
         workgroups: (rows) => [ceil(ceil(d, chunkW), 64), rows, 1],
       });
     }
 
     for (let l = 0; l < c.numLayers; l++) {
-      const names = layerLinearNames(l);
-      const norms = layerNormNames(l);
-      const w: LayerWeights = {
-        inputNorm: takeVector(t, norms.input, d),
-        qkv: takeMatrix(t, names.qkv, qkvWidth, d),
-        o: takeMatrix(t, names.o, d, H * hd),
-        postNorm: takeVector(t, norms.postAttention, d),
-        gateUp: takeMatrix(t, names.gateUp, 2 * c.intermediateSize, d),
-        down: takeMatrix(t, names.down, d, c.intermediateSize),
-      };
-      const { k: kCache, v: vCache } = kvCaches[l];
-      const list = this.dispatchesBody;
+      const w = this.layers[l];
+      const { k: kCache, v: vCache } = this.kvCaches[l];
       const heads = { HEAD_DIM: hd, N_HEADS: H, N_KV_HEADS: KV };
+      const sites = adapter?.layers[l] ?? {};
 
-      // Attention block: xn = rmsnorm(x); qkv = W_qkv xn; rope(q, k); cache k, v; attn = softmax(q k^T / sqrt(hd)) v; x += W_o attn
-      rmsnorm(list, b.x, b.xn, w.inputNorm, `layer ${l} input norm`);
-      matmul(list, w.qkv, b.xn, b.qkv, false);
-      {
-        const pipeline = pipes.get('rope', {}, { HEAD_DIM: hd, N_ROT_HEADS: H + KV, QKV_WIDTH: qkvWidth });
-        list.push({ label: `layer ${l} rope`, pipeline, bindGroups: [bindGroup(device, pipeline, 0, [b.params, b.qkv, b.cosSin], 'rope')], workgroups: (rows) => [ceil((H + KV) * (hd / 2), 64), rows, 1] });
+      // Attention block: xn = rmsnorm(x); qkv = W_qkv xn (+ adapter); rope(q, k); cache k, v;
+      // attn = softmax(q k^T / sqrt(hd)) v; x += W_o attn (+ adapter)
+      this.rmsnorm(list, b.x, b.xn, w.inputNorm, `layer ${l} input norm`);
+      this.matmul(list, w.qkv, b.xn, b.qkv, { accumulate: false });
+      if (sites.qkv) {
+        this.adapterDown(list, adapter!, sites.qkv, b.xn, `layer ${l} adapter qkv down`);
+        this.adapterUp(list, sites.qkv, b.qkv, null, `layer ${l} adapter qkv up`);
       }
-      {
-        const pipeline = pipes.get('kvWrite', { kv }, heads);
-        list.push({ label: `layer ${l} kv write`, pipeline, bindGroups: [bindGroup(device, pipeline, 0, [b.params, b.qkv, kCache, vCache], 'kv write')], workgroups: (rows) => [ceil((KV * hd) / 2, 64), rows, 1] });
-      }
-      {
-        const pipeline = pipes.get('attnScores', { kv }, { ...heads, CTX: ctx });
-        list.push({ label: `layer ${l} scores`, pipeline, bindGroups: [bindGroup(device, pipeline, 0, [b.params, b.qkv, b.scores, kCache], 'scores')], workgroups: (rows, kvLen) => [ceil(kvLen, 64), rows * H, 1] });
-      }
-      {
-        const pipeline = pipes.get('attnSoftmax', {}, { N_HEADS: H, CTX: ctx });
-        list.push({ label: `layer ${l} softmax`, pipeline, bindGroups: [bindGroup(device, pipeline, 0, [b.params, b.scores], 'softmax')], workgroups: (rows) => [rows * H, 1, 1] });
-      }
-      {
-        const pipeline = pipes.get('attnOutput', { kv }, { ...heads, CTX: ctx });
-        list.push({ label: `layer ${l} attn out`, pipeline, bindGroups: [bindGroup(device, pipeline, 0, [b.params, b.scores, b.attn, undefined, vCache], 'attn out')], workgroups: (rows) => [ceil(H * hd, 64), rows, 1] });
-      }
-      matmul(list, w.o, b.attn, b.x, true);
+      this.simple(list, `layer ${l} rope`, 'rope', {}, { HEAD_DIM: hd, N_ROT_HEADS: H + KV, QKV_WIDTH: qkvWidth }, [b.qkv, b.cosSin], (rows) => [ceil((H + KV) * (hd / 2), 64), rows, 1]);
+      this.simple(list, `layer ${l} kv write`, 'kvWrite', { kv }, heads, [b.qkv, kCache, vCache], (rows) => [ceil((KV * hd) / 2, 64), rows, 1]);
+      this.simple(list, `layer ${l} scores`, 'attnScores', { kv }, { ...heads, CTX: ctx }, [b.qkv, b.scores, kCache], (rows, kvLen) => [ceil(kvLen, 64), rows * H, 1]);
+      this.simple(list, `layer ${l} softmax`, 'attnSoftmax', {}, { N_HEADS: H, CTX: ctx }, [b.scores], (rows) => [rows * H, 1, 1]);
+      this.simple(list, `layer ${l} attn out`, 'attnOutput', { kv }, { ...heads, CTX: ctx }, [b.scores, b.attn, undefined, vCache], (rows) => [ceil(H * hd, 64), rows, 1]);
+      if (sites.o) this.adapterDown(list, adapter!, sites.o, b.attn, `layer ${l} adapter o down`);
+      this.matmul(list, w.o, b.attn, b.x, { accumulate: true });
+      if (sites.o) this.adapterUp(list, sites.o, b.x, null, `layer ${l} adapter o up`);
 
       // Feed-forward block: xn = rmsnorm(x); h = silu(W_gate xn) * (W_up xn); x += W_down h
-      rmsnorm(list, b.x, b.xn, w.postNorm, `layer ${l} post-attention norm`);
-      matmul(list, w.gateUp, b.xn, b.gateUp, false);
-      {
-        const pipeline = pipes.get('swiglu', {}, { FFN: c.intermediateSize });
-        list.push({ label: `layer ${l} swiglu`, pipeline, bindGroups: [bindGroup(device, pipeline, 0, [b.params, b.gateUp, b.ffn], 'swiglu')], workgroups: (rows) => [ceil(c.intermediateSize, 64), rows, 1] });
+      // (series adapters change gate/up's inputs and down's output; parallel and LoRA add to outputs)
+      this.rmsnorm(list, b.x, b.xn, w.postNorm, `layer ${l} post-attention norm`);
+      const gu = sites.gateUp;
+      if (gu) this.adapterDown(list, adapter!, gu, b.xn, `layer ${l} adapter gate/up down`);
+      if (gu?.mode === 'seriesInput') {
+        this.adapterUp(list, gu, this.scratch!.xSplit, b.xn, `layer ${l} adapter gate/up inputs`);
+        this.matmul(list, w.gateUp, this.scratch!.xSplit, b.gateUp, { accumulate: false, splitRow: ffn });
+      } else {
+        this.matmul(list, w.gateUp, b.xn, b.gateUp, { accumulate: false });
+        if (gu) this.adapterUp(list, gu, b.gateUp, null, `layer ${l} adapter gate/up up`);
       }
-      matmul(list, w.down, b.ffn, b.x, true);
+      this.simple(list, `layer ${l} swiglu`, 'swiglu', {}, { FFN: ffn }, [b.gateUp, b.ffn], (rows) => [ceil(ffn, 64), rows, 1]);
+      const dn = sites.down;
+      if (dn?.mode === 'seriesOutput') {
+        this.matmul(list, w.down, b.ffn, this.scratch!.tmp, { accumulate: false });
+        this.adapterDown(list, adapter!, dn, this.scratch!.tmp, `layer ${l} adapter down down`);
+        this.adapterUp(list, dn, b.x, this.scratch!.tmp, `layer ${l} adapter down up`);
+      } else {
+        if (dn) this.adapterDown(list, adapter!, dn, b.ffn, `layer ${l} adapter down down`);
+        this.matmul(list, w.down, b.ffn, b.x, { accumulate: true });
+        if (dn) this.adapterUp(list, dn, b.x, null, `layer ${l} adapter down up`);
+      }
     }
+    return list;
+  }
 
-    // Head: xn = rmsnorm(x); logits = W_head xn for the rows whose logits are wanted
-    rmsnorm(this.dispatchesHead, b.x, b.xn, takeVector(t, FINAL_NORM_NAME, d), 'final norm');
-    const head = c.tieWordEmbeddings ? embed : takeMatrix(t, LM_HEAD_NAME, c.vocabSize, d);
-    matmul(this.dispatchesHead, head, b.xn, b.logits, false, b.paramsHead);
+  /** Make an adapter resident (the base stays as it is); switch to it with useAdapter. */
+  async addAdapter(manifest: AdapterManifest, tensors: Map<string, Float32Array>): Promise<GpuAdapter> {
+    if (this.adapters.has(manifest.name)) this.removeAdapter(manifest.name);
+    const a = await createGpuAdapter(this.device, this.config, manifest, tensors);
+    try {
+      await this.ensureScratch(adapterZWidth(a));
+    } catch (e) {
+      for (const b of a.buffers) b.destroy();
+      throw e;
+    }
+    this.adapters.set(a.name, a);
+    this.bodies.set(a.name, this.buildBody(a));
+    return a;
+  }
+
+  removeAdapter(name: string) {
+    const a = this.adapters.get(name);
+    if (!a) return;
+    if (this.activeAdapter === name) this.activeAdapter = null;
+    this.adapters.delete(name);
+    this.bodies.delete(name);
+    for (const b of a.buffers) b.destroy();
+  }
+
+  /** The adapter the next forward call uses (null: the base model alone). */
+  useAdapter(name: string | null) {
+    if (name !== null && !this.adapters.has(name)) throw new EngineError(`No adapter named "${name}" is loaded.`);
+    this.activeAdapter = name;
+  }
+
+  get adapterNames(): string[] {
+    return [...this.adapters.keys()];
+  }
+
+  /** Scratch buffers adapters share: z (bottleneck activations), split gate/up inputs, down's output. */
+  private async ensureScratch(zWidth: number) {
+    const c = this.config;
+    const chunk = this.prefillChunk;
+    if (this.scratch && this.scratch.zWidth >= zWidth) return;
+    const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST;
+    const next = {
+      zWidth,
+      z: await createBufferChecked(this.device, 'adapter z', chunk * zWidth * 4, usage),
+      xSplit: await createBufferChecked(this.device, 'adapter split inputs', 2 * chunk * c.hiddenSize * 4, usage),
+      tmp: await createBufferChecked(this.device, 'adapter down output', chunk * c.hiddenSize * 4, usage),
+      dummy: await createBufferChecked(this.device, 'adapter dummy', 16, usage),
+    };
+    const old = this.scratch;
+    this.scratch = next;
+    // Bind groups of resident adapters point at the old scratch: rebuild them.
+    for (const [name, a] of this.adapters) this.bodies.set(name, this.buildBody(a));
+    if (old) for (const b of [old.z, old.xSplit, old.tmp, old.dummy]) b.destroy();
   }
 
   /**
@@ -250,7 +380,7 @@ export class LlamaModel {
         pass.dispatchWorkgroups(x, y, z);
       }
     };
-    run(this.dispatchesBody, rows);
+    run(this.bodies.get(this.activeAdapter)!, rows);
     const headRows = headRow0 >= 0 ? rows - headRow0 : 0;
     if (headRows > 0) {
       q.writeBuffer(this.buf.paramsHead, 0, new Uint32Array([rows, startPos, headRow0, kvLen]));
@@ -283,6 +413,8 @@ export class LlamaModel {
   }
 
   destroy() {
+    for (const name of this.adapterNames) this.removeAdapter(name);
+    if (this.scratch) for (const b of [this.scratch.z, this.scratch.xSplit, this.scratch.tmp, this.scratch.dummy]) b.destroy();
     for (const b of this.ownBuffers) b.destroy();
     for (const { buffer } of this.tensors.buffers.values()) buffer.destroy();
     this.ownBuffers.length = 0;

@@ -21,7 +21,6 @@ import { appendFileSync, existsSync, readFileSync, statSync, truncateSync, write
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs, runMain, UsageError } from './args.ts';
-import { openBrowserSession } from './browserSession.ts';
 import type { EvalPageOptions, EvalPageResult } from './evalPage.ts';
 import { DATASET_NAMES, DATASETS, describeSkipped, isDatasetName, parseDataset, selectProblems, type DatasetName, type Problem } from '../reasoning/datasets.ts';
 import { customPrompt, getPromptConfig, PROMPT_CONFIGS, type PromptConfig } from '../reasoning/prompts.ts';
@@ -257,6 +256,8 @@ async function runInBrowser(ctx: RunContext): Promise<{ problems: number; ms: nu
   let started = 0;
   if (ctx.outPath && !existsSync(ctx.outPath)) writeFileSync(ctx.outPath, '');
 
+  // Imported here so argument and data errors report without loading Vite and Playwright.
+  const { openBrowserSession } = await import('./browserSession.ts');
   const session = await openBrowserSession({ mounts, gpu: ctx.gpu, quiet: !process.env.DEBUG });
   try {
     await session.page.exposeFunction('__evalStatus', (message: string) => {

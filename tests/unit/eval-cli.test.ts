@@ -1,0 +1,145 @@
+/**
+ * `npm run eval` end to end on the tiny random-weight model (outputs are gibberish, accuracy ~0:
+ * what is tested is the pipeline). Each model run starts Vite + headless Chromium with software
+ * WebGPU, so the runs are few and short (--max-new-tokens 8).
+ */
+import { describe, it, expect, beforeAll } from 'vitest';
+import { spawn, spawnSync } from 'node:child_process';
+import { appendFileSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { parseDataset } from '../../src/reasoning/datasets.ts';
+import { scoreOutput } from '../../src/reasoning/score.ts';
+import { wilsonInterval } from '../../src/reasoning/wilson.ts';
+
+const ROOT = resolve(import.meta.dirname, '../..');
+const DATA_DIR = resolve(process.env.REASONING_LAB_DATA ?? resolve(ROOT, '../shared/data'));
+const GSM8K = join(DATA_DIR, 'gsm8k/test.jsonl');
+const TINY = join(ROOT, 'models/tiny/q4f32_1');
+const RUN_TIMEOUT = 120_000;
+let dir: string;
+
+interface Result {
+  status: number | null;
+  stdout: string;
+  stderr: string;
+  last: string;
+}
+
+/** Run the CLI (async, so vitest's timeout keeps working while it runs). */
+function evalCli(args: string[]): Promise<Result> {
+  return new Promise((done, fail) => {
+    const child = spawn('npx', ['tsx', 'src/cli/eval.ts', ...args], { cwd: ROOT, env: { ...process.env, DEBUG: '' } });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    const timer = setTimeout(() => child.kill('SIGKILL'), RUN_TIMEOUT);
+    child.on('error', fail);
+    child.on('close', (status) => {
+      clearTimeout(timer);
+      const lines = stdout.trim().split('\n');
+      done({ status, stdout, stderr, last: lines[lines.length - 1] });
+    });
+  });
+}
+
+function readLines(path: string) {
+  return readFileSync(path, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+}
+
+const gsm8k = () => parseDataset(readFileSync(GSM8K, 'utf8'), 'gsm8k').problems;
+
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), 'eval-cli-'));
+  if (!existsSync(join(TINY, 'tensor-cache.json'))) {
+    const r = spawnSync('npx', ['tsx', 'src/cli/makeTinyModel.ts', '--if-missing'], { cwd: ROOT, encoding: 'utf8', timeout: 60_000 });
+    if (r.status !== 0) throw new Error(`make-tiny-model failed: ${r.stderr}`);
+  }
+}, 70_000);
+
+describe('npm run eval', () => {
+  const out = () => join(dir, 'results.jsonl');
+  const base = ['--model', 'models/tiny/q4f32_1', '--dataset', 'gsm8k', '--prompt', 'q_end', '--max-new-tokens', '8'];
+
+  it('runs 3 GSM8K problems: one scored line each in --out, progress on stderr, a JSON summary last', async () => {
+    const r = await evalCli([...base, '--limit', '3', '--out', out()]);
+    expect(r.status, r.stderr).toBe(0);
+    const summary = JSON.parse(r.last);
+    expect(summary).toMatchObject({ dataset: 'gsm8k', prompt: 'q_end', model: 'models/tiny/q4f32_1', adapter: null, total: 3 });
+    expect(summary.accuracy).toBe(summary.correct / 3);
+    const w = wilsonInterval(summary.correct, 3);
+    expect(summary.wilson95[0]).toBeCloseTo(w.lower, 3);
+    expect(summary.wilson95[1]).toBeCloseTo(w.upper, 3);
+    expect(summary.problems_per_minute).toBeGreaterThan(0);
+    expect(summary.decode_tokens_per_s).toBeGreaterThan(0);
+    // Progress: problems done / total, accuracy with its interval, tokens/s, time left.
+    expect(r.stderr).toMatch(/\[3\/3\] accuracy \d+\.\d% \(\d\/3, 95% CI [\d.]+%–[\d.]+%\) \| [\d.]+ tok\/s .* left/);
+
+    const lines = readLines(out());
+    expect(lines.map((l) => l.index)).toEqual([0, 1, 2]);
+    const problems = gsm8k();
+    for (const line of lines) {
+      expect(typeof line.correct).toBe('boolean');
+      expect(line.prompt_config).toBe('q_end');
+      expect(line.run).toMatchObject({ model: 'models/tiny/q4f32_1', prompt: 'q_end', dataset: 'gsm8k' });
+      expect(line.new_tokens).toBeGreaterThan(0);
+      expect(line.new_tokens).toBeLessThanOrEqual(8);
+      const problem = problems[line.index];
+      expect(line.question).toBe(problem.question);
+      const scored = scoreOutput('gsm8k', problem, line.output);
+      expect({ pred: line.pred, gold: line.gold, correct: line.correct }).toEqual({ pred: scored.pred, gold: scored.gold, correct: scored.correct });
+    }
+    expect(lines.filter((l) => l.correct).length).toBe(summary.correct);
+  }, RUN_TIMEOUT);
+
+  it('resumes with the same --out: only the missing problem runs, a half-written last line is redone', async () => {
+    // A line cut off mid-write (the process was killed while writing problem 3).
+    appendFileSync(out(), '{"index":3,"question":"Every day, Wendi feeds');
+    const r = await evalCli([...base, '--limit', '4', '--out', out()]);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/3 problems already done, 1 to go/);
+    expect(r.stderr).toMatch(/line 4 was cut off/);
+    const lines = readLines(out());
+    expect(lines.map((l) => l.index)).toEqual([0, 1, 2, 3]);
+    expect(JSON.parse(r.last)).toMatchObject({ total: 4 });
+    const scored = scoreOutput('gsm8k', gsm8k()[3], lines[3].output);
+    expect(lines[3].correct).toBe(scored.correct);
+  }, RUN_TIMEOUT);
+
+  it('refuses to resume a file made with another --prompt', async () => {
+    const before = readFileSync(out(), 'utf8');
+    const r = await evalCli([...base.map((a) => (a === 'q_end' ? 'a_begin' : a)), '--limit', '5', '--out', out()]);
+    expect(r.status).not.toBe(0);
+    expect(r.stderr).toMatch(/different run .*prompt was "q_end", now "a_begin"/);
+    expect(readFileSync(out(), 'utf8')).toBe(before);
+  });
+
+  it('a custom template file; a malformed data line is reported by number and skipped', async () => {
+    const template = join(dir, 'template.txt');
+    writeFileSync(template, 'Question: {question}\nAnswer:');
+    const data = join(dir, 'data.jsonl');
+    const [first] = readFileSync(GSM8K, 'utf8').split('\n');
+    writeFileSync(data, `{"question": "broken\n${first}\n`);
+    const customOut = join(dir, 'custom.jsonl');
+    const r = await evalCli(['--model', 'models/tiny/q4f32_1', '--dataset', 'gsm8k', '--data', data, '--prompt', template, '--max-new-tokens', '2', '--out', customOut]);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/line 1 \(item 0\): invalid JSON.*skipped/);
+    expect(JSON.parse(r.last)).toMatchObject({ total: 1, prompt: expect.stringMatching(/^file:.*template\.txt$/) });
+    const [line] = readLines(customOut);
+    expect(line.index).toBe(1);
+    expect(line.new_tokens).toBeLessThanOrEqual(2);
+  }, RUN_TIMEOUT);
+
+  it('an unknown --dataset, an unknown --prompt or a missing --data file fail with a clear message', async () => {
+    const unknown = await evalCli(['--model', 'models/tiny/q4f32_1', '--dataset', 'gsm9k', '--limit', '1']);
+    expect(unknown.status).not.toBe(0);
+    expect(unknown.stderr).toMatch(/Unknown --dataset "gsm9k"\. Known: gsm8k, svamp, aqua, mawps/);
+    const missing = await evalCli(['--model', 'models/tiny/q4f32_1', '--dataset', 'svamp', '--data', join(dir, 'nope.json'), '--limit', '1']);
+    expect(missing.status).not.toBe(0);
+    expect(missing.stderr).toMatch(/svamp data file .*nope\.json does not exist/);
+    const badPrompt = await evalCli(['--model', 'models/tiny/q4f32_1', '--dataset', 'gsm8k', '--prompt', 'q_middle']);
+    expect(badPrompt.status).not.toBe(0);
+    expect(badPrompt.stderr).toMatch(/--prompt "q_middle" is neither a prompt configuration/);
+  }, RUN_TIMEOUT);
+});

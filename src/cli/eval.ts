@@ -81,6 +81,9 @@ async function main() {
   const model = resolveModel(values.model);
   const adapterDir = values.adapter === undefined ? null : resolve(values.adapter);
   if (adapterDir && !(existsSync(adapterDir) && statSync(adapterDir).isDirectory())) throw new Error(`--adapter ${values.adapter}: no such directory.`);
+  if (adapterDir && !existsSync(join(adapterDir, 'adapter.json'))) {
+    throw new Error(`--adapter ${values.adapter} is not a converted adapter directory (no adapter.json). Run npm run convert-adapter first.`);
+  }
 
   // Data, read here and handed to the page.
   const dataPath = resolve(values.data ?? join(resolve(process.env.REASONING_LAB_DATA ?? resolve(ROOT, '../shared/data')), DATASETS[dataset].path));
@@ -300,10 +303,16 @@ async function runInBrowser(ctx: RunContext): Promise<{ problems: number; ms: nu
       reportFn: '__evalResult',
       statusFn: '__evalStatus',
     };
-    const info = await session.page.evaluate(async (opts) => {
-      const { runEvalInPage } = (await import(/* @vite-ignore */ '/src/cli/evalPage.ts' as string)) as typeof import('./evalPage.ts');
-      return runEvalInPage(opts);
-    }, options);
+    const info = await session.page
+      .evaluate(async (opts) => {
+        const { runEvalInPage } = (await import(/* @vite-ignore */ '/src/cli/evalPage.ts' as string)) as typeof import('./evalPage.ts');
+        return runEvalInPage(opts);
+      }, options)
+      .catch((e: Error) => {
+        // Playwright wraps the page's error as "page.evaluate: Error: <message>\n    at <page stack>".
+        if (process.env.DEBUG) throw e;
+        throw new Error(e.message.replace(/^page\.evaluate: (\w*Error: )?/, '').split(/\n\s+at /)[0]);
+      });
     process.stderr.write(`done on ${info.gpuAdapter}${info.adapter ? ` with adapter ${info.adapter}` : ''}\n`);
   } finally {
     await session.close();

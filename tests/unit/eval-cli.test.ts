@@ -115,30 +115,39 @@ describe('npm run eval', () => {
     expect(readFileSync(out(), 'utf8')).toBe(before);
   });
 
-  it('a custom template file; a malformed data line is reported by number and skipped', async () => {
+  it('a converted adapter (tiny LoRA), a custom template file, AQuA letters; a malformed data item is reported by line and skipped', async () => {
     const template = join(dir, 'template.txt');
     writeFileSync(template, 'Question: {question}\nAnswer:');
-    const data = join(dir, 'data.jsonl');
-    const [first] = readFileSync(GSM8K, 'utf8').split('\n');
-    writeFileSync(data, `{"question": "broken\n${first}\n`);
-    const customOut = join(dir, 'custom.jsonl');
-    const r = await evalCli(['--model', 'models/tiny/q4f32_1', '--dataset', 'gsm8k', '--data', data, '--prompt', template, '--max-new-tokens', '2', '--out', customOut]);
+    const [first] = JSON.parse(readFileSync(join(DATA_DIR, 'llm-adapters/AQuA/test.json'), 'utf8'));
+    const data = join(dir, 'aqua.json');
+    writeFileSync(data, `[\n  {"instruction": "no answer here"},\n  ${JSON.stringify(first)}\n]\n`);
+    const adapterOut = join(dir, 'adapter.jsonl');
+    const adapter = 'models/tiny/adapters/q4f32_1-lora';
+    const r = await evalCli(['--model', 'models/tiny/q4f32_1', '--adapter', adapter, '--prompt', template, '--dataset', 'aqua', '--data', data, '--max-new-tokens', '2', '--out', adapterOut]);
     expect(r.status, r.stderr).toBe(0);
-    expect(r.stderr).toMatch(/line 1 \(item 0\): invalid JSON.*skipped/);
-    expect(JSON.parse(r.last)).toMatchObject({ total: 1, prompt: expect.stringMatching(/^file:.*template\.txt$/) });
-    const [line] = readLines(customOut);
+    expect(r.stderr).toMatch(/line 2 \(item 0\): missing "answer"; skipped/);
+    expect(r.stderr).toMatch(/with adapter tiny lora/);
+    expect(JSON.parse(r.last)).toMatchObject({ dataset: 'aqua', prompt: expect.stringMatching(/^file:.*template\.txt$/), adapter, total: 1 });
+    const [line] = readLines(adapterOut);
     expect(line.index).toBe(1);
     expect(line.new_tokens).toBeLessThanOrEqual(2);
+    expect(line.run.adapter).toBe(adapter);
+    const problem = parseDataset(readFileSync(data, 'utf8'), 'aqua').problems[0];
+    expect(line.gold).toBe(problem.gold);
+    expect(line.correct).toBe(scoreOutput('aqua', problem, line.output).correct);
   }, RUN_TIMEOUT);
 
   it('an unknown --dataset, an unknown --prompt or a missing --data file fail with a clear message', async () => {
-    const unknown = await evalCli(['--model', 'models/tiny/q4f32_1', '--dataset', 'gsm9k', '--limit', '1']);
+    // Independent, and each fails before any browser starts: run them side by side.
+    const [unknown, missing, badPrompt] = await Promise.all([
+      evalCli(['--model', 'models/tiny/q4f32_1', '--dataset', 'gsm9k', '--limit', '1']),
+      evalCli(['--model', 'models/tiny/q4f32_1', '--dataset', 'svamp', '--data', join(dir, 'nope.json'), '--limit', '1']),
+      evalCli(['--model', 'models/tiny/q4f32_1', '--dataset', 'gsm8k', '--prompt', 'q_middle']),
+    ]);
     expect(unknown.status).not.toBe(0);
     expect(unknown.stderr).toMatch(/Unknown --dataset "gsm9k"\. Known: gsm8k, svamp, aqua, mawps/);
-    const missing = await evalCli(['--model', 'models/tiny/q4f32_1', '--dataset', 'svamp', '--data', join(dir, 'nope.json'), '--limit', '1']);
     expect(missing.status).not.toBe(0);
     expect(missing.stderr).toMatch(/svamp data file .*nope\.json does not exist/);
-    const badPrompt = await evalCli(['--model', 'models/tiny/q4f32_1', '--dataset', 'gsm8k', '--prompt', 'q_middle']);
     expect(badPrompt.status).not.toBe(0);
     expect(badPrompt.stderr).toMatch(/--prompt "q_middle" is neither a prompt configuration/);
   }, RUN_TIMEOUT);

@@ -1,4 +1,4 @@
-import { defineConfig, type Plugin } from 'vite';
+import { defineConfig, type Plugin, type Connect } from 'vite';
 import { svelte } from '@sveltejs/vite-plugin-svelte';
 import { createReadStream, existsSync, statSync, cpSync, mkdirSync } from 'node:fs';
 import { resolve, join, normalize, extname } from 'node:path';
@@ -15,7 +15,7 @@ const TYPES: Record<string, string> = {
 };
 
 /** Serve a directory under a URL prefix (files only, no listing, no path escapes). */
-function serveDir(prefix: string, dir: string): Plugin['configureServer'] {
+function serveDir(prefix: string, dir: string): (server: { middlewares: Connect.Server }) => void {
   return (server) => {
     server.middlewares.use(prefix, (req, res, next) => {
       const rel = decodeURIComponent((req.url ?? '/').split('?')[0]);
@@ -33,12 +33,12 @@ function localFiles(): Plugin {
   return {
     name: 'reasoning-lab-local-files',
     configureServer(server) {
-      serveDir('/models', MODELS_DIR)!(server);
-      serveDir('/data', DATA_DIR)!(server);
+      serveDir('/models', MODELS_DIR)(server);
+      serveDir('/data', DATA_DIR)(server);
     },
     configurePreviewServer(server) {
-      serveDir('/models', MODELS_DIR)!(server as never);
-      serveDir('/data', DATA_DIR)!(server as never);
+      serveDir('/models', MODELS_DIR)(server);
+      serveDir('/data', DATA_DIR)(server);
     },
     closeBundle() {
       // The static site ships the manifests and, when generated, the tiny offline demo model.

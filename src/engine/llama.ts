@@ -15,6 +15,11 @@ import type { AdapterManifest } from '../formats/adapter.ts';
 import { takeMatrix, takeVector, uploadTensors, type GpuMatrix, type LoadProgress, type UploadedTensors } from './weights.ts';
 import { activationSizes, kvLayerBytes, DEFAULT_PREFILL_CHUNK, type MemoryPlan } from './memoryPlan.ts';
 
+/** Rows one call's activation buffers hold: a prefill chunk, or one token of each batched sequence. */
+export function maxRowsPerCall(prefillChunk: number, maxBatch: number): number {
+  return Math.max(prefillChunk, maxBatch);
+}
+
 /** Context allocated when the caller does not ask for one: the paper's prompts + 256 new tokens fit easily. */
 export const DEFAULT_CONTEXT = 2048;
 
@@ -33,12 +38,14 @@ interface LayerWeights {
 export interface ModelLoadOptions {
   contextLength?: number;
   prefillChunk?: number;
+  /** Sequences that can be decoded together (each gets its own KV-cache slot of contextLength). */
+  maxBatch?: number;
   onProgress?: (p: LoadProgress) => void;
 }
 
 export class LlamaModel {
-  /** Tokens already in the KV cache; the next forward call starts here. */
-  position = 0;
+  /** Tokens already in each slot's KV cache; the next call for that slot starts there. */
+  readonly positions: number[];
   readonly memory: MemoryPlan;
 
   private readonly device: GPUDevice;
@@ -61,13 +68,15 @@ export class LlamaModel {
     readonly mode: QuantMode,
     readonly contextLength: number,
     readonly prefillChunk: number,
+    readonly maxBatch: number,
     private readonly tensors: UploadedTensors,
-    private readonly buf: Record<'params' | 'paramsHead' | 'tokens' | 'x' | 'xn' | 'qkv' | 'attn' | 'gateUp' | 'ffn' | 'scores' | 'logits' | 'cosSin' | 'staging', GPUBuffer>,
+    private readonly buf: Record<'params' | 'paramsHead' | 'tokens' | 'rowInfo' | 'x' | 'xn' | 'qkv' | 'attn' | 'gateUp' | 'ffn' | 'scores' | 'logits' | 'cosSin' | 'staging', GPUBuffer>,
     kvBytes: number,
     activationBytes: number,
   ) {
     this.device = gpu.device;
     this.pipes = new PipelineCache(gpu.device);
+    this.positions = new Array<number>(maxBatch).fill(0);
     this.memory = { weights: tensors.bytes, kvCache: kvBytes, activations: activationBytes, total: tensors.bytes + kvBytes + activationBytes };
   }
 
@@ -76,7 +85,10 @@ export class LlamaModel {
     // The KV cache and score rows are sized for the context we allocate, not the model's maximum
     // (some checkpoints declare 128k positions): default to at most DEFAULT_CONTEXT tokens.
     const ctx = Math.min(opts.contextLength ?? DEFAULT_CONTEXT, config.contextWindowSize);
-    const chunk = Math.min(opts.prefillChunk ?? DEFAULT_PREFILL_CHUNK, ctx);
+    const prefillChunk = Math.min(opts.prefillChunk ?? DEFAULT_PREFILL_CHUNK, ctx);
+    const maxBatch = Math.max(1, opts.maxBatch ?? 1);
+    // Activation buffers hold the rows of one call: a prefill chunk or one token per sequence.
+    const chunk = maxRowsPerCall(prefillChunk, maxBatch);
     const c = config;
     if (c.headDim % 2 !== 0) throw new EngineError(`head_dim ${c.headDim} must be even for rotary embeddings.`);
     if (c.numHeads % c.numKvHeads !== 0) throw new EngineError(`num_attention_heads ${c.numHeads} is not a multiple of num_key_value_heads ${c.numKvHeads}.`);
@@ -94,6 +106,7 @@ export class LlamaModel {
         params: await mk('params', PARAMS_BYTES, GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST),
         paramsHead: await mk('paramsHead', PARAMS_BYTES, GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST),
         tokens: await mk('tokens', chunk * 4),
+        rowInfo: await mk('rowInfo', chunk * 8),
         x: await mk('x', a.x),
         xn: await mk('xn', a.xn),
         qkv: await mk('qkv', a.qkv),
@@ -109,11 +122,12 @@ export class LlamaModel {
       const kvFormat: KvFormat = mode === 'q4f16_1' || mode === 'q0f16' ? 'f16' : 'f32';
       const kvCaches: { k: GPUBuffer; v: GPUBuffer }[] = [];
       for (let l = 0; l < c.numLayers; l++) {
-        kvCaches.push({ k: await mk(`kCache.${l}`, kvLayerBytes(c, mode, ctx)), v: await mk(`vCache.${l}`, kvLayerBytes(c, mode, ctx)) });
+        const bytes = maxBatch * kvLayerBytes(c, mode, ctx);
+        kvCaches.push({ k: await mk(`kCache.${l}`, bytes), v: await mk(`vCache.${l}`, bytes) });
       }
       const activationBytes = Object.values(buf).reduce((s, b) => s + b.size, 0);
       const kvBytes = kvCaches.reduce((s, kv) => s + kv.k.size + kv.v.size, 0);
-      const model = new LlamaModel(gpu, c, mode, ctx, chunk, tensors, buf, kvBytes, activationBytes);
+      const model = new LlamaModel(gpu, c, mode, ctx, prefillChunk, maxBatch, tensors, buf, kvBytes, activationBytes);
       model.ownBuffers.push(...own);
       model.record(kvCaches, kvFormat);
       return model;
@@ -250,11 +264,11 @@ export class LlamaModel {
         this.adapterDown(list, adapter!, sites.qkv, b.xn, `layer ${l} adapter qkv down`);
         this.adapterUp(list, sites.qkv, b.qkv, null, `layer ${l} adapter qkv up`);
       }
-      this.simple(list, `layer ${l} rope`, 'rope', {}, { HEAD_DIM: hd, N_ROT_HEADS: H + KV, QKV_WIDTH: qkvWidth }, [b.qkv, b.cosSin], (rows) => [ceil((H + KV) * (hd / 2), 64), rows, 1]);
-      this.simple(list, `layer ${l} kv write`, 'kvWrite', { kv }, heads, [b.qkv, kCache, vCache], (rows) => [ceil((KV * hd) / 2, 64), rows, 1]);
-      this.simple(list, `layer ${l} scores`, 'attnScores', { kv }, { ...heads, CTX: ctx }, [b.qkv, b.scores, kCache], (rows, kvLen) => [ceil(kvLen, 64), rows * H, 1]);
-      this.simple(list, `layer ${l} softmax`, 'attnSoftmax', {}, { N_HEADS: H, CTX: ctx }, [b.scores], (rows) => [rows * H, 1, 1]);
-      this.simple(list, `layer ${l} attn out`, 'attnOutput', { kv }, { ...heads, CTX: ctx }, [b.scores, b.attn, undefined, vCache], (rows) => [ceil(H * hd, 64), rows, 1]);
+      this.simple(list, `layer ${l} rope`, 'rope', {}, { HEAD_DIM: hd, N_ROT_HEADS: H + KV, QKV_WIDTH: qkvWidth }, [b.qkv, b.cosSin, b.rowInfo], (rows) => [ceil((H + KV) * (hd / 2), 64), rows, 1]);
+      this.simple(list, `layer ${l} kv write`, 'kvWrite', { kv }, { ...heads, CTX: ctx }, [b.qkv, kCache, vCache, b.rowInfo], (rows) => [ceil((KV * hd) / 2, 64), rows, 1]);
+      this.simple(list, `layer ${l} scores`, 'attnScores', { kv }, { ...heads, CTX: ctx }, [b.qkv, b.scores, kCache, undefined, b.rowInfo], (rows, kvLen) => [ceil(kvLen, 64), rows * H, 1]);
+      this.simple(list, `layer ${l} softmax`, 'attnSoftmax', {}, { N_HEADS: H, CTX: ctx }, [b.scores, b.rowInfo], (rows) => [rows * H, 1, 1]);
+      this.simple(list, `layer ${l} attn out`, 'attnOutput', { kv }, { ...heads, CTX: ctx }, [b.scores, b.attn, undefined, vCache, b.rowInfo], (rows) => [ceil(H * hd, 64), rows, 1]);
       if (sites.o) this.adapterDown(list, adapter!, sites.o, b.attn, `layer ${l} adapter o down`);
       this.matmul(list, w.o, b.attn, b.x, { accumulate: true });
       if (sites.o) this.adapterUp(list, sites.o, b.x, null, `layer ${l} adapter o up`);
@@ -323,7 +337,7 @@ export class LlamaModel {
   /** Scratch buffers adapters share: z (bottleneck activations), split gate/up inputs, down's output. */
   private async ensureScratch(zWidth: number) {
     const c = this.config;
-    const chunk = this.prefillChunk;
+    const chunk = maxRowsPerCall(this.prefillChunk, this.maxBatch);
     if (this.scratch && this.scratch.zWidth >= zWidth) return;
     const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST;
     const next = {
@@ -340,36 +354,80 @@ export class LlamaModel {
     if (old) for (const b of [old.z, old.xSplit, old.tmp, old.dummy]) b.destroy();
   }
 
+  /** Tokens in slot 0's cache (the single-sequence API). */
+  get position(): number {
+    return this.positions[0];
+  }
+
   /**
-   * Run `tokens` (appended at `position`) through the model. Returns the logits of the last token
-   * ([vocab]), or of every token ([tokens.length * vocab]) with allLogits.
+   * Run `tokens` (appended at slot 0's position) through the model. Returns the logits of the last
+   * token ([vocab]), or of every token ([tokens.length * vocab]) with allLogits.
    */
   async forward(tokens: number[], opts: { allLogits?: boolean } = {}): Promise<Float32Array> {
-    if (this.gpu.lost) throw this.gpu.lost;
     if (tokens.length === 0) throw new EngineError('forward() needs at least one token.');
-    if (this.position + tokens.length > this.contextLength) {
-      throw new EngineError(`The context window is full: ${this.position} + ${tokens.length} tokens > ${this.contextLength}. Start a new conversation or shorten the prompt.`);
-    }
     const V = this.config.vocabSize;
     const out = new Float32Array(opts.allLogits ? tokens.length * V : V);
     for (let start = 0; start < tokens.length; start += this.prefillChunk) {
-      const rows = Math.min(this.prefillChunk, tokens.length - start);
-      const last = start + rows === tokens.length;
-      const headRow0 = opts.allLogits ? 0 : rows - 1;
-      const wantHead = opts.allLogits || last;
-      const logits = await this.runChunk(tokens.slice(start, start + rows), wantHead ? headRow0 : -1);
+      const chunk = tokens.slice(start, start + this.prefillChunk);
+      const last = start + chunk.length === tokens.length;
+      const rows = chunk.map((token, i) => ({ slot: 0, token, pos: this.positions[0] + i }));
+      const logits = await this.runRows(rows, opts.allLogits ? 0 : last ? rows.length - 1 : -1);
+      this.positions[0] += chunk.length;
       if (logits) out.set(logits, opts.allLogits ? start * V : 0);
     }
     return out;
   }
 
-  private async runChunk(tokens: number[], headRow0: number): Promise<Float32Array | null> {
-    const rows = tokens.length;
-    const startPos = this.position;
-    const kvLen = startPos + rows;
+  /**
+   * One decode step for several sequences at once: each entry appends one token to its slot.
+   * The weights are read once for all of them. Returns each entry's logits, in order.
+   */
+  async decodeBatch(entries: { slot: number; token: number }[]): Promise<Float32Array[]> {
+    if (entries.length === 0) return [];
+    if (entries.length > this.maxBatch) throw new EngineError(`${entries.length} sequences exceed the batch of ${this.maxBatch}.`);
+    const slots = new Set(entries.map((e) => e.slot));
+    if (slots.size !== entries.length) throw new EngineError('decodeBatch needs distinct slots.');
+    const rows = entries.map((e) => ({ slot: e.slot, token: e.token, pos: this.positions[e.slot] }));
+    const logits = (await this.runRows(rows, 0))!;
+    for (const e of entries) this.positions[e.slot] += 1;
+    const V = this.config.vocabSize;
+    return entries.map((_, i) => logits.subarray(i * V, (i + 1) * V));
+  }
+
+  /** Prefill a prompt into one slot (in chunks); returns the last token's logits. */
+  async prefillSlot(slot: number, tokens: number[]): Promise<Float32Array> {
+    this.checkSlot(slot);
+    let logits: Float32Array | null = null;
+    for (let start = 0; start < tokens.length; start += this.prefillChunk) {
+      const chunk = tokens.slice(start, start + this.prefillChunk);
+      const last = start + chunk.length === tokens.length;
+      const rows = chunk.map((token, i) => ({ slot, token, pos: this.positions[slot] + i }));
+      logits = await this.runRows(rows, last ? rows.length - 1 : -1);
+      this.positions[slot] += chunk.length;
+    }
+    if (!logits) throw new EngineError('prefillSlot() needs at least one token.');
+    return logits;
+  }
+
+  private checkSlot(slot: number) {
+    if (!Number.isInteger(slot) || slot < 0 || slot >= this.maxBatch) throw new EngineError(`Slot ${slot} is outside the batch of ${this.maxBatch}.`);
+  }
+
+  /** Encode and run one call: rows of (slot, token, position); LM head for rows headRow0.. (none if -1). */
+  private async runRows(rows: { slot: number; token: number; pos: number }[], headRow0: number): Promise<Float32Array | null> {
+    if (this.gpu.lost) throw this.gpu.lost;
+    for (const r of rows) {
+      this.checkSlot(r.slot);
+      if (r.pos >= this.contextLength) {
+        throw new EngineError(`The context window is full (${this.contextLength} tokens). Start a new conversation or shorten the prompt.`);
+      }
+    }
+    const n = rows.length;
+    const kvLen = Math.max(...rows.map((r) => r.pos)) + 1;
     const q = this.device.queue;
-    q.writeBuffer(this.buf.params, 0, new Uint32Array([rows, startPos, 0, kvLen]));
-    q.writeBuffer(this.buf.tokens, 0, new Uint32Array(tokens));
+    q.writeBuffer(this.buf.params, 0, new Uint32Array([n, 0, 0, kvLen]));
+    q.writeBuffer(this.buf.tokens, 0, new Uint32Array(rows.map((r) => r.token)));
+    q.writeBuffer(this.buf.rowInfo, 0, new Uint32Array(rows.flatMap((r) => [r.slot, r.pos])));
     const enc = this.device.createCommandEncoder();
     const pass = enc.beginComputePass();
     const run = (list: Dispatch[], r: number) => {
@@ -380,19 +438,18 @@ export class LlamaModel {
         pass.dispatchWorkgroups(x, y, z);
       }
     };
-    run(this.bodies.get(this.activeAdapter)!, rows);
-    const headRows = headRow0 >= 0 ? rows - headRow0 : 0;
+    run(this.bodies.get(this.activeAdapter)!, n);
+    const headRows = headRow0 >= 0 ? n - headRow0 : 0;
     if (headRows > 0) {
-      q.writeBuffer(this.buf.paramsHead, 0, new Uint32Array([rows, startPos, headRow0, kvLen]));
+      q.writeBuffer(this.buf.paramsHead, 0, new Uint32Array([n, 0, headRow0, kvLen]));
       // The final norm runs over all rows; the LM head matmul reads rows headRow0.. only.
-      run(this.dispatchesHead.slice(0, 1), rows);
+      run(this.dispatchesHead.slice(0, 1), n);
       run(this.dispatchesHead.slice(1), headRows);
     }
     pass.end();
     const bytes = headRows * this.config.vocabSize * 4;
     if (bytes > 0) enc.copyBufferToBuffer(this.buf.logits, 0, this.buf.staging, 0, bytes);
     q.submit([enc.finish()]);
-    this.position += rows;
     if (bytes === 0) return null;
     await this.buf.staging.mapAsync(GPUMapMode.READ, 0, bytes);
     if (this.gpu.lost) throw this.gpu.lost;
@@ -401,15 +458,16 @@ export class LlamaModel {
     return logits;
   }
 
-  /** Forget the sequence: the next forward starts at position 0. */
-  reset() {
-    this.position = 0;
+  /** Forget a sequence: the slot's next call starts at position 0. */
+  reset(slot = 0) {
+    this.checkSlot(slot);
+    this.positions[slot] = 0;
   }
 
-  /** Drop cached tokens after `position` (keeps a shared prompt prefix). */
-  rewind(position: number) {
-    if (position < 0 || position > this.position) throw new EngineError(`Cannot rewind to ${position} from ${this.position}.`);
-    this.position = position;
+  /** Drop cached tokens after `position` in a slot (keeps a shared prompt prefix). */
+  rewind(position: number, slot = 0) {
+    if (position < 0 || position > this.positions[slot]) throw new EngineError(`Cannot rewind to ${position} from ${this.positions[slot]}.`);
+    this.positions[slot] = position;
   }
 
   destroy() {

@@ -73,15 +73,19 @@ export interface MemoryPlan {
   total: number;
 }
 
-/** Bytes of the engine's own buffers: the two 16-byte Params uniforms, token ids, activations, and the logits readback staging. */
-export function activationBytes(c: LlamaConfig, ctx: number, chunk: number): number {
-  const a = activationSizes(c, ctx, chunk);
-  return 2 * 16 + chunk * 4 + Object.values(a).reduce((s, v) => s + v, 0) + a.logits;
+/**
+ * Bytes of the engine's own buffers for calls of up to `rows` rows: the two 16-byte Params
+ * uniforms, token ids, row info (slot, position), activations, and the logits readback staging.
+ */
+export function activationBytes(c: LlamaConfig, ctx: number, rows: number): number {
+  const a = activationSizes(c, ctx, rows);
+  return 2 * 16 + rows * 4 + rows * 8 + Object.values(a).reduce((s, v) => s + v, 0) + a.logits;
 }
 
-export function planMemory(c: LlamaConfig, mode: QuantMode, ctx: number, chunk = DEFAULT_PREFILL_CHUNK): MemoryPlan {
-  const activations = activationBytes(c, ctx, Math.min(chunk, ctx));
-  const kvCache = 2 * c.numLayers * kvLayerBytes(c, mode, ctx);
+/** GPU memory for a context of `ctx` tokens per sequence and up to `maxBatch` sequences decoded together. */
+export function planMemory(c: LlamaConfig, mode: QuantMode, ctx: number, chunk = DEFAULT_PREFILL_CHUNK, maxBatch = 1): MemoryPlan {
+  const activations = activationBytes(c, ctx, Math.max(Math.min(chunk, ctx), maxBatch));
+  const kvCache = 2 * c.numLayers * maxBatch * kvLayerBytes(c, mode, ctx);
   const weights = weightBytes(c, mode);
   return { weights, kvCache, activations, total: weights + kvCache + activations };
 }

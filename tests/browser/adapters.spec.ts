@@ -5,6 +5,7 @@ import { test, expect, type Page } from '@playwright/test';
  * tolerance, greedy 48-token generations identical, and each adapter changes the output.
  */
 type Checks = typeof import('./harness/adapterChecks.ts');
+type Case = { label: string; kind: 'lora' | 'series' | 'parallel'; opts: import('../../src/formats/randomAdapter.ts').RandomAdapterOptions };
 
 async function call<K extends keyof Checks>(page: Page, name: K, ...args: Parameters<Checks[K]>): Promise<Awaited<ReturnType<Checks[K]>>> {
   return page.evaluate(
@@ -22,19 +23,19 @@ test.beforeEach(async ({ page }) => {
 
 const PROMPT = [1, 450, 4996, 17354, 1701, 29916, 432, 17204, 975];
 
-const CASES = [
+const CASES: Case[] = [
   { label: 'LoRA (paper targets q,k,v,up,down)', kind: 'lora', opts: { seed: 11, r: 4 } },
   { label: 'LoRA on every module with rsLoRA', kind: 'lora', opts: { seed: 12, r: 3, useRslora: true, targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] } },
   { label: 'series (paper targets up,gate; tanh)', kind: 'series', opts: { seed: 13, r: 8 } },
   { label: 'series on down_proj too, learned scaling, gelu', kind: 'series', opts: { seed: 14, r: 6, targets: ['gate_proj', 'up_proj', 'down_proj'], scaling: 'learned', nonLinearity: 'gelu' } },
   { label: 'parallel (paper targets up,down; tanh)', kind: 'parallel', opts: { seed: 15, r: 8 } },
   { label: 'parallel on q,v,o with relu and scaling 2', kind: 'parallel', opts: { seed: 16, r: 5, targets: ['q_proj', 'v_proj', 'o_proj'], nonLinearity: 'relu', scaling: 2 } },
-] as const;
+];
 
 for (const mode of ['q0f32', 'q4f32_1'] as const) {
   for (const c of CASES) {
     test(`${mode}: ${c.label} matches the reference and changes the output`, async ({ page }) => {
-      const r = await call(page, 'checkAdapter', `/models/tiny/${mode}/`, c.kind, { ...c.opts, targets: c.opts.targets ? [...c.opts.targets] : undefined } as never, PROMPT, 48);
+      const r = await call(page, 'checkAdapter', `/models/tiny/${mode}/`, c.kind, c.opts, PROMPT, 48);
       expect(r.logitsErr).toBeLessThan(1e-4);
       expect(r.baseVsAdapter).toBeGreaterThan(1e-2);
       expect(r.wantIds.length).toBe(48);

@@ -67,4 +67,7 @@ test('causal grouped-query attention over the KV cache, f32 and f16 caches', asy
   expect(await check(page, 'checkAttention', 'f32', 3, 3, 10, 70, 3, 80)).toBeLessThan(TOL);
   // f16 cache: the oracle sees the same f16-rounded keys and values, so f32 math must agree to 1e-4.
   expect(await check(page, 'checkAttention', 'f16', 4, 1, 8, 9, 4, 16)).toBeLessThan(TOL);
+  // A sequence in slot 2 of a 3-slot cache (batched decoding): only its own keys are read.
+  expect(await check(page, 'checkAttention', 'f32', 4, 2, 8, 6, 2, 12, 2, 3)).toBeLessThan(TOL);
+  expect(await check(page, 'checkAttention', 'f16', 2, 1, 6, 5, 1, 10, 1, 2)).toBeLessThan(TOL);
 });

@@ -1,4 +1,4 @@
-// Attention output: o[t, h, d] = sum_j p[t, h, j] * v[j, h / GROUP, d]. One thread per (row, head, d).
+// Attention output: o[t, h, d] = sum_j p[t, h, j] * v[slot, j, h / GROUP, d]. One thread per (row, head, d).
 #include params
 #include kv
 override HEAD_DIM: u32;
@@ -8,6 +8,7 @@ override CTX: u32;
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> scores: array<f32>;  // [rows, N_HEADS, CTX] probabilities
 @group(0) @binding(2) var<storage, read_write> o: array<f32>; // [rows, N_HEADS * HEAD_DIM]
+@group(0) @binding(5) var<storage, read> rowInfo: array<RowInfo>; // [rows]
 
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
@@ -16,10 +17,12 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let t = gid.y;
   if (h >= N_HEADS || t >= p.rows) { return; }
   let kvh = h / (N_HEADS / N_KV_HEADS);
-  let n = p.startPos + t + 1u;
+  let row = rowInfo[t];
+  let n = row.pos + 1u;
+  let v0 = row.slot * CTX * N_KV_HEADS * HEAD_DIM;
   let sb = (t * N_HEADS + h) * CTX;
   let kvWidth = N_KV_HEADS * HEAD_DIM;
   var acc = 0.0;
-  for (var j = 0u; j < n; j++) { acc += scores[sb + j] * vAt(j * kvWidth + kvh * HEAD_DIM + d); }
+  for (var j = 0u; j < n; j++) { acc += scores[sb + j] * vAt(v0 + j * kvWidth + kvh * HEAD_DIM + d); }
   o[t * N_HEADS * HEAD_DIM + h * HEAD_DIM + d] = acc;
 }

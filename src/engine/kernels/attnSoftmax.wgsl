@@ -5,13 +5,14 @@ override CTX: u32;
 const WG: u32 = 64u;
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read_write> scores: array<f32>; // [rows, N_HEADS, CTX]
+@group(0) @binding(2) var<storage, read> rowInfo: array<RowInfo>;  // [rows]
 var<workgroup> red: array<f32, WG>;
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let t = wid.x / N_HEADS;
   if (t >= p.rows) { return; }
-  let n = p.startPos + t + 1u;
+  let n = rowInfo[t].pos + 1u;
   let base = wid.x * CTX;
   var m = -3.4e38;
   for (var j = lid; j < n; j += WG) { m = max(m, scores[base + j]); }

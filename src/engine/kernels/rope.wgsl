@@ -9,6 +9,7 @@ override QKV_WIDTH: u32;   // (heads + 2 kv heads) * HEAD_DIM
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read_write> qkv: array<f32>; // [rows, QKV_WIDTH]
 @group(0) @binding(2) var<storage, read> cosSin: array<f32>;    // [ctx, HEAD_DIM/2, 2]
+@group(0) @binding(3) var<storage, read> rowInfo: array<RowInfo>; // [rows]
 
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
@@ -17,7 +18,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let h = gid.x / half;
   let t = gid.y;
   if (h >= N_ROT_HEADS || t >= p.rows) { return; }
-  let pos = p.startPos + t;
+  let pos = rowInfo[t].pos;
   let c = cosSin[(pos * half + i) * 2u];
   let s = cosSin[(pos * half + i) * 2u + 1u];
   let a = t * QKV_WIDTH + h * HEAD_DIM + i;

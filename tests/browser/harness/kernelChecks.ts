@@ -28,6 +28,11 @@ export function relErr(got: ArrayLike<number>, want: ArrayLike<number>): number 
   return diff / Math.max(scale, 1e-30);
 }
 
+/** (slot, position) of each row: `rows` consecutive positions of one sequence. */
+function rowInfo(slot: number, startPos: number, rows: number): Uint32Array {
+  return new Uint32Array(Array.from({ length: rows }, (_, t) => [slot, startPos + t]).flat());
+}
+
 /** A random weight [rows, cols] in a storage format, with its dense f32 values for the oracle. */
 function randomWeight(format: WeightFormat, rows: number, cols: number, seed: number) {
   const rng = seededRng(seed);
@@ -130,7 +135,7 @@ export async function checkRope(H: number, KV: number, hd: number, rows: number,
     kernel: 'rope',
     constants: { HEAD_DIM: hd, N_ROT_HEADS: H + KV, QKV_WIDTH: width },
     params: [rows, startPos, 0, ctx],
-    group0: [undefined, qkv, table],
+    group0: [undefined, qkv, table, rowInfo(0, startPos, rows)],
     workgroups: [Math.ceil(((H + KV) * hd) / 2 / 64), rows, 1],
     read: [{ group: 0, binding: 1 }],
   });
@@ -157,10 +162,11 @@ export async function checkSwiglu(ffn: number, rows: number) {
 }
 
 /**
- * Attention over a KV cache holding `startPos` earlier positions plus this call's `rows`:
+ * Attention over a KV cache holding `startPos` earlier positions plus this call's `rows`, in slot
+ * `slot` of a cache with `slots` sequences (the others hold unrelated keys that must not leak in):
  * kvWrite, then scores, softmax and output, against plain causal grouped-query attention.
  */
-export async function checkAttention(kv: KvFormat, H: number, KV: number, hd: number, startPos: number, rows: number, ctx: number) {
+export async function checkAttention(kv: KvFormat, H: number, KV: number, hd: number, startPos: number, rows: number, ctx: number, slot = 0, slots = 1) {
   const width = (H + 2 * KV) * hd;
   const kvWidth = KV * hd;
   const qkv = randn(rows * width, 21);
@@ -196,34 +202,32 @@ export async function checkAttention(kv: KvFormat, H: number, KV: number, hd: nu
     }
   // The cache as the engine stores it: f32, or f16 pairs.
   const cacheInit = (past: Float32Array) => {
-    if (kv === 'f32') {
-      const c = new Float32Array(ctx * kvWidth);
-      c.set(past);
-      return c;
-    }
-    const c = new Uint16Array(ctx * kvWidth);
-    c.set(f32ArrayToF16(past));
-    return c;
+    // Other slots are filled with large noise: any read across slots would show.
+    const all = randn(slots * ctx * kvWidth, 99, 10);
+    all.set(past, slot * ctx * kvWidth);
+    all.fill(0, slot * ctx * kvWidth + past.length, (slot + 1) * ctx * kvWidth);
+    return kv === 'f32' ? all : f32ArrayToF16(all);
   };
   const kCache = cacheInit(pastK);
   const vCache = cacheInit(pastV);
-  const heads = { HEAD_DIM: hd, N_HEADS: H, N_KV_HEADS: KV };
-  const params: [number, number, number, number] = [rows, startPos, 0, startPos + rows];
+  const heads = { HEAD_DIM: hd, N_HEADS: H, N_KV_HEADS: KV, CTX: ctx };
+  const params: [number, number, number, number] = [rows, 0, 0, startPos + rows];
+  const info = rowInfo(slot, startPos, rows);
   const [k2, v2] = await runKernel({
     kernel: 'kvWrite',
     variant: { kv },
     constants: heads,
     params,
-    group0: [undefined, qkv, kCache, vCache],
+    group0: [undefined, qkv, kCache, vCache, info],
     workgroups: [Math.ceil(kvWidth / 2 / 64), rows, 1],
     read: [{ group: 0, binding: 2 }, { group: 0, binding: 3 }],
   });
   const [scores] = await runKernel({
     kernel: 'attnScores',
     variant: { kv },
-    constants: { ...heads, CTX: ctx },
+    constants: heads,
     params,
-    group0: [undefined, qkv, rows * H * ctx * 4, new Uint32Array(k2.buffer)],
+    group0: [undefined, qkv, rows * H * ctx * 4, new Uint32Array(k2.buffer), undefined, info],
     workgroups: [Math.ceil((startPos + rows) / 64), rows * H, 1],
     read: [{ group: 0, binding: 2 }],
   });
@@ -231,16 +235,16 @@ export async function checkAttention(kv: KvFormat, H: number, KV: number, hd: nu
     kernel: 'attnSoftmax',
     constants: { N_HEADS: H, CTX: ctx },
     params,
-    group0: [undefined, scores],
+    group0: [undefined, scores, info],
     workgroups: [rows * H, 1, 1],
     read: [{ group: 0, binding: 1 }],
   });
   const [out] = await runKernel({
     kernel: 'attnOutput',
     variant: { kv },
-    constants: { ...heads, CTX: ctx },
+    constants: heads,
     params,
-    group0: [undefined, probs, want.byteLength, undefined, new Uint32Array(v2.buffer)],
+    group0: [undefined, probs, want.byteLength, undefined, new Uint32Array(v2.buffer), info],
     workgroups: [Math.ceil((H * hd) / 64), rows, 1],
     read: [{ group: 0, binding: 2 }],
   });

@@ -86,11 +86,11 @@ export class Engine {
   /** Generate after a prompt, one sequence, from an empty cache. */
   async generate(promptIds: number[], opts: GenerateOptions): Promise<GenerateResult> {
     const model = this.requireModel();
+    model.reset(0);
     const stop = new Set(opts.stopTokenIds ?? this.info!.config.eosTokenIds);
     const sampler = new Sampler(opts);
     const maxNew = Math.min(opts.maxNewTokens, model.contextLength - promptIds.length);
     if (maxNew <= 0) throw new EngineError(`The prompt (${promptIds.length} tokens) leaves no room in the ${model.contextLength}-token context.`);
-    model.reset();
     const ids: number[] = [];
     const t0 = performance.now();
     let logits = await model.forward(promptIds);
@@ -153,6 +153,89 @@ export class Engine {
 
   unloadAdapter(name: string) {
     this.requireModel().removeAdapter(name);
+  }
+
+  /**
+   * Generate for many prompts with continuous batching: up to `model.maxBatch` sequences decode
+   * together (the weights are read once per step for all of them); a finished sequence frees its
+   * slot and the next prompt joins. Each sequence gets exactly the ids it would get alone.
+   * Results come back in prompt order; onToken and onDone report as they happen.
+   */
+  async generateBatch(
+    prompts: number[][],
+    opts: Omit<GenerateOptions, 'onToken'> & {
+      onToken?: (seq: number, id: number, index: number) => boolean | void;
+      onDone?: (seq: number, result: GenerateResult) => void;
+    },
+  ): Promise<GenerateResult[]> {
+    const model = this.requireModel();
+    const stop = new Set(opts.stopTokenIds ?? this.info!.config.eosTokenIds);
+    const results: GenerateResult[] = new Array(prompts.length);
+    interface Active {
+      seq: number;
+      slot: number;
+      ids: number[];
+      sampler: Sampler;
+      maxNew: number;
+      logits: Float32Array;
+      prefillMs: number;
+      decodeStart: number;
+    }
+    const freeSlots = Array.from({ length: model.maxBatch }, (_, i) => model.maxBatch - 1 - i);
+    const active: Active[] = [];
+    let next = 0;
+    const finish = (a: Active, stopReason: StopReason) => {
+      const r: GenerateResult = {
+        ids: a.ids,
+        stopReason,
+        prefillTokens: prompts[a.seq].length,
+        prefillMs: a.prefillMs,
+        decodeTokens: Math.max(a.ids.length - 1, 0),
+        decodeMs: performance.now() - a.decodeStart,
+      };
+      results[a.seq] = r;
+      freeSlots.push(a.slot);
+      active.splice(active.indexOf(a), 1);
+      opts.onDone?.(a.seq, r);
+    };
+    /** Sample the next token of a sequence from its logits; true when it has ended. */
+    const advance = (a: Active): boolean => {
+      const id = a.sampler.next(a.logits);
+      a.ids.push(id);
+      if (opts.onToken?.(a.seq, id, a.ids.length - 1) === true) return finish(a, 'stop'), true;
+      if (stop.has(id)) return finish(a, 'eos'), true;
+      if (a.ids.length >= a.maxNew) return finish(a, 'length'), true;
+      return false;
+    };
+    while (next < prompts.length || active.length > 0) {
+      if (opts.signal?.aborted) {
+        for (const a of [...active]) finish(a, 'cancelled');
+        break;
+      }
+      // Admit waiting prompts into free slots: prefill each, then take its first token.
+      while (freeSlots.length > 0 && next < prompts.length) {
+        const seq = next++;
+        const prompt = prompts[seq];
+        const maxNew = Math.min(opts.maxNewTokens, model.contextLength - prompt.length);
+        if (maxNew <= 0) throw new EngineError(`Prompt ${seq} (${prompt.length} tokens) leaves no room in the ${model.contextLength}-token context.`);
+        const slot = freeSlots.pop()!;
+        model.reset(slot);
+        const t0 = performance.now();
+        const logits = await model.prefillSlot(slot, prompt);
+        const a: Active = { seq, slot, ids: [], sampler: new Sampler({ ...opts, seed: (opts.seed ?? 0) + seq }), maxNew, logits, prefillMs: performance.now() - t0, decodeStart: performance.now() };
+        active.push(a);
+        advance(a);
+      }
+      if (active.length === 0) continue;
+      // One decode step for every active sequence.
+      const batch = [...active];
+      const logits = await model.decodeBatch(batch.map((a) => ({ slot: a.slot, token: a.ids[a.ids.length - 1] })));
+      batch.forEach((a, i) => {
+        a.logits = logits[i];
+        advance(a);
+      });
+    }
+    return results;
   }
 
   unload() {

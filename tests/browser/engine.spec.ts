@@ -65,3 +65,18 @@ for (const mode of ['q0f32', 'q4f32_1', 'odd-q0f32'] as const) {
     expect(r.engineVsReference).toBeLessThan(1e-4);
   });
 }
+
+for (const mode of ['q0f32', 'q4f32_1'] as const) {
+  test(`${mode}: batched greedy generation gives each prompt exactly its ids alone (early stops, late joins)`, async ({ page }) => {
+    const url = `/models/tiny/${mode}/`;
+    const lengths = [3, 17, 6, 11, 2];
+    const prompts = await Promise.all(lengths.map((n, i) => call(page, 'randomIds', n, 40 + i)));
+    // Batch of 3 for 5 prompts: two join late. Sequences 0-3 stop early by their own rule; 4 runs to the limit.
+    const r = await call(page, 'batchedVsAlone', url, prompts, 3, 14, [4, 9, 2, 6, 99]);
+    expect(r.want.map((w) => w.length)).toEqual([4, 9, 2, 6, 14]);
+    expect(r.batched).toEqual(r.want);
+    expect(r.alone).toEqual(r.want);
+    expect(r.stopReasons).toEqual(['stop', 'stop', 'stop', 'stop', 'length']);
+    expect(r.joinOrder).toEqual([0, 1, 2, 3, 4]);
+  });
+}

@@ -96,3 +96,28 @@ export async function greedyBoth(url: string, promptIds: number[], maxNewTokens:
   const want = ref.greedyGenerate(promptIds, maxNewTokens);
   return { got: got.ids, want };
 }
+
+/**
+ * Continuous batching: prompts of ragged lengths through `maxBatch` slots (later prompts join as
+ * earlier ones finish; sequence i is stopped after stopAfter[i] tokens by its own stop rule), each
+ * against the reference's greedy ids and against the same prompt generated alone.
+ */
+export async function batchedVsAlone(url: string, prompts: number[][], maxBatch: number, maxNewTokens: number, stopAfter: number[]) {
+  const engine = await engineFor(url, { maxBatch });
+  const ref = await referenceFor(url);
+  const joinOrder: number[] = [];
+  const batched = await engine.generateBatch(prompts, {
+    maxNewTokens,
+    onToken: (seq, _id, index) => {
+      if (index === 0) joinOrder.push(seq);
+      return index + 1 >= stopAfter[seq];
+    },
+  });
+  const alone: number[][] = [];
+  const want: number[][] = [];
+  for (const [i, p] of prompts.entries()) {
+    alone.push((await engine.generate(p, { maxNewTokens, onToken: (_id, index) => index + 1 >= stopAfter[i] })).ids);
+    want.push(ref.greedyGenerate(p, Math.min(maxNewTokens, stopAfter[i])));
+  }
+  return { batched: batched.map((r) => r.ids), stopReasons: batched.map((r) => r.stopReason), alone, want, joinOrder };
+}

@@ -34,7 +34,7 @@ const DEFAULT_PROMPT = 'q_end';
 const USAGE =
   'usage: npm run eval -- --model <dir|manifest.json> [--adapter <dir>] ' +
   `[--prompt <${PROMPT_CONFIGS.map((c) => c.id).join('|')}|FILE>] --dataset <${DATASET_NAMES.join('|')}> ` +
-  '[--data <file>] [--limit N] [--seed S] [--max-new-tokens 256] [--out results.jsonl] [--gpu|--no-gpu]';
+  '[--data <file>] [--limit N] [--seed S] [--max-new-tokens 256] [--batch auto|B] [--out results.jsonl] [--gpu|--no-gpu]';
 
 /** What a results line was made with; a resumed --out file must match it. */
 export interface RunIdentity {
@@ -62,7 +62,7 @@ export interface ResultLine {
 
 async function main() {
   const { values, flags } = parseArgs(process.argv.slice(2), {
-    strings: ['model', 'adapter', 'prompt', 'dataset', 'data', 'limit', 'seed', 'max-new-tokens', 'out'],
+    strings: ['model', 'adapter', 'prompt', 'dataset', 'data', 'limit', 'seed', 'max-new-tokens', 'out', 'batch'],
     flags: ['gpu', 'no-gpu'],
   });
   if (!values.model) throw new UsageError('--model is required.');
@@ -76,6 +76,9 @@ async function main() {
   const seed = values.seed === undefined ? undefined : intArg(values.seed, 'seed');
   const maxNewTokens = intArg(values['max-new-tokens'] ?? '256', 'max-new-tokens');
   if (maxNewTokens === 0) throw new UsageError('--max-new-tokens must be at least 1.');
+  // Sequences decoded together (continuous batching); 'auto' takes as many as GPU memory allows.
+  const batch: number | 'auto' = values.batch === undefined || values.batch === 'auto' ? 'auto' : intArg(values.batch, 'batch');
+  if (batch === 0) throw new UsageError('--batch must be at least 1 (or auto).');
 
   const { config, promptId } = resolvePrompt(promptArg);
   const model = resolveModel(values.model);
@@ -110,7 +113,7 @@ async function main() {
   const todo = selected.filter((p) => !done.has(p.index));
   if (done.size > 0) process.stderr.write(`resuming ${displayPath(outPath!)}: ${done.size} problems already done, ${todo.length} to go\n`);
 
-  const session = todo.length === 0 ? null : await runInBrowser({ model, adapterDir, config, promptId, dataset, todo, selected, maxNewTokens, outPath, done, run, gpu: flags.has('gpu') ? true : flags.has('no-gpu') ? false : undefined });
+  const session = todo.length === 0 ? null : await runInBrowser({ model, adapterDir, config, promptId, dataset, todo, selected, maxNewTokens, batch, outPath, done, run, gpu: flags.has('gpu') ? true : flags.has('no-gpu') ? false : undefined });
 
   const all = [...done.values()];
   const summary = summarize(all);
@@ -125,7 +128,8 @@ async function main() {
       accuracy: round(summary.accuracy, 4),
       wilson95: [round(summary.interval.lower, 4), round(summary.interval.upper, 4)],
       problems_per_minute: session && session.problems > 0 ? round((session.problems * 60_000) / session.ms, 3) : null,
-      decode_tokens_per_s: session && session.decodeMs > 0 ? round((session.decodeTokens * 1000) / session.decodeMs, 2) : null,
+      // Aggregate throughput: every sequence's new tokens over the wall time (batched sequences overlap).
+      decode_tokens_per_s: session && session.ms > 0 ? round((session.decodeTokens * 1000) / session.ms, 2) : null,
       ...(outPath ? { out: displayPath(outPath) } : {}),
     }) + '\n',
   );
@@ -242,6 +246,7 @@ interface RunContext {
   todo: Problem[];
   selected: Problem[];
   maxNewTokens: number;
+  batch: number | 'auto';
   outPath: string | null;
   done: Map<number, ResultLine>;
   run: RunIdentity;
@@ -300,6 +305,7 @@ async function runInBrowser(ctx: RunContext): Promise<{ problems: number; ms: nu
       config: ctx.config,
       problems: ctx.todo.map((p) => ({ index: p.index, question: p.question })),
       maxNewTokens: ctx.maxNewTokens,
+      maxBatch: ctx.batch,
       reportFn: '__evalResult',
       statusFn: '__evalStatus',
     };

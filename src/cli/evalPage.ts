@@ -20,6 +20,8 @@ export interface EvalPageOptions {
   config: PromptConfig;
   problems: { index: number; question: string }[];
   maxNewTokens: number;
+  /** Sequences decoded together: a number, or 'auto' (as many as GPU memory allows). */
+  maxBatch: number | 'auto';
   /** Name of the function Node exposed (page.exposeFunction) to receive each result. */
   reportFn: string;
   /** Name of the function Node exposed to receive status messages (loading, context size). */
@@ -74,40 +76,40 @@ export async function runEvalInPage(opts: EvalPageOptions): Promise<{ gpuAdapter
   const engine = new Engine();
   await status(`loading the model (context: ${longest} prompt + ${opts.maxNewTokens} new tokens)`);
   // Only the context this run needs (the engine caps it at the model's window; generation stops there).
-  const info = await engine.load(source, { contextLength: longest + opts.maxNewTokens });
+  const info = await engine.load(source, { contextLength: longest + opts.maxNewTokens, maxBatch: opts.maxBatch });
   let adapterName: string | null = null;
   if (opts.adapterUrl) {
     const e = engine as unknown as AdapterCapableEngine;
     adapterName = await e.loadAdapter!(httpModelSource(opts.adapterUrl));
     e.useAdapter?.(adapterName);
   }
-  await status(`model loaded on ${info.adapterInfo}`);
+  await status(`model loaded on ${info.adapterInfo}, batch of ${engine.model!.maxBatch}`);
 
   const stops = opts.config.stopSequences;
-  for (let i = 0; i < opts.problems.length; i++) {
-    const promptIds = prompts[i];
-    // The last prompt tokens make the first new token's leading "▁" decode as the space it is.
-    const decoder = tokenizer.streamDecoder(promptIds.slice(-4));
-    const r = await engine.generate(promptIds, {
-      maxNewTokens: opts.maxNewTokens,
-      temperature: 0,
-      onToken: (id) => {
-        decoder.push(id);
-        return stops.length > 0 && findStop(decoder.text, stops) !== null;
-      },
-    });
-    decoder.flush();
-    await report({
-      index: opts.problems[i].index,
-      output: cutAtStop(decoder.text, stops),
-      newTokens: r.ids.length,
-      stopReason: r.stopReason,
-      prefillTokens: r.prefillTokens,
-      prefillMs: r.prefillMs,
-      decodeTokens: r.decodeTokens,
-      decodeMs: r.decodeMs,
-    } satisfies EvalPageResult);
-  }
+  // All problems go through continuous batching: up to maxBatch decode together, the weights
+  // read once per step for all of them; results are reported in completion order.
+  const decoders = prompts.map((ids) => tokenizer.streamDecoder(ids.slice(-4)));
+  await engine.generateBatch(prompts, {
+    maxNewTokens: opts.maxNewTokens,
+    temperature: 0,
+    onToken: (seq, id) => {
+      decoders[seq].push(id);
+      return stops.length > 0 && findStop(decoders[seq].text, stops) !== null;
+    },
+    onDone: (seq, r) => {
+      decoders[seq].flush();
+      void report({
+        index: opts.problems[seq].index,
+        output: cutAtStop(decoders[seq].text, stops),
+        newTokens: r.ids.length,
+        stopReason: r.stopReason,
+        prefillTokens: r.prefillTokens,
+        prefillMs: r.prefillMs,
+        decodeTokens: r.decodeTokens,
+        decodeMs: r.decodeMs,
+      } satisfies EvalPageResult);
+    },
+  });
   engine.unload();
   return { gpuAdapter: info.adapterInfo, contextLength: info.contextLength, adapter: adapterName };
 }

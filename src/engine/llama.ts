@@ -8,7 +8,7 @@ import { EMBED_NAME, FINAL_NORM_NAME, LM_HEAD_NAME, layerLinearNames, layerNormN
 import type { ModelSource, TensorCache } from '../formats/tensorCacheTypes.ts';
 import type { GpuContext } from './gpu.ts';
 import { createBufferChecked } from './gpu.ts';
-import { EngineError } from './errors.ts';
+import { EngineError, GPUOutOfMemoryError } from './errors.ts';
 import { PipelineCache, bindGroup, type Dispatch, type KvFormat, type KernelVariant } from './kernels.ts';
 import { createGpuAdapter, adapterZWidth, type AdapterSite, type GpuAdapter } from './adapters.ts';
 import type { AdapterManifest } from '../formats/adapter.ts';
@@ -19,6 +19,9 @@ import { activationSizes, kvLayerBytes, DEFAULT_PREFILL_CHUNK, type MemoryPlan }
 export function maxRowsPerCall(prefillChunk: number, maxBatch: number): number {
   return Math.max(prefillChunk, maxBatch);
 }
+
+/** The largest batch 'auto' tries (evaluation prompts are short; 32 sequences keep a GPU busy). */
+export const AUTO_BATCH_LIMIT = 32;
 
 /** Context allocated when the caller does not ask for one: the paper's prompts + 256 new tokens fit easily. */
 export const DEFAULT_CONTEXT = 2048;
@@ -38,8 +41,11 @@ interface LayerWeights {
 export interface ModelLoadOptions {
   contextLength?: number;
   prefillChunk?: number;
-  /** Sequences that can be decoded together (each gets its own KV-cache slot of contextLength). */
-  maxBatch?: number;
+  /**
+   * Sequences that can be decoded together (each gets its own KV-cache slot of contextLength).
+   * 'auto': as many as GPU memory allows, up to AUTO_BATCH_LIMIT (halved until the buffers fit).
+   */
+  maxBatch?: number | 'auto';
   onProgress?: (p: LoadProgress) => void;
 }
 
@@ -86,18 +92,35 @@ export class LlamaModel {
     // (some checkpoints declare 128k positions): default to at most DEFAULT_CONTEXT tokens.
     const ctx = Math.min(opts.contextLength ?? DEFAULT_CONTEXT, config.contextWindowSize);
     const prefillChunk = Math.min(opts.prefillChunk ?? DEFAULT_PREFILL_CHUNK, ctx);
-    const maxBatch = Math.max(1, opts.maxBatch ?? 1);
-    // Activation buffers hold the rows of one call: a prefill chunk or one token per sequence.
-    const chunk = maxRowsPerCall(prefillChunk, maxBatch);
     const c = config;
     if (c.headDim % 2 !== 0) throw new EngineError(`head_dim ${c.headDim} must be even for rotary embeddings.`);
     if (c.numHeads % c.numKvHeads !== 0) throw new EngineError(`num_attention_heads ${c.numHeads} is not a multiple of num_key_value_heads ${c.numKvHeads}.`);
 
     const tensors = await uploadTensors(device, source, cache, opts.onProgress);
+    // WebGPU does not say how much memory is free: try the batch, halve it while allocation fails.
+    for (let maxBatch = opts.maxBatch === 'auto' ? AUTO_BATCH_LIMIT : Math.max(1, opts.maxBatch ?? 1); ; maxBatch = Math.floor(maxBatch / 2)) {
+      try {
+        return await LlamaModel.allocate(gpu, c, mode, ctx, prefillChunk, maxBatch, tensors);
+      } catch (e) {
+        if (!(e instanceof GPUOutOfMemoryError) || opts.maxBatch !== 'auto' || maxBatch <= 1) {
+          for (const { buffer } of tensors.buffers.values()) buffer.destroy();
+          throw e;
+        }
+      }
+    }
+  }
+
+  /** Activations, KV caches and dispatch lists for a batch size; on failure frees what it made. */
+  private static async allocate(gpu: GpuContext, c: LlamaConfig, mode: QuantMode, ctx: number, prefillChunk: number, maxBatch: number, tensors: UploadedTensors): Promise<LlamaModel> {
+    const device = gpu.device;
+    // Activation buffers hold the rows of one call: a prefill chunk or one token per sequence.
+    const chunk = maxRowsPerCall(prefillChunk, maxBatch);
     const own: GPUBuffer[] = [];
     try {
       const a = activationSizes(c, ctx, chunk);
       const mk = async (what: string, size: number, usage = STORAGE) => {
+        // A buffer a shader binds whole must fit the binding limit, not just the allocation limit.
+        if (usage & GPUBufferUsage.STORAGE && size > device.limits.maxStorageBufferBindingSize) throw new GPUOutOfMemoryError(`${what} (over the device's binding limit)`, size);
         const b = await createBufferChecked(device, what, size, usage);
         own.push(b);
         return b;
@@ -133,7 +156,6 @@ export class LlamaModel {
       return model;
     } catch (e) {
       for (const b of own) b.destroy();
-      for (const { buffer } of tensors.buffers.values()) buffer.destroy();
       throw e;
     }
   }

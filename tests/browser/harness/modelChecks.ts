@@ -11,7 +11,7 @@ import { relErr } from './kernelChecks.ts';
 const engines = new Map<string, Engine>();
 const references = new Map<string, ReferenceLlama>();
 
-export async function engineFor(url: string, opts: { prefillChunk?: number; contextLength?: number } = {}): Promise<Engine> {
+export async function engineFor(url: string, opts: { prefillChunk?: number; contextLength?: number; maxBatch?: number | 'auto' } = {}): Promise<Engine> {
   const key = `${url}|${JSON.stringify(opts)}`;
   let e = engines.get(key);
   if (!e) {

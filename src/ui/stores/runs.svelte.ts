@@ -1,0 +1,134 @@
+/**
+ * Evaluation runs: every run so far (from IndexedDB), the one running now, and start / stop /
+ * resume. The runner does the work (src/reasoning/runner.ts); this store only keeps the UI's view.
+ */
+import { listRuns, saveRun, deleteRun } from '../../reasoning/runStore.ts';
+import { runProgress, type Run } from '../../reasoning/runs.ts';
+import { planRun, runEvaluation, RunCancelled } from '../../reasoning/runner.ts';
+import { customPrompt, getPromptConfig, type PromptConfig } from '../../reasoning/prompts.ts';
+import type { DatasetName, Problem } from '../../reasoning/datasets.ts';
+import { engine } from './engine.svelte.ts';
+import { datasets } from './datasets.svelte.ts';
+
+/** A run as the lab stores it: what is needed to resume it exactly. */
+export type LabRun = Run & { maxNewTokens: number; stopSequences: string[]; promptLabel: string };
+
+export interface StartOptions {
+  dataset: DatasetName;
+  config: PromptConfig;
+  maxNewTokens: number;
+  /** undefined: every problem in file order. */
+  limit?: number;
+  seed?: number;
+}
+
+/** The configuration a stored run was made with. */
+export function configOfRun(run: LabRun): PromptConfig {
+  if (run.promptId === 'custom') return customPrompt(run.promptTemplate, run.stopSequences);
+  return getPromptConfig(run.promptId);
+}
+
+class RunsStore {
+  list = $state<LabRun[]>([]);
+  /** The run on screen (chart, progress). */
+  selectedId = $state<string | null>(null);
+  /** The run generating now. */
+  activeId = $state<string | null>(null);
+  current = $state<{ problem: Problem; position: number; text: string } | null>(null);
+  error = $state<string | null>(null);
+  loaded = $state(false);
+  private abort: AbortController | null = null;
+
+  readonly selected = $derived(this.list.find((r) => r.id === this.selectedId) ?? this.list[0] ?? null);
+  readonly selectedProgress = $derived(this.selected ? runProgress(this.selected) : null);
+
+  async refresh() {
+    try {
+      this.list = (await listRuns()) as LabRun[];
+    } catch (e) {
+      this.error = `Stored runs could not be read: ${(e as Error).message}`;
+    } finally {
+      this.loaded = true;
+    }
+  }
+
+  private put(run: LabRun) {
+    const i = this.list.findIndex((r) => r.id === run.id);
+    if (i >= 0) this.list[i] = run;
+    else this.list = [run, ...this.list];
+  }
+
+  async start(opts: StartOptions) {
+    this.error = null;
+    const model = engine.model?.id;
+    if (!model || !engine.ready) return void (this.error = 'Load a model first.');
+    const data = await datasets.load(opts.dataset).catch((e: Error) => void (this.error = e.message));
+    if (!data) return;
+    const run: LabRun = {
+      ...planRun(
+        { dataset: opts.dataset, promptId: opts.config.id, promptTemplate: opts.config.template, adapter: null, model, seed: opts.seed, limit: opts.limit },
+        data.problems,
+      ),
+      maxNewTokens: opts.maxNewTokens,
+      stopSequences: [...opts.config.stopSequences],
+      promptLabel: opts.config.label,
+    };
+    await saveRun($state.snapshot(run) as LabRun);
+    this.put(run);
+    await this.continue(run);
+  }
+
+  /** Continue a stored run with the loaded model (it must be the model the run started with). */
+  async continue(run: LabRun) {
+    this.error = null;
+    if (this.activeId) return void (this.error = 'A run is already going: stop it first.');
+    if (!engine.ready || engine.model?.id !== run.model) return void (this.error = `This run used the model "${run.model}": load it to resume.`);
+    let config: PromptConfig;
+    try {
+      config = configOfRun(run);
+    } catch (e) {
+      return void (this.error = (e as Error).message);
+    }
+    const data = await datasets.load(run.dataset).catch((e: Error) => void (this.error = e.message));
+    if (!data) return;
+    this.selectedId = run.id;
+    this.activeId = run.id;
+    const abort = (this.abort = new AbortController());
+    // Plain copies: the stored record must be structured-cloneable (no reactive proxies).
+    const extra = { maxNewTokens: run.maxNewTokens, stopSequences: [...run.stopSequences], promptLabel: run.promptLabel };
+    try {
+      await runEvaluation({
+        generate: (p, o, t) => engine.generate(p, o, t, `Evaluating ${config.label}`),
+        run: $state.snapshot(run) as Run,
+        problems: data.problems,
+        config,
+        maxNewTokens: run.maxNewTokens,
+        signal: abort.signal,
+        onProblemStart: (problem, position) => (this.current = { problem, position, text: '' }),
+        onText: (_p, text) => {
+          if (this.current) this.current.text = text;
+        },
+        save: (r) => saveRun({ ...r, ...extra }),
+        onProgress: (r) => this.put({ ...r, ...extra }),
+      });
+    } catch (e) {
+      if (!(e instanceof RunCancelled)) this.error = (e as Error).message;
+    } finally {
+      this.activeId = null;
+      this.current = null;
+      this.abort = null;
+    }
+  }
+
+  stop() {
+    this.abort?.abort();
+  }
+
+  async remove(id: string) {
+    if (this.activeId === id) return;
+    await deleteRun(id);
+    this.list = this.list.filter((r) => r.id !== id);
+  }
+}
+
+export const runs = new RunsStore();

@@ -1,0 +1,82 @@
+import { test, expect, type Page } from '@playwright/test';
+import { readFileSync } from 'node:fs';
+import { parseCsv } from '../../src/reasoning/export.ts';
+
+/** Live accuracy on the tiny model (random weights): runs, Wilson interval, results table, persistence, export. */
+
+async function loadTiny(page: Page, mode = 'q4f32_1') {
+  await page.getByRole('combobox', { name: 'Model' }).selectOption(`tiny/${mode}`);
+  await page.getByRole('button', { name: /Load model|Reload/ }).click();
+  await expect(page.getByTestId('model-status')).toContainText(mode, { timeout: 120_000 });
+}
+
+async function startRun(page: Page, n: number) {
+  await page.getByRole('radio', { name: /The first/ }).check();
+  await page.getByLabel('Number of problems').fill(String(n));
+  await page.getByLabel('Seed').fill('7');
+  await page.getByRole('button', { name: 'Start run' }).click();
+}
+
+test('run 5 problems: accuracy, interval, chart and table update after each; export CSV', async ({ page }) => {
+  await page.goto('./#view=accuracy&prompt=q_end&max=8');
+  await loadTiny(page);
+  await startRun(page, 5);
+  // Progress is shown after each problem, not only at the end.
+  await expect(page.getByTestId('progress')).toHaveText('1 of 5 problems', { timeout: 60_000 });
+  await expect(page.getByTestId('interval')).toHaveText(/95% interval \d+\.\d% – \d+\.\d%/);
+  await expect(page.getByTestId('progress')).toHaveText('3 of 5 problems', { timeout: 60_000 });
+  await expect(page.getByTestId('progress')).toHaveText('5 of 5 problems', { timeout: 60_000 });
+  await expect(page.getByTestId('accuracy')).toHaveText(/^\d+\.\d%$/);
+  expect(await page.getByTestId('accuracy-chart').locator('circle').count()).toBe(5);
+
+  const row = page.getByTestId('results-table').locator('tbody tr').first();
+  await expect(row.getByTestId('run-done')).toHaveText('5 of 5');
+  await expect(row.getByTestId('run-paper')).toHaveText('15.61%');
+  const accuracy = (await page.getByTestId('accuracy').textContent())!;
+  await expect(row.getByTestId('run-accuracy')).toHaveText(accuracy);
+  await expect(row.getByTestId('run-interval')).toHaveText(/\d+\.\d% – \d+\.\d%/);
+
+  // CSV export: header, one row per problem, the run's numbers.
+  const [download] = await Promise.all([page.waitForEvent('download'), row.getByRole('button', { name: 'CSV' }).click()]);
+  expect(download.suggestedFilename()).toMatch(/\.csv$/);
+  const rows = parseCsv(readFileSync((await download.path())!, 'utf8'));
+  expect(rows[0]).toEqual(['run', 'dataset', 'prompt', 'adapter', 'model', 'index', 'pred', 'gold', 'correct', 'output']);
+  const body = rows.slice(1);
+  expect(body).toHaveLength(5);
+  for (const r of body) {
+    expect(r[1]).toBe('gsm8k');
+    expect(r[2]).toBe('q_end');
+    expect(r[4]).toBe('tiny/q4f32_1');
+    expect(['true', 'false']).toContain(r[8]);
+    expect(Number.isInteger(Number(r[5]))).toBe(true);
+  }
+  const correct = body.filter((r) => r[8] === 'true').length;
+  expect(accuracy).toBe(`${((correct / 5) * 100).toFixed(1)}%`);
+  // Problems are the first 5 of the order seeded with 7 (distinct indices).
+  expect(new Set(body.map((r) => r[5])).size).toBe(5);
+
+  // JSONL export too.
+  const [jsonl] = await Promise.all([page.waitForEvent('download'), row.getByRole('button', { name: 'JSONL' }).click()]);
+  const lines = readFileSync((await jsonl.path())!, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  expect(lines.map((l) => String(l.index))).toEqual(body.map((r) => r[5]));
+});
+
+test('a run interrupted by a reload is kept and resumes where it stopped', async ({ page }) => {
+  await page.goto('./#view=accuracy&prompt=q_end&max=24');
+  await loadTiny(page);
+  await startRun(page, 10);
+  await expect(page.getByTestId('progress')).toHaveText(/^[2-9] of 10 problems$/, { timeout: 60_000 });
+  await page.reload();
+
+  const row = page.getByTestId('results-table').locator('tbody tr').first();
+  await expect(row.getByTestId('run-done')).toHaveText(/^[2-9] of 10$/);
+  const before = Number((await row.getByTestId('run-done').textContent())!.split(' ')[0]);
+  await loadTiny(page);
+  await row.getByRole('button', { name: 'Resume' }).click();
+  await expect(row.getByTestId('run-done')).toHaveText('10 of 10', { timeout: 120_000 });
+  await expect(page.getByTestId('progress')).toHaveText('10 of 10 problems');
+  expect(before).toBeLessThan(10);
+  // Still one run (resumed, not restarted), with ten distinct problems.
+  await expect(page.getByTestId('results-table').locator('tbody tr')).toHaveCount(1);
+  expect(await page.getByTestId('accuracy-chart').locator('circle').count()).toBe(10);
+});

@@ -20,6 +20,7 @@ import attnOutputWgsl from './kernels/attnOutput.wgsl?raw';
 import swigluWgsl from './kernels/swiglu.wgsl?raw';
 import adapterUpWgsl from './kernels/adapterUp.wgsl?raw';
 import activationWgsl from './kernels/activation.wgsl?raw';
+import bandwidthCopyWgsl from './kernels/bandwidthCopy.wgsl?raw';
 
 /** How a weight matrix is stored on the GPU (follows the record dtypes, not the mode name). */
 export type WeightFormat = 'f32' | 'f16' | 'q4f16' | 'q4f32';
@@ -36,6 +37,7 @@ export const KERNELS = {
   attnOutput: attnOutputWgsl,
   swiglu: swigluWgsl,
   adapterUp: adapterUpWgsl,
+  bandwidthCopy: bandwidthCopyWgsl,
 } as const;
 export type KernelName = keyof typeof KERNELS;
 

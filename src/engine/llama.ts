@@ -352,6 +352,11 @@ export class LlamaModel {
     this.activeAdapter = name;
   }
 
+  /** GPU bytes of a resident adapter's weights (what a decode step reads for it). */
+  adapterBytes(name: string): number {
+    return this.adapters.get(name)?.bytes ?? 0;
+  }
+
   get adapterNames(): string[] {
     return [...this.adapters.keys()];
   }

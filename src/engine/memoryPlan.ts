@@ -95,3 +95,15 @@ export function formatBytes(n: number): string {
   if (n >= 2 ** 20) return `${(n / 2 ** 20).toFixed(1)} MiB`;
   return `${(n / 1024).toFixed(1)} KiB`;
 }
+
+/**
+ * Bytes one decode step must read from GPU memory: every weight but the embedding table (only
+ * `batch` rows of it are read; a tied table is read whole as the LM head), plus the keys and
+ * values of every cached position of every sequence. `positions` is the mean cached length.
+ */
+export function decodeBytesPerStep(c: LlamaConfig, mode: QuantMode, batch: number, positions: number, adapterBytes = 0): number {
+  const embed = weightBytes({ ...c, numLayers: 0, tieWordEmbeddings: true }, mode) - c.hiddenSize * 4;
+  const weights = weightBytes(c, mode) - (c.tieWordEmbeddings ? 0 : embed);
+  const kv = 2 * c.numLayers * batch * positions * c.numKvHeads * c.headDim * kvBytesPerValue(mode);
+  return weights + kv + adapterBytes;
+}

@@ -1,0 +1,96 @@
+/**
+ * npm run bench -- --model <dir|synthetic:LAYERS[:MODE]> [--adapter <dir|paper:lora|paper:series|paper:parallel>,...]
+ *   [--batch B] [--prompt-len P] [--gen G] [--gpu|--no-gpu] [--json]
+ *
+ * Measures, in one run on one device: the copy bandwidth ceiling (a large buffer copy), prefill
+ * tokens/s, time to first token, GPU memory, decode tokens/s with and without each adapter, and
+ * decode efficiency = bytes one step must read × steps per second ÷ copy bandwidth.
+ * `synthetic:2` is a generated model with Llama-2-7B's layer shapes and 2 layers (q4f16_1 unless
+ * a mode follows), made in the page: no files needed.
+ */
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { parseArgs, runMain, UsageError } from './args.ts';
+import { openBrowserSession } from './browserSession.ts';
+import { formatBytes } from '../engine/memoryPlan.ts';
+import { QUANT_MODES, type QuantMode } from '../formats/llamaConfig.ts';
+import type { BenchOptions, BenchResult } from './benchPage.ts';
+
+const USAGE =
+  'usage: npm run bench -- --model <dir|synthetic:LAYERS[:MODE]> [--adapter <dir|paper:KIND>,...] [--batch B] [--prompt-len P] [--gen G] [--gpu|--no-gpu] [--json]';
+
+async function main() {
+  const { values, flags } = parseArgs(process.argv.slice(2), { strings: ['model', 'adapter', 'batch', 'prompt-len', 'gen'], flags: ['json', 'gpu', 'no-gpu'] });
+  if (!values.model) throw new UsageError('--model is required.');
+  const mounts: Record<string, string> = {};
+  let model: BenchOptions['model'];
+  const synth = /^synthetic:(\d+)(?::(\w+))?$/.exec(values.model);
+  if (synth) {
+    const mode = (synth[2] ?? 'q4f16_1') as QuantMode;
+    if (!QUANT_MODES.includes(mode)) throw new UsageError(`Unknown mode ${mode}: one of ${QUANT_MODES.join(', ')}.`);
+    model = { synthetic: { layers: Number(synth[1]), mode } };
+  } else {
+    const dir = resolve(values.model);
+    if (!existsSync(join(dir, 'mlc-chat-config.json'))) throw new Error(`${dir} is not a converted model directory (no mlc-chat-config.json).`);
+    mounts['/bench-model'] = dir;
+    model = { url: '/bench-model/' };
+  }
+  const adapters = (values.adapter ?? '')
+    .split(',')
+    .filter(Boolean)
+    .map((a, i) => {
+      if (/^paper:(lora|series|parallel)$/.test(a)) return a;
+      const dir = resolve(a);
+      if (!existsSync(join(dir, 'adapter.json'))) throw new Error(`${dir} is not a converted adapter directory (no adapter.json); use npm run convert-adapter, or paper:lora|series|parallel.`);
+      mounts[`/bench-adapter-${i}`] = dir;
+      return `/bench-adapter-${i}/`;
+    });
+  const num = (v: string | undefined, d: number, name: string) => {
+    const n = v === undefined ? d : Number(v);
+    if (!Number.isInteger(n) || n < 1) throw new UsageError(`--${name} expects a positive integer.`);
+    return n;
+  };
+  const opts: BenchOptions = {
+    model,
+    adapters,
+    batch: num(values.batch, 1, 'batch'),
+    promptLen: num(values['prompt-len'], 64, 'prompt-len'),
+    gen: num(values.gen, 32, 'gen'),
+  };
+  if (opts.gen < 2) throw new UsageError('--gen must be at least 2 (one warm-up step, then measured steps).');
+  const session = await openBrowserSession({ mounts, gpu: flags.has('gpu') ? true : flags.has('no-gpu') ? false : undefined, quiet: !process.env.DEBUG });
+  let r: BenchResult;
+  try {
+    r = await session.page.evaluate(async (o) => {
+      const { runBench } = (await import(/* @vite-ignore */ '/src/cli/benchPage.ts' as string)) as typeof import('./benchPage.ts');
+      return runBench(o);
+    }, opts);
+  } finally {
+    await session.close();
+  }
+  if (flags.has('json')) {
+    process.stdout.write(JSON.stringify(r) + '\n');
+    return;
+  }
+  const gbps = (b: number) => `${(b / 1e9).toFixed(2)} GB/s`;
+  const lines = [
+    `device          ${r.gpuAdapter}`,
+    `copy bandwidth  ${gbps(r.copyBytesPerSecond)} (read + write of a ${'large'} buffer copy: the ceiling)`,
+    `model           ${r.model} (${r.mode}, ${r.layers} layers)`,
+    `GPU memory      weights ${formatBytes(r.memory.weights)}, KV cache ${formatBytes(r.memory.kvCache)}, activations ${formatBytes(r.memory.activations)}, total ${formatBytes(r.memory.total)}`,
+    `prefill         ${r.prefillTokensPerSecond.toFixed(1)} tokens/s (${opts.promptLen} tokens), time to first token ${r.timeToFirstTokenMs.toFixed(1)} ms`,
+    '',
+    `decode, batch ${r.batch}`,
+    `${'adapter'.padEnd(26)}${'tokens/s'.padStart(10)}${'ms/step'.padStart(10)}${'bytes/step'.padStart(13)}${'efficiency'.padStart(12)}${'overhead'.padStart(10)}`,
+    ...r.decode.map(
+      (d) =>
+        `${(d.adapter ?? 'none (base)').padEnd(26)}${d.tokensPerSecond.toFixed(1).padStart(10)}${d.msPerStep.toFixed(2).padStart(10)}${formatBytes(d.bytesPerStep).padStart(13)}` +
+        `${d.efficiency.toFixed(3).padStart(12)}${(d.overhead === null ? '-' : `${(d.overhead * 100).toFixed(1)}%`).padStart(10)}`,
+    ),
+    '',
+    'efficiency = bytes one decode step must read (weights, scales, KV cache, adapter) x steps/s / copy bandwidth',
+  ];
+  process.stdout.write(lines.join('\n') + '\n');
+}
+
+runMain(main, USAGE);

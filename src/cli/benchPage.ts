@@ -1,0 +1,158 @@
+/**
+ * The in-page half of `npm run bench`: on the page's WebGPU device, measure the copy bandwidth
+ * ceiling, then prefill and decode speed of a model (and of each adapter), all in one run so the
+ * ratios compare like with like.
+ */
+import { Engine } from '../engine/engine.ts';
+import { PipelineCache, bindGroup } from '../engine/kernels.ts';
+import { decodeBytesPerStep } from '../engine/memoryPlan.ts';
+import { httpModelSource } from '../formats/modelFiles.ts';
+import { syntheticModelSource, llama2_7bShape } from '../formats/syntheticModel.ts';
+import { convertPeftAdapter, type AdapterKind } from '../formats/adapter.ts';
+import { randomPeftAdapter } from '../formats/randomAdapter.ts';
+import type { ModelSource } from '../formats/tensorCacheTypes.ts';
+import type { QuantMode } from '../formats/llamaConfig.ts';
+
+export interface BenchOptions {
+  model: { url: string } | { synthetic: { layers: number; mode: QuantMode } };
+  /** Converted adapter directories (URLs), or the paper's configurations made at random ('paper:lora' …). */
+  adapters: string[];
+  batch: number;
+  promptLen: number;
+  gen: number;
+}
+
+export interface DecodeMeasure {
+  adapter: string | null;
+  tokensPerSecond: number; // all sequences together
+  msPerStep: number;
+  bytesPerStep: number;
+  efficiency: number; // bytesPerStep * steps/s / copy bandwidth
+  overhead: number | null; // decode time vs the base, with an adapter
+}
+
+export interface BenchResult {
+  gpuAdapter: string;
+  model: string;
+  mode: QuantMode;
+  layers: number;
+  memory: { weights: number; kvCache: number; activations: number; total: number };
+  copyBytesPerSecond: number;
+  prefillTokensPerSecond: number;
+  timeToFirstTokenMs: number;
+  decode: DecodeMeasure[];
+  batch: number;
+}
+
+/** Bytes per second a large buffer copy moves (counting the read and the write), best of a few runs. */
+async function copyBandwidth(device: GPUDevice): Promise<number> {
+  const size = Math.min(256 * 2 ** 20, Math.floor(device.limits.maxStorageBufferBindingSize / 16) * 16, Math.floor(device.limits.maxBufferSize / 16) * 16);
+  const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
+  const src = device.createBuffer({ size, usage });
+  const dst = device.createBuffer({ size, usage });
+  const pipes = new PipelineCache(device);
+  const pipeline = pipes.get('bandwidthCopy', {}, { N: size / 16 });
+  const group = bindGroup(device, pipeline, 0, [src, dst], 'copy');
+  const run = async (reps: number, kernel: boolean) => {
+    const enc = device.createCommandEncoder();
+    for (let r = 0; r < reps; r++) {
+      if (kernel) {
+        const pass = enc.beginComputePass();
+        pass.setPipeline(pipeline);
+        pass.setBindGroup(0, group);
+        pass.dispatchWorkgroups(Math.min(4096, Math.ceil(size / 16 / 256)));
+        pass.end();
+      } else enc.copyBufferToBuffer(src, 0, dst, 0, size);
+    }
+    const t0 = performance.now();
+    device.queue.submit([enc.finish()]);
+    await device.queue.onSubmittedWorkDone();
+    return (2 * size * reps) / ((performance.now() - t0) / 1000);
+  };
+  let best = 0;
+  for (const kernel of [false, true]) {
+    await run(1, kernel); // warm-up
+    for (let i = 0; i < 3; i++) best = Math.max(best, await run(4, kernel));
+  }
+  src.destroy();
+  dst.destroy();
+  return best;
+}
+
+function memorySource(files: Map<string, Uint8Array>, json: Record<string, unknown>): ModelSource {
+  return {
+    readJson: async (p) => json[p] ?? null,
+    readShard: async (p) => files.get(p)!.slice().buffer,
+  };
+}
+
+/** The paper's adapter configurations (GUIDE.md), random, converted against this base. */
+async function paperAdapter(base: ModelSource, kind: AdapterKind): Promise<ModelSource> {
+  const { parseMlcChatConfig } = await import('../formats/mlcChatConfig.ts');
+  const chat = await base.readJson('mlc-chat-config.json');
+  const config = parseMlcChatConfig(chat).config;
+  const peft = randomPeftAdapter(config, kind, kind === 'lora' ? { r: 32, alpha: 64, std: 0.01 } : { r: 256, std: 0.01 });
+  const converted = await convertPeftAdapter({ ...peft, baseChatConfig: chat, baseTensorCache: await base.readJson('tensor-cache.json'), name: `paper ${kind}` });
+  return memorySource(converted.shards, { 'adapter.json': converted.manifest });
+}
+
+export async function runBench(o: BenchOptions): Promise<BenchResult> {
+  const source = 'url' in o.model ? httpModelSource(o.model.url) : syntheticModelSource(llama2_7bShape(o.model.synthetic.layers), o.model.synthetic.mode);
+  const engine = new Engine();
+  const info = await engine.load(source, { contextLength: o.promptLen + o.gen + 2, maxBatch: o.batch });
+  const model = engine.model!;
+  const device = model.gpu.device;
+  const copyBytesPerSecond = await copyBandwidth(device);
+  const prompt = (seq: number) => Array.from({ length: o.promptLen }, (_, i) => 1 + ((i * 7919 + seq * 104729) % (info.config.vocabSize - 1)));
+
+  // Prefill: once to compile every pipeline, then measured.
+  await engine.logits(prompt(0));
+  const t0 = performance.now();
+  await engine.logits(prompt(0));
+  const prefillMs = performance.now() - t0;
+
+  const decode: DecodeMeasure[] = [];
+  const measureDecode = async (adapter: string | null, adapterBytes: number) => {
+    engine.useAdapter(adapter);
+    for (let s = 0; s < o.batch; s++) {
+      model.reset(s);
+      await model.prefillSlot(s, prompt(s));
+    }
+    const entries = Array.from({ length: o.batch }, (_, s) => ({ slot: s, token: 29871 % info.config.vocabSize }));
+    await model.decodeBatch(entries); // warm-up (this adapter's pipelines)
+    const t = performance.now();
+    for (let i = 1; i < o.gen; i++) await model.decodeBatch(entries);
+    const steps = o.gen - 1;
+    const msPerStep = (performance.now() - t) / steps;
+    const meanPos = o.promptLen + 1 + steps / 2;
+    const bytesPerStep = decodeBytesPerStep(info.config, info.mode, o.batch, meanPos, adapterBytes);
+    const base = decode[0];
+    decode.push({
+      adapter,
+      tokensPerSecond: (o.batch * 1000) / msPerStep,
+      msPerStep,
+      bytesPerStep,
+      efficiency: (bytesPerStep * (1000 / msPerStep)) / copyBytesPerSecond,
+      overhead: base && adapter ? msPerStep / base.msPerStep - 1 : null,
+    });
+  };
+  await measureDecode(null, 0);
+  for (const a of o.adapters) {
+    const src = a.startsWith('paper:') ? await paperAdapter(source, a.slice(6) as AdapterKind) : httpModelSource(a);
+    const name = await engine.loadAdapter(src);
+    await measureDecode(name, model.adapterBytes(name));
+  }
+  engine.unload();
+  return {
+    gpuAdapter: info.adapterInfo,
+    model: 'url' in o.model ? o.model.url : `synthetic Llama-2-7B shape, ${o.model.synthetic.layers} layers`,
+    mode: info.mode,
+    layers: info.config.numLayers,
+    memory: info.memory,
+    copyBytesPerSecond,
+    prefillTokensPerSecond: (o.promptLen * 1000) / prefillMs,
+    timeToFirstTokenMs: prefillMs,
+    decode,
+    batch: o.batch,
+  };
+}

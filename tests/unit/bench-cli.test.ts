@@ -1,0 +1,43 @@
+import { describe, it, expect } from 'vitest';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+
+/**
+ * `npm run bench` smoke test on the tiny model: it runs end to end in headless Chromium and reports
+ * the efficiency table. No speed is asserted (CI's software adapter says nothing about GPUs); the
+ * numbers it does check are ones the bench computes from shapes, not timings.
+ */
+const run = promisify(execFile);
+
+describe('npm run bench', () => {
+  it('prints the efficiency table for the tiny model with each tiny adapter', async () => {
+    const { stdout } = await run(
+      'npx',
+      ['tsx', 'src/cli/bench.ts', '--model', 'models/tiny/q4f16_1', '--adapter', ['lora', 'series', 'parallel'].map((k) => `models/tiny/adapters/q4f16_1-${k}`).join(','), '--prompt-len', '16', '--gen', '6'],
+      { timeout: 150_000 },
+    );
+    console.log(stdout);
+    expect(stdout).toMatch(/copy bandwidth\s+\d+\.\d+ GB\/s/);
+    expect(stdout).toMatch(/prefill\s+\d+\.\d+ tokens\/s/);
+    for (const name of ['none (base)', 'tiny lora (random)', 'tiny series (random)', 'tiny parallel (random)']) expect(stdout).toContain(name);
+    expect(stdout).toContain('efficiency = bytes one decode step must read');
+  }, 160_000);
+
+  it('reports JSON with batched decode and consistent byte counts', async () => {
+    const { stdout } = await run('npx', ['tsx', 'src/cli/bench.ts', '--model', 'models/tiny/q0f32', '--batch', '3', '--prompt-len', '8', '--gen', '4', '--json'], { timeout: 150_000 });
+    const r = JSON.parse(stdout.trim().split('\n').pop()!);
+    expect(r.batch).toBe(3);
+    expect(r.layers).toBe(2);
+    expect(r.copyBytesPerSecond).toBeGreaterThan(0);
+    const d = r.decode[0];
+    // Weights minus the embedding table, plus K and V of 3 sequences at a mean of 8 + 1 + 3/2 positions.
+    const weights = r.memory.weights - 32000 * 64 * 4;
+    const kv = 2 * 2 * 3 * (8 + 1 + 1.5) * 2 * 16 * 4;
+    expect(d.bytesPerStep).toBeCloseTo(weights + kv, 0);
+    expect(d.efficiency).toBeCloseTo((d.bytesPerStep * (1000 / d.msPerStep)) / r.copyBytesPerSecond, 6);
+  }, 160_000);
+
+  it('explains a bad --model', async () => {
+    await expect(run('npx', ['tsx', 'src/cli/bench.ts', '--model', 'src'], { timeout: 60_000 })).rejects.toThrow(/not a converted model directory/);
+  }, 60_000);
+});

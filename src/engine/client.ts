@@ -61,6 +61,10 @@ export class EngineClient {
         this.pending.delete(msg.id);
         p.resolve(msg.result);
         return;
+      case 'adapter':
+        this.pending.delete(msg.id);
+        p.resolve({ name: msg.name, kind: msg.kind });
+        return;
       case 'unloaded':
         this.pending.delete(msg.id);
         p.resolve(undefined);
@@ -93,6 +97,16 @@ export class EngineClient {
   ): { promise: Promise<WireGenerateResult>; cancel(): void } {
     const { id, promise } = this.request<WireGenerateResult>({ type: 'generate', prompt, options }, { onToken });
     return { promise, cancel: () => this.worker.postMessage({ type: 'cancel', id: this.nextId++, target: id } satisfies EngineRequest) };
+  }
+
+  /** Make a converted adapter resident beside the base (checked against it); resolves with its name and kind. */
+  loadAdapter(location: ModelLocation): Promise<{ name: string; kind: string }> {
+    return this.request<{ name: string; kind: string }>({ type: 'loadAdapter', location }).promise;
+  }
+
+  /** Use a resident adapter (by name) for the next generations, or none (null). */
+  useAdapter(name: string | null): Promise<{ name: string | null; kind: string | null }> {
+    return this.request<{ name: string | null; kind: string | null }>({ type: 'useAdapter', name }).promise;
   }
 
   unload(): Promise<void> {

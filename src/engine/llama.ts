@@ -352,6 +352,11 @@ export class LlamaModel {
     this.activeAdapter = name;
   }
 
+  /** lora, series or parallel, for a resident adapter. */
+  adapterKind(name: string): string | null {
+    return this.adapters.get(name)?.kind ?? null;
+  }
+
   /** GPU bytes of a resident adapter's weights (what a decode step reads for it). */
   adapterBytes(name: string): number {
     return this.adapters.get(name)?.bytes ?? 0;

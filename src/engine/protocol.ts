@@ -21,6 +21,10 @@ export type EngineRequest =
   | { type: 'load'; id: number; location: ModelLocation; contextLength?: number }
   | { type: 'generate'; id: number; prompt: string | number[]; options: WireGenerateOptions }
   | { type: 'tokenize'; id: number; text: string }
+  /** Make a converted adapter resident (HTTP directory or IndexedDB id); answers 'adapter' with its name. */
+  | { type: 'loadAdapter'; id: number; location: ModelLocation }
+  /** Use a resident adapter for the next generations; null: the base model alone. */
+  | { type: 'useAdapter'; id: number; name: string | null }
   | { type: 'cancel'; id: number; target: number }
   | { type: 'unload'; id: number };
 
@@ -33,6 +37,7 @@ export type EngineResponse =
   | { type: 'progress'; id: number; progress: LoadProgress }
   | { type: 'loaded'; id: number; info: Omit<LoadedModelInfo, 'tokenizerJson' | 'tokenizerConfig'> & { hasTokenizer: boolean } }
   | { type: 'tokens'; id: number; ids: number[] }
+  | { type: 'adapter'; id: number; name: string | null; kind: string | null }
   | { type: 'token'; id: number; tokenId: number; index: number; textDelta: string }
   | { type: 'done'; id: number; result: WireGenerateResult }
   | { type: 'unloaded'; id: number }

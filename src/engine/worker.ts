@@ -77,6 +77,16 @@ async function handle(req: EngineRequest) {
       }
       return;
     }
+    case 'loadAdapter': {
+      const name = await engine.loadAdapter(await sourceFor(req.location));
+      post({ type: 'adapter', id: req.id, name, kind: engine.model!.adapterKind(name) });
+      return;
+    }
+    case 'useAdapter': {
+      engine.useAdapter(req.name);
+      post({ type: 'adapter', id: req.id, name: req.name, kind: req.name ? engine.model!.adapterKind(req.name) : null });
+      return;
+    }
     case 'cancel':
       running.get(req.target)?.abort();
       return;

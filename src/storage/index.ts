@@ -27,6 +27,7 @@ export {
   type ModelStatus,
   type StorageInfo,
 } from './models.ts';
+export { convertedAdapterId, storeConvertedAdapter } from './adapters.ts';
 export { idbModelSource, type IdbModelSource, type IdbModelSourceOptions } from './source.ts';
 export { subscribe, type ModelState, type ProgressEvent, type StateEvent, type StorageEvent, type StorageListener } from './events.ts';
 export {

@@ -165,6 +165,26 @@ test.describe('bring your own adapter', () => {
     await expect(page.getByTestId('your-adapters')).not.toContainText('my-lora');
   });
 
+  test('a picked folder (webkitdirectory): named after the folder, stored and listed', async ({ page }) => {
+    const { mkdtemp, mkdir, writeFile, rm } = await import('node:fs/promises');
+    const { tmpdir } = await import('node:os');
+    const root = await mkdtemp(join(tmpdir(), 'rl-adapter-'));
+    const dir = join(root, 'math-series');
+    await mkdir(dir);
+    for (const f of peftFiles(randomPeftAdapter(config, 'series', { seed: 3 }))) await writeFile(join(dir, f.name), f.bytes);
+    await writeFile(join(dir, 'README.md'), 'a series adapter');
+    try {
+      await openPanel(page);
+      await page.getByTestId('adapter-base').selectOption('tiny-q4f32_1');
+      await page.getByTestId('adapter-folder').setInputFiles(dir);
+      await expect(page.getByTestId('adapter-status')).toContainText('Stored math-series (series, yours): series on gate_proj, up_proj', { timeout: 30_000 });
+      await expect(page.getByTestId('your-adapters')).toContainText('math-series (series, yours)');
+      await expect(card(page, 'user-adapter-math-series-tiny-q4f32_1').getByTestId('state')).toHaveText('Stored');
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
+  });
+
   test('a mismatched base, a missing file and a malformed config: clear errors, nothing stored', async ({ page }) => {
     await openPanel(page);
     // Made for a wider model than the selected base: the converter's own message.

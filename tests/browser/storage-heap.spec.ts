@@ -13,7 +13,7 @@ import { describeMeasurement, generateBigModel, measureHeapWhileLoading, serveDi
  */
 test.skip(!process.env.RL_HEAVY, 'heavy: set RL_HEAVY=1 (or run npx tsx src/cli/measureHeap.ts)');
 
-test('peak JS heap while a 1 GB model loads from IndexedDB to the GPU stays within a couple of shards', async ({ page }) => {
+test('peak JS heap while a 1 GB model loads from IndexedDB to the GPU stays within a few shards, far below the model size', async ({ page }) => {
   test.setTimeout(420_000);
   const dir = await mkdtemp(join(tmpdir(), 'rl-heap-test-'));
   const files = await serveDirectory(dir).catch(async (e) => {

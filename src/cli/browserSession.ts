@@ -63,6 +63,8 @@ export async function openBrowserSession(opts: { mounts?: Record<string, string>
   }
   const page = await browser.newPage();
   if (!opts.quiet) page.on('console', (m) => process.stderr.write(`[browser] ${m.text()}\n`));
+  // tsx compiles our page.evaluate callbacks with esbuild's keepNames, which calls a __name helper.
+  await page.addInitScript({ content: 'globalThis.__name = (f) => f;' });
   await page.goto(`${url}/harness.html`);
   return {
     page,

@@ -49,21 +49,22 @@ function recordUpload(record: TensorRecord, shard: ArrayBuffer, forceF32: boolea
   if (record.byteOffset + record.nbytes > shard.byteLength) {
     throw new ModelFormatError(`Tensor ${record.name} lies outside its shard (offset ${record.byteOffset} + ${record.nbytes} bytes > ${shard.byteLength}); the shard is truncated.`);
   }
+  // A view on the shard, not a copy: writeBuffer reads it directly, so loading holds one shard.
   const raw = new Uint8Array(shard, record.byteOffset, record.nbytes);
-  const aligned = (): Uint8Array => new Uint8Array(raw); // copy: typed views need alignment
-  const halves = () => new Uint16Array(aligned().buffer, 0, n);
+  // Conversions need aligned 16-bit views: copy just the (small) tensors that are converted.
+  const halves = () => new Uint16Array(new Uint8Array(raw).buffer, 0, n);
   switch (record.dtype) {
     case 'uint32':
-      return { bytes: aligned(), dtype: 'uint32' };
+      return { bytes: raw, dtype: 'uint32' };
     case 'float16':
-      return forceF32 ? { bytes: new Uint8Array(f16ArrayToF32(halves()).buffer), dtype: 'float32' } : { bytes: aligned(), dtype: 'float16' };
+      return forceF32 ? { bytes: new Uint8Array(f16ArrayToF32(halves()).buffer), dtype: 'float32' } : { bytes: raw, dtype: 'float16' };
     case 'bfloat16':
       return { bytes: new Uint8Array(bf16ArrayToF32(halves()).buffer), dtype: 'float32' };
     case 'float32':
       if (record.format === 'f32-to-bf16' && record.nbytes === n * 2) {
         return { bytes: new Uint8Array(bf16ArrayToF32(halves()).buffer), dtype: 'float32' };
       }
-      return { bytes: aligned(), dtype: 'float32' };
+      return { bytes: raw, dtype: 'float32' };
     default:
       throw new ModelFormatError(`Tensor ${record.name} has unsupported dtype ${String(record.dtype)}.`);
   }
@@ -87,12 +88,12 @@ export async function uploadTensors(
   try {
     for (let i = 0; i < cache.records.length; i++) {
       const shard = cache.records[i];
-      const data = await source.readShard(shard.dataPath);
+      let data: ArrayBuffer | null = await source.readShard(shard.dataPath);
       if (data.byteLength < shard.nbytes) {
         throw new ModelFormatError(`${shard.dataPath} is truncated: ${data.byteLength} bytes, expected ${shard.nbytes}.`);
       }
       for (const record of shard.records) {
-        const up = recordUpload(record, data, wantsF32(record.name));
+        const up = recordUpload(record, data!, wantsF32(record.name));
         const buffer = await createBufferChecked(device, record.name, up.bytes.byteLength, STORAGE);
         // writeBuffer needs a multiple of 4 bytes; odd f16 counts are padded with a zero half.
         const padded = up.bytes.byteLength % 4 === 0 ? up.bytes : (() => {
@@ -104,6 +105,7 @@ export async function uploadTensors(
         buffers.set(record.name, { record, buffer, uploadedDtype: up.dtype });
         bytes += buffer.size;
       }
+      data = null; // writeBuffer has taken its copy: let the shard go before reading the next
       bytesLoaded += shard.nbytes;
       onProgress?.({ phase: 'weights', shard: i + 1, shardCount: cache.records.length, bytesLoaded, bytesTotal });
       // Let the queue drain so staging copies of finished shards can be released.

@@ -2,6 +2,7 @@ import { defineConfig, type Plugin, type Connect } from 'vite';
 import { svelte } from '@sveltejs/vite-plugin-svelte';
 import { createReadStream, existsSync, statSync, cpSync, mkdirSync } from 'node:fs';
 import { resolve, join, normalize, extname } from 'node:path';
+import { serviceWorkerPlugin } from './src/sw/buildPlugin.ts';
 
 /** Where datasets are read from during development and tests: ../shared/data beside the project, never copied in. */
 const DATA_DIR = resolve(process.env.REASONING_LAB_DATA ?? resolve(import.meta.dirname, '../shared/data'));
@@ -30,8 +31,12 @@ function serveDir(prefix: string, dir: string): (server: { middlewares: Connect.
 }
 
 function localFiles(): Plugin {
+  let outDir = resolve(import.meta.dirname, 'dist');
   return {
     name: 'reasoning-lab-local-files',
+    configResolved(config) {
+      outDir = resolve(config.root, config.build.outDir);
+    },
     configureServer(server) {
       serveDir('/models', MODELS_DIR)(server);
       serveDir('/data', DATA_DIR)(server);
@@ -42,7 +47,7 @@ function localFiles(): Plugin {
     },
     closeBundle() {
       // The static site ships the manifests and, when generated, the tiny offline demo model.
-      const out = resolve(import.meta.dirname, 'dist/models');
+      const out = join(outDir, 'models');
       mkdirSync(out, { recursive: true });
       if (existsSync(MODELS_DIR)) cpSync(MODELS_DIR, out, { recursive: true, filter: (p) => !p.includes('/gen') });
     },
@@ -52,7 +57,7 @@ function localFiles(): Plugin {
 export default defineConfig({
   // Relative base: the built site works from any sub-path of a static host.
   base: './',
-  plugins: [svelte(), localFiles()],
+  plugins: [svelte(), localFiles(), serviceWorkerPlugin({ modelsDir: MODELS_DIR })],
   worker: { format: 'es' },
   // Tests and CLIs run with RL_NO_HMR=1: a file saved mid-run must not reload the page under test.
   server: { port: 5173, fs: { allow: [import.meta.dirname] }, hmr: process.env.RL_NO_HMR ? false : undefined },

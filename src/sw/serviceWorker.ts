@@ -6,9 +6,12 @@
  * - install: the whole app shell (index.html, every JS/CSS chunk, the engine worker chunk) is put
  *   in a cache named after this build; the model catalog and manifests too, where reachable.
  * - activate: the caches of earlier builds at this scope are deleted; open pages are claimed.
+ *   No skipWaiting: a new build takes over once every tab of the old one is closed, so an open
+ *   page never loses the chunks it may still load lazily.
  * - fetch: see routes.ts. The shell cache-first, page loads network-first with the cached
  *   index.html as fallback, the catalog/manifests and data/ datasets network-first with the cached
- *   copy as fallback. Model files are never cached here: they live in IndexedDB (src/storage).
+ *   copy as fallback (also when the network has not answered in 4 s). Model files are never
+ *   cached here: they live in IndexedDB (src/storage).
  */
 import { cacheName, cachePrefix, strategyFor } from './routes.ts';
 
@@ -61,43 +64,56 @@ sw.addEventListener('fetch', (event) => {
   const req = event.request;
   const strategy = strategyFor({ url: req.url, method: req.method, mode: req.mode, hasRange: req.headers.has('range') }, scope, PRECACHED);
   if (strategy === 'bypass') return;
-  event.respondWith(strategy === 'cache-first' ? cacheFirst(req) : strategy === 'navigate' ? navigate(req) : networkFirst(req));
+  // Keeps the worker alive while a network answer that lost the race to the cache is stored.
+  const keep = (p: Promise<unknown>) => event.waitUntil(p.catch(() => undefined));
+  event.respondWith(strategy === 'cache-first' ? cacheFirst(req) : strategy === 'navigate' ? navigate(req, keep) : networkFirst(req, req.url, keep));
 });
 
+/** How long a page load or a JSON file waits for a slow network before the cached copy is used (flaky classroom Wi-Fi). */
+const NETWORK_TIMEOUT_MS = 4000;
+
 async function cacheFirst(req: Request): Promise<Response> {
-  const cache = await caches.open(CACHE);
-  const hit = await cache.match(req, { ignoreSearch: true });
+  // Any cache of this origin: a new build's worker, installed and waiting, already holds the chunks
+  // a freshly fetched index.html refers to.
+  const hit = await caches.match(req, { ignoreSearch: true });
   if (hit) return hit;
   const res = await fetch(req);
-  if (res.ok && res.type === 'basic') await cache.put(req, res.clone());
+  if (res.ok && res.type === 'basic') await (await caches.open(CACHE)).put(req, res.clone());
   return res;
 }
 
-/** index.html from the network (a new deploy shows at once), the cached one when offline. */
-async function navigate(req: Request): Promise<Response> {
-  const cache = await caches.open(CACHE);
+/** Page loads: index.html from the network (a new deploy shows at once), the cached one offline. */
+function navigate(req: Request, keep: (p: Promise<unknown>) => void): Promise<Response> {
   const url = new URL(req.url);
-  const isIndex = url.href.split(/[?#]/)[0] === scope || url.origin + url.pathname === INDEX;
-  try {
-    const res = await fetch(req);
-    if (isIndex && res.ok && res.type === 'basic' && !res.redirected) await cache.put(INDEX, res.clone());
-    return res;
-  } catch (e) {
-    const hit = await cache.match(INDEX);
-    if (hit) return hit;
-    throw e;
-  }
+  const isIndex = url.origin + url.pathname === scope || url.origin + url.pathname === INDEX;
+  return networkFirst(req, isIndex ? INDEX : null, keep);
 }
 
-async function networkFirst(req: Request): Promise<Response> {
-  const cache = await caches.open(CACHE);
-  try {
-    const res = await fetch(req);
-    if (res.ok && res.type === 'basic') await cache.put(req, res.clone());
+/**
+ * The network's answer, kept under `key`; the cached copy when the network fails, or when it has
+ * not answered in NETWORK_TIMEOUT_MS (the network's answer still refreshes the cache then).
+ * `key` null: nothing is stored (a page other than index.html), the cached index.html is the fallback.
+ */
+async function networkFirst(req: Request, key: string | null, keep: (p: Promise<unknown>) => void): Promise<Response> {
+  const fallbackKey = key ?? INDEX;
+  const fromNetwork = fetch(req).then(async (res) => {
+    if (key && res.ok && res.type === 'basic' && !res.redirected) await (await caches.open(CACHE)).put(key, res.clone());
     return res;
+  });
+  keep(fromNetwork);
+  const cached = () => caches.match(fallbackKey, { ignoreSearch: key === req.url });
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const slow = new Promise<Response | undefined>((done) => {
+    timer = setTimeout(() => void cached().then(done), NETWORK_TIMEOUT_MS);
+  });
+  try {
+    // A slow network with nothing cached: keep waiting for it.
+    return await Promise.race([fromNetwork, slow.then((hit) => hit ?? fromNetwork)]);
   } catch (e) {
-    const hit = await cache.match(req, { ignoreSearch: true });
+    const hit = await cached();
     if (hit) return hit;
     throw e;
+  } finally {
+    clearTimeout(timer);
   }
 }

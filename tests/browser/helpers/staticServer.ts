@@ -1,6 +1,7 @@
 /**
  * A static file server for a built site, on 127.0.0.1 with a random port: folders mounted under
- * URL prefixes (the build at '/', ../shared/data at '/data/'), GET and HEAD, a request log.
+ * URL prefixes (the build at '/', ../shared/data at '/data/'), GET and HEAD, a request log, and
+ * a stalled mode (requests accepted, never answered).
  * No caching headers beyond `no-cache`, like a plain static host.
  */
 import { createReadStream, existsSync, statSync } from 'node:fs';
@@ -23,6 +24,8 @@ export interface StaticServer {
   url: string;
   /** Paths requested, in order. */
   log: string[];
+  /** Accept requests but never answer them (a network that hangs), or answer again. */
+  stall(on: boolean): void;
   /** Stop listening and drop open connections: the network is gone. */
   close(): Promise<void>;
 }
@@ -32,9 +35,11 @@ export async function startStaticServer(mounts: Record<string, string>): Promise
   const prefixes = Object.keys(mounts).sort((a, b) => b.length - a.length);
   const log: string[] = [];
   const sockets = new Set<Socket>();
+  let stalled = false;
   const server: Server = createServer((req, res) => {
     const path = decodeURIComponent((req.url ?? '/').split('?')[0]);
     log.push(path);
+    if (stalled) return;
     const prefix = prefixes.find((p) => path.startsWith(p));
     if (!prefix || (req.method !== 'GET' && req.method !== 'HEAD')) return void res.writeHead(prefix ? 405 : 404).end();
     const root = normalize(mounts[prefix]);
@@ -59,6 +64,9 @@ export async function startStaticServer(mounts: Record<string, string>): Promise
   return {
     url: `http://127.0.0.1:${port}/`,
     log,
+    stall: (on) => {
+      stalled = on;
+    },
     close: () =>
       new Promise<void>((ok) => {
         for (const s of sockets) s.destroy();

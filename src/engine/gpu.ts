@@ -9,6 +9,11 @@ export interface GpuContext {
   adapterInfo: string;
   hasF16: boolean;
   hasSubgroups: boolean;
+  /**
+   * A CPU-emulated adapter (SwiftShader): workgroup barriers cost there what memory reads cost on
+   * a GPU, so the engine keeps its one-thread-per-row kernels on it.
+   */
+  isSoftware: boolean;
   /** Set once the device is lost; every later call fails with it. */
   lost: DeviceLostError | null;
   onLost: ((err: DeviceLostError) => void)[];
@@ -42,6 +47,7 @@ export async function createGpuContext(): Promise<GpuContext> {
     adapterInfo: [info?.vendor, info?.architecture, info?.device, info?.description].filter(Boolean).join(' ') || 'unknown adapter',
     hasF16,
     hasSubgroups,
+    isSoftware: Boolean((info as { isFallbackAdapter?: boolean } | undefined)?.isFallbackAdapter) || /swiftshader|llvmpipe|lavapipe/i.test(`${info?.vendor} ${info?.architecture} ${info?.device} ${info?.description}`),
     lost: null,
     onLost: [],
   };

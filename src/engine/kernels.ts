@@ -21,6 +21,9 @@ import swigluWgsl from './kernels/swiglu.wgsl?raw';
 import adapterUpWgsl from './kernels/adapterUp.wgsl?raw';
 import activationWgsl from './kernels/activation.wgsl?raw';
 import bandwidthCopyWgsl from './kernels/bandwidthCopy.wgsl?raw';
+import q4MatVecWgsl from './kernels/q4MatVec.wgsl?raw';
+import reduceSharedWgsl from './kernels/reduceShared.wgsl?raw';
+import reduceSubgroupWgsl from './kernels/reduceSubgroup.wgsl?raw';
 
 /** How a weight matrix is stored on the GPU (follows the record dtypes, not the mode name). */
 export type WeightFormat = 'f32' | 'f16' | 'q4f16' | 'q4f32';
@@ -38,12 +41,15 @@ export const KERNELS = {
   swiglu: swigluWgsl,
   adapterUp: adapterUpWgsl,
   bandwidthCopy: bandwidthCopyWgsl,
+  q4MatVec: q4MatVecWgsl,
 } as const;
 export type KernelName = keyof typeof KERNELS;
 
 export interface KernelVariant {
   weight?: WeightFormat;
   kv?: KvFormat;
+  /** Use subgroup operations for reductions (only when the device has the 'subgroups' feature). */
+  subgroups?: boolean;
 }
 
 function weightSnippet(format: WeightFormat): string {
@@ -81,6 +87,16 @@ export function kernelSource(name: KernelName, variant: KernelVariant = {}): str
     if (!variant.weight) throw new Error(`kernel ${name} needs a weight format`);
     src = src.replace('#include weight', weightSnippet(variant.weight));
   }
+  if (src.includes('REDUCE_BODY')) {
+    const scale = variant.weight === 'q4f16' ? ['u32', 'return unpack2x16float(wScale[i >> 1u])[i & 1u];'] : ['f32', 'return wScale[i];'];
+    if (variant.weight !== 'q4f16' && variant.weight !== 'q4f32') throw new Error(`kernel ${name} needs a q4 weight format`);
+    src = src
+      .replace('SCALE_STORAGE', scale[0])
+      .replace('SCALE_READ', scale[1])
+      .replace('REDUCE_ENABLE', variant.subgroups ? 'enable subgroups;' : '')
+      .replace('REDUCE_PARAMS', variant.subgroups ? ', @builtin(subgroup_invocation_id) sgLane: u32, @builtin(subgroup_size) sgSize: u32' : '')
+      .replace('REDUCE_BODY', variant.subgroups ? reduceSubgroupWgsl : reduceSharedWgsl);
+  }
   if (src.includes('#include kv')) {
     const b = KV_BINDINGS[name];
     if (!b || !variant.kv) throw new Error(`kernel ${name} needs a KV cache format`);
@@ -99,7 +115,7 @@ export class PipelineCache {
   constructor(private readonly device: GPUDevice) {}
 
   get(name: KernelName, variant: KernelVariant, constants: Record<string, number>): GPUComputePipeline {
-    const key = `${name}|${variant.weight ?? ''}|${variant.kv ?? ''}|${JSON.stringify(constants)}`;
+    const key = `${name}|${variant.weight ?? ''}|${variant.kv ?? ''}|${variant.subgroups ? 'sg' : ''}|${JSON.stringify(constants)}`;
     let p = this.pipelines.get(key);
     if (!p) {
       const module = this.device.createShaderModule({ code: kernelSource(name, variant), label: name });
@@ -116,6 +132,9 @@ export interface Dispatch {
   pipeline: GPUComputePipeline;
   bindGroups: GPUBindGroup[];
   workgroups: (rows: number, kvLen: number) => [number, number, number];
+  /** Used instead when a call has more than `maxRows` rows (a decode kernel's prefill twin). */
+  maxRows?: number;
+  alt?: Dispatch;
 }
 
 export function bindGroup(device: GPUDevice, pipeline: GPUComputePipeline, group: number, buffers: (GPUBuffer | undefined)[], label: string): GPUBindGroup {

@@ -46,6 +46,11 @@ export interface ModelLoadOptions {
    * 'auto': as many as GPU memory allows, up to AUTO_BATCH_LIMIT (halved until the buffers fit).
    */
   maxBatch?: number | 'auto';
+  /**
+   * Decode matrix-vector kernel over q4 weights: 'workgroup' (wide loads, workgroup/subgroup
+   * reduction: for GPUs), 'row' (one thread per output row: for CPU-emulated adapters), or 'auto'.
+   */
+  q4Decode?: 'auto' | 'workgroup' | 'row';
   onProgress?: (p: LoadProgress) => void;
 }
 
@@ -75,6 +80,7 @@ export class LlamaModel {
     readonly contextLength: number,
     readonly prefillChunk: number,
     readonly maxBatch: number,
+    private readonly useQ4MatVec: boolean,
     private readonly tensors: UploadedTensors,
     private readonly buf: Record<'params' | 'paramsHead' | 'tokens' | 'rowInfo' | 'x' | 'xn' | 'qkv' | 'attn' | 'gateUp' | 'ffn' | 'scores' | 'logits' | 'cosSin' | 'staging', GPUBuffer>,
     kvBytes: number,
@@ -100,7 +106,8 @@ export class LlamaModel {
     // WebGPU does not say how much memory is free: try the batch, halve it while allocation fails.
     for (let maxBatch = opts.maxBatch === 'auto' ? AUTO_BATCH_LIMIT : Math.max(1, opts.maxBatch ?? 1); ; maxBatch = Math.floor(maxBatch / 2)) {
       try {
-        return await LlamaModel.allocate(gpu, c, mode, ctx, prefillChunk, maxBatch, tensors);
+        const useQ4MatVec = opts.q4Decode === 'workgroup' || ((opts.q4Decode ?? 'auto') === 'auto' && !gpu.isSoftware);
+        return await LlamaModel.allocate(gpu, c, mode, ctx, prefillChunk, maxBatch, useQ4MatVec, tensors);
       } catch (e) {
         if (!(e instanceof GPUOutOfMemoryError) || opts.maxBatch !== 'auto' || maxBatch <= 1) {
           for (const { buffer } of tensors.buffers.values()) buffer.destroy();
@@ -111,7 +118,7 @@ export class LlamaModel {
   }
 
   /** Activations, KV caches and dispatch lists for a batch size; on failure frees what it made. */
-  private static async allocate(gpu: GpuContext, c: LlamaConfig, mode: QuantMode, ctx: number, prefillChunk: number, maxBatch: number, tensors: UploadedTensors): Promise<LlamaModel> {
+  private static async allocate(gpu: GpuContext, c: LlamaConfig, mode: QuantMode, ctx: number, prefillChunk: number, maxBatch: number, useQ4MatVec: boolean, tensors: UploadedTensors): Promise<LlamaModel> {
     const device = gpu.device;
     // Activation buffers hold the rows of one call: a prefill chunk or one token per sequence.
     const chunk = maxRowsPerCall(prefillChunk, maxBatch);
@@ -150,7 +157,7 @@ export class LlamaModel {
       }
       const activationBytes = Object.values(buf).reduce((s, b) => s + b.size, 0);
       const kvBytes = kvCaches.reduce((s, kv) => s + kv.k.size + kv.v.size, 0);
-      const model = new LlamaModel(gpu, c, mode, ctx, prefillChunk, maxBatch, tensors, buf, kvBytes, activationBytes);
+      const model = new LlamaModel(gpu, c, mode, ctx, prefillChunk, maxBatch, useQ4MatVec, tensors, buf, kvBytes, activationBytes);
       model.ownBuffers.push(...own);
       model.record(kvCaches, kvFormat);
       return model;
@@ -193,12 +200,27 @@ export class LlamaModel {
   private matmul(list: Dispatch[], w: GpuMatrix, x: GPUBuffer, y: GPUBuffer, o: { accumulate: boolean; params?: GPUBuffer; act?: number; splitRow?: number }) {
     const constants: Record<string, number> = { IN: w.cols, OUT: w.rows, ACCUMULATE: o.accumulate ? 1 : 0, ACT: o.act ?? 0 };
     if (o.splitRow !== undefined) constants.SPLIT_ROW = o.splitRow;
+    const groups = (pipeline: GPUComputePipeline) => [
+      bindGroup(this.device, pipeline, 0, [o.params ?? this.buf.params, x, y], w.name),
+      bindGroup(this.device, pipeline, 1, [w.data, w.scale], `${w.name} weights`),
+    ];
     const pipeline = this.pipes.get('matmul', { weight: w.format }, constants);
+    const general: Dispatch = { label: `matmul ${w.name}`, pipeline, bindGroups: groups(pipeline), workgroups: (rows) => [Math.ceil(w.rows / 64), Math.ceil(rows / 8), 1] };
+    if ((w.format !== 'q4f16' && w.format !== 'q4f32') || !this.useQ4MatVec) {
+      list.push(general);
+      return;
+    }
+    // q4 decode (up to 8 rows: one token, or a small batch): the wide-load matrix-vector kernel.
+    const { ACT: _act, ...q4Constants } = constants;
+    const mv = this.pipes.get('q4MatVec', { weight: w.format, subgroups: this.gpu.hasSubgroups }, q4Constants);
+    const x65535 = Math.min(w.rows, 65535);
     list.push({
-      label: `matmul ${w.name}`,
-      pipeline,
-      bindGroups: [bindGroup(this.device, pipeline, 0, [o.params ?? this.buf.params, x, y], w.name), bindGroup(this.device, pipeline, 1, [w.data, w.scale], `${w.name} weights`)],
-      workgroups: (rows) => [Math.ceil(w.rows / 64), Math.ceil(rows / 8), 1],
+      label: `q4 matvec ${w.name}`,
+      pipeline: mv,
+      bindGroups: groups(mv),
+      workgroups: () => [x65535, Math.ceil(w.rows / x65535), 1],
+      maxRows: 8,
+      alt: general,
     });
   }
 
@@ -463,7 +485,8 @@ export class LlamaModel {
     const enc = this.device.createCommandEncoder();
     const pass = enc.beginComputePass();
     const run = (list: Dispatch[], r: number) => {
-      for (const dsp of list) {
+      for (const d of list) {
+        const dsp = d.alt && r > d.maxRows! ? d.alt : d;
         pass.setPipeline(dsp.pipeline);
         dsp.bindGroups.forEach((g, i) => pass.setBindGroup(i, g));
         const [x, y, z] = dsp.workgroups(r, kvLen);

@@ -39,6 +39,15 @@ for (const { mode, tol } of MODES) {
   });
 }
 
+for (const mode of ['q4f32_1', 'q4f16_1'] as const) {
+  test(`${mode}: the GPU decode kernel (workgroup reduction over wide q4 loads) gives the reference's greedy ids`, async ({ page }) => {
+    // 'auto' picks the one-thread-per-row kernel on this CPU-emulated adapter; force the GPU one.
+    const prompt = await call(page, 'randomIds', 6, 5);
+    const { got, want } = await call(page, 'greedyBoth', `/models/tiny/${mode}/`, prompt, 8, { q4Decode: 'workgroup' });
+    expect(got).toEqual(want);
+  });
+}
+
 test('the memory planner predicts exactly the buffers the engine allocates, in every mode', async ({ page }) => {
   for (const { mode } of MODES) {
     const { actual, planned } = await call(page, 'memoryReport', `/models/tiny/${mode}/`);

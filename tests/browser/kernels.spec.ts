@@ -37,6 +37,18 @@ test('matmul accumulates into the residual and reads from a row offset (LM head 
   expect(await check(page, 'checkMatmul', 'q4f32', 64, 70, 10, { xRowOffset: 3 })).toBeLessThan(TOL);
 });
 
+test('q4 decode matrix-vector kernel, shared-memory and subgroup reductions', async ({ page }) => {
+  for (const subgroups of [false, true]) {
+    for (const [IN, OUT, rows] of [[32, 1, 1], [96, 33, 1], [4096, 7, 1], [320, 130, 8], [64, 65, 3]] as const) {
+      expect(await check(page, 'checkQ4MatVec', 'q4f16', IN, OUT, rows, { subgroups }), `q4f16 ${IN}x${OUT} rows ${rows} subgroups ${subgroups}`).toBeLessThan(TOL);
+      expect(await check(page, 'checkQ4MatVec', 'q4f32', IN, OUT, rows, { subgroups }), `q4f32 ${IN}x${OUT} rows ${rows} subgroups ${subgroups}`).toBeLessThan(TOL);
+    }
+    expect(await check(page, 'checkQ4MatVec', 'q4f16', 128, 40, 4, { subgroups, accumulate: true })).toBeLessThan(TOL);
+    expect(await check(page, 'checkQ4MatVec', 'q4f32', 64, 50, 6, { subgroups, xRowOffset: 5 })).toBeLessThan(TOL);
+    expect(await check(page, 'checkQ4MatVec', 'q4f16', 64, 20, 2, { subgroups, splitRow: 10 })).toBeLessThan(TOL);
+  }
+});
+
 test('embedding lookup in every storage format', async ({ page }) => {
   expect(await check(page, 'checkEmbedding', 'f32', 50, 37, [0, 49, 7, 7])).toBeLessThan(TOL);
   expect(await check(page, 'checkEmbedding', 'f16', 50, 37, [3, 1])).toBeLessThan(TOL);

@@ -250,3 +250,37 @@ export async function checkAttention(kv: KvFormat, H: number, KV: number, hd: nu
   });
   return relErr(out.subarray(0, want.length), want);
 }
+
+/**
+ * The q4 decode kernel (up to 8 rows) with shared-memory or subgroup reductions, residual add,
+ * a row offset (LM head) and split inputs (series adapters on the fused gate/up).
+ */
+export async function checkQ4MatVec(format: 'q4f16' | 'q4f32', IN: number, OUT: number, rows: number, opts: { subgroups: boolean; accumulate?: boolean; xRowOffset?: number; splitRow?: number }) {
+  const w = randomWeight(format, OUT, IN, 31 + OUT);
+  const off = opts.xRowOffset ?? 0;
+  const blocks = opts.splitRow !== undefined ? 2 : 1;
+  const x = randn(blocks * rows * IN, 17 + IN);
+  const outRows = rows - off;
+  const y0 = randn(outRows * OUT, 5);
+  const want = new Float32Array(outRows * OUT);
+  for (let t = 0; t < outRows; t++)
+    for (let o = 0; o < OUT; o++) {
+      const block = opts.splitRow !== undefined && o >= opts.splitRow ? rows * IN : 0;
+      let s = 0;
+      for (let i = 0; i < IN; i++) s += x[block + (off + t) * IN + i] * w.dense[o * IN + i];
+      want[t * OUT + o] = (opts.accumulate ? y0[t * OUT + o] : 0) + s;
+    }
+  const constants: Record<string, number> = { IN, OUT, ACCUMULATE: opts.accumulate ? 1 : 0 };
+  if (opts.splitRow !== undefined) constants.SPLIT_ROW = opts.splitRow;
+  const [got] = await runKernel({
+    kernel: 'q4MatVec',
+    variant: { weight: format, subgroups: opts.subgroups },
+    constants,
+    params: [rows, 0, off, rows],
+    group0: [undefined, x, opts.accumulate ? y0 : outRows * OUT * 4],
+    group1: w.group1,
+    workgroups: [OUT, 1, 1],
+    read: [{ group: 0, binding: 2 }],
+  });
+  return relErr(got.subarray(0, want.length), want);
+}

@@ -11,7 +11,7 @@ import { relErr } from './kernelChecks.ts';
 const engines = new Map<string, Engine>();
 const references = new Map<string, ReferenceLlama>();
 
-export async function engineFor(url: string, opts: { prefillChunk?: number; contextLength?: number; maxBatch?: number | 'auto' } = {}): Promise<Engine> {
+export async function engineFor(url: string, opts: { prefillChunk?: number; contextLength?: number; maxBatch?: number | 'auto'; q4Decode?: 'auto' | 'workgroup' | 'row' } = {}): Promise<Engine> {
   const key = `${url}|${JSON.stringify(opts)}`;
   let e = engines.get(key);
   if (!e) {
@@ -89,8 +89,8 @@ export async function checkPrefillThenDecode(url: string, ids: number[], prefill
   return { engineVsEngine, engineVsReference };
 }
 
-export async function greedyBoth(url: string, promptIds: number[], maxNewTokens: number) {
-  const engine = await engineFor(url);
+export async function greedyBoth(url: string, promptIds: number[], maxNewTokens: number, opts: { q4Decode?: 'workgroup' | 'row' } = {}) {
+  const engine = await engineFor(url, opts);
   const ref = await referenceFor(url);
   const got = await engine.generate(promptIds, { maxNewTokens });
   const want = ref.greedyGenerate(promptIds, maxNewTokens);

@@ -1,0 +1,51 @@
+// Decode-time y[t, o] (+)= sum_i x[t, i] * W[o, i] over MLC q4 weights, for up to TILE_T rows.
+// Decode is bound by reading the weights, so: one workgroup per output feature, its 64 threads
+// reading consecutive 16-byte words (vec4<u32> = one whole group of 32 int4 values and its single
+// scale) so every load is wide and coalesced, then a reduction across the workgroup: subgroupAdd
+// where the device has subgroups, a shared-memory tree otherwise (REDUCE below).
+REDUCE_ENABLE
+#include params
+override IN: u32;  // multiple of 32
+override OUT: u32;
+override ACCUMULATE: bool = false;
+override SPLIT_ROW: u32 = 0xffffffffu; // rows o >= SPLIT_ROW read the second input block (series adapters)
+const TILE_T: u32 = 8u;
+const WG: u32 = 64u;
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>; // [rows, IN / 4]
+@group(0) @binding(2) var<storage, read_write> y: array<f32>; // [rows - xRowOffset, OUT]
+@group(1) @binding(0) var<storage, read> wData: array<vec4<u32>>; // [OUT, IN / 32]
+@group(1) @binding(1) var<storage, read> wScale: array<SCALE_STORAGE>;
+var<workgroup> partial: array<array<f32, TILE_T>, WG>;
+
+fn scaleAt(i: u32) -> f32 {
+  SCALE_READ
+}
+
+// Dot product of one u32 (8 int4 values, element j in bits 4j..4j+3) with 8 activations.
+fn dot8(word: u32, a: vec4<f32>, b: vec4<f32>) -> f32 {
+  let lo = vec4<f32>(f32(word & 15u), f32((word >> 4u) & 15u), f32((word >> 8u) & 15u), f32((word >> 12u) & 15u)) - 7.0;
+  let hi = vec4<f32>(f32((word >> 16u) & 15u), f32((word >> 20u) & 15u), f32((word >> 24u) & 15u), f32(word >> 28u)) - 7.0;
+  return dot(lo, a) + dot(hi, b);
+}
+
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32 REDUCE_PARAMS) {
+  let o = wid.y * nwg.x + wid.x;
+  let rows = min(p.rows - p.xRowOffset, TILE_T);
+  let groups = IN / 32u;
+  let xBlock = select(0u, p.rows * (IN / 4u), o >= SPLIT_ROW);
+  var acc: array<f32, TILE_T>;
+  if (o < OUT) {
+    for (var g = lid; g < groups; g += WG) {
+      let q = wData[o * groups + g];
+      let s = scaleAt(o * groups + g);
+      for (var t = 0u; t < rows; t++) {
+        let xb = xBlock + (p.xRowOffset + t) * (IN / 4u) + g * 8u;
+        let d = dot8(q.x, x[xb], x[xb + 1u]) + dot8(q.y, x[xb + 2u], x[xb + 3u]) + dot8(q.z, x[xb + 4u], x[xb + 5u]) + dot8(q.w, x[xb + 6u], x[xb + 7u]);
+        acc[t] += d * s;
+      }
+    }
+  }
+  REDUCE_BODY
+}

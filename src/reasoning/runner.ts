@@ -166,8 +166,10 @@ export async function runEvaluation(opts: RunOptions): Promise<Run> {
 }
 
 /** The paper's accuracy (%) for a run's cell, when the paper reports one. */
-export function paperValueForRun(run: Pick<Run, 'promptId' | 'adapter' | 'dataset'>): number | undefined {
-  const adapter = (['lora', 'series', 'parallel'] as const).find((k) => run.adapter?.toLowerCase().includes(k)) ?? null;
+export function paperValueForRun(run: Pick<Run, 'promptId' | 'adapter' | 'dataset' | 'adapterKind'>): number | undefined {
+  // The recorded kind when there is one; otherwise (older runs, the CLI) the name tells.
+  const named = (run.adapterKind ?? run.adapter)?.toLowerCase();
+  const adapter = (['lora', 'series', 'parallel'] as const).find((k) => named?.includes(k)) ?? null;
   if (run.adapter && !adapter) return undefined;
   return paperAccuracy(run.promptId, adapter as PaperResult['adapter'], run.dataset);
 }

@@ -12,7 +12,10 @@ export interface RunConfig {
   promptId: string;
   /** The template used (kept so a custom prompt's run stays reproducible). */
   promptTemplate: string;
+  /** The adapter's name (adapter.json), null for the base model alone. */
   adapter: string | null;
+  /** The adapter's kind (lora, series, parallel) when known: picks the paper's cell. */
+  adapterKind?: string | null;
   model: string;
   /** Seed of the problem order; undefined: file order. */
   seed?: number;
@@ -35,7 +38,9 @@ export interface Run extends RunConfig {
 }
 
 export function createRun(config: RunConfig, order: readonly number[], now = Date.now()): Run {
-  const id = `${config.dataset}-${config.promptId}-${config.adapter ?? 'base'}-${now.toString(36)}`;
+  // Adapter names are free text ("tiny lora (random)"): keep the id file-name safe.
+  const adapter = (config.adapter ?? 'base').replace(/[^A-Za-z0-9._+-]+/g, '-').replace(/^-+|-+$/g, '');
+  const id = `${config.dataset}-${config.promptId}-${adapter}-${now.toString(36)}`;
   return { ...config, id, createdAt: now, updatedAt: now, order: [...order], items: [] };
 }
 

@@ -41,6 +41,7 @@ export function describeError(e: unknown): { title: string; message: string } {
     ModelFormatError: 'The model files could not be read',
     WorkerError: 'The engine stopped',
     NotStoredError: 'The model is not downloaded',
+    AdapterError: 'The adapter does not fit this model',
   };
   return { title: titles[err.name] ?? 'Something went wrong', message: err.message };
 }
@@ -56,6 +57,17 @@ export const NO_WEBGPU_MESSAGE =
 
 export type EngineStatus = 'idle' | 'loading' | 'ready' | 'error';
 
+/** An adapter as the engine knows it: its name (from adapter.json) and kind (lora, series, parallel). */
+export interface AdapterInfo {
+  name: string;
+  kind: string;
+}
+
+/** A stable key for where an adapter is read from (several can be resident at once). */
+export function locationKey(location: ModelLocation): string {
+  return location.kind === 'http' ? `http:${location.baseUrl}` : `idb:${location.modelId}`;
+}
+
 class EngineStore {
   status = $state<EngineStatus>('idle');
   model = $state<ModelChoice | null>(null);
@@ -64,6 +76,10 @@ class EngineStore {
   error = $state<{ title: string; message: string } | null>(null);
   /** Label of what is generating now (one generation at a time on one GPU). */
   busy = $state<string | null>(null);
+  /** The adapter the next generation uses (null: the base model alone). */
+  adapter = $state<AdapterInfo | null>(null);
+  /** Adapters resident beside the loaded base, by locationKey (cleared when a base loads). */
+  resident = $state<Record<string, AdapterInfo>>({});
 
   private client: EngineClient | null = null;
   private current: { cancel(): void } | null = null;
@@ -83,6 +99,9 @@ class EngineStore {
     this.model = choice;
     this.info = null;
     this.progress = null;
+    // A new base drops every adapter of the old one (the worker replaces its model).
+    this.adapter = null;
+    this.resident = {};
     try {
       this.client ??= new EngineClient();
       this.info = await this.client.load(choice.location, { onProgress: (p) => (this.progress = p) });
@@ -94,6 +113,32 @@ class EngineStore {
       this.client?.terminate();
       this.client = null;
     }
+  }
+
+  /**
+   * Make the adapter at `location` resident beside the loaded base (a no-op when it already is).
+   * Rejects with the engine's own words when it does not fit the base.
+   */
+  async loadAdapter(location: ModelLocation): Promise<AdapterInfo> {
+    const key = locationKey(location);
+    const known = this.resident[key];
+    if (known) return known;
+    if (!this.client || this.status !== 'ready') throw new Error('Load a model first.');
+    if (this.busy) throw new Error(`Wait for "${this.busy}" to finish, or stop it.`);
+    const client = this.client;
+    const info = await client.loadAdapter(location);
+    // The base may have been replaced while the adapter loaded: then it is not resident any more.
+    if (client === this.client && this.status === 'ready') this.resident[key] = { name: info.name, kind: info.kind };
+    return { name: info.name, kind: info.kind };
+  }
+
+  /** Use a resident adapter (by name) for the next generations, or none; instant (no reload). */
+  async useAdapter(name: string | null): Promise<void> {
+    if (!this.client || this.status !== 'ready') throw new Error('Load a model first.');
+    if ((this.adapter?.name ?? null) === name) return;
+    if (this.busy) throw new Error(`Wait for "${this.busy}" to finish, or stop it.`);
+    const r = await this.client.useAdapter(name);
+    this.adapter = r.name && r.kind ? { name: r.name, kind: r.kind } : null;
   }
 
   async tokenize(text: string): Promise<number[]> {

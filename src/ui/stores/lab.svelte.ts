@@ -6,6 +6,8 @@ import { customPrompt, getPromptConfig, PROMPT_CONFIGS, type PromptConfig } from
 import { DATASET_NAMES, isDatasetName, type DatasetName } from '../../reasoning/datasets.ts';
 
 export const CUSTOM_ID = 'custom';
+/** The adapter choice meaning "the base model alone". */
+export const NO_ADAPTER = 'none';
 export type View = 'generate' | 'lab' | 'accuracy' | 'models';
 export const VIEWS: View[] = ['generate', 'lab', 'accuracy', 'models'];
 
@@ -34,6 +36,13 @@ class LabStore {
   promptId = $state('q_end');
   /** Second configuration for side-by-side comparison; null: no comparison. */
   compareId = $state<string | null>(null);
+  /**
+   * The adapter wanted with configuration A and in runs (an AdapterChoice id, see stores/adapters);
+   * applied once a model is loaded.
+   */
+  adapterId = $state(NO_ADAPTER);
+  /** Configuration B's own adapter when comparing. */
+  compareAdapterId = $state(NO_ADAPTER);
   customTemplate = $state('Question: {question}\nLet us think step by step.\nAnswer:');
   customStops = $state('\\nQuestion:');
   dataset = $state<DatasetName>('gsm8k');
@@ -51,7 +60,9 @@ class LabStore {
     p.set('view', this.view);
     p.set('model', this.modelId);
     p.set('prompt', this.promptId);
+    if (this.adapterId !== NO_ADAPTER) p.set('adapter', this.adapterId);
     if (this.compareId) p.set('compare', this.compareId);
+    if (this.compareId && this.compareAdapterId !== NO_ADAPTER) p.set('compareAdapter', this.compareAdapterId);
     if (this.promptId === CUSTOM_ID || this.compareId === CUSTOM_ID) {
       p.set('template', this.customTemplate);
       p.set('stops', this.customStops);
@@ -71,6 +82,8 @@ class LabStore {
     const model = p.get('model');
     if (model) this.modelId = model;
     if (known(p.get('prompt'))) this.promptId = p.get('prompt')!;
+    this.adapterId = p.get('adapter') || NO_ADAPTER;
+    this.compareAdapterId = p.get('compareAdapter') || NO_ADAPTER;
     const compare = p.get('compare');
     this.compareId = known(compare) ? compare : null;
     const template = p.get('template');

@@ -9,9 +9,13 @@ import { customPrompt, getPromptConfig, type PromptConfig } from '../../reasonin
 import type { DatasetName, Problem } from '../../reasoning/datasets.ts';
 import { engine } from './engine.svelte.ts';
 import { datasets } from './datasets.svelte.ts';
+import { adapters, NO_ADAPTER } from './adapters.svelte.ts';
 
-/** A run as the lab stores it: what is needed to resume it exactly. */
-export type LabRun = Run & { maxNewTokens: number; stopSequences: string[]; promptLabel: string };
+/**
+ * A run as the lab stores it: what is needed to resume it exactly. `adapterId` is the picker's
+ * choice id of its adapter (stores/adapters), `adapter` / `adapterKind` what the engine reported.
+ */
+export type LabRun = Run & { maxNewTokens: number; stopSequences: string[]; promptLabel: string; adapterId?: string };
 
 export interface StartOptions {
   dataset: DatasetName;
@@ -20,6 +24,8 @@ export interface StartOptions {
   /** undefined: every problem in file order. */
   limit?: number;
   seed?: number;
+  /** The adapter choice to run with (default: the one in use). */
+  adapterId?: string;
 }
 
 /** The configuration a stored run was made with. */
@@ -62,16 +68,34 @@ class RunsStore {
     this.error = null;
     const model = engine.model?.id;
     if (!model || !engine.ready) return void (this.error = 'Load a model first.');
+    if (this.activeId) return void (this.error = 'A run is already going: stop it first.');
     const data = await datasets.load(opts.dataset).catch((e: Error) => void (this.error = e.message));
     if (!data) return;
+    const adapterId = opts.adapterId ?? adapters.activeId;
+    let adapter: Awaited<ReturnType<typeof adapters.ensure>>;
+    try {
+      adapter = await adapters.ensure(adapterId);
+    } catch (e) {
+      return void (this.error = `The adapter could not be used: ${(e as Error).message}`);
+    }
     const run: LabRun = {
       ...planRun(
-        { dataset: opts.dataset, promptId: opts.config.id, promptTemplate: opts.config.template, adapter: null, model, seed: opts.seed, limit: opts.limit },
+        {
+          dataset: opts.dataset,
+          promptId: opts.config.id,
+          promptTemplate: opts.config.template,
+          adapter: adapter?.name ?? null,
+          adapterKind: adapter?.kind ?? null,
+          model,
+          seed: opts.seed,
+          limit: opts.limit,
+        },
         data.problems,
       ),
       maxNewTokens: opts.maxNewTokens,
       stopSequences: [...opts.config.stopSequences],
       promptLabel: opts.config.label,
+      adapterId,
     };
     await saveRun($state.snapshot(run) as LabRun);
     this.put(run);
@@ -91,11 +115,21 @@ class RunsStore {
     }
     const data = await datasets.load(run.dataset).catch((e: Error) => void (this.error = e.message));
     if (!data) return;
+    // The run's own adapter, switched to (and loaded if it is not resident) before it goes on.
+    const adapterId = run.adapterId ?? (run.adapter === null ? NO_ADAPTER : null);
+    if (adapterId === null) return void (this.error = `This run used the adapter "${run.adapter}", which this page cannot find again: start a new run.`);
+    try {
+      const used = await adapters.ensure(adapterId);
+      if ((used?.name ?? null) !== run.adapter) throw new Error(`it is now "${used?.name ?? 'none'}", the run used "${run.adapter ?? 'none'}".`);
+    } catch (e) {
+      return void (this.error = `This run's adapter could not be used: ${(e as Error).message}`);
+    }
     this.selectedId = run.id;
     this.activeId = run.id;
+    adapters.lockedBy = 'Evaluating';
     const abort = (this.abort = new AbortController());
     // Plain copies: the stored record must be structured-cloneable (no reactive proxies).
-    const extra = { maxNewTokens: run.maxNewTokens, stopSequences: [...run.stopSequences], promptLabel: run.promptLabel };
+    const extra = { maxNewTokens: run.maxNewTokens, stopSequences: [...run.stopSequences], promptLabel: run.promptLabel, adapterId };
     try {
       await runEvaluation({
         generate: (p, o, t) => engine.generate(p, o, t, `Evaluating ${config.label}`),
@@ -117,6 +151,9 @@ class RunsStore {
       this.activeId = null;
       this.current = null;
       this.abort = null;
+      adapters.lockedBy = null;
+      // Back to the adapter the picker shows (a resumed run may have used another).
+      void adapters.apply();
     }
   }
 

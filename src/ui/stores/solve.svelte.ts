@@ -2,16 +2,19 @@
 import { solveProblem, RunCancelled, type Solution } from '../../reasoning/runner.ts';
 import type { PromptConfig } from '../../reasoning/prompts.ts';
 import type { DatasetName, Problem } from '../../reasoning/datasets.ts';
-import { engine } from './engine.svelte.ts';
+import { engine, type AdapterInfo } from './engine.svelte.ts';
+import { adapters } from './adapters.svelte.ts';
 
 export interface SolutionState {
   text: string;
   running: boolean;
   done: Solution | null;
   error: string | null;
+  /** The adapter this solution was generated with (null: the base model alone). */
+  adapter: AdapterInfo | null;
 }
 
-const empty = (): SolutionState => ({ text: '', running: false, done: null, error: null });
+const empty = (): SolutionState => ({ text: '', running: false, done: null, error: null, adapter: null });
 
 class SolveStore {
   a = $state<SolutionState>(empty());
@@ -24,33 +27,55 @@ class SolveStore {
     this.b = empty();
   }
 
-  async solve(dataset: DatasetName, problem: Problem, configs: { a: PromptConfig; b: PromptConfig | null }, maxNewTokens: number) {
+  /**
+   * Solve with configuration A, then B when comparing. Each side has its own adapter (a choice id
+   * of stores/adapters; by default the one in use): the engine switches to it before that side's solve.
+   */
+  async solve(
+    dataset: DatasetName,
+    problem: Problem,
+    configs: { a: PromptConfig; b: PromptConfig | null },
+    maxNewTokens: number,
+    adapterIds: { a: string; b: string } = { a: adapters.activeId, b: adapters.activeId },
+  ) {
     this.reset();
     this.running = true;
     const abort = (this.abort = new AbortController());
     try {
-      for (const key of ['a', 'b'] as const) {
-        const config = configs[key];
-        if (!config || abort.signal.aborted) continue;
-        const slot = this[key];
-        slot.running = true;
-        try {
-          slot.done = await solveProblem(
-            (p, o, t) => engine.generate(p, o, t, `Solving with ${config.label}`),
-            config,
-            dataset,
-            problem,
-            { maxNewTokens, signal: abort.signal, onText: (t) => (slot.text = t) },
-          );
-        } catch (e) {
-          slot.error = e instanceof RunCancelled ? 'Stopped.' : (e as Error).message;
-        } finally {
-          slot.running = false;
-        }
-      }
+      await adapters.withLock('Solving', () => this.solveSides(dataset, problem, configs, maxNewTokens, adapterIds, abort));
     } finally {
       this.running = false;
       this.abort = null;
+    }
+  }
+
+  private async solveSides(
+    dataset: DatasetName,
+    problem: Problem,
+    configs: { a: PromptConfig; b: PromptConfig | null },
+    maxNewTokens: number,
+    adapterIds: { a: string; b: string },
+    abort: AbortController,
+  ) {
+    for (const key of ['a', 'b'] as const) {
+      const config = configs[key];
+      if (!config || abort.signal.aborted) continue;
+      const slot = this[key];
+      slot.running = true;
+      try {
+        slot.adapter = await adapters.ensure(adapterIds[key]);
+        slot.done = await solveProblem(
+          (p, o, t) => engine.generate(p, o, t, `Solving with ${config.label}`),
+          config,
+          dataset,
+          problem,
+          { maxNewTokens, signal: abort.signal, onText: (t) => (slot.text = t) },
+        );
+      } catch (e) {
+        slot.error = e instanceof RunCancelled ? 'Stopped.' : (e as Error).message;
+      } finally {
+        slot.running = false;
+      }
     }
   }
 

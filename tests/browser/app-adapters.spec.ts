@@ -156,3 +156,25 @@ test('an adapter made for another base is refused with the reason in words', asy
   await expect(page.getByRole('alert').filter({ hasText: 'this adapter was made for a different base model' })).toBeVisible({ timeout: 60_000 });
   await expect(page.getByTestId('adapter-active')).toHaveText('Using the base model alone');
 });
+
+test('a run with an adapter, interrupted by a reload, resumes with that adapter whatever the picker shows', async ({ page }) => {
+  await page.goto('./#view=accuracy&prompt=alpaca&dataset=gsm8k&max=24');
+  await loadTiny(page);
+  await pickAdapter(page, 'demo:parallel', 'Using tiny parallel (random) (parallel adapter)');
+  await page.getByRole('radio', { name: /The first/ }).check();
+  await page.getByLabel('Number of problems').fill('6');
+  await page.getByRole('button', { name: 'Start run' }).click();
+  await expect(page.getByTestId('progress')).toHaveText(/^[1-5] of 6 problems$/, { timeout: 120_000 });
+  await page.reload();
+
+  await loadTiny(page);
+  await pickAdapter(page, 'none', 'Using the base model alone');
+  const row = page.getByTestId('results-table').locator('tbody tr').first();
+  await expect(row.getByTestId('run-adapter')).toHaveText('tiny parallel (random) (parallel adapter)');
+  await row.getByRole('button', { name: 'Resume' }).click();
+  await expect(row.getByTestId('run-done')).toHaveText('6 of 6', { timeout: 240_000 });
+  await expect(row.getByTestId('run-paper')).toHaveText('41.02%');
+  // The run used its own adapter; the picker's choice (none) is in use again afterwards.
+  await expect(page.getByTestId('adapter-active')).toHaveText('Using the base model alone · 1 adapter resident');
+  await expect(page.getByTestId('results-table').locator('tbody tr')).toHaveCount(1);
+});

@@ -1,12 +1,16 @@
 /**
  * npm run bench -- --model <dir|synthetic:LAYERS[:MODE]> [--adapter <dir|paper:lora|paper:series|paper:parallel>,...]
- *   [--batch B] [--prompt-len P] [--gen G] [--gpu|--no-gpu] [--json]
+ *   [--batch B] [--prompt-len P] [--gen G] [--gpu|--no-gpu] [--json] [--webllm <model-id> [--webllm-stall S]]
  *
  * Measures, in one run on one device: the copy bandwidth ceiling (a large buffer copy), prefill
  * tokens/s, time to first token, GPU memory, decode tokens/s with and without each adapter, and
  * decode efficiency = bytes one step must read × steps per second ÷ copy bandwidth.
  * `synthetic:2` is a generated model with Llama-2-7B's layer shapes and 2 layers (q4f16_1 unless
  * a mode follows), made in the page: no files needed.
+ * --webllm <id> then runs the same prompt and generation lengths through WebLLM on the same page
+ * (e.g. Llama-2-7b-chat-hf-q4f16_1-MLC beside --model <that repository's MLC shards>) and prints both
+ * engines' tokens/s side by side; when WebLLM cannot load (no internet for its model library and
+ * weights, no shader-f16, …) it says so in one line and the run still succeeds.
  */
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -14,13 +18,13 @@ import { parseArgs, runMain, UsageError } from './args.ts';
 import { openBrowserSession } from './browserSession.ts';
 import { formatBytes } from '../engine/memoryPlan.ts';
 import { QUANT_MODES, type QuantMode } from '../formats/llamaConfig.ts';
-import type { BenchOptions, BenchResult } from './benchPage.ts';
+import type { BenchOptions, BenchResult, WebLLMBenchResult } from './benchPage.ts';
 
 const USAGE =
-  'usage: npm run bench -- --model <dir|synthetic:LAYERS[:MODE]> [--adapter <dir|paper:KIND>,...] [--batch B] [--prompt-len P] [--gen G] [--gpu|--no-gpu] [--json]';
+  'usage: npm run bench -- --model <dir|synthetic:LAYERS[:MODE]> [--adapter <dir|paper:KIND>,...] [--batch B] [--prompt-len P] [--gen G] [--gpu|--no-gpu] [--json] [--webllm <model-id> [--webllm-stall S]]';
 
 async function main() {
-  const { values, flags } = parseArgs(process.argv.slice(2), { strings: ['model', 'adapter', 'batch', 'prompt-len', 'gen'], flags: ['json', 'gpu', 'no-gpu'] });
+  const { values, flags } = parseArgs(process.argv.slice(2), { strings: ['model', 'adapter', 'batch', 'prompt-len', 'gen', 'webllm', 'webllm-stall'], flags: ['json', 'gpu', 'no-gpu'] });
   if (!values.model) throw new UsageError('--model is required.');
   const mounts: Record<string, string> = {};
   let model: BenchOptions['model'];
@@ -58,18 +62,31 @@ async function main() {
     gen: num(values.gen, 32, 'gen'),
   };
   if (opts.gen < 2) throw new UsageError('--gen must be at least 2 (one warm-up step, then measured steps).');
+  if (values.webllm !== undefined && !values.webllm) throw new UsageError('--webllm expects a WebLLM model id, e.g. Llama-2-7b-chat-hf-q4f16_1-MLC.');
+  const webllmStallMs = num(values['webllm-stall'], 60, 'webllm-stall') * 1000;
   const session = await openBrowserSession({ mounts, gpu: flags.has('gpu') ? true : flags.has('no-gpu') ? false : undefined, quiet: !process.env.DEBUG });
   let r: BenchResult;
+  let webllm: WebLLMBenchResult | null = null;
   try {
     r = await session.page.evaluate(async (o) => {
       const { runBench } = (await import(/* @vite-ignore */ '/src/cli/benchPage.ts' as string)) as typeof import('./benchPage.ts');
       return runBench(o);
     }, opts);
+    // After ours (whose GPU memory is freed by then), on the same page and GPU.
+    if (values.webllm) {
+      webllm = await session.page.evaluate(async (o) => {
+        const { runWebLLMBench } = (await import(/* @vite-ignore */ '/src/cli/benchPage.ts' as string)) as typeof import('./benchPage.ts');
+        return runWebLLMBench(o);
+      }, { modelId: values.webllm, promptLen: opts.promptLen, gen: opts.gen, stallMs: webllmStallMs });
+    }
   } finally {
     await session.close();
   }
   if (flags.has('json')) {
-    process.stdout.write(JSON.stringify(r) + '\n');
+    const w = webllm && ('skipped' in webllm
+      ? { model_id: webllm.modelId, skipped: webllm.skipped }
+      : { model_id: webllm.modelId, prefill_tokens_per_s: webllm.prefillTokensPerSecond, decode_tokens_per_s: webllm.decodeTokensPerSecond, prompt_tokens: webllm.promptTokens, gen_tokens: webllm.genTokens });
+    process.stdout.write(JSON.stringify(w ? { ...r, webllm: w } : r) + '\n');
     return;
   }
   const gbps = (b: number) => `${(b / 1e9).toFixed(2)} GB/s`;
@@ -89,8 +106,22 @@ async function main() {
     ),
     '',
     'efficiency = bytes one decode step must read (weights, scales, KV cache, adapter) x steps/s / copy bandwidth',
+    ...(webllm ? ['', ...webllmLines(webllm, r, opts)] : []),
   ];
   process.stdout.write(lines.join('\n') + '\n');
+}
+
+/** Both engines' tokens/s for the same prompt and generation lengths, or why WebLLM was skipped. */
+function webllmLines(w: WebLLMBenchResult, r: BenchResult, o: BenchOptions): string[] {
+  if ('skipped' in w) return [`WebLLM: could not load ${w.modelId} (${w.skipped.replace(/\.\s*$/, '')}): skipped`];
+  const row = (name: string, prefill: number, decode: number) => `${name.padEnd(44)}${prefill.toFixed(1).padStart(12)}${decode.toFixed(1).padStart(12)}`;
+  return [
+    `WebLLM side by side (prompt ${o.promptLen} tokens, ${o.gen} generated, greedy)`,
+    `${'engine'.padEnd(44)}${'prefill t/s'.padStart(12)}${'decode t/s'.padStart(12)}`,
+    row(`Reasoning Lab${r.batch > 1 ? ` (batch ${r.batch}, all sequences)` : ''}`, r.prefillTokensPerSecond, r.decode[0].tokensPerSecond),
+    row(`WebLLM ${w.modelId}`, w.prefillTokensPerSecond, w.decodeTokensPerSecond),
+    `(WebLLM's own counts: ${w.promptTokens} prompt tokens, ${w.genTokens} generated)`,
+  ];
 }
 
 runMain(main, USAGE);

@@ -156,3 +156,43 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
     batch: o.batch,
   };
 }
+
+export interface WebLLMBenchOptions {
+  modelId: string;
+  /** Same prompt and generation lengths as our measurement. */
+  promptLen: number;
+  gen: number;
+  /** Give up when the library or weights stop arriving for this long (ms). */
+  stallMs: number;
+}
+
+export type WebLLMBenchResult =
+  | { modelId: string; promptTokens: number; genTokens: number; prefillTokensPerSecond: number; decodeTokensPerSecond: number }
+  | { modelId: string; skipped: string };
+
+/**
+ * The same measurement through WebLLM on this page's GPU: load `modelId` (its compiled library and
+ * MLC weights), warm up, then one greedy completion of `gen` tokens after a `promptLen`-token prompt.
+ * Never throws: what stops WebLLM (offline, no shader-f16, …) comes back as `skipped`.
+ */
+export async function runWebLLMBench(o: WebLLMBenchOptions): Promise<WebLLMBenchResult> {
+  const { loadWebLLM, generateWebLLM, unloadWebLLM, WebLLMUnavailableError } = await import('../engine/webllm.ts');
+  try {
+    await loadWebLLM(o.modelId, { stallMs: o.stallMs });
+    // "the" is one Llama-2 token with or without its leading space: BOS + (P − 1) × "▁the" = P tokens.
+    const prompt = Array.from({ length: Math.max(1, o.promptLen - 1) }, () => 'the').join(' ');
+    await generateWebLLM(prompt, { maxNewTokens: 2, ignoreEos: true }); // compiles every pipeline
+    const r = await generateWebLLM(prompt, { maxNewTokens: o.gen, ignoreEos: true });
+    return {
+      modelId: o.modelId,
+      promptTokens: r.promptTokens,
+      genTokens: r.completionTokens,
+      prefillTokensPerSecond: r.prefillTokensPerSecond,
+      decodeTokensPerSecond: r.decodeTokensPerSecond,
+    };
+  } catch (e) {
+    return { modelId: o.modelId, skipped: e instanceof WebLLMUnavailableError ? e.reason : (e as Error).message || String(e) };
+  } finally {
+    await unloadWebLLM();
+  }
+}

@@ -1,0 +1,263 @@
+/**
+ * WebLLM (@mlc-ai/web-llm) as an optional second engine: the base model with hard prompts only
+ * (no adapters), and the yardstick `npm run bench -- --webllm <id>` measures ours against.
+ *
+ * A thin adapter over WebLLM's documented API (CreateMLCEngine, AppConfig.model_list,
+ * initProgressCallback, completions.create with stream + include_usage). WebLLM itself is loaded
+ * with a dynamic import only when someone picks it, so the app's first chunk does not carry it.
+ * WebLLM needs its compiled model library (a wasm from GitHub) and the weights (Hugging Face) the
+ * first time; both are cached in IndexedDB after that. Anything that stops it from loading comes
+ * back as a WebLLMUnavailableError whose message says what to do.
+ */
+import type { AppConfig, InitProgressReport, MLCEngine, ModelRecord } from '@mlc-ai/web-llm';
+
+/** WebLLM could not be loaded here (offline, no WebGPU, no shader-f16, unknown model id, …). */
+export class WebLLMUnavailableError extends Error {
+  override name = 'WebLLMUnavailableError';
+  constructor(
+    readonly modelId: string,
+    /** The reason alone, without the "could not load" preamble (the bench prints it in brackets). */
+    readonly reason: string,
+  ) {
+    super(`WebLLM could not load ${modelId}: ${reason}`);
+  }
+}
+
+const HF = 'https://huggingface.co/mlc-ai/';
+
+/**
+ * Our base-model manifests (models/*.json) → WebLLM model ids. The weights are the same MLC shards
+ * our engine reads (same Hugging Face repositories, same tensor-cache.json): only the engine differs.
+ * The chat models are in WebLLM's prebuiltAppConfig; the base Llama-2-7B (the one the adapters were
+ * trained on) is not, so it gets a record of its own below, reusing the chat model's compiled library
+ * (same architecture, shapes and quantization, so the same kernels).
+ */
+export const WEBLLM_MODEL_FOR_MANIFEST: Record<string, string> = {
+  'llama-2-7b-q4f16_1': 'Llama-2-7b-hf-q4f16_1-MLC',
+  'llama-2-7b-q4f32_1': 'Llama-2-7b-hf-q4f32_1-MLC',
+  'llama-2-7b-chat-q4f16_1': 'Llama-2-7b-chat-hf-q4f16_1-MLC',
+  'llama-2-7b-chat-q4f32_1': 'Llama-2-7b-chat-hf-q4f32_1-MLC',
+};
+
+/** Base (non-chat) Llama-2-7B records: weights from MLC's repository, library borrowed from the chat record. */
+const BASE_RECORDS: { id: string; repo: string; libFrom: string }[] = [
+  { id: 'Llama-2-7b-hf-q4f16_1-MLC', repo: 'Llama-2-7b-hf-q4f16_1-MLC', libFrom: 'Llama-2-7b-chat-hf-q4f16_1-MLC' },
+  { id: 'Llama-2-7b-hf-q4f32_1-MLC', repo: 'Llama-2-7b-hf-q4f32_1-MLC', libFrom: 'Llama-2-7b-chat-hf-q4f32_1-MLC' },
+];
+
+/** The WebLLM models the app offers (ids; every prebuilt id works in the bench too). */
+export const WEBLLM_APP_MODELS = Object.values(WEBLLM_MODEL_FOR_MANIFEST);
+
+type WebLLMModule = typeof import('@mlc-ai/web-llm');
+let modulePromise: Promise<WebLLMModule> | null = null;
+
+/** WebLLM's module, imported on first use (a separate chunk in the built site). */
+export function importWebLLM(): Promise<WebLLMModule> {
+  modulePromise ??= import('@mlc-ai/web-llm').catch((e: unknown) => {
+    modulePromise = null;
+    throw e;
+  });
+  return modulePromise;
+}
+
+/** WebLLM's prebuilt models plus our base-model records, cached in IndexedDB. */
+export function webllmAppConfig(webllm: Pick<WebLLMModule, 'prebuiltAppConfig'>): AppConfig {
+  const prebuilt = webllm.prebuiltAppConfig.model_list;
+  const extra: ModelRecord[] = [];
+  for (const b of BASE_RECORDS) {
+    const lib = prebuilt.find((r) => r.model_id === b.libFrom);
+    if (!lib || prebuilt.some((r) => r.model_id === b.id)) continue;
+    extra.push({ ...lib, model: HF + b.repo, model_id: b.id });
+  }
+  return { model_list: [...prebuilt, ...extra], cacheBackend: 'indexeddb' };
+}
+
+export interface WebLLMLoadOptions {
+  onProgress?: (p: { fraction: number; text: string }) => void;
+  /** Defaults to webllmAppConfig(): WebLLM's prebuilt models plus ours, IndexedDB cache. */
+  appConfig?: AppConfig;
+  /**
+   * Give up when nothing arrives for this long (ms): the library and config fetches before the
+   * first progress report, or between two reports while the weights download. Default 60 s.
+   */
+  stallMs?: number;
+  signal?: AbortSignal;
+}
+
+export interface WebLLMGenerateOptions {
+  maxNewTokens: number;
+  /** 0 (the default) is greedy decoding. */
+  temperature?: number;
+  stop?: string[];
+  /** Generate exactly maxNewTokens (the bench), ignoring the end-of-sequence token and stop strings. */
+  ignoreEos?: boolean;
+  signal?: AbortSignal;
+}
+
+export interface WebLLMGenerateResult {
+  text: string;
+  promptTokens: number;
+  completionTokens: number;
+  prefillTokensPerSecond: number;
+  decodeTokensPerSecond: number;
+  finishReason: string;
+}
+
+let current: { engine: MLCEngine; modelId: string } | null = null;
+
+/** The model id WebLLM has loaded now, or null. */
+export function loadedWebLLMModel(): string | null {
+  return current?.modelId ?? null;
+}
+
+/** Put WebLLM's own error (or a failed fetch) into words a user can act on. */
+function explain(modelId: string, record: ModelRecord | undefined, e: unknown): WebLLMUnavailableError {
+  if (e instanceof WebLLMUnavailableError) return e;
+  const err = e instanceof Error ? e : new Error(String(e));
+  const where = record ? ` (model library ${new URL(record.model_lib).host}, weights ${new URL(record.model).host})` : '';
+  switch (err.name) {
+    case 'WebGPUNotAvailableError':
+    case 'WebGPUNotFoundError':
+      return new WebLLMUnavailableError(modelId, 'this browser offers no WebGPU adapter.');
+    case 'ShaderF16SupportError':
+    case 'FeatureSupportError':
+      return new WebLLMUnavailableError(modelId, `${err.message.trim()} Choose the q4f32_1 variant on this GPU.`);
+    case 'DeviceLostError':
+      return new WebLLMUnavailableError(modelId, 'the GPU was lost while loading (often not enough GPU memory).');
+    case 'AbortError':
+      return new WebLLMUnavailableError(modelId, 'loading was stopped.');
+  }
+  // Fetch failures: "Failed to fetch" (Chromium), "NetworkError …" (Firefox), "Load failed" (Safari),
+  // or WebLLM's own "Cannot fetch <url> err= …".
+  if (err.name === 'TypeError' || /fetch|network|load failed|ERR_|status/i.test(err.message)) {
+    return new WebLLMUnavailableError(
+      modelId,
+      `its model library or weights could not be fetched${where}: ${err.message.trim()}. ` +
+        'WebLLM downloads them from the internet the first time (then reads them from IndexedDB): connect and try again.',
+    );
+  }
+  return new WebLLMUnavailableError(modelId, err.message.trim() || err.name);
+}
+
+/**
+ * Load `modelId` into WebLLM (replacing what it had loaded). Rejects with WebLLMUnavailableError
+ * when it cannot: nothing is left half-loaded then.
+ */
+export async function loadWebLLM(modelId: string, opts: WebLLMLoadOptions = {}): Promise<{ modelId: string }> {
+  if (typeof navigator === 'undefined' || !('gpu' in navigator)) throw new WebLLMUnavailableError(modelId, 'this browser does not offer WebGPU.');
+  let webllm: WebLLMModule;
+  try {
+    webllm = await importWebLLM();
+  } catch (e) {
+    throw new WebLLMUnavailableError(modelId, `its code could not be loaded (${(e as Error).message}).`);
+  }
+  const appConfig = opts.appConfig ?? webllmAppConfig(webllm);
+  const record = appConfig.model_list.find((r) => r.model_id === modelId);
+  if (!record) {
+    const near = appConfig.model_list.filter((r) => /llama-2/i.test(r.model_id)).map((r) => r.model_id);
+    throw new WebLLMUnavailableError(modelId, `not a WebLLM model id. Llama-2 ids: ${near.join(', ')}.`);
+  }
+  // Checked here (cheaply) so an f16 model on a GPU without shader-f16 fails before any download.
+  if (record.required_features?.length) {
+    const adapter = await navigator.gpu.requestAdapter({ powerPreference: 'high-performance' });
+    if (!adapter) throw new WebLLMUnavailableError(modelId, 'this browser offers no WebGPU adapter.');
+    const missing = record.required_features.filter((f) => !adapter.features.has(f as GPUFeatureName));
+    if (missing.length) throw new WebLLMUnavailableError(modelId, `this GPU lacks ${missing.join(', ')}. Choose the q4f32_1 variant.`);
+  }
+  await unloadWebLLM();
+
+  const stallMs = opts.stallMs ?? 60_000;
+  const engine = new webllm.MLCEngine({ appConfig });
+  let last = Date.now();
+  engine.setInitProgressCallback((r: InitProgressReport) => {
+    last = Date.now();
+    opts.onProgress?.({ fraction: r.progress, text: r.text });
+  });
+  let stop: (reason: string) => void = () => {};
+  const stopped = new Promise<never>((_, reject) => {
+    stop = (reason) => reject(new WebLLMUnavailableError(modelId, reason));
+  });
+  const timer = setInterval(() => {
+    if (Date.now() - last > stallMs)
+      stop(`nothing arrived for ${Math.round(stallMs / 1000)} s while fetching its model library or weights (${new URL(record.model_lib).host}, ${new URL(record.model).host}): the network is down or blocked.`);
+  }, Math.min(1000, stallMs));
+  const onAbort = () => stop('loading was stopped.');
+  opts.signal?.addEventListener('abort', onAbort);
+  try {
+    if (opts.signal?.aborted) onAbort();
+    await Promise.race([engine.reload(modelId), stopped]);
+  } catch (e) {
+    // unload() aborts WebLLM's own fetches (its reload controller) and frees what it made.
+    void engine.unload().catch(() => {});
+    throw explain(modelId, record, e);
+  } finally {
+    clearInterval(timer);
+    opts.signal?.removeEventListener('abort', onAbort);
+  }
+  current = { engine, modelId };
+  return { modelId };
+}
+
+/**
+ * Complete `prompt` as plain text (WebLLM's completions API: no chat template, so the hard prompts
+ * reach the model exactly as written), streaming each piece of text to `onDelta`.
+ */
+export async function generateWebLLM(prompt: string, opts: WebLLMGenerateOptions, onDelta?: (text: string) => void): Promise<WebLLMGenerateResult> {
+  const c = current;
+  if (!c) throw new Error('Load a WebLLM model first.');
+  const onAbort = () => void c.engine.interruptGenerate();
+  opts.signal?.addEventListener('abort', onAbort);
+  try {
+    const stream = await c.engine.completions.create({
+      prompt,
+      stream: true,
+      stream_options: { include_usage: true },
+      max_tokens: opts.maxNewTokens,
+      temperature: opts.temperature ?? 0,
+      ...(opts.stop?.length ? { stop: opts.stop.slice(0, 4) } : {}),
+      ...(opts.ignoreEos ? { ignore_eos: true } : {}),
+    });
+    let text = '';
+    let finishReason = 'length';
+    let usage: { prompt_tokens: number; completion_tokens: number; extra?: { prefill_tokens_per_s?: number; decode_tokens_per_s?: number } } | undefined;
+    for await (const chunk of stream) {
+      const choice = chunk.choices[0];
+      if (choice?.text) {
+        text += choice.text;
+        onDelta?.(choice.text);
+      }
+      if (choice?.finish_reason) finishReason = choice.finish_reason;
+      if (chunk.usage) usage = chunk.usage;
+    }
+    let prefill = usage?.extra?.prefill_tokens_per_s;
+    let decode = usage?.extra?.decode_tokens_per_s;
+    if (prefill === undefined || decode === undefined) {
+      // Older WebLLM: "prefill: 123.4 tokens/sec, decoding: 45.6 tokens/sec".
+      const stats = await c.engine.runtimeStatsText();
+      prefill ??= Number(/prefill:\s*([\d.]+)/.exec(stats)?.[1] ?? NaN);
+      decode ??= Number(/decod\w*:\s*([\d.]+)/.exec(stats)?.[1] ?? NaN);
+    }
+    return {
+      text,
+      promptTokens: usage?.prompt_tokens ?? 0,
+      completionTokens: usage?.completion_tokens ?? 0,
+      prefillTokensPerSecond: prefill,
+      decodeTokensPerSecond: decode,
+      finishReason: opts.signal?.aborted ? 'cancelled' : finishReason,
+    };
+  } finally {
+    opts.signal?.removeEventListener('abort', onAbort);
+  }
+}
+
+/** Stop a running generation (it then resolves with the text so far). */
+export function interruptWebLLM(): void {
+  void current?.engine.interruptGenerate();
+}
+
+/** Free WebLLM's GPU memory. */
+export async function unloadWebLLM(): Promise<void> {
+  const c = current;
+  current = null;
+  if (c) await c.engine.unload().catch(() => {});
+}

@@ -22,6 +22,7 @@ import adapterUpWgsl from './kernels/adapterUp.wgsl?raw';
 import activationWgsl from './kernels/activation.wgsl?raw';
 import bandwidthCopyWgsl from './kernels/bandwidthCopy.wgsl?raw';
 import q4MatVecWgsl from './kernels/q4MatVec.wgsl?raw';
+import matmulTiledWgsl from './kernels/matmulTiled.wgsl?raw';
 import reduceSharedWgsl from './kernels/reduceShared.wgsl?raw';
 import reduceSubgroupWgsl from './kernels/reduceSubgroup.wgsl?raw';
 
@@ -42,6 +43,7 @@ export const KERNELS = {
   adapterUp: adapterUpWgsl,
   bandwidthCopy: bandwidthCopyWgsl,
   q4MatVec: q4MatVecWgsl,
+  matmulTiled: matmulTiledWgsl,
 } as const;
 export type KernelName = keyof typeof KERNELS;
 

@@ -51,6 +51,8 @@ export interface ModelLoadOptions {
    * reduction: for GPUs), 'row' (one thread per output row: for CPU-emulated adapters), or 'auto'.
    */
   q4Decode?: 'auto' | 'workgroup' | 'row';
+  /** Prefill matmul: 'tiled' (workgroup-memory tiles: for GPUs), 'row' (per-thread rows: for CPU-emulated adapters), or 'auto'. */
+  prefillMatmul?: 'auto' | 'tiled' | 'row';
   onProgress?: (p: LoadProgress) => void;
 }
 
@@ -80,7 +82,7 @@ export class LlamaModel {
     readonly contextLength: number,
     readonly prefillChunk: number,
     readonly maxBatch: number,
-    private readonly useQ4MatVec: boolean,
+    private readonly kernelChoice: { q4MatVec: boolean; tiled: boolean },
     private readonly tensors: UploadedTensors,
     private readonly buf: Record<'params' | 'paramsHead' | 'tokens' | 'rowInfo' | 'x' | 'xn' | 'qkv' | 'attn' | 'gateUp' | 'ffn' | 'scores' | 'logits' | 'cosSin' | 'staging', GPUBuffer>,
     kvBytes: number,
@@ -106,8 +108,10 @@ export class LlamaModel {
     // WebGPU does not say how much memory is free: try the batch, halve it while allocation fails.
     for (let maxBatch = opts.maxBatch === 'auto' ? AUTO_BATCH_LIMIT : Math.max(1, opts.maxBatch ?? 1); ; maxBatch = Math.floor(maxBatch / 2)) {
       try {
-        const useQ4MatVec = opts.q4Decode === 'workgroup' || ((opts.q4Decode ?? 'auto') === 'auto' && !gpu.isSoftware);
-        return await LlamaModel.allocate(gpu, c, mode, ctx, prefillChunk, maxBatch, useQ4MatVec, tensors);
+        // GPUs get the workgroup kernels; a CPU-emulated adapter, whose barriers are slow, the per-row ones.
+        const pick = (o: string | undefined, gpuName: string) => o === gpuName || ((o ?? 'auto') === 'auto' && !gpu.isSoftware);
+        const kernelChoice = { q4MatVec: pick(opts.q4Decode, 'workgroup'), tiled: pick(opts.prefillMatmul, 'tiled') };
+        return await LlamaModel.allocate(gpu, c, mode, ctx, prefillChunk, maxBatch, kernelChoice, tensors);
       } catch (e) {
         if (!(e instanceof GPUOutOfMemoryError) || opts.maxBatch !== 'auto' || maxBatch <= 1) {
           for (const { buffer } of tensors.buffers.values()) buffer.destroy();
@@ -118,7 +122,7 @@ export class LlamaModel {
   }
 
   /** Activations, KV caches and dispatch lists for a batch size; on failure frees what it made. */
-  private static async allocate(gpu: GpuContext, c: LlamaConfig, mode: QuantMode, ctx: number, prefillChunk: number, maxBatch: number, useQ4MatVec: boolean, tensors: UploadedTensors): Promise<LlamaModel> {
+  private static async allocate(gpu: GpuContext, c: LlamaConfig, mode: QuantMode, ctx: number, prefillChunk: number, maxBatch: number, kernelChoice: LlamaModel['kernelChoice'], tensors: UploadedTensors): Promise<LlamaModel> {
     const device = gpu.device;
     // Activation buffers hold the rows of one call: a prefill chunk or one token per sequence.
     const chunk = maxRowsPerCall(prefillChunk, maxBatch);
@@ -157,7 +161,7 @@ export class LlamaModel {
       }
       const activationBytes = Object.values(buf).reduce((s, b) => s + b.size, 0);
       const kvBytes = kvCaches.reduce((s, kv) => s + kv.k.size + kv.v.size, 0);
-      const model = new LlamaModel(gpu, c, mode, ctx, prefillChunk, maxBatch, useQ4MatVec, tensors, buf, kvBytes, activationBytes);
+      const model = new LlamaModel(gpu, c, mode, ctx, prefillChunk, maxBatch, kernelChoice, tensors, buf, kvBytes, activationBytes);
       model.ownBuffers.push(...own);
       model.record(kvCaches, kvFormat);
       return model;
@@ -205,8 +209,15 @@ export class LlamaModel {
       bindGroup(this.device, pipeline, 1, [w.data, w.scale], `${w.name} weights`),
     ];
     const pipeline = this.pipes.get('matmul', { weight: w.format }, constants);
-    const general: Dispatch = { label: `matmul ${w.name}`, pipeline, bindGroups: groups(pipeline), workgroups: (rows) => [Math.ceil(w.rows / 64), Math.ceil(rows / 8), 1] };
-    if ((w.format !== 'q4f16' && w.format !== 'q4f32') || !this.useQ4MatVec) {
+    let general: Dispatch = { label: `matmul ${w.name}`, pipeline, bindGroups: groups(pipeline), workgroups: (rows) => [Math.ceil(w.rows / 64), Math.ceil(rows / 8), 1] };
+    // Many rows (prefill) on a GPU: the tiled kernel, from 9 rows up. (Split inputs keep the general one.)
+    if (this.kernelChoice.tiled && o.splitRow === undefined) {
+      const { SPLIT_ROW: _s, ...tiledConstants } = constants;
+      const tiled = this.pipes.get('matmulTiled', { weight: w.format }, tiledConstants);
+      const t: Dispatch = { label: `tiled matmul ${w.name}`, pipeline: tiled, bindGroups: groups(tiled), workgroups: (rows) => [Math.ceil(w.rows / 64), Math.ceil(rows / 64), 1] };
+      general = { ...general, maxRows: 8, alt: t };
+    }
+    if ((w.format !== 'q4f16' && w.format !== 'q4f32') || !this.kernelChoice.q4MatVec) {
       list.push(general);
       return;
     }
@@ -220,7 +231,7 @@ export class LlamaModel {
       bindGroups: groups(mv),
       workgroups: () => [x65535, Math.ceil(w.rows / x65535), 1],
       maxRows: 8,
-      alt: general,
+      alt: general.alt ?? general,
     });
   }
 

@@ -39,6 +39,15 @@ for (const { mode, tol } of MODES) {
   });
 }
 
+for (const mode of ['q4f32_1', 'q4f16_1', 'odd-q0f32'] as const) {
+  test(`${mode}: the GPU prefill kernel (tiled in workgroup memory) gives the reference's logits`, async ({ page }) => {
+    // 'auto' keeps per-row kernels on this CPU-emulated adapter (barriers are slow here); force the GPU one.
+    const tol = mode === 'q4f16_1' ? 1e-2 : 1e-4;
+    const ids = await call(page, 'randomIds', 12, 9);
+    expect(await call(page, 'checkAllLogits', `/models/tiny/${mode}/`, ids, { prefillMatmul: 'tiled', prefillChunk: 10 })).toBeLessThan(tol);
+  });
+}
+
 for (const mode of ['q4f32_1', 'q4f16_1'] as const) {
   test(`${mode}: the GPU decode kernel (workgroup reduction over wide q4 loads) gives the reference's greedy ids`, async ({ page }) => {
     // 'auto' picks the one-thread-per-row kernel on this CPU-emulated adapter; force the GPU one.

@@ -49,6 +49,26 @@ test('q4 decode matrix-vector kernel, shared-memory and subgroup reductions', as
   }
 });
 
+test('tiled prefill matmul (workgroup memory) over f32, f16 and q4 weights, with partial tiles', async ({ page }) => {
+  for (const [IN, OUT, rows] of [[37, 29, 9], [64, 130, 70], [5, 1, 65], [100, 64, 64]] as const) {
+    expect(await check(page, 'checkMatmul', 'f32', IN, OUT, rows, { tiled: true }), `f32 ${IN}x${OUT} rows ${rows}`).toBeLessThan(TOL);
+    expect(await check(page, 'checkMatmul', 'f16', IN, OUT, rows, { tiled: true }), `f16 ${IN}x${OUT} rows ${rows}`).toBeLessThan(TOL);
+  }
+  for (const [IN, OUT, rows] of [[96, 33, 9], [64, 130, 70], [32, 1, 65]] as const) {
+    expect(await check(page, 'checkMatmul', 'q4f32', IN, OUT, rows, { tiled: true }), `q4f32 ${IN}x${OUT}`).toBeLessThan(TOL);
+    expect(await check(page, 'checkMatmul', 'q4f16', IN, OUT, rows, { tiled: true }), `q4f16 ${IN}x${OUT}`).toBeLessThan(TOL);
+  }
+  expect(await check(page, 'checkMatmul', 'q4f16', 64, 70, 20, { tiled: true, accumulate: true })).toBeLessThan(TOL);
+  expect(await check(page, 'checkMatmul', 'f32', 37, 29, 75, { tiled: true, xRowOffset: 4 })).toBeLessThan(TOL);
+});
+
+test('matmul with each adapter activation (tanh, relu, silu, gelu)', async ({ page }) => {
+  for (const act of [1, 2, 3, 4]) {
+    expect(await check(page, 'checkMatmul', 'f32', 37, 29, 3, { act }), `act ${act}`).toBeLessThan(TOL);
+    expect(await check(page, 'checkMatmul', 'f32', 37, 29, 12, { act, tiled: true }), `tiled act ${act}`).toBeLessThan(TOL);
+  }
+});
+
 test('embedding lookup in every storage format', async ({ page }) => {
   expect(await check(page, 'checkEmbedding', 'f32', 50, 37, [0, 49, 7, 7])).toBeLessThan(TOL);
   expect(await check(page, 'checkEmbedding', 'f16', 50, 37, [3, 1])).toBeLessThan(TOL);

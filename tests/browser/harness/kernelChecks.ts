@@ -4,7 +4,7 @@
  * plain loop written here; never the kernel's own output.
  */
 import { runKernel } from './kernelHarness.ts';
-import { applyRope, dequantizeQ4, rmsNorm, ropeInvFreq, softmax } from '../../../src/engine/reference.ts';
+import { activate, applyRope, dequantizeQ4, rmsNorm, ropeInvFreq, softmax } from '../../../src/engine/reference.ts';
 import { f16ArrayToF32, f32ArrayToF16 } from '../../../src/formats/f16.ts';
 import { seededRng } from '../../../src/formats/random.ts';
 import type { WeightFormat, KvFormat } from '../../../src/engine/kernels.ts';
@@ -56,7 +56,7 @@ function randomWeight(format: WeightFormat, rows: number, cols: number, seed: nu
   return { group1: [words, scales], dense: dequantizeQ4(words, scales, rows, cols) };
 }
 
-export async function checkMatmul(format: WeightFormat, IN: number, OUT: number, rows: number, opts: { accumulate?: boolean; xRowOffset?: number } = {}) {
+export async function checkMatmul(format: WeightFormat, IN: number, OUT: number, rows: number, opts: { accumulate?: boolean; xRowOffset?: number; tiled?: boolean; act?: number } = {}) {
   const w = randomWeight(format, OUT, IN, 11 + IN);
   const x = randn(rows * IN, 7 + OUT);
   const off = opts.xRowOffset ?? 0;
@@ -67,20 +67,23 @@ export async function checkMatmul(format: WeightFormat, IN: number, OUT: number,
     for (let o = 0; o < OUT; o++) {
       let s = 0;
       for (let i = 0; i < IN; i++) s += x[(off + t) * IN + i] * w.dense[o * IN + i];
-      want[t * OUT + o] = (opts.accumulate ? y0[t * OUT + o] : 0) + s;
+      want[t * OUT + o] = (opts.accumulate ? y0[t * OUT + o] : 0) + (opts.act ? activate(ACTS[opts.act]!, s) : s);
     }
   const [got] = await runKernel({
-    kernel: 'matmul',
+    kernel: opts.tiled ? 'matmulTiled' : 'matmul',
     variant: { weight: format },
-    constants: { IN, OUT, ACCUMULATE: opts.accumulate ? 1 : 0 },
+    constants: { IN, OUT, ACCUMULATE: opts.accumulate ? 1 : 0, ACT: opts.act ?? 0 },
     params: [rows, 0, off, rows],
     group0: [undefined, x, opts.accumulate ? y0 : outRows * OUT * 4],
     group1: w.group1,
-    workgroups: [Math.ceil(OUT / 64), Math.ceil(outRows / 8), 1],
+    workgroups: [Math.ceil(OUT / 64), Math.ceil(outRows / (opts.tiled ? 64 : 8)), 1],
     read: [{ group: 0, binding: 2 }],
   });
   return relErr(got.subarray(0, want.length), want);
 }
+
+/** activation.wgsl's ACT codes, by the reference's names. */
+const ACTS = [null, 'tanh', 'relu', 'silu', 'gelu'] as const;
 
 export async function checkEmbedding(format: WeightFormat, vocab: number, dim: number, tokens: number[]) {
   const w = randomWeight(format, vocab, dim, 5 + dim);

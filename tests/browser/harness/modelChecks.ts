@@ -11,7 +11,7 @@ import { relErr } from './kernelChecks.ts';
 const engines = new Map<string, Engine>();
 const references = new Map<string, ReferenceLlama>();
 
-export async function engineFor(url: string, opts: { prefillChunk?: number; contextLength?: number; maxBatch?: number | 'auto'; q4Decode?: 'auto' | 'workgroup' | 'row' } = {}): Promise<Engine> {
+export async function engineFor(url: string, opts: { prefillChunk?: number; contextLength?: number; maxBatch?: number | 'auto'; q4Decode?: 'auto' | 'workgroup' | 'row'; prefillMatmul?: 'auto' | 'tiled' | 'row' } = {}): Promise<Engine> {
   const key = `${url}|${JSON.stringify(opts)}`;
   let e = engines.get(key);
   if (!e) {
@@ -55,7 +55,7 @@ export function randomIds(n: number, seed: number, vocab = 32000): number[] {
 }
 
 /** Largest relative error over every token's logits of one prompt. */
-export async function checkAllLogits(url: string, ids: number[], opts: { prefillChunk?: number } = {}) {
+export async function checkAllLogits(url: string, ids: number[], opts: { prefillChunk?: number; prefillMatmul?: 'tiled' | 'row'; q4Decode?: 'workgroup' | 'row' } = {}) {
   const engine = await engineFor(url, opts);
   const ref = await referenceFor(url);
   const got = await engine.logits(ids, { allLogits: true });

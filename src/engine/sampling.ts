@@ -3,6 +3,7 @@
  * same rule as the reference) or temperature + top-p (nucleus) sampling from a seeded generator,
  * so a seed reproduces a generation exactly.
  */
+import { seededRng } from '../formats/random.ts';
 
 export interface SamplingOptions {
   temperature?: number; // 0 or absent: greedy
@@ -22,22 +23,11 @@ export function argmax(logits: Float32Array): number {
   return best;
 }
 
-/** mulberry32: tiny, fast, and good enough to draw one uniform number per token. */
-export function seededUniform(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 export class Sampler {
   private readonly uniform: () => number;
   constructor(private readonly opts: SamplingOptions = {}) {
-    this.uniform = seededUniform(opts.seed ?? 0);
+    const rng = seededRng(opts.seed ?? 0);
+    this.uniform = () => rng.next();
   }
 
   get greedy(): boolean {

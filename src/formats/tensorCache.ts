@@ -16,6 +16,7 @@
  * We write float32 records as format "raw" (full precision) and other dtypes with "f32-to-bf16" as MLC
  * does. Each shard also gets "sha256" (ours; hex, same value as WebCrypto's SHA-256 digest) next to MLC's "md5sum".
  */
+import { Sha256 } from './sha256.ts';
 import { bf16ArrayToF32, f16ArrayToF32 } from './f16.ts';
 import type { ShardEntry, TensorCache, TensorDtype, TensorRecord } from './tensorCacheTypes.ts';
 
@@ -259,58 +260,6 @@ export class Md5 extends BlockHash {
   }
 }
 
-const SHA_K = Int32Array.from([
-  0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5, 0xd807aa98, 0x12835b01,
-  0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc,
-  0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da, 0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147,
-  0x06ca6351, 0x14292967, 0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
-  0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070, 0x19a4c116, 0x1e376c08,
-  0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3, 0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208,
-  0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
-]);
-
-export class Sha256 extends BlockHash {
-  protected readonly littleEndian = false;
-  private h = Int32Array.from([0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19]);
-  private w = new Int32Array(64);
-  protected block(): void {
-    const w = this.w;
-    w.set(this.m);
-    for (let i = 16; i < 64; i++) {
-      const x = w[i - 15];
-      const y = w[i - 2];
-      const s0 = ((x >>> 7) | (x << 25)) ^ ((x >>> 18) | (x << 14)) ^ (x >>> 3);
-      const s1 = ((y >>> 17) | (y << 15)) ^ ((y >>> 19) | (y << 13)) ^ (y >>> 10);
-      w[i] = (w[i - 16] + s0 + w[i - 7] + s1) | 0;
-    }
-    const H = this.h;
-    let a = H[0], b = H[1], c = H[2], d = H[3], e = H[4], f = H[5], g = H[6], h = H[7];
-    for (let i = 0; i < 64; i++) {
-      const S1 = ((e >>> 6) | (e << 26)) ^ ((e >>> 11) | (e << 21)) ^ ((e >>> 25) | (e << 7));
-      const ch = (e & f) ^ (~e & g);
-      const t1 = (h + S1 + ch + SHA_K[i] + w[i]) | 0;
-      const S0 = ((a >>> 2) | (a << 30)) ^ ((a >>> 13) | (a << 19)) ^ ((a >>> 22) | (a << 10));
-      const maj = (a & b) ^ (a & c) ^ (b & c);
-      const t2 = (S0 + maj) | 0;
-      h = g;
-      g = f;
-      f = e;
-      e = (d + t1) | 0;
-      d = c;
-      c = b;
-      b = a;
-      a = (t1 + t2) | 0;
-    }
-    H[0] += a; H[1] += b; H[2] += c; H[3] += d; H[4] += e; H[5] += f; H[6] += g; H[7] += h;
-  }
-  hex(): string {
-    this.pad();
-    const out = new DataView(new ArrayBuffer(32));
-    this.h.forEach((w, i) => out.setInt32(4 * i, w, false));
-    return toHex(new Uint8Array(out.buffer));
-  }
-}
-
 function toHex(b: Uint8Array): string {
   let s = '';
   for (const x of b) s += x.toString(16).padStart(2, '0');
@@ -321,9 +270,8 @@ export function md5Hex(bytes: Uint8Array): string {
   return new Md5().update(bytes).hex();
 }
 
-export function sha256Hex(bytes: Uint8Array): string {
-  return new Sha256().update(bytes).hex();
-}
+// One SHA-256 for the whole project (streaming, with a saveable state for resumed downloads).
+export { Sha256, sha256Hex } from './sha256.ts';
 
 /** SHA-256 through WebCrypto (browser and Node 20); same value as sha256Hex. */
 export async function sha256HexWebCrypto(bytes: Uint8Array): Promise<string> {

@@ -7,7 +7,7 @@
 import { ADAPTER_MANIFEST_FILE, type AdapterManifest } from '../formats/adapter.ts';
 import { parseManifest, type ModelManifest } from '../formats/manifest.ts';
 import { downloadModel } from './download.ts';
-import { sha256Hex } from './sha256.ts';
+import { sha256Hex } from '../formats/sha256.ts';
 
 /** A storage id for a converted adapter: "user-adapter-<name>" in the manifest id alphabet. */
 export function convertedAdapterId(name: string): string {

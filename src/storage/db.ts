@@ -12,7 +12,7 @@
 
 import { createStore, get, getMany, setMany, type UseStore, promisifyRequest } from 'idb-keyval';
 import type { ManifestFile, ModelManifest } from '../formats/manifest.ts';
-import type { Sha256State } from './sha256.ts';
+import type { Sha256State } from '../formats/sha256.ts';
 import type { ErrorInfo } from './errors.ts';
 
 export const DB_NAME = 'reasoning-lab-models';

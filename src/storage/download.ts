@@ -40,7 +40,7 @@ import {
 } from './errors.ts';
 import { emit, onCancelRequest } from './events.ts';
 import { computeState } from './models.ts';
-import { Sha256 } from './sha256.ts';
+import { Sha256 } from '../formats/sha256.ts';
 
 export const DEFAULT_CHUNK_SIZE = 8 * 1024 * 1024;
 

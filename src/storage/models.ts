@@ -5,7 +5,7 @@ import { activeDownloads, heldModelLocks, lockName } from './active.ts';
 import { allModels, deleteModelEntries, getChunks, getFiles, getModel, resetFile, type StoredFile, type StoredModel } from './db.ts';
 import { BusyError, IntegrityError, type ErrorInfo } from './errors.ts';
 import { emit, type ModelState } from './events.ts';
-import { Sha256 } from './sha256.ts';
+import { Sha256 } from '../formats/sha256.ts';
 
 export interface FileStatus {
   path: string;

@@ -3,7 +3,7 @@
 import type { ModelSource } from '../formats/tensorCacheTypes.ts';
 import { getChunks, getFile, type StoredFile } from './db.ts';
 import { IntegrityError, NotStoredError } from './errors.ts';
-import { Sha256 } from './sha256.ts';
+import { Sha256 } from '../formats/sha256.ts';
 
 const TENSOR_CACHE_NAMES = ['tensor-cache.json', 'ndarray-cache.json'];
 

@@ -1,23 +1,10 @@
 import { describe, it, expect } from 'vitest';
 import { planMemory, formatBytes } from '../../src/engine/memoryPlan.ts';
 import type { LlamaConfig } from '../../src/formats/llamaConfig.ts';
+import { llama2_7bShape } from '../../src/formats/syntheticModel.ts';
 
 // Llama-2-7B as MLC publishes it (mlc-chat-config.json model_config of Llama-2-7b-chat-hf-q4f16_1-MLC).
-const LLAMA2_7B: LlamaConfig = {
-  hiddenSize: 4096,
-  intermediateSize: 11008,
-  numLayers: 32,
-  numHeads: 32,
-  numKvHeads: 32,
-  headDim: 128,
-  vocabSize: 32000,
-  rmsNormEps: 1e-5,
-  ropeTheta: 10000,
-  contextWindowSize: 4096,
-  tieWordEmbeddings: false,
-  bosTokenId: 1,
-  eosTokenIds: [2],
-};
+const LLAMA2_7B: LlamaConfig = llama2_7bShape(32);
 
 describe('GPU memory plan (the same sizes the engine allocates; tests/browser/engine.spec.ts checks they agree)', () => {
   it('fits Llama-2-7B q4f16_1 with a 2048-token context in 5 GiB', () => {

@@ -110,11 +110,20 @@ export function loadedWebLLMModel(): string | null {
   return current?.modelId ?? null;
 }
 
+/** The host of a URL, for messages (the URL itself when it is relative). */
+function hostOf(url: string): string {
+  try {
+    return new URL(url).host;
+  } catch {
+    return url;
+  }
+}
+
 /** Put WebLLM's own error (or a failed fetch) into words a user can act on. */
 function explain(modelId: string, record: ModelRecord | undefined, e: unknown): WebLLMUnavailableError {
   if (e instanceof WebLLMUnavailableError) return e;
   const err = e instanceof Error ? e : new Error(String(e));
-  const where = record ? ` (model library ${new URL(record.model_lib).host}, weights ${new URL(record.model).host})` : '';
+  const where = record ? ` (model library ${hostOf(record.model_lib)}, weights ${hostOf(record.model)})` : '';
   switch (err.name) {
     case 'WebGPUNotAvailableError':
     case 'WebGPUNotFoundError':
@@ -179,13 +188,15 @@ export async function loadWebLLM(modelId: string, opts: WebLLMLoadOptions = {}):
   });
   const timer = setInterval(() => {
     if (Date.now() - last > stallMs)
-      stop(`nothing arrived for ${Math.round(stallMs / 1000)} s while fetching its model library or weights (${new URL(record.model_lib).host}, ${new URL(record.model).host}): the network is down or blocked.`);
+      stop(`nothing arrived for ${Math.round(stallMs / 1000)} s while fetching its model library or weights (${hostOf(record.model_lib)}, ${hostOf(record.model)}): the network is down or blocked.`);
   }, Math.min(1000, stallMs));
   const onAbort = () => stop('loading was stopped.');
   opts.signal?.addEventListener('abort', onAbort);
   try {
     if (opts.signal?.aborted) onAbort();
-    await Promise.race([engine.reload(modelId), stopped]);
+    const reloading = engine.reload(modelId);
+    reloading.catch(() => {}); // when the stall guard wins, WebLLM's own rejection comes later
+    await Promise.race([reloading, stopped]);
   } catch (e) {
     // unload() aborts WebLLM's own fetches (its reload controller) and frees what it made.
     void engine.unload().catch(() => {});

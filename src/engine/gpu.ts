@@ -51,8 +51,8 @@ export async function createGpuContext(): Promise<GpuContext> {
     lost: null,
     onLost: [],
   };
+  // The engine never destroys its device (unload frees buffers only), so any loss is real.
   void device.lost.then((e) => {
-    if (e.reason === 'destroyed') return; // our own unload
     ctx.lost = new DeviceLostError(e.reason, e.message);
     for (const f of ctx.onLost) f(ctx.lost);
   });
@@ -81,4 +81,14 @@ export async function createBufferChecked(
 
 export function alignTo(n: number, a: number): number {
   return Math.ceil(n / a) * a;
+}
+
+/**
+ * A failed GPU call (mapAsync rejecting, say) is often the first sign of a lost device, before
+ * device.lost has settled: give it a moment, and report the loss in its own words if that was it.
+ */
+export async function explainGpuFailure(ctx: GpuContext, e: unknown): Promise<unknown> {
+  if (!ctx.lost) await Promise.race([ctx.device.lost, new Promise((r) => setTimeout(r, 250))]);
+  await Promise.resolve();
+  return ctx.lost ?? e;
 }

@@ -7,7 +7,7 @@ import type { LlamaConfig, QuantMode } from '../formats/llamaConfig.ts';
 import { EMBED_NAME, FINAL_NORM_NAME, LM_HEAD_NAME, layerLinearNames, layerNormNames } from '../formats/llamaConfig.ts';
 import type { ModelSource, TensorCache } from '../formats/tensorCacheTypes.ts';
 import type { GpuContext } from './gpu.ts';
-import { createBufferChecked } from './gpu.ts';
+import { createBufferChecked, explainGpuFailure } from './gpu.ts';
 import { EngineError, GPUOutOfMemoryError } from './errors.ts';
 import { PipelineCache, bindGroup, type Dispatch, type KvFormat, type KernelVariant } from './kernels.ts';
 import { createGpuAdapter, adapterZWidth, type AdapterSite, type GpuAdapter } from './adapters.ts';
@@ -517,7 +517,11 @@ export class LlamaModel {
     if (bytes > 0) enc.copyBufferToBuffer(this.buf.logits, 0, this.buf.staging, 0, bytes);
     q.submit([enc.finish()]);
     if (bytes === 0) return null;
-    await this.buf.staging.mapAsync(GPUMapMode.READ, 0, bytes);
+    try {
+      await this.buf.staging.mapAsync(GPUMapMode.READ, 0, bytes);
+    } catch (e) {
+      throw await explainGpuFailure(this.gpu, e);
+    }
     if (this.gpu.lost) throw this.gpu.lost;
     const logits = new Float32Array(this.buf.staging.getMappedRange(0, bytes).slice(0));
     this.buf.staging.unmap();

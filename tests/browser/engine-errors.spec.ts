@@ -1,0 +1,62 @@
+import { test, expect } from '@playwright/test';
+
+/** The engine's failures reach the user as named errors that say what to do. */
+
+test.beforeEach(async ({ page }) => {
+  await page.goto('/harness.html');
+});
+
+test('a browser without WebGPU gets WebGPUUnavailableError naming browsers that work', async ({ page }) => {
+  const r = await page.evaluate(async () => {
+    Object.defineProperty(Navigator.prototype, 'gpu', { get: () => undefined, configurable: true });
+    const { Engine } = await import(/* @vite-ignore */ '/src/engine/engine.ts' as string);
+    const { httpModelSource } = await import(/* @vite-ignore */ '/src/formats/modelFiles.ts' as string);
+    try {
+      await new Engine().load(httpModelSource('/models/tiny/q4f32_1/'));
+      return null;
+    } catch (e) {
+      return { name: (e as Error).name, message: (e as Error).message };
+    }
+  });
+  expect(r?.name).toBe('WebGPUUnavailableError');
+  expect(r?.message).toMatch(/WebGPU is not available/);
+  expect(r?.message).toMatch(/Chrome or Edge/);
+});
+
+test('a lost GPU device fails the next generation with DeviceLostError saying to reload', async ({ page }) => {
+  const r = await page.evaluate(async () => {
+    const { Engine } = await import(/* @vite-ignore */ '/src/engine/engine.ts' as string);
+    const { httpModelSource } = await import(/* @vite-ignore */ '/src/formats/modelFiles.ts' as string);
+    const engine = new Engine();
+    await engine.load(httpModelSource('/models/tiny/q4f32_1/'));
+    const before = (await engine.generate([1, 450], { maxNewTokens: 2 })).ids.length;
+    engine.model!.gpu.device.destroy(); // what a driver reset looks like from the page
+    try {
+      await engine.generate([1, 450], { maxNewTokens: 2 });
+      return { before, error: null };
+    } catch (e) {
+      return { before, error: { name: (e as Error).name, message: (e as Error).message } };
+    }
+  });
+  expect(r.before).toBe(2);
+  expect(r.error?.name).toBe('DeviceLostError');
+  expect(r.error?.message).toMatch(/GPU device was lost/);
+  expect(r.error?.message).toMatch(/Reload the model/);
+});
+
+test('an allocation the GPU cannot make fails with GPUOutOfMemoryError, naming the buffer and size', async ({ page }) => {
+  const r = await page.evaluate(async () => {
+    const { Engine } = await import(/* @vite-ignore */ '/src/engine/engine.ts' as string);
+    const { httpModelSource } = await import(/* @vite-ignore */ '/src/formats/modelFiles.ts' as string);
+    try {
+      // 100 000 sequences of 512 tokens: a KV cache far beyond any device.
+      await new Engine().load(httpModelSource('/models/tiny/q4f32_1/'), { maxBatch: 100_000 });
+      return null;
+    } catch (e) {
+      return { name: (e as Error).name, message: (e as Error).message };
+    }
+  });
+  expect(r?.name).toBe('GPUOutOfMemoryError');
+  expect(r?.message).toMatch(/Not enough GPU memory to allocate \w+/);
+  expect(r?.message).toMatch(/MiB/);
+});

@@ -92,6 +92,9 @@ class AdaptersStore {
       this.error = { title: `Could not use the adapter ${label}`, message: e instanceof Error ? e.message : String(e) };
       if (lab.adapterId === id) lab.adapterId = this.activeId;
     }
+    // The user may have chosen again while this one loaded (e.g. over a share link's adapter being
+    // restored): that later choice wins, it is not dropped.
+    if (lab.adapterId !== id && lab.adapterId !== this.activeId) await this.apply();
   }
 
   /**

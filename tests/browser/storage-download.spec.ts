@@ -159,22 +159,30 @@ test('a quota too small: QuotaError before any byte is fetched or written', asyn
   await expectAllStored(page);
 });
 
+test.describe('the real quota', () => {
+  // Chromium accounts IndexedDB usage against the quota lazily (buffered writes can land before the
+  // usage it checks catches up), so a write over a shrunk quota is occasionally let through: retry.
+  // A storage layer that mishandles the refusal fails every attempt.
+  test.describe.configure({ retries: 2 });
+
 test('the real quota, shrunk through CDP: a write over it becomes QuotaError and leaves nothing half-recorded', async ({ page, context }) => {
   // navigator.storage.estimate() in Playwright's (incognito) context ignores the CDP override,
   // so this case exercises the write path: sizes unknown, the up-front check passes, IndexedDB
   // refuses a chunk. The up-front check is covered by the test above.
   const cdp = await context.newCDPSession(page);
   const origin = new URL(page.url()).origin;
-  await cdp.send('Storage.overrideQuotaForOrigin', { origin, quotaSize: 400_000 });
+  await cdp.send('Storage.overrideQuotaForOrigin', { origin, quotaSize: 200_000 });
   const unsized = model.manifest(server.url, { sizes: false });
   const r = await download(page, unsized, { chunkSize: CHUNK, retries: 0, concurrency: 1 });
   expect(r).toMatchObject({ ok: false, name: 'QuotaError' });
   if (!r.ok) expect(r.message).toMatch(/^Not enough storage for Test model test-model: the browser refused to store more of it \(.+ still to download\)\. Free disk space or delete other models, then press Resume\.$/);
   expect(await storeProblems(page, model.id)).toEqual([]);
-  expect((await modelStatus(page, unsized)).state).toBe('partial');
+  // 'partial' when some chunks fit before the refusal, 'not-stored' when the very first was refused.
+  expect(['partial', 'not-stored']).toContain((await modelStatus(page, unsized)).state);
   await cdp.send('Storage.overrideQuotaForOrigin', { origin });
   expect(await download(page, model.manifest(server.url), { chunkSize: CHUNK })).toEqual({ ok: true });
   await expectAllStored(page);
+});
 });
 
 test('a manifest without hashes, shards derived from tensor-cache.json: pinned on first download, verifyModel finds later corruption', async ({ page }) => {

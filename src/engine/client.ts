@@ -20,6 +20,14 @@ interface Pending {
   reject(e: Error): void;
   onProgress?: (p: LoadProgress) => void;
   onToken?: (t: { tokenId: number; index: number; textDelta: string }) => void;
+  batch?: BatchCallbacks;
+}
+
+/** What a batch generation reports as it goes (sequence numbers index the prompts). */
+export interface BatchCallbacks {
+  onStart?: (shape: { maxBatch: number; contextLength: number }) => void;
+  onToken?: (seq: number, t: { tokenId: number; index: number; textDelta: string }) => void;
+  onDone?: (seq: number, result: WireGenerateResult) => void;
 }
 
 export class EngineClient {
@@ -44,6 +52,19 @@ export class EngineClient {
         return;
       case 'token':
         p.onToken?.(msg);
+        return;
+      case 'batchStart':
+        p.batch?.onStart?.(msg);
+        return;
+      case 'seqToken':
+        p.batch?.onToken?.(msg.seq, msg);
+        return;
+      case 'seqDone':
+        p.batch?.onDone?.(msg.seq, msg.result);
+        return;
+      case 'batchDone':
+        this.pending.delete(msg.id);
+        p.resolve({ maxBatch: msg.maxBatch });
         return;
       case 'error':
         this.pending.delete(msg.id);
@@ -96,6 +117,21 @@ export class EngineClient {
     onToken?: (t: { tokenId: number; index: number; textDelta: string }) => void,
   ): { promise: Promise<WireGenerateResult>; cancel(): void } {
     const { id, promise } = this.request<WireGenerateResult>({ type: 'generate', prompt, options }, { onToken });
+    return { promise, cancel: () => this.worker.postMessage({ type: 'cancel', id: this.nextId++, target: id } satisfies EngineRequest) };
+  }
+
+  /**
+   * Generate for many prompts with continuous batching (greedy or sampled, as `options` say);
+   * each sequence reports its tokens and result through `callbacks` as it goes. `cancel()` ends
+   * the sequences in flight (reported with stopReason 'cancelled') and starts no more.
+   */
+  generateBatch(
+    prompts: (string | number[])[],
+    options: WireGenerateOptions,
+    callbacks: BatchCallbacks & { maxBatch?: number | 'auto'; memoryBudget?: number } = {},
+  ): { promise: Promise<{ maxBatch: number }>; cancel(): void } {
+    const { maxBatch, memoryBudget, ...batch } = callbacks;
+    const { id, promise } = this.request<{ maxBatch: number }>({ type: 'generateBatch', prompts, options, maxBatch, memoryBudget }, { batch });
     return { promise, cancel: () => this.worker.postMessage({ type: 'cancel', id: this.nextId++, target: id } satisfies EngineRequest) };
   }
 

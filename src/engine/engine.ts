@@ -146,6 +146,29 @@ export class Engine {
     return manifest.name;
   }
 
+  /**
+   * Give the loaded model another context length and batch without reloading its weights (an
+   * evaluation: many short sequences; the playground: one long one). On failure the old shape is
+   * kept and the error thrown; if even that cannot be made again, the model is unloaded.
+   */
+  async configure(opts: { contextLength: number; maxBatch: number | 'auto'; memoryBudget?: number }): Promise<{ contextLength: number; maxBatch: number }> {
+    const model = this.requireModel();
+    const want = Math.min(Math.floor(opts.contextLength), model.config.contextWindowSize);
+    if (model.contextLength === want && model.maxBatch === opts.maxBatch) return { contextLength: want, maxBatch: model.maxBatch };
+    let reshaped: Awaited<ReturnType<LlamaModel['reshape']>>;
+    try {
+      reshaped = await model.reshape(opts);
+    } catch (e) {
+      // Not even the old shape could be made again: nothing is usable.
+      this.unload();
+      throw e;
+    }
+    this.model = reshaped.model;
+    this.info = { ...this.info!, contextLength: this.model.contextLength, memory: this.model.memory };
+    if (reshaped.error) throw reshaped.error;
+    return { contextLength: this.model.contextLength, maxBatch: this.model.maxBatch };
+  }
+
   /** Use a resident adapter for the next generations (null: the base alone). */
   useAdapter(name: string | null) {
     this.requireModel().useAdapter(name);

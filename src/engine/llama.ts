@@ -13,7 +13,7 @@ import { PipelineCache, bindGroup, type Dispatch, type KvFormat, type KernelVari
 import { createGpuAdapter, adapterZWidth, type AdapterSite, type GpuAdapter } from './adapters.ts';
 import type { AdapterManifest } from '../formats/adapter.ts';
 import { takeMatrix, takeVector, uploadTensors, type GpuMatrix, type LoadProgress, type UploadedTensors } from './weights.ts';
-import { activationSizes, kvLayerBytes, DEFAULT_PREFILL_CHUNK, type MemoryPlan } from './memoryPlan.ts';
+import { activationSizes, batchForBudget, kvLayerBytes, DEFAULT_PREFILL_CHUNK, type MemoryPlan } from './memoryPlan.ts';
 
 /** Rows one call's activation buffers hold: a prefill chunk, or one token of each batched sequence. */
 export function maxRowsPerCall(prefillChunk: number, maxBatch: number): number {
@@ -53,6 +53,8 @@ export interface ModelLoadOptions {
   q4Decode?: 'auto' | 'workgroup' | 'row';
   /** Prefill matmul: 'tiled' (workgroup-memory tiles: for GPUs), 'row' (per-thread rows: for CPU-emulated adapters), or 'auto'. */
   prefillMatmul?: 'auto' | 'tiled' | 'row';
+  /** With maxBatch 'auto': bytes the KV caches and activations may take (caps the batch tried first). */
+  memoryBudget?: number;
   onProgress?: (p: LoadProgress) => void;
 }
 
@@ -105,20 +107,83 @@ export class LlamaModel {
     if (c.numHeads % c.numKvHeads !== 0) throw new EngineError(`num_attention_heads ${c.numHeads} is not a multiple of num_key_value_heads ${c.numKvHeads}.`);
 
     const tensors = await uploadTensors(device, source, cache, opts.onProgress);
-    // WebGPU does not say how much memory is free: try the batch, halve it while allocation fails.
-    for (let maxBatch = opts.maxBatch === 'auto' ? AUTO_BATCH_LIMIT : Math.max(1, opts.maxBatch ?? 1); ; maxBatch = Math.floor(maxBatch / 2)) {
+    // GPUs get the workgroup kernels; a CPU-emulated adapter, whose barriers are slow, the per-row ones.
+    const pick = (o: string | undefined, gpuName: string) => o === gpuName || ((o ?? 'auto') === 'auto' && !gpu.isSoftware);
+    const kernelChoice = { q4MatVec: pick(opts.q4Decode, 'workgroup'), tiled: pick(opts.prefillMatmul, 'tiled') };
+    try {
+      return await LlamaModel.allocateFitting(gpu, c, mode, ctx, prefillChunk, opts.maxBatch ?? 1, opts.memoryBudget, kernelChoice, tensors);
+    } catch (e) {
+      for (const { buffer } of tensors.buffers.values()) buffer.destroy();
+      throw e;
+    }
+  }
+
+  /**
+   * Allocate for a batch; 'auto' starts at the largest batch the memory budget allows (or
+   * AUTO_BATCH_LIMIT) and halves while allocation fails, since WebGPU does not say what is free.
+   */
+  private static async allocateFitting(
+    gpu: GpuContext,
+    c: LlamaConfig,
+    mode: QuantMode,
+    ctx: number,
+    prefillChunk: number,
+    batch: number | 'auto',
+    memoryBudget: number | undefined,
+    kernelChoice: LlamaModel['kernelChoice'],
+    tensors: UploadedTensors,
+  ): Promise<LlamaModel> {
+    const auto = batch === 'auto';
+    let maxBatch = auto ? batchForBudget(c, mode, ctx, prefillChunk, memoryBudget ?? Infinity, AUTO_BATCH_LIMIT) : Math.max(1, Math.floor(batch));
+    for (; ; maxBatch = Math.floor(maxBatch / 2)) {
       try {
-        // GPUs get the workgroup kernels; a CPU-emulated adapter, whose barriers are slow, the per-row ones.
-        const pick = (o: string | undefined, gpuName: string) => o === gpuName || ((o ?? 'auto') === 'auto' && !gpu.isSoftware);
-        const kernelChoice = { q4MatVec: pick(opts.q4Decode, 'workgroup'), tiled: pick(opts.prefillMatmul, 'tiled') };
         return await LlamaModel.allocate(gpu, c, mode, ctx, prefillChunk, maxBatch, kernelChoice, tensors);
       } catch (e) {
-        if (!(e instanceof GPUOutOfMemoryError) || opts.maxBatch !== 'auto' || maxBatch <= 1) {
-          for (const { buffer } of tensors.buffers.values()) buffer.destroy();
-          throw e;
-        }
+        if (!(e instanceof GPUOutOfMemoryError) || !auto || maxBatch <= 1) throw e;
       }
     }
+  }
+
+  /**
+   * The same weights and resident adapters with another context length or batch (an evaluation
+   * wants many short sequences, the playground one long one). Frees this model's activations and
+   * KV caches first, so the two shapes never need memory at once; this object must not be used
+   * afterwards. If the new shape does not fit, the old one is made again and returned with the error.
+   */
+  async reshape(opts: { contextLength: number; maxBatch: number | 'auto'; memoryBudget?: number }): Promise<{ model: LlamaModel; error: unknown }> {
+    const ctx = Math.max(1, Math.min(Math.floor(opts.contextLength), this.config.contextWindowSize));
+    const again = (c: number, b: number | 'auto', budget?: number) =>
+      LlamaModel.allocateFitting(this.gpu, this.config, this.mode, c, Math.min(this.prefillChunk, c), b, budget, this.kernelChoice, this.tensors);
+    this.releaseActivations();
+    let next: LlamaModel;
+    let error: unknown = null;
+    try {
+      next = await again(ctx, opts.maxBatch, opts.memoryBudget);
+    } catch (e) {
+      error = e;
+      // Throws when even the old shape no longer fits: then nothing of this model is usable.
+      next = await again(this.contextLength, this.maxBatch);
+    }
+    await next.adoptAdapters(this);
+    return { model: next, error };
+  }
+
+  /** Take over another shape's resident adapters (their weights stay where they are). */
+  private async adoptAdapters(from: LlamaModel) {
+    for (const a of from.adapters.values()) {
+      await this.ensureScratch(adapterZWidth(a));
+      this.adapters.set(a.name, a);
+      this.bodies.set(a.name, this.buildBody(a));
+    }
+    this.activeAdapter = from.activeAdapter;
+  }
+
+  /** Free the activations, KV caches and adapter scratch (not the weights, not adapters' weights). */
+  private releaseActivations() {
+    if (this.scratch) for (const b of [this.scratch.z, this.scratch.xSplit, this.scratch.tmp, this.scratch.dummy]) b.destroy();
+    this.scratch = null;
+    for (const b of this.ownBuffers) b.destroy();
+    this.ownBuffers.length = 0;
   }
 
   /** Activations, KV caches and dispatch lists for a batch size; on failure frees what it made. */
@@ -542,10 +607,8 @@ export class LlamaModel {
 
   destroy() {
     for (const name of this.adapterNames) this.removeAdapter(name);
-    if (this.scratch) for (const b of [this.scratch.z, this.scratch.xSplit, this.scratch.tmp, this.scratch.dummy]) b.destroy();
-    for (const b of this.ownBuffers) b.destroy();
+    this.releaseActivations();
     for (const { buffer } of this.tensors.buffers.values()) buffer.destroy();
-    this.ownBuffers.length = 0;
   }
 }
 

@@ -107,3 +107,16 @@ export function decodeBytesPerStep(c: LlamaConfig, mode: QuantMode, batch: numbe
   const kv = 2 * c.numLayers * batch * positions * c.numKvHeads * c.headDim * kvBytesPerValue(mode);
   return weights + kv + adapterBytes;
 }
+
+/**
+ * The largest batch, up to `limit`, whose KV caches and activations fit in `budget` bytes (at
+ * least 1: a single sequence is always tried). WebGPU cannot say how much memory is free, so a
+ * page asks for a budget rather than taking whatever allocation happens to succeed.
+ */
+export function batchForBudget(c: LlamaConfig, mode: QuantMode, ctx: number, chunk: number, budget: number, limit: number): number {
+  for (let b = limit; b > 1; b--) {
+    const m = planMemory(c, mode, ctx, chunk, b);
+    if (m.kvCache + m.activations <= budget) return b;
+  }
+  return 1;
+}

@@ -20,6 +20,11 @@ export interface WireGenerateOptions {
 export type EngineRequest =
   | { type: 'load'; id: number; location: ModelLocation; contextLength?: number }
   | { type: 'generate'; id: number; prompt: string | number[]; options: WireGenerateOptions }
+  /**
+   * Many prompts with continuous batching (an evaluation run): the worker sizes the context to the
+   * longest prompt + maxNewTokens and the batch to `memoryBudget` bytes of KV cache and activations.
+   */
+  | { type: 'generateBatch'; id: number; prompts: (string | number[])[]; options: WireGenerateOptions; maxBatch?: number | 'auto'; memoryBudget?: number }
   | { type: 'tokenize'; id: number; text: string }
   /** Make a converted adapter resident (HTTP directory or IndexedDB id); answers 'adapter' with its name. */
   | { type: 'loadAdapter'; id: number; location: ModelLocation }
@@ -40,5 +45,10 @@ export type EngineResponse =
   | { type: 'adapter'; id: number; name: string | null; kind: string | null }
   | { type: 'token'; id: number; tokenId: number; index: number; textDelta: string }
   | { type: 'done'; id: number; result: WireGenerateResult }
+  /** A batch's shape, once the model has been given it (before the first token). */
+  | { type: 'batchStart'; id: number; maxBatch: number; contextLength: number }
+  | { type: 'seqToken'; id: number; seq: number; tokenId: number; index: number; textDelta: string }
+  | { type: 'seqDone'; id: number; seq: number; result: WireGenerateResult }
+  | { type: 'batchDone'; id: number; maxBatch: number }
   | { type: 'unloaded'; id: number }
   | { type: 'error'; id: number; name: string; message: string };

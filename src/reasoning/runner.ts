@@ -36,6 +36,17 @@ export type GenerateFn = (
   onToken?: TokenCallback,
 ) => { promise: Promise<GenerateOutcome>; cancel(): void };
 
+/** Many prompts at once with continuous batching: EngineClient.generateBatch's signature. */
+export type GenerateBatchFn = (
+  prompts: string[],
+  options: GenerateOptions,
+  callbacks: {
+    onStart?: (shape: { maxBatch: number; contextLength: number }) => void;
+    onToken?: (seq: number, t: { tokenId: number; index: number; textDelta: string }) => void;
+    onDone?: (seq: number, outcome: GenerateOutcome) => void;
+  },
+) => { promise: Promise<{ maxBatch: number }>; cancel(): void };
+
 export interface Solution extends ScoredItem {
   prompt: string;
   /** The model's answer text, cut at the configuration's first stop sequence. */
@@ -115,6 +126,10 @@ export function planRun(config: RunConfig, problems: readonly Problem[], now = D
 
 export interface RunOptions {
   generate: GenerateFn;
+  /** When given, the problems go through it together (continuous batching) instead of one by one. */
+  generateBatch?: GenerateBatchFn;
+  /** With generateBatch: how many sequences the engine decodes together. */
+  onBatchStart?: (shape: { maxBatch: number; contextLength: number }) => void;
   /** The run to continue (a new one from planRun, or one loaded from storage). */
   run: Run;
   /** The dataset's problems (looked up by index). */
@@ -122,7 +137,7 @@ export interface RunOptions {
   config: PromptConfig;
   maxNewTokens: number;
   signal?: AbortSignal;
-  /** Before each problem. */
+  /** Before each problem (batched: when the oldest unfinished problem shown changes). */
   onProblemStart?: (problem: Problem, position: number) => void;
   /** Output so far of the problem being solved. */
   onText?: (problem: Problem, textSoFar: string) => void;
@@ -137,31 +152,99 @@ export interface RunOptions {
  * final run; throws RunCancelled when stopped (the run so far is already saved).
  */
 export async function runEvaluation(opts: RunOptions): Promise<Run> {
-  const byIndex = new Map(opts.problems.map((p) => [p.index, p]));
+  if (opts.generateBatch) return runBatched(opts, opts.generateBatch);
   let run = opts.run;
-  for (const index of remainingIndices(run)) {
+  for (const problem of remainingProblems(opts)) {
     if (opts.signal?.aborted) throw new RunCancelled();
-    const problem = byIndex.get(index);
-    if (!problem) throw new Error(`Problem ${index} of the run is not in the ${run.dataset} data (was the file changed?)`);
+    const index = problem.index;
     opts.onProblemStart?.(problem, run.items.length);
     const s = await solveProblem(opts.generate, opts.config, run.dataset, problem, {
       maxNewTokens: opts.maxNewTokens,
       signal: opts.signal,
       onText: (t) => opts.onText?.(problem, t),
     });
-    const item: RunItem = {
-      index: s.index,
-      pred: s.pred,
-      gold: s.gold,
-      correct: s.correct,
-      output: s.output,
-      generatedTokens: s.generatedTokens,
-      ms: Math.round(s.ms),
-    };
+    const item: RunItem = { index, pred: s.pred, gold: s.gold, correct: s.correct, output: s.output, generatedTokens: s.generatedTokens, ms: Math.round(s.ms) };
     run = addRunItem(run, item);
     await opts.save?.(run);
     opts.onProgress?.(run, item);
   }
+  return run;
+}
+
+/** The run's problems not done yet, in run order (an error names one missing from the data). */
+function remainingProblems(opts: RunOptions): Problem[] {
+  const byIndex = new Map(opts.problems.map((p) => [p.index, p]));
+  return remainingIndices(opts.run).map((index) => {
+    const problem = byIndex.get(index);
+    if (!problem) throw new Error(`Problem ${index} of the run is not in the ${opts.run.dataset} data (was the file changed?)`);
+    return problem;
+  });
+}
+
+/**
+ * The batched run: every remaining problem goes to the engine at once, which decodes as many
+ * together as fit and admits the next as one finishes. Items are scored, saved and reported in
+ * the order they finish (a run's accuracy does not depend on it); a stop saves what finished.
+ */
+async function runBatched(opts: RunOptions, generateBatch: GenerateBatchFn): Promise<Run> {
+  if (opts.signal?.aborted) throw new RunCancelled();
+  const problems = remainingProblems(opts);
+  const stops = opts.config.stopSequences;
+  const done0 = opts.run.items.length;
+  let run = opts.run;
+  const texts = problems.map(() => '');
+  const finished = new Set<number>();
+  // The UI follows one problem: the oldest one still being solved.
+  let shown = -1;
+  const follow = () => {
+    let oldest = -1;
+    for (let seq = 0; seq < problems.length && oldest < 0; seq++) if (!finished.has(seq) && texts[seq] !== '') oldest = seq;
+    if (oldest >= 0 && oldest !== shown) {
+      shown = oldest;
+      opts.onProblemStart?.(problems[oldest], done0 + oldest);
+      opts.onText?.(problems[oldest], cutAtStop(texts[oldest], stops));
+    }
+  };
+  // Saves happen one after another, in the order problems finish.
+  let saving: Promise<void> = Promise.resolve();
+  const handle = generateBatch(
+    problems.map((p) => buildPrompt(opts.config, p)),
+    { maxNewTokens: opts.maxNewTokens, temperature: 0, stopStrings: stops },
+    {
+      onStart: (shape) => opts.onBatchStart?.(shape),
+      onToken: (seq, t) => {
+        texts[seq] += t.textDelta;
+        if (seq === shown) opts.onText?.(problems[seq], cutAtStop(texts[seq], stops));
+        else if (shown < 0 || finished.has(shown)) follow();
+      },
+      onDone: (seq, outcome) => {
+        finished.add(seq);
+        if (seq === shown) follow();
+        // A cancelled generation is not an answer: it must not be scored.
+        if (outcome.stopReason === 'cancelled') return;
+        const problem = problems[seq];
+        const output = cutAtStop(outcome.text ?? texts[seq], stops);
+        const s = scoreOutput(run.dataset, problem, output);
+        const item: RunItem = { index: problem.index, pred: s.pred, gold: s.gold, correct: s.correct, output, generatedTokens: outcome.decodeTokens, ms: Math.round((outcome.prefillMs ?? 0) + (outcome.decodeMs ?? 0)) };
+        saving = saving.then(async () => {
+          run = addRunItem(run, item);
+          await opts.save?.(run);
+          opts.onProgress?.(run, item);
+        });
+        // A result that cannot be saved stops the run (the error surfaces below).
+        saving.catch(() => handle.cancel());
+      },
+    },
+  );
+  const onAbort = () => handle.cancel();
+  opts.signal?.addEventListener('abort', onAbort, { once: true });
+  try {
+    await handle.promise;
+  } finally {
+    opts.signal?.removeEventListener('abort', onAbort);
+    await saving;
+  }
+  if (opts.signal?.aborted) throw new RunCancelled();
   return run;
 }
 

@@ -10,17 +10,25 @@ async function loadTiny(page: Page, mode = 'q4f32_1') {
   await expect(page.getByTestId('model-status')).toContainText(mode, { timeout: 120_000 });
 }
 
-async function startRun(page: Page, n: number) {
+async function startRun(page: Page, n: number, batch: 'auto' | number = 'auto') {
+  await page.getByTestId('run-batch').selectOption(String(batch));
   await page.getByRole('radio', { name: /The first/ }).check();
   await page.getByLabel('Number of problems').fill(String(n));
   await page.getByLabel('Seed').fill('7');
   await page.getByRole('button', { name: 'Start run' }).click();
 }
 
-test('run 5 problems: accuracy, interval, chart and table update after each; export CSV', async ({ page }) => {
+/** A run's items from its JSONL export, by problem index. */
+async function exportedItems(page: Page, row: ReturnType<Page['locator']>): Promise<Map<number, { output: string; pred: unknown; correct: boolean }>> {
+  const [jsonl] = await Promise.all([page.waitForEvent('download'), row.getByRole('button', { name: 'JSONL' }).click()]);
+  const lines = readFileSync((await jsonl.path())!, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  return new Map(lines.map((l) => [l.index, { output: l.output, pred: l.pred, correct: l.correct }]));
+}
+
+test('run 5 problems one at a time: accuracy, interval, chart and table update after each; export CSV', async ({ page }) => {
   await page.goto('./#view=accuracy&prompt=q_end&max=8');
   await loadTiny(page);
-  await startRun(page, 5);
+  await startRun(page, 5, 1);
   // Progress is shown after each problem, not only at the end.
   await expect(page.getByTestId('progress')).toHaveText('1 of 5 problems', { timeout: 60_000 });
   await expect(page.getByTestId('interval')).toHaveText(/95% interval \d+\.\d% – \d+\.\d%/);
@@ -61,15 +69,33 @@ test('run 5 problems: accuracy, interval, chart and table update after each; exp
   expect(lines.map((l) => String(l.index))).toEqual(body.map((r) => r[5]));
 });
 
+test('a batched run gives each problem exactly the output it gets alone', async ({ page }) => {
+  await page.goto('./#view=accuracy&prompt=q_end&max=16');
+  await loadTiny(page);
+  const rows = page.getByTestId('results-table').locator('tbody tr');
+  await startRun(page, 6, 1);
+  await expect(rows.first().getByTestId('run-done')).toHaveText('6 of 6', { timeout: 120_000 });
+  const alone = await exportedItems(page, rows.first());
+  await startRun(page, 6, 'auto');
+  await expect(rows).toHaveCount(2);
+  await expect(rows.first().getByTestId('run-done')).toHaveText('6 of 6', { timeout: 120_000 });
+  const together = await exportedItems(page, rows.first());
+  expect([...together.keys()].sort()).toEqual([...alone.keys()].sort());
+  for (const [index, item] of alone) expect(together.get(index), `problem ${index}`).toEqual(item);
+  expect(new Set([...alone.values()].map((i) => i.output)).size).toBeGreaterThan(1);
+});
+
 test('a run interrupted by a reload is kept and resumes where it stopped', async ({ page }) => {
   await page.goto('./#view=accuracy&prompt=q_end&max=24');
   await loadTiny(page);
-  await startRun(page, 10);
-  await expect(page.getByTestId('progress')).toHaveText(/^[2-9] of 10 problems$/, { timeout: 60_000 });
+  // Two at a time: results arrive in pairs, so the reload falls between them.
+  await startRun(page, 10, 2);
+  await expect(page.getByTestId('throughput')).toContainText('2 problems at a time');
+  await expect(page.getByTestId('progress')).toHaveText(/^[2-6] of 10 problems$/, { timeout: 60_000 });
   await page.reload();
 
   const row = page.getByTestId('results-table').locator('tbody tr').first();
-  await expect(row.getByTestId('run-done')).toHaveText(/^[2-9] of 10$/);
+  await expect(row.getByTestId('run-done')).toHaveText(/^[2-8] of 10$/);
   const before = Number((await row.getByTestId('run-done').textContent())!.split(' ')[0]);
   await loadTiny(page);
   await row.getByRole('button', { name: 'Resume' }).click();

@@ -2,7 +2,7 @@
  * The page's one engine: which model is loaded, load progress, the current generation, and the
  * last error in words a user can act on. Components read this; only these methods change it.
  */
-import { EngineClient } from '../../engine/client.ts';
+import { EngineClient, type BatchCallbacks } from '../../engine/client.ts';
 import type { LoadProgress } from '../../engine/weights.ts';
 import type { ModelLocation, WireGenerateOptions, WireGenerateResult } from '../../engine/protocol.ts';
 
@@ -155,13 +155,27 @@ class EngineStore {
     options: WireGenerateOptions,
     onToken?: (t: TokenEvent) => void,
     label = 'Generating',
-  ): { promise: Promise<WireGenerateResult>; cancel(): void } => {
+  ): { promise: Promise<WireGenerateResult>; cancel(): void } => this.track(label, (client) => client.generate(prompt, options, onToken));
+
+  /**
+   * Generate for many prompts with continuous batching (an evaluation run); same bookkeeping as
+   * generate. The worker sizes the batch to the prompts and the memory budget.
+   */
+  generateBatch = (
+    prompts: (string | number[])[],
+    options: WireGenerateOptions,
+    callbacks: BatchCallbacks & { maxBatch?: number | 'auto' },
+    label = 'Generating',
+  ): { promise: Promise<{ maxBatch: number }>; cancel(): void } => this.track(label, (client) => client.generateBatch(prompts, options, callbacks));
+
+  /** One generation at a time: `busy` while it runs, its errors shown in the banner. */
+  private track<T>(label: string, start: (client: EngineClient) => { promise: Promise<T>; cancel(): void }): { promise: Promise<T>; cancel(): void } {
     if (!this.client || this.status !== 'ready') {
       return { promise: Promise.reject(new Error('Load a model first.')), cancel() {} };
     }
     if (this.busy) return { promise: Promise.reject(new Error(`Wait for "${this.busy}" to finish, or stop it.`)), cancel() {} };
     this.busy = label;
-    const handle = this.client.generate(prompt, options, onToken);
+    const handle = start(this.client);
     this.current = handle;
     const promise = handle.promise
       .catch((e: unknown) => {
@@ -176,7 +190,7 @@ class EngineStore {
         this.busy = null;
       });
     return { promise, cancel: () => handle.cancel() };
-  };
+  }
 
   cancel() {
     this.current?.cancel();

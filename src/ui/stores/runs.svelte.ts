@@ -41,6 +41,10 @@ class RunsStore {
   /** The run generating now. */
   activeId = $state<string | null>(null);
   current = $state<{ problem: Problem; position: number; text: string } | null>(null);
+  /** Sequences the engine decodes together in the active run, and problems finished per minute. */
+  throughput = $state<{ batch: number; perMinute: number | null } | null>(null);
+  /** Problems solved at a time: 'auto' (as many as fit a GPU-memory budget) or a number (1: one by one, to watch each). */
+  batch = $state<number | 'auto'>('auto');
   error = $state<string | null>(null);
   loaded = $state(false);
   private abort: AbortController | null = null;
@@ -130,9 +134,14 @@ class RunsStore {
     const abort = (this.abort = new AbortController());
     // Plain copies: the stored record must be structured-cloneable (no reactive proxies).
     const extra = { maxNewTokens: run.maxNewTokens, stopSequences: [...run.stopSequences], promptLabel: run.promptLabel, adapterId };
+    const t0 = performance.now();
+    const done0 = run.items.length;
     try {
       await runEvaluation({
         generate: (p, o, t) => engine.generate(p, o, t, `Evaluating ${config.label}`),
+        // Problems decode together (the weights are read once per step for all of them).
+        generateBatch: (p, o, callbacks) => engine.generateBatch(p, o, { ...callbacks, maxBatch: this.batch }, `Evaluating ${config.label}`),
+        onBatchStart: ({ maxBatch }) => (this.throughput = { batch: maxBatch, perMinute: null }),
         run: $state.snapshot(run) as Run,
         problems: data.problems,
         config,
@@ -143,13 +152,17 @@ class RunsStore {
           if (this.current) this.current.text = text;
         },
         save: (r) => saveRun({ ...r, ...extra }),
-        onProgress: (r) => this.put({ ...r, ...extra }),
+        onProgress: (r) => {
+          this.put({ ...r, ...extra });
+          if (this.throughput) this.throughput.perMinute = ((r.items.length - done0) * 60_000) / (performance.now() - t0);
+        },
       });
     } catch (e) {
       if (!(e instanceof RunCancelled)) this.error = (e as Error).message;
     } finally {
       this.activeId = null;
       this.current = null;
+      this.throughput = null;
       this.abort = null;
       adapters.lockedBy = null;
       // Back to the adapter the picker shows (a resumed run may have used another).

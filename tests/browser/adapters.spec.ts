@@ -49,3 +49,17 @@ test('an adapter converted for one base is refused by another, with a clear mess
   const msg = await call(page, 'loadIntoOtherBase', '/models/tiny/q0f32/', '/models/tiny/q4f32_1/');
   expect(msg).toMatch(/different base model/);
 });
+
+test('a loaded model takes another context and batch without reloading: adapter kept, exact, and an impossible shape refused', async ({ page }) => {
+  const prompts = [PROMPT, PROMPT.slice(0, 4), [1, 29871, 13, 450, 3148]];
+  const r = await call(page, 'checkReshape', '/models/tiny/q4f32_1/', prompts, 12);
+  expect(r.shape).toEqual({ contextLength: Math.max(...prompts.map((p) => p.length)) + 12, maxBatch: 3 });
+  expect(r.planned).toEqual(r.actual);
+  expect(r.batched).toEqual(r.wantIds);
+  expect(r.refused).toMatch(/^GPUOutOfMemoryError: .*tokens/);
+  expect(r.after).toEqual({ contextLength: r.shape.contextLength, maxBatch: 3 });
+  expect(r.afterIds).toEqual(r.wantIds[0]);
+  expect(r.restored).toEqual(r.before);
+  expect(r.restoredIds).toEqual(r.wantIds[0]);
+  expect(r.adapterStillActive).toBe(true);
+});

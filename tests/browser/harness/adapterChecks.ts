@@ -90,3 +90,43 @@ export async function loadIntoOtherBase(adapterBaseUrl: string, otherUrl: string
     return (e as Error).message;
   }
 }
+
+/**
+ * Reshaping a loaded model (another context and batch, weights kept): the resident adapter stays
+ * active and exact, the planner still predicts the buffers, batched generation matches the
+ * reference; a shape that cannot fit is refused and the old one keeps working.
+ */
+export async function checkReshape(url: string, promptIds: number[][], newTokens: number) {
+  const { planMemory } = await import('../../../src/engine/memoryPlan.ts');
+  const converted = await makeAdapter(url, 'parallel', { seed: 11 }, 'reshape-parallel');
+  const engine = new Engine();
+  await engine.load(httpModelSource(url));
+  const before = { contextLength: engine.model!.contextLength, maxBatch: engine.model!.maxBatch };
+  const name = await engine.loadAdapter(memorySource(converted.shards, { 'adapter.json': converted.manifest as unknown as Record<string, unknown> }));
+  engine.useAdapter(name);
+  const tensors = await readAdapterTensors(converted.manifest, converted.shards);
+  const ref = await loadReferenceLlama(httpModelSource(url), referenceAdapterFromManifest(converted.manifest, tensors));
+  const wantIds = promptIds.map((p) => ref.greedyGenerate(p, newTokens));
+
+  const longest = Math.max(...promptIds.map((p) => p.length));
+  const shape = await engine.configure({ contextLength: longest + newTokens, maxBatch: 3 });
+  const m = engine.model!;
+  const planned = planMemory(m.config, m.mode, m.contextLength, m.prefillChunk, m.maxBatch);
+  const batched = (await engine.generateBatch(promptIds, { maxNewTokens: newTokens })).map((r) => r.ids);
+
+  let refused = '';
+  try {
+    // So many sequences that even the token-id buffer is over the binding limit: refused before any big allocation.
+    const tooMany = Math.floor(m.gpu.device.limits.maxStorageBufferBindingSize / 4) + 1;
+    await engine.configure({ contextLength: m.contextLength, maxBatch: tooMany });
+  } catch (e) {
+    refused = `${(e as Error).name}: ${(e as Error).message}`;
+  }
+  const after = { contextLength: engine.model!.contextLength, maxBatch: engine.model!.maxBatch };
+  const afterIds = (await engine.generate(promptIds[0], { maxNewTokens: newTokens })).ids;
+  const restored = await engine.configure({ contextLength: before.contextLength, maxBatch: 1 });
+  const restoredIds = (await engine.generate(promptIds[0], { maxNewTokens: newTokens })).ids;
+  const adapterStillActive = engine.model!.adapterNames.includes(name);
+  engine.unload();
+  return { before, shape, planned, actual: m.memory, batched, wantIds, refused, after, afterIds, restored, restoredIds, adapterStillActive };
+}

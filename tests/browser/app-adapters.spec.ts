@@ -163,6 +163,8 @@ test('a run with an adapter, interrupted by a reload, resumes with that adapter 
   await pickAdapter(page, 'demo:parallel', 'Using tiny parallel (random) (parallel adapter)');
   await page.getByRole('radio', { name: /The first/ }).check();
   await page.getByLabel('Number of problems').fill('6');
+  // One at a time, so the reload falls between results.
+  await page.getByTestId('run-batch').selectOption('1');
   await page.getByRole('button', { name: 'Start run' }).click();
   await expect(page.getByTestId('progress')).toHaveText(/^[1-5] of 6 problems$/, { timeout: 120_000 });
   await page.reload();

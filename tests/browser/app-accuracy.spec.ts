@@ -106,3 +106,20 @@ test('a run interrupted by a reload is kept and resumes where it stopped', async
   await expect(page.getByTestId('results-table').locator('tbody tr')).toHaveCount(1);
   expect(await page.getByTestId('accuracy-chart').locator('circle').count()).toBe(10);
 });
+
+test('stopping a batched run keeps what finished, scores nothing half-done, and it resumes', async ({ page }) => {
+  await page.goto('./#view=accuracy&prompt=q_end&max=64');
+  await loadTiny(page);
+  await startRun(page, 8, 'auto');
+  // Tokens are streaming for the problems in flight.
+  await expect(page.getByTestId('current-output')).not.toBeEmpty({ timeout: 60_000 });
+  await page.getByRole('button', { name: 'Stop run' }).click();
+  await expect(page.getByRole('button', { name: 'Start run' })).toBeEnabled({ timeout: 60_000 });
+  const row = page.getByTestId('results-table').locator('tbody tr').first();
+  const done = Number((await row.getByTestId('run-done').textContent())!.split(' ')[0]);
+  expect(done).toBeLessThan(8);
+  if (done > 0) expect((await exportedItems(page, row)).size).toBe(done);
+  await row.getByRole('button', { name: 'Resume' }).click();
+  await expect(row.getByTestId('run-done')).toHaveText('8 of 8', { timeout: 120_000 });
+  expect((await exportedItems(page, row)).size).toBe(8);
+});

@@ -12,8 +12,7 @@ import kvF16Wgsl from './kernels/kvF16.wgsl?raw';
 import embeddingWgsl from './kernels/embedding.wgsl?raw';
 import matmulWgsl from './kernels/matmul.wgsl?raw';
 import rmsnormWgsl from './kernels/rmsnorm.wgsl?raw';
-import ropeWgsl from './kernels/rope.wgsl?raw';
-import kvWriteWgsl from './kernels/kvWrite.wgsl?raw';
+import ropeKvWriteWgsl from './kernels/ropeKvWrite.wgsl?raw';
 import attnScoresWgsl from './kernels/attnScores.wgsl?raw';
 import attnSoftmaxWgsl from './kernels/attnSoftmax.wgsl?raw';
 import attnOutputWgsl from './kernels/attnOutput.wgsl?raw';
@@ -34,8 +33,7 @@ export const KERNELS = {
   embedding: embeddingWgsl,
   matmul: matmulWgsl,
   rmsnorm: rmsnormWgsl,
-  rope: ropeWgsl,
-  kvWrite: kvWriteWgsl,
+  ropeKvWrite: ropeKvWriteWgsl,
   attnScores: attnScoresWgsl,
   attnSoftmax: attnSoftmaxWgsl,
   attnOutput: attnOutputWgsl,
@@ -69,16 +67,17 @@ function weightSnippet(format: WeightFormat): string {
 
 /** Where each kernel binds its K and V cache, and whether it writes them. */
 const KV_BINDINGS: Partial<Record<KernelName, { k: number; v: number; access: 'read' | 'read_write' }>> = {
-  kvWrite: { k: 2, v: 3, access: 'read_write' },
+  ropeKvWrite: { k: 4, v: 5, access: 'read_write' },
   attnScores: { k: 3, v: 4, access: 'read' },
   attnOutput: { k: 3, v: 4, access: 'read' },
 };
 
+/** Stores the adjacent pairs k, v (vec2<f32>) at cache element dst (even): one packed word each in f16. */
 const KV_STORE: Record<KvFormat, string> = {
-  f32: `kCache[dst] = qkv[src]; kCache[dst + 1u] = qkv[src + 1u];
-  vCache[dst] = qkv[src + kvWidth]; vCache[dst + 1u] = qkv[src + kvWidth + 1u];`,
-  f16: `kCache[dst / 2u] = pack2x16float(vec2<f32>(qkv[src], qkv[src + 1u]));
-  vCache[dst / 2u] = pack2x16float(vec2<f32>(qkv[src + kvWidth], qkv[src + kvWidth + 1u]));`,
+  f32: `kCache[dst] = k.x; kCache[dst + 1u] = k.y;
+  vCache[dst] = v.x; vCache[dst + 1u] = v.y;`,
+  f16: `kCache[dst / 2u] = pack2x16float(k);
+  vCache[dst / 2u] = pack2x16float(v);`,
 };
 
 /** The full WGSL source of one kernel variant. */

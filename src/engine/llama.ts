@@ -351,7 +351,6 @@ export class LlamaModel {
     const KV = c.numKvHeads;
     const hd = c.headDim;
     const ffn = c.intermediateSize;
-    const qkvWidth = (H + 2 * KV) * hd;
     const ctx = this.contextLength;
     const kv = this.kvFormat;
     const b = this.buf;
@@ -376,16 +375,16 @@ export class LlamaModel {
       const heads = { HEAD_DIM: hd, N_HEADS: H, N_KV_HEADS: KV };
       const sites = adapter?.layers[l] ?? {};
 
-      // Attention block: xn = rmsnorm(x); qkv = W_qkv xn (+ adapter); rope(q, k); cache k, v;
-      // attn = softmax(q k^T / sqrt(hd)) v; x += W_o attn (+ adapter)
+      // Attention block: xn = rmsnorm(x); qkv = W_qkv xn (+ adapter); q = rope(q) and cache
+      // rope(k), v (one kernel); attn = softmax(q k^T / sqrt(hd)) v; x += W_o attn (+ adapter)
       this.rmsnorm(list, b.x, b.xn, w.inputNorm, `layer ${l} input norm`);
       this.matmul(list, w.qkv, b.xn, b.qkv, { accumulate: false });
       if (sites.qkv) {
         this.adapterDown(list, adapter!, sites.qkv, b.xn, `layer ${l} adapter qkv down`);
         this.adapterUp(list, sites.qkv, b.qkv, null, `layer ${l} adapter qkv up`);
       }
-      this.simple(list, `layer ${l} rope`, 'rope', {}, { HEAD_DIM: hd, N_ROT_HEADS: H + KV, QKV_WIDTH: qkvWidth }, [b.qkv, b.cosSin, b.rowInfo], (rows) => [ceil((H + KV) * (hd / 2), 64), rows, 1]);
-      this.simple(list, `layer ${l} kv write`, 'kvWrite', { kv }, { ...heads, CTX: ctx }, [b.qkv, kCache, vCache, b.rowInfo], (rows) => [ceil((KV * hd) / 2, 64), rows, 1]);
+      // One thread per q pair, one per adjacent k/v pair: (H + KV) * hd/2 threads per row.
+      this.simple(list, `layer ${l} rope + kv write`, 'ropeKvWrite', { kv }, { ...heads, CTX: ctx }, [b.qkv, b.cosSin, b.rowInfo, kCache, vCache], (rows) => [ceil((H + KV) * (hd / 2), 64), rows, 1]);
       this.simple(list, `layer ${l} scores`, 'attnScores', { kv }, { ...heads, CTX: ctx }, [b.qkv, b.scores, kCache, undefined, b.rowInfo], (rows, kvLen) => [ceil(kvLen, 64), rows * H, 1]);
       this.simple(list, `layer ${l} softmax`, 'attnSoftmax', {}, { N_HEADS: H, CTX: ctx }, [b.scores, b.rowInfo], (rows) => [rows * H, 1, 1]);
       this.simple(list, `layer ${l} attn out`, 'attnOutput', { kv }, { ...heads, CTX: ctx }, [b.scores, b.attn, undefined, vCache, b.rowInfo], (rows) => [ceil(H * hd, 64), rows, 1]);

@@ -82,9 +82,22 @@ test('RMSNorm on odd widths', async ({ page }) => {
   expect(await check(page, 'checkRmsnorm', 1, 1)).toBeLessThan(TOL);
 });
 
-test('RoPE (rotate-half) on q and k heads at later positions', async ({ page }) => {
-  expect(await check(page, 'checkRope', 4, 2, 16, 3, 0, 10000)).toBeLessThan(TOL);
-  expect(await check(page, 'checkRope', 3, 1, 6, 5, 1000, 500000)).toBeLessThan(TOL);
+test('RoPE (rotate-half) on q in place and rotated k with v into the KV cache, f32 and f16 caches', async ({ page }) => {
+  // (heads, kv heads, head dim, rows, start position, theta, slot, slots). Head dims 6, 10 and 14
+  // have an odd half: a thread's adjacent k pair then straddles the rotate-half boundary.
+  const cases = [
+    [4, 2, 16, 3, 0, 10000, 0, 1],
+    [3, 1, 6, 5, 1000, 500000, 0, 1],
+    [5, 1, 8, 2, 7, 10000, 0, 1], // the odd tiny model's heads
+    [3, 3, 10, 2, 7, 10000, 2, 3], // slot 2 of 3 (batched decoding)
+    [8, 4, 14, 2, 40, 10000, 1, 2], // 84 threads a row: more than one workgroup
+  ] as const;
+  for (const kv of ['f32', 'f16'] as const) {
+    for (const [H, KV, hd, rows, pos, theta, slot, slots] of cases) {
+      const err = await check(page, 'checkRopeKvWrite', kv, H, KV, hd, rows, pos, theta, slot, slots);
+      expect(err, `${kv} cache, ${H} heads, ${KV} kv heads, head dim ${hd}`).toBeLessThan(TOL);
+    }
+  }
 });
 
 test('SwiGLU on odd widths', async ({ page }) => {

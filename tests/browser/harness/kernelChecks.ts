@@ -119,14 +119,8 @@ export async function checkRmsnorm(dim: number, rows: number) {
   return relErr(got.subarray(0, want.length), want);
 }
 
-export async function checkRope(H: number, KV: number, hd: number, rows: number, startPos: number, theta: number) {
-  const width = (H + 2 * KV) * hd;
-  const qkv = randn(rows * width, 9);
-  const want = new Float32Array(qkv);
-  const inv = ropeInvFreq(hd, theta);
-  for (let t = 0; t < rows; t++) applyRope(want.subarray(t * width, t * width + (H + KV) * hd), H + KV, hd, startPos + t, inv);
-  // The engine's cos/sin table, built the way llama.ts builds it (HF's f32 angles).
-  const ctx = startPos + rows;
+/** The engine's cos/sin table [ctx, hd/2, 2], built the way llama.ts builds it (HF's f32 angles). */
+function ropeTable(ctx: number, hd: number, inv: Float32Array): Float32Array {
   const table = new Float32Array(ctx * hd);
   for (let pos = 0; pos < ctx; pos++)
     for (let i = 0; i < hd / 2; i++) {
@@ -134,15 +128,56 @@ export async function checkRope(H: number, KV: number, hd: number, rows: number,
       table[(pos * (hd / 2) + i) * 2] = Math.cos(angle);
       table[(pos * (hd / 2) + i) * 2 + 1] = Math.sin(angle);
     }
-  const [got] = await runKernel({
-    kernel: 'rope',
-    constants: { HEAD_DIM: hd, N_ROT_HEADS: H + KV, QKV_WIDTH: width },
-    params: [rows, startPos, 0, ctx],
-    group0: [undefined, qkv, table, rowInfo(0, startPos, rows)],
+  return table;
+}
+
+/** The f32 values of a cache read back from the GPU (f16 caches hold packed pairs). */
+function cacheValues(kv: KvFormat, got: Float32Array, n: number): Float32Array {
+  return kv === 'f32' ? got.subarray(0, n) : f16ArrayToF32(new Uint16Array(got.buffer, 0, n));
+}
+
+/**
+ * RoPE and the KV-cache append in one kernel, for `rows` rows at positions startPos.. of slot
+ * `slot` in a cache of `slots` sequences: q rotated in place in the qkv rows (k and v there left
+ * as they were), rotated keys and plain values at their (slot, pos) in the caches, and every
+ * other cache entry (other positions, other slots: random noise) untouched.
+ */
+export async function checkRopeKvWrite(kv: KvFormat, H: number, KV: number, hd: number, rows: number, startPos: number, theta: number, slot = 0, slots = 1) {
+  const width = (H + 2 * KV) * hd;
+  const kvWidth = KV * hd;
+  const ctx = startPos + rows + 3;
+  const qkv = randn(rows * width, 9);
+  const inv = ropeInvFreq(hd, theta);
+  const wantQkv = new Float32Array(qkv);
+  for (let t = 0; t < rows; t++) applyRope(wantQkv.subarray(t * width, t * width + H * hd), H, hd, startPos + t, inv);
+  // The caches start as noise in their stored precision; the oracle starts from the same values.
+  const roundKv = (a: Float32Array) => (kv === 'f16' ? f16ArrayToF32(f32ArrayToF16(a)) : a);
+  const store = (a: Float32Array) => (kv === 'f32' ? a : f32ArrayToF16(a));
+  const noiseK = randn(slots * ctx * kvWidth, 31);
+  const noiseV = randn(slots * ctx * kvWidth, 32);
+  const wantK = roundKv(noiseK).slice();
+  const wantV = roundKv(noiseV).slice();
+  for (let t = 0; t < rows; t++) {
+    const k = qkv.slice(t * width + H * hd, t * width + (H + KV) * hd);
+    applyRope(k, KV, hd, startPos + t, inv);
+    const dst = (slot * ctx + startPos + t) * kvWidth;
+    wantK.set(roundKv(k), dst);
+    wantV.set(roundKv(qkv.slice(t * width + (H + KV) * hd, (t + 1) * width)), dst);
+  }
+  const [gotQkv, gotK, gotV] = await runKernel({
+    kernel: 'ropeKvWrite',
+    variant: { kv },
+    constants: { HEAD_DIM: hd, N_HEADS: H, N_KV_HEADS: KV, CTX: ctx },
+    params: [rows, 0, 0, startPos + rows],
+    group0: [undefined, qkv, ropeTable(ctx, hd, inv), rowInfo(slot, startPos, rows), store(noiseK), store(noiseV)],
     workgroups: [Math.ceil(((H + KV) * hd) / 2 / 64), rows, 1],
-    read: [{ group: 0, binding: 1 }],
+    read: [{ group: 0, binding: 1 }, { group: 0, binding: 4 }, { group: 0, binding: 5 }],
   });
-  return relErr(got.subarray(0, want.length), want);
+  return Math.max(
+    relErr(gotQkv.subarray(0, wantQkv.length), wantQkv),
+    relErr(cacheValues(kv, gotK, wantK.length), wantK),
+    relErr(cacheValues(kv, gotV, wantV.length), wantV),
+  );
 }
 
 export async function checkSwiglu(ffn: number, rows: number) {
@@ -167,12 +202,17 @@ export async function checkSwiglu(ffn: number, rows: number) {
 /**
  * Attention over a KV cache holding `startPos` earlier positions plus this call's `rows`, in slot
  * `slot` of a cache with `slots` sequences (the others hold unrelated keys that must not leak in):
- * kvWrite, then scores, softmax and output, against plain causal grouped-query attention.
+ * RoPE with the cache write, then scores, softmax and output, against plain causal grouped-query
+ * attention on q and k rotated by the reference's applyRope.
  */
 export async function checkAttention(kv: KvFormat, H: number, KV: number, hd: number, startPos: number, rows: number, ctx: number, slot = 0, slots = 1) {
   const width = (H + 2 * KV) * hd;
   const kvWidth = KV * hd;
   const qkv = randn(rows * width, 21);
+  const inv = ropeInvFreq(hd, 10000);
+  // q and k heads as the oracle rotates them (v is not rotated).
+  const rotated = new Float32Array(qkv);
+  for (let t = 0; t < rows; t++) applyRope(rotated.subarray(t * width, t * width + (H + KV) * hd), H + KV, hd, startPos + t, inv);
   const roundKv = (a: Float32Array) => (kv === 'f16' ? f16ArrayToF32(f32ArrayToF16(a)) : a);
   const pastK = roundKv(randn(startPos * kvWidth, 22));
   const pastV = roundKv(randn(startPos * kvWidth, 23));
@@ -182,7 +222,7 @@ export async function checkAttention(kv: KvFormat, H: number, KV: number, hd: nu
   keys.set(pastK);
   values.set(pastV);
   for (let t = 0; t < rows; t++) {
-    keys.set(roundKv(qkv.slice(t * width + H * hd, t * width + H * hd + kvWidth)), (startPos + t) * kvWidth);
+    keys.set(roundKv(rotated.slice(t * width + H * hd, t * width + H * hd + kvWidth)), (startPos + t) * kvWidth);
     values.set(roundKv(qkv.slice(t * width + (H + KV) * hd, t * width + (H + 2 * KV) * hd)), (startPos + t) * kvWidth);
   }
   const want = new Float32Array(rows * H * hd);
@@ -193,7 +233,7 @@ export async function checkAttention(kv: KvFormat, H: number, KV: number, hd: nu
       const s = new Float64Array(n);
       for (let j = 0; j < n; j++) {
         let dot = 0;
-        for (let d = 0; d < hd; d++) dot += qkv[t * width + h * hd + d] * keys[j * kvWidth + kvh * hd + d];
+        for (let d = 0; d < hd; d++) dot += rotated[t * width + h * hd + d] * keys[j * kvWidth + kvh * hd + d];
         s[j] = dot / Math.sqrt(hd);
       }
       softmax(s, n);
@@ -216,21 +256,21 @@ export async function checkAttention(kv: KvFormat, H: number, KV: number, hd: nu
   const heads = { HEAD_DIM: hd, N_HEADS: H, N_KV_HEADS: KV, CTX: ctx };
   const params: [number, number, number, number] = [rows, 0, 0, startPos + rows];
   const info = rowInfo(slot, startPos, rows);
-  const [k2, v2] = await runKernel({
-    kernel: 'kvWrite',
+  const [qkv2, k2, v2] = await runKernel({
+    kernel: 'ropeKvWrite',
     variant: { kv },
     constants: heads,
     params,
-    group0: [undefined, qkv, kCache, vCache, info],
-    workgroups: [Math.ceil(kvWidth / 2 / 64), rows, 1],
-    read: [{ group: 0, binding: 2 }, { group: 0, binding: 3 }],
+    group0: [undefined, qkv, ropeTable(ctx, hd, inv), info, kCache, vCache],
+    workgroups: [Math.ceil(((H + KV) * hd) / 2 / 64), rows, 1],
+    read: [{ group: 0, binding: 1 }, { group: 0, binding: 4 }, { group: 0, binding: 5 }],
   });
   const [scores] = await runKernel({
     kernel: 'attnScores',
     variant: { kv },
     constants: heads,
     params,
-    group0: [undefined, qkv, rows * H * ctx * 4, new Uint32Array(k2.buffer), undefined, info],
+    group0: [undefined, qkv2, rows * H * ctx * 4, new Uint32Array(k2.buffer), undefined, info],
     workgroups: [Math.ceil((startPos + rows) / 64), rows * H, 1],
     read: [{ group: 0, binding: 2 }],
   });

@@ -12,6 +12,7 @@ import kvF16Wgsl from './kernels/kvF16.wgsl?raw';
 import embeddingWgsl from './kernels/embedding.wgsl?raw';
 import matmulWgsl from './kernels/matmul.wgsl?raw';
 import rmsnormWgsl from './kernels/rmsnorm.wgsl?raw';
+import argmaxWgsl from './kernels/argmax.wgsl?raw';
 import ropeKvWriteWgsl from './kernels/ropeKvWrite.wgsl?raw';
 import attnScoresWgsl from './kernels/attnScores.wgsl?raw';
 import attnSoftmaxWgsl from './kernels/attnSoftmax.wgsl?raw';
@@ -33,6 +34,7 @@ export const KERNELS = {
   embedding: embeddingWgsl,
   matmul: matmulWgsl,
   rmsnorm: rmsnormWgsl,
+  argmax: argmaxWgsl,
   ropeKvWrite: ropeKvWriteWgsl,
   attnScores: attnScoresWgsl,
   attnSoftmax: attnSoftmaxWgsl,

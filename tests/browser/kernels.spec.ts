@@ -13,6 +13,16 @@ async function check<K extends keyof Checks>(page: Page, name: K, ...args: Param
   );
 }
 
+async function call<K extends keyof Checks>(page: Page, name: K, ...args: Parameters<Checks[K]>): Promise<Awaited<ReturnType<Checks[K]>>> {
+  return page.evaluate(
+    async ({ name, args }) => {
+      const checks = (await import(/* @vite-ignore */ '/tests/browser/harness/kernelChecks.ts' as string)) as Checks;
+      return (checks[name] as (...a: unknown[]) => Promise<unknown>)(...args);
+    },
+    { name, args: args as unknown[] },
+  ) as Promise<Awaited<ReturnType<Checks[K]>>>;
+}
+
 test.beforeEach(async ({ page }) => {
   await page.goto('/harness.html');
 });
@@ -115,4 +125,18 @@ test('causal grouped-query attention over the KV cache, f32 and f16 caches', asy
   // A sequence in slot 2 of a 3-slot cache (batched decoding): only its own keys are read.
   expect(await check(page, 'checkAttention', 'f32', 4, 2, 8, 6, 2, 12, 2, 3)).toBeLessThan(TOL);
   expect(await check(page, 'checkAttention', 'f16', 2, 1, 6, 5, 1, 10, 1, 2)).toBeLessThan(TOL);
+});
+
+test('greedy argmax: the first index of the maximum, as sampling.ts argmax (ties, NaN, infinities, odd vocab sizes)', async ({ page }) => {
+  // Rows cycle through planted cases (see checkArgmax); 9 rows cover each once.
+  for (const [vocab, rows, seed] of [[32000, 9, 1], [32000, 18, 2], [1, 3, 3], [37, 9, 4], [255, 9, 5], [257, 9, 6], [1000, 11, 7], [4099, 9, 8]] as const) {
+    const { got, want } = await call(page, 'checkArgmax', vocab, rows, seed);
+    expect(got, `vocab ${vocab} rows ${rows}`).toEqual(want);
+  }
+  // The planted rows' answers, independently of sampling.ts: ties, NaN, nothing eligible, +inf, -FLT_MAX, -0/+0, subnormal, all NaN.
+  const { want } = await call(page, 'checkArgmax', 1000, 9, 1);
+  expect(want.slice(3)).toEqual([0, 700, 1, 2, 10, 0]);
+  // The LM head of the last rows only (xRowOffset): logits row t gives tokens[t].
+  const { got, want: w2 } = await call(page, 'checkArgmax', 500, 7, 9, { xRowOffset: 3 });
+  expect(got).toEqual(w2);
 });

@@ -327,3 +327,71 @@ export async function checkQ4MatVec(format: 'q4f16' | 'q4f32', IN: number, OUT: 
   });
   return relErr(got.subarray(0, want.length), want);
 }
+
+/**
+ * Greedy argmax on the GPU (argmax.wgsl) against sampling.ts argmax, row by row. Rows are random
+ * with planted cases: the maximum at several indices (same thread and different threads), NaN,
+ * +-Infinity, rows with nothing eligible, signed zeros and subnormals. Returns both id lists.
+ */
+export async function checkArgmax(vocab: number, rows: number, seed: number, opts: { xRowOffset?: number } = {}) {
+  const { argmax } = await import('../../../src/engine/sampling.ts');
+  const off = opts.xRowOffset ?? 0;
+  const logitRows = rows - off;
+  const rng = seededRng(seed);
+  const x = randn(logitRows * vocab, seed, 3);
+  const at = (t: number, i: number, v: number) => {
+    if (i < vocab) x[t * vocab + i] = v;
+  };
+  const fill = (t: number, v: number) => x.fill(v, t * vocab, (t + 1) * vocab);
+  const pick = () => Math.floor(rng.uniform() * vocab);
+  for (let t = 0; t < logitRows; t++) {
+    switch (t % 9) {
+      case 1: // ties: the same maximum at random indices, one thread apart, and one stride (256) apart
+        for (const i of [pick(), pick(), 300, 301, 44, 44 + 256, pick()]) at(t, i, 50);
+        break;
+      case 2: // NaN everywhere around a maximum, including at index 0
+        for (let k = 0; k < 20; k++) at(t, pick(), NaN);
+        at(t, 0, NaN);
+        at(t, pick(), 40);
+        break;
+      case 3: // nothing eligible: only -Infinity and NaN gives 0
+        fill(t, -Infinity);
+        for (let k = 0; k < 5; k++) at(t, pick(), NaN);
+        break;
+      case 4: // +Infinity twice: the first wins; -Infinity elsewhere never does
+        at(t, pick(), -Infinity);
+        at(t, Math.min(vocab - 1, 700), Infinity);
+        at(t, Math.min(vocab - 1, 900), Infinity);
+        break;
+      case 5: // the most negative finite float beats -Infinity at index 0
+        fill(t, -3.4028234663852886e38);
+        at(t, 0, -Infinity);
+        break;
+      case 6: // -0 before +0 as the maximum: equal, so the first
+        fill(t, -1);
+        at(t, Math.min(vocab - 1, 9), 0);
+        at(t, Math.min(vocab - 1, 2), -0);
+        break;
+      case 7: // a subnormal maximum above zero (a flush to zero would pick the 0)
+        fill(t, -1);
+        at(t, Math.min(vocab - 1, 3), 0);
+        at(t, Math.min(vocab - 1, 10), 1e-45);
+        break;
+      case 8: // all NaN
+        fill(t, NaN);
+        break;
+    }
+  }
+  const want = Array.from({ length: logitRows }, (_, t) => argmax(x.subarray(t * vocab, (t + 1) * vocab)));
+  const [out] = await runKernel({
+    kernel: 'argmax',
+    constants: { VOCAB: vocab },
+    params: [rows, 0, off, rows],
+    group0: [undefined, x, new Uint32Array(rows).fill(0xdeadbeef)],
+    workgroups: [logitRows, 1, 1],
+    read: [{ group: 0, binding: 2 }],
+  });
+  const got = Array.from(new Uint32Array(out.buffer, out.byteOffset, rows));
+  // Tokens past the logits rows are not the kernel's: they keep their old contents.
+  return { got, want: [...want, ...new Array<number>(off).fill(0xdeadbeef)] };
+}

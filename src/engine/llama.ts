@@ -13,7 +13,7 @@ import { PipelineCache, bindGroup, type Dispatch, type KvFormat, type KernelVari
 import { createGpuAdapter, adapterZWidth, type AdapterSite, type GpuAdapter } from './adapters.ts';
 import type { AdapterManifest } from '../formats/adapter.ts';
 import { takeMatrix, takeVector, uploadTensors, type GpuMatrix, type LoadProgress, type UploadedTensors } from './weights.ts';
-import { activationSizes, batchForBudget, kvLayerBytes, DEFAULT_PREFILL_CHUNK, type MemoryPlan } from './memoryPlan.ts';
+import { activationSizes, batchForBudget, kvLayerBytes, DEFAULT_PREFILL_CHUNK, GREEDY_PIPELINE_DEPTH, type MemoryPlan } from './memoryPlan.ts';
 
 /** Rows one call's activation buffers hold: a prefill chunk, or one token of each batched sequence. */
 export function maxRowsPerCall(prefillChunk: number, maxBatch: number): number {
@@ -68,6 +68,8 @@ export class LlamaModel {
   /** Body dispatch lists: the base (key null) and one per resident adapter. */
   private readonly bodies = new Map<string | null, Dispatch[]>();
   private readonly dispatchesHead: Dispatch[] = [];
+  /** Greedy decoding: each logits row's argmax written into tokens (the next step's input). */
+  private dispatchArgmax!: Dispatch;
   private readonly ownBuffers: GPUBuffer[] = [];
   private readonly layers: LayerWeights[] = [];
   private readonly adapters = new Map<string, GpuAdapter>();
@@ -87,6 +89,8 @@ export class LlamaModel {
     private readonly kernelChoice: { q4MatVec: boolean; tiled: boolean },
     private readonly tensors: UploadedTensors,
     private readonly buf: Record<'params' | 'paramsHead' | 'tokens' | 'rowInfo' | 'x' | 'xn' | 'qkv' | 'attn' | 'gateUp' | 'ffn' | 'scores' | 'logits' | 'cosSin' | 'staging', GPUBuffer>,
+    /** decodeGreedy's readback ring: one buffer per step in flight, a u32 id per sequence. */
+    private readonly idStaging: GPUBuffer[],
     kvBytes: number,
     activationBytes: number,
   ) {
@@ -217,6 +221,8 @@ export class LlamaModel {
         cosSin: await mk('cosSin', a.cosSin),
         staging: await mk('staging', a.logits, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST),
       };
+      const idStaging: GPUBuffer[] = [];
+      for (let i = 0; i < GREEDY_PIPELINE_DEPTH; i++) idStaging.push(await mk(`greedy ids staging ${i}`, maxBatch * 4, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST));
       device.queue.writeBuffer(buf.cosSin, 0, ropeTable(ctx, c.headDim, c.ropeTheta));
       const kvFormat: KvFormat = mode === 'q4f16_1' || mode === 'q0f16' ? 'f16' : 'f32';
       const kvCaches: { k: GPUBuffer; v: GPUBuffer }[] = [];
@@ -224,9 +230,9 @@ export class LlamaModel {
         const bytes = maxBatch * kvLayerBytes(c, mode, ctx);
         kvCaches.push({ k: await mk(`kCache.${l}`, bytes), v: await mk(`vCache.${l}`, bytes) });
       }
-      const activationBytes = Object.values(buf).reduce((s, b) => s + b.size, 0);
+      const activationBytes = [...Object.values(buf), ...idStaging].reduce((s, b) => s + b.size, 0);
       const kvBytes = kvCaches.reduce((s, kv) => s + kv.k.size + kv.v.size, 0);
-      const model = new LlamaModel(gpu, c, mode, ctx, prefillChunk, maxBatch, kernelChoice, tensors, buf, kvBytes, activationBytes);
+      const model = new LlamaModel(gpu, c, mode, ctx, prefillChunk, maxBatch, kernelChoice, tensors, buf, idStaging, kvBytes, activationBytes);
       model.ownBuffers.push(...own);
       model.record(kvCaches, kvFormat);
       return model;
@@ -264,6 +270,9 @@ export class LlamaModel {
     const head = c.tieWordEmbeddings ? this.embed : takeMatrix(t, LM_HEAD_NAME, c.vocabSize, d);
     this.rmsnorm(this.dispatchesHead, this.buf.x, this.buf.xn, takeVector(t, FINAL_NORM_NAME, d), 'final norm');
     this.matmul(this.dispatchesHead, head, this.buf.xn, this.buf.logits, { accumulate: false, params: this.buf.paramsHead });
+    // Greedy: tokens[t] = argmax of logits row t (the head's rows, so the head's params).
+    const argmax = this.pipes.get('argmax', {}, { VOCAB: c.vocabSize });
+    this.dispatchArgmax = { label: 'argmax', pipeline: argmax, bindGroups: [bindGroup(this.device, argmax, 0, [this.buf.paramsHead, this.buf.logits, this.buf.tokens], 'argmax')], workgroups: (rows) => [rows, 1, 1] };
   }
 
   private matmul(list: Dispatch[], w: GpuMatrix, x: GPUBuffer, y: GPUBuffer, o: { accumulate: boolean; params?: GPUBuffer; act?: number; splitRow?: number }) {
@@ -544,20 +553,52 @@ export class LlamaModel {
 
   /** Encode and run one call: rows of (slot, token, position); LM head for rows headRow0.. (none if -1). */
   private async runRows(rows: { slot: number; token: number; pos: number }[], headRow0: number): Promise<Float32Array | null> {
+    const kvLen = this.writeRows(rows, headRow0);
+    this.device.queue.writeBuffer(this.buf.tokens, 0, new Uint32Array(rows.map((r) => r.token)));
+    const n = rows.length;
+    const headRows = headRow0 >= 0 ? n - headRow0 : 0;
+    const enc = this.device.createCommandEncoder();
+    this.encodeRows(enc, n, kvLen, headRow0, false);
+    const bytes = headRows * this.config.vocabSize * 4;
+    if (bytes > 0) enc.copyBufferToBuffer(this.buf.logits, 0, this.buf.staging, 0, bytes);
+    this.device.queue.submit([enc.finish()]);
+    if (bytes === 0) return null;
+    try {
+      await this.buf.staging.mapAsync(GPUMapMode.READ, 0, bytes);
+    } catch (e) {
+      throw await explainGpuFailure(this.gpu, e);
+    }
+    if (this.gpu.lost) throw this.gpu.lost;
+    const logits = new Float32Array(this.buf.staging.getMappedRange(0, bytes).slice(0));
+    this.buf.staging.unmap();
+    return logits;
+  }
+
+  /**
+   * Check a call's rows and queue their params, head params (if headRow0 >= 0) and row info
+   * (not the tokens: greedy steps take theirs from the previous step's argmax). Returns kvLen.
+   */
+  private writeRows(rows: { slot: number; pos: number }[], headRow0: number): number {
     if (this.gpu.lost) throw this.gpu.lost;
     for (const r of rows) {
       this.checkSlot(r.slot);
-      if (r.pos >= this.contextLength) {
-        throw new EngineError(`The context window is full (${this.contextLength} tokens). Start a new conversation or shorten the prompt.`);
-      }
+      if (r.pos >= this.contextLength) throw this.contextFull();
     }
     const n = rows.length;
     const kvLen = Math.max(...rows.map((r) => r.pos)) + 1;
     const q = this.device.queue;
     q.writeBuffer(this.buf.params, 0, new Uint32Array([n, 0, 0, kvLen]));
-    q.writeBuffer(this.buf.tokens, 0, new Uint32Array(rows.map((r) => r.token)));
     q.writeBuffer(this.buf.rowInfo, 0, new Uint32Array(rows.flatMap((r) => [r.slot, r.pos])));
-    const enc = this.device.createCommandEncoder();
+    if (headRow0 >= 0) q.writeBuffer(this.buf.paramsHead, 0, new Uint32Array([n, 0, headRow0, kvLen]));
+    return kvLen;
+  }
+
+  private contextFull(): EngineError {
+    return new EngineError(`The context window is full (${this.contextLength} tokens). Start a new conversation or shorten the prompt.`);
+  }
+
+  /** One compute pass: the body over n rows, then (headRow0 >= 0) the final norm, the LM head of rows headRow0.., and optionally their argmax into tokens. */
+  private encodeRows(enc: GPUCommandEncoder, n: number, kvLen: number, headRow0: number, argmax: boolean) {
     const pass = enc.beginComputePass();
     const run = (list: Dispatch[], r: number) => {
       for (const d of list) {
@@ -571,25 +612,85 @@ export class LlamaModel {
     run(this.bodies.get(this.activeAdapter)!, n);
     const headRows = headRow0 >= 0 ? n - headRow0 : 0;
     if (headRows > 0) {
-      q.writeBuffer(this.buf.paramsHead, 0, new Uint32Array([n, 0, headRow0, kvLen]));
       // The final norm runs over all rows; the LM head matmul reads rows headRow0.. only.
       run(this.dispatchesHead.slice(0, 1), n);
       run(this.dispatchesHead.slice(1), headRows);
+      if (argmax) run([this.dispatchArgmax], headRows);
     }
     pass.end();
-    const bytes = headRows * this.config.vocabSize * 4;
-    if (bytes > 0) enc.copyBufferToBuffer(this.buf.logits, 0, this.buf.staging, 0, bytes);
-    q.submit([enc.finish()]);
-    if (bytes === 0) return null;
-    try {
-      await this.buf.staging.mapAsync(GPUMapMode.READ, 0, bytes);
-    } catch (e) {
-      throw await explainGpuFailure(this.gpu, e);
-    }
+  }
+
+  /**
+   * Greedy decoding without a CPU round trip per token: each step appends one token to every
+   * entry's slot, and the GPU takes the argmax of each row's logits and writes it as the next
+   * step's input; only the ids (4 bytes a sequence) are read back, while later steps already run.
+   * Up to GREEDY_PIPELINE_DEPTH steps are in flight. onStep(ids, step) gets every step's ids (ids[i]:
+   * entry i's next token) in order; returning false submits no more steps, but those already in
+   * flight still run and are delivered (their ids are valid continuations). Returns the number of
+   * steps delivered; each entry's position advances by that much (the last ids are not in the cache).
+   */
+  async decodeGreedy(entries: { slot: number; token: number }[], steps: number, onStep: (ids: Uint32Array, step: number) => boolean | void): Promise<number> {
     if (this.gpu.lost) throw this.gpu.lost;
-    const logits = new Float32Array(this.buf.staging.getMappedRange(0, bytes).slice(0));
-    this.buf.staging.unmap();
-    return logits;
+    if (!Number.isInteger(steps) || steps < 0) throw new EngineError(`decodeGreedy needs a whole number of steps, not ${steps}.`);
+    if (entries.length > this.maxBatch) throw new EngineError(`${entries.length} sequences exceed the batch of ${this.maxBatch}.`);
+    if (new Set(entries.map((e) => e.slot)).size !== entries.length) throw new EngineError('decodeGreedy needs distinct slots.');
+    for (const e of entries) {
+      this.checkSlot(e.slot);
+      if (this.positions[e.slot] + steps > this.contextLength) throw this.contextFull();
+    }
+    if (entries.length === 0 || steps === 0) return 0;
+    const n = entries.length;
+    const bytes = n * 4;
+    const start = entries.map((e) => this.positions[e.slot]);
+    const q = this.device.queue;
+    // Step 0's input; every later step's is written by the previous step's argmax.
+    q.writeBuffer(this.buf.tokens, 0, new Uint32Array(entries.map((e) => e.token)));
+    const inFlight: { step: number; buffer: GPUBuffer; mapped: Promise<void> }[] = [];
+    let submitted = 0;
+    let delivered = 0;
+    let stop = false;
+    const submit = (step: number) => {
+      // Queue writes are ordered with submits: this step's params land after the previous step ran.
+      const kvLen = this.writeRows(entries.map((e, i) => ({ slot: e.slot, pos: start[i] + step })), 0);
+      const enc = this.device.createCommandEncoder();
+      this.encodeRows(enc, n, kvLen, 0, true);
+      const buffer = this.idStaging[step % GREEDY_PIPELINE_DEPTH];
+      enc.copyBufferToBuffer(this.buf.tokens, 0, buffer, 0, bytes);
+      q.submit([enc.finish()]);
+      const mapped = buffer.mapAsync(GPUMapMode.READ, 0, bytes);
+      mapped.catch(() => {}); // awaited below (or drained); never an unhandled rejection
+      inFlight.push({ step, buffer, mapped });
+    };
+    try {
+      while (inFlight.length > 0 || (!stop && submitted < steps)) {
+        while (!stop && submitted < steps && inFlight.length < GREEDY_PIPELINE_DEPTH) submit(submitted++);
+        const f = inFlight[0];
+        try {
+          await f.mapped;
+        } catch (e) {
+          throw await explainGpuFailure(this.gpu, e);
+        }
+        inFlight.shift();
+        const ids = new Uint32Array(f.buffer.getMappedRange(0, bytes).slice(0));
+        f.buffer.unmap();
+        if (this.gpu.lost) throw this.gpu.lost;
+        delivered++;
+        if (onStep(ids, f.step) === false) stop = true;
+      }
+    } finally {
+      // On an error, steps may still be in flight: a buffer with a pending map cannot be mapped
+      // again, so wait for each and unmap it before the error goes up.
+      for (const f of inFlight) {
+        try {
+          await f.mapped;
+          f.buffer.unmap();
+        } catch {
+          // the error that brought us here is the one to report
+        }
+      }
+      for (const e of entries) this.positions[e.slot] += delivered;
+    }
+    return delivered;
   }
 
   /** Forget a sequence: the slot's next call starts at position 0. */

@@ -74,17 +74,24 @@ export interface MemoryPlan {
 }
 
 /**
- * Bytes of the engine's own buffers for calls of up to `rows` rows: the two 16-byte Params
- * uniforms, token ids, row info (slot, position), activations, and the logits readback staging.
+ * Greedy decode steps in flight at once (LlamaModel.decodeGreedy): each has its own small readback
+ * buffer for the batch's next token ids, so the GPU runs the next step while one is read back.
  */
-export function activationBytes(c: LlamaConfig, ctx: number, rows: number): number {
+export const GREEDY_PIPELINE_DEPTH = 3;
+
+/**
+ * Bytes of the engine's own buffers for calls of up to `rows` rows and batches of up to `maxBatch`
+ * sequences: the two 16-byte Params uniforms, token ids, row info (slot, position), activations,
+ * the logits readback staging, and the ring of greedy token-id readback buffers (one u32 per sequence).
+ */
+export function activationBytes(c: LlamaConfig, ctx: number, rows: number, maxBatch: number): number {
   const a = activationSizes(c, ctx, rows);
-  return 2 * 16 + rows * 4 + rows * 8 + Object.values(a).reduce((s, v) => s + v, 0) + a.logits;
+  return 2 * 16 + rows * 4 + rows * 8 + Object.values(a).reduce((s, v) => s + v, 0) + a.logits + GREEDY_PIPELINE_DEPTH * maxBatch * 4;
 }
 
 /** GPU memory for a context of `ctx` tokens per sequence and up to `maxBatch` sequences decoded together. */
 export function planMemory(c: LlamaConfig, mode: QuantMode, ctx: number, chunk = DEFAULT_PREFILL_CHUNK, maxBatch = 1): MemoryPlan {
-  const activations = activationBytes(c, ctx, Math.max(Math.min(chunk, ctx), maxBatch));
+  const activations = activationBytes(c, ctx, Math.max(Math.min(chunk, ctx), maxBatch), maxBatch);
   const kvCache = 2 * c.numLayers * maxBatch * kvLayerBytes(c, mode, ctx);
   const weights = weightBytes(c, mode);
   return { weights, kvCache, activations, total: weights + kvCache + activations };

@@ -98,3 +98,30 @@ for (const mode of ['q0f32', 'q4f32_1'] as const) {
     expect(r.joinOrder).toEqual([0, 1, 2, 3, 4]);
   });
 }
+
+for (const mode of ['q0f32', 'q4f32_1'] as const) {
+  test(`${mode}: greedy decoding on the GPU stopped mid-pipeline delivers the steps in flight and keeps positions consistent`, async ({ page }) => {
+    const url = `/models/tiny/${mode}/`;
+    const prompt = await call(page, 'randomIds', 7, 21);
+    // Stop at step 4 of 20: steps 5 and 6 were already in flight (3 deep) and still arrive.
+    const r = await call(page, 'greedyStopInFlight', url, prompt, 4, 20, 5);
+    expect(r.stepsSeen).toEqual([0, 1, 2, 3, 4, 5, 6]);
+    expect(r.ran).toBe(7);
+    expect(r.positionAfterStop).toBe(prompt.length + 7);
+    expect(r.ran2).toBe(5);
+    expect(r.positionAtEnd).toBe(prompt.length + 12);
+    expect(r.ids).toHaveLength(13);
+    expect(r.ids).toEqual(r.want);
+  });
+}
+
+test('decodeGreedy refuses repeated slots, too many sequences and overflowing the context, and recovers when onStep throws', async ({ page }) => {
+  const r = await call(page, 'greedyMisuse', '/models/tiny/q0f32/');
+  expect(r.errors[0]).toMatch(/^EngineError: decodeGreedy needs distinct slots/);
+  expect(r.errors[1]).toMatch(/^EngineError: 3 sequences exceed the batch of 2/);
+  expect(r.errors[2]).toMatch(/^EngineError: The context window is full \(32 tokens\)/);
+  expect(r.errors[3]).toBe('Error: onStep failed');
+  expect(r.calls).toBe(2);
+  expect(r.afterThrow).toBe(r.before + 2);
+  expect(r.ran).toBe(8);
+});

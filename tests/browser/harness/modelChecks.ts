@@ -121,3 +121,59 @@ export async function batchedVsAlone(url: string, prompts: number[][], maxBatch:
   }
   return { batched: batched.map((r) => r.ids), stopReasons: batched.map((r) => r.stopReason), alone, want, joinOrder };
 }
+
+/**
+ * model.decodeGreedy told to stop (onStep returns false) at step `stopAt` of `steps`: the steps
+ * already in flight are still delivered, in order, and the slot's position counts exactly the
+ * delivered steps, so a second decodeGreedy from the last id continues the reference's greedy ids.
+ */
+export async function greedyStopInFlight(url: string, prompt: number[], stopAt: number, steps: number, more: number) {
+  const { argmax } = await import('../../../src/engine/sampling.ts');
+  const engine = await engineFor(url);
+  const ref = await referenceFor(url);
+  const model = engine.model!;
+  model.reset(0);
+  const ids = [argmax(await model.forward(prompt))];
+  const stepsSeen: number[] = [];
+  const ran = await model.decodeGreedy([{ slot: 0, token: ids[0] }], steps, (out, step) => {
+    stepsSeen.push(step);
+    ids.push(out[0]);
+    return step < stopAt;
+  });
+  const positionAfterStop = model.positions[0];
+  const ran2 = await model.decodeGreedy([{ slot: 0, token: ids[ids.length - 1] }], more, (out) => void ids.push(out[0]));
+  return { ran, ran2, stepsSeen, positionAfterStop, positionAtEnd: model.positions[0], ids, want: ref.greedyGenerate(prompt, ids.length, []) };
+}
+
+/** decodeGreedy's refusals (as EngineError messages), and recovery after onStep throws mid-pipeline. */
+export async function greedyMisuse(url: string) {
+  const engine = await engineFor(url, { maxBatch: 2, contextLength: 32 });
+  const model = engine.model!;
+  const errors: string[] = [];
+  const attempt = async (f: () => Promise<unknown>) => {
+    try {
+      await f();
+      errors.push('no error');
+    } catch (e) {
+      errors.push(`${(e as Error).name}: ${(e as Error).message}`);
+    }
+  };
+  model.reset(0);
+  model.reset(1);
+  await model.forward([1, 5, 9]);
+  await attempt(() => model.decodeGreedy([{ slot: 0, token: 3 }, { slot: 0, token: 4 }], 2, () => {}));
+  await attempt(() => model.decodeGreedy([{ slot: 0, token: 3 }, { slot: 1, token: 4 }, { slot: 2, token: 5 }], 2, () => {}));
+  await attempt(() => model.decodeGreedy([{ slot: 0, token: 3 }], 30, () => {}));
+  const before = model.positions[0];
+  let calls = 0;
+  await attempt(() =>
+    model.decodeGreedy([{ slot: 0, token: 3 }], 10, (_ids, step) => {
+      calls++;
+      if (step === 1) throw new Error('onStep failed');
+    }),
+  );
+  const afterThrow = model.positions[0];
+  // Every staging buffer was unmapped: a full run (more steps than the ring holds) works.
+  const ran = await model.decodeGreedy([{ slot: 0, token: 3 }, { slot: 1, token: 7 }], 8, () => {});
+  return { errors, calls, before, afterThrow, ran };
+}

@@ -8,7 +8,7 @@ import type { LlamaConfig, QuantMode } from '../formats/llamaConfig.ts';
 import { loadModelManifest } from '../formats/modelFiles.ts';
 import { createGpuContext, type GpuContext } from './gpu.ts';
 import { LlamaModel, type ModelLoadOptions } from './llama.ts';
-import { Sampler, type SamplingOptions } from './sampling.ts';
+import { Sampler, argmax, type SamplingOptions } from './sampling.ts';
 import { EngineError } from './errors.ts';
 import { ADAPTER_MANIFEST_FILE, checkAdapterAgainstBase, parseAdapterManifest, readAdapterTensors } from '../formats/adapter.ts';
 
@@ -97,6 +97,10 @@ export class Engine {
     const prefillMs = performance.now() - t0;
     const t1 = performance.now();
     let stopReason: StopReason = 'length';
+    if (sampler.greedy) {
+      stopReason = await this.decodeGreedyOne(model, promptIds.length, logits, maxNew, stop, ids, opts);
+      return { ids, stopReason, prefillTokens: promptIds.length, prefillMs, decodeTokens: Math.max(ids.length - 1, 0), decodeMs: performance.now() - t1 };
+    }
     while (ids.length < maxNew) {
       if (opts.signal?.aborted) {
         stopReason = 'cancelled';
@@ -123,6 +127,35 @@ export class Engine {
       decodeTokens: Math.max(ids.length - 1, 0),
       decodeMs: performance.now() - t1,
     };
+  }
+
+  /**
+   * generate's greedy decode: the first id from the prefill logits (on the CPU), every later one
+   * chosen on the GPU (model.decodeGreedy), with the same per-token checks as the sampling loop
+   * (abort, onToken, stop ids, length). Fills `ids`; leaves slot 0 holding the prompt and every id
+   * but the last (as the sampling loop does when a token ends it). Ids of steps still in flight
+   * after a stop are dropped.
+   */
+  private async decodeGreedyOne(model: LlamaModel, promptLen: number, logits: Float32Array, maxNew: number, stop: Set<number>, ids: number[], opts: GenerateOptions): Promise<StopReason> {
+    let reason: StopReason | null = null;
+    const accept = (id: number) => {
+      ids.push(id);
+      if (opts.onToken?.(id, ids.length - 1) === true) reason = 'stop';
+      else if (stop.has(id)) reason = 'eos';
+      else if (ids.length >= maxNew) reason = 'length';
+    };
+    if (opts.signal?.aborted) return 'cancelled';
+    accept(argmax(logits));
+    if (reason === null) {
+      await model.decodeGreedy([{ slot: 0, token: ids[0] }], maxNew - 1, (out) => {
+        if (reason !== null) return false;
+        if (opts.signal?.aborted) reason = 'cancelled';
+        else accept(out[0]);
+        return reason === null;
+      });
+      model.rewind(promptLen + ids.length - 1);
+    }
+    return reason ?? 'length';
   }
 
   /**
@@ -221,15 +254,17 @@ export class Engine {
       active.splice(active.indexOf(a), 1);
       opts.onDone?.(a.seq, r);
     };
-    /** Sample the next token of a sequence from its logits; true when it has ended. */
-    const advance = (a: Active): boolean => {
-      const id = a.sampler.next(a.logits);
+    /** Give a sequence its next token; true when it has ended. */
+    const accept = (a: Active, id: number): boolean => {
       a.ids.push(id);
       if (opts.onToken?.(a.seq, id, a.ids.length - 1) === true) return finish(a, 'stop'), true;
       if (stop.has(id)) return finish(a, 'eos'), true;
       if (a.ids.length >= a.maxNew) return finish(a, 'length'), true;
       return false;
     };
+    /** Sample the next token of a sequence from its logits; true when it has ended. */
+    const advance = (a: Active): boolean => accept(a, a.sampler.next(a.logits));
+    const greedy = new Sampler(opts).greedy;
     while (next < prompts.length || active.length > 0) {
       if (opts.signal?.aborted) {
         for (const a of [...active]) finish(a, 'cancelled');
@@ -250,8 +285,27 @@ export class Engine {
         advance(a);
       }
       if (active.length === 0) continue;
-      // One decode step for every active sequence.
       const batch = [...active];
+      if (greedy) {
+        // Greedy: the GPU picks each next token and runs ahead; decode until a sequence ends (its
+        // slot then admits a waiting prompt) or the shortest remaining length is reached.
+        const steps = Math.min(...batch.map((a) => a.maxNew - a.ids.length));
+        let ended = false;
+        await model.decodeGreedy(
+          batch.map((a) => ({ slot: a.slot, token: a.ids[a.ids.length - 1] })),
+          steps,
+          (out) => {
+            if (opts.signal?.aborted) return false;
+            // Steps in flight after a sequence ended still carry valid ids for the others.
+            batch.forEach((a, i) => {
+              if (active.includes(a) && accept(a, out[i])) ended = true;
+            });
+            return !ended;
+          },
+        );
+        continue;
+      }
+      // One decode step for every active sequence.
       const logits = await model.decodeBatch(batch.map((a) => ({ slot: a.slot, token: a.ids[a.ids.length - 1] })));
       batch.forEach((a, i) => {
         a.logits = logits[i];

@@ -113,6 +113,21 @@ for (const mode of ['q0f32', 'q4f32_1'] as const) {
     expect(r.ids).toHaveLength(13);
     expect(r.ids).toEqual(r.want);
   });
+
+  test(`${mode}: after a greedy generate() stopped early the cache holds prompt + ids - 1 tokens and decoding continues like the reference`, async ({ page }) => {
+    const url = `/models/tiny/${mode}/`;
+    const prompt = await call(page, 'randomIds', 5, 22);
+    const r = await call(page, 'generateThenContinue', url, prompt, 30, 6, 4);
+    expect(r.stopReason).toBe('stop');
+    expect(r.generated).toHaveLength(6);
+    expect(r.position).toBe(prompt.length + 6 - 1);
+    expect(r.ids).toEqual(r.want);
+    // Run to the length limit: nothing stops it early.
+    const full = await call(page, 'generateThenContinue', url, prompt, 9, 99, 2);
+    expect(full.stopReason).toBe('length');
+    expect(full.position).toBe(prompt.length + 9 - 1);
+    expect(full.ids).toEqual(full.want);
+  });
 }
 
 test('decodeGreedy refuses repeated slots, too many sequences and overflowing the context, and recovers when onStep throws', async ({ page }) => {

@@ -145,6 +145,22 @@ export async function greedyStopInFlight(url: string, prompt: number[], stopAt: 
   return { ran, ran2, stepsSeen, positionAfterStop, positionAtEnd: model.positions[0], ids, want: ref.greedyGenerate(prompt, ids.length, []) };
 }
 
+/**
+ * engine.generate (greedy, the GPU path) stopped by onToken after `stopAfter` tokens: slot 0 then
+ * holds the prompt and every id but the last (position prompt + ids - 1), and decoding on from the
+ * last id gives the reference's continuation.
+ */
+export async function generateThenContinue(url: string, prompt: number[], maxNewTokens: number, stopAfter: number, more: number) {
+  const engine = await engineFor(url);
+  const ref = await referenceFor(url);
+  const r = await engine.generate(prompt, { maxNewTokens, onToken: (_id, index) => index + 1 >= stopAfter });
+  const model = engine.model!;
+  const position = model.positions[0];
+  const ids = [...r.ids];
+  await model.decodeGreedy([{ slot: 0, token: ids[ids.length - 1] }], more, (out) => void ids.push(out[0]));
+  return { generated: r.ids, stopReason: r.stopReason, position, ids, want: ref.greedyGenerate(prompt, ids.length, []) };
+}
+
 /** decodeGreedy's refusals (as EngineError messages), and recovery after onStep throws mid-pipeline. */
 export async function greedyMisuse(url: string) {
   const engine = await engineFor(url, { maxBatch: 2, contextLength: 32 });

@@ -22,13 +22,18 @@ export interface BenchOptions {
   gen: number;
 }
 
-export interface DecodeMeasure {
-  adapter: string | null;
+export interface DecodeTiming {
   tokensPerSecond: number; // all sequences together
   msPerStep: number;
-  bytesPerStep: number;
   efficiency: number; // bytesPerStep * steps/s / copy bandwidth
   overhead: number | null; // decode time vs the base, with an adapter
+}
+
+/** Decode with every step's logits read back (model.decodeBatch), and greedy with the argmax on the GPU, pipelined (model.decodeGreedy). */
+export interface DecodeMeasure extends DecodeTiming {
+  adapter: string | null;
+  bytesPerStep: number;
+  greedy: DecodeTiming;
 }
 
 export interface BenchResult {
@@ -124,17 +129,25 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
     for (let i = 1; i < o.gen; i++) await model.decodeBatch(entries);
     const steps = o.gen - 1;
     const msPerStep = (performance.now() - t) / steps;
+    // The same steps again, greedy: argmax on the GPU, only ids read back, steps pipelined.
+    for (let s = 0; s < o.batch; s++) {
+      model.reset(s);
+      await model.prefillSlot(s, prompt(s));
+    }
+    await model.decodeGreedy(entries, 1, () => {}); // warm-up (the argmax pipeline)
+    const tg = performance.now();
+    await model.decodeGreedy(entries, steps, () => {});
+    const greedyMsPerStep = (performance.now() - tg) / steps;
     const meanPos = o.promptLen + 1 + steps / 2;
     const bytesPerStep = decodeBytesPerStep(info.config, info.mode, o.batch, meanPos, adapterBytes);
     const base = decode[0];
-    decode.push({
-      adapter,
-      tokensPerSecond: (o.batch * 1000) / msPerStep,
-      msPerStep,
-      bytesPerStep,
-      efficiency: (bytesPerStep * (1000 / msPerStep)) / copyBytesPerSecond,
-      overhead: base && adapter ? msPerStep / base.msPerStep - 1 : null,
+    const timing = (ms: number, baseMs: number | undefined): DecodeTiming => ({
+      tokensPerSecond: (o.batch * 1000) / ms,
+      msPerStep: ms,
+      efficiency: (bytesPerStep * (1000 / ms)) / copyBytesPerSecond,
+      overhead: baseMs !== undefined && adapter ? ms / baseMs - 1 : null,
     });
+    decode.push({ adapter, bytesPerStep, ...timing(msPerStep, base?.msPerStep), greedy: timing(greedyMsPerStep, base?.greedy.msPerStep) });
   };
   await measureDecode(null, 0);
   for (const a of o.adapters) {

@@ -44,6 +44,34 @@ test('a lost GPU device fails the next generation with DeviceLostError saying to
   expect(r.error?.message).toMatch(/Reload the model/);
 });
 
+test('a device lost while greedy steps are in flight fails the generation with DeviceLostError, leaving no unhandled rejection', async ({ page }) => {
+  const unhandled: string[] = [];
+  page.on('pageerror', (e) => unhandled.push(e.message));
+  const r = await page.evaluate(async () => {
+    const rejections: string[] = [];
+    addEventListener('unhandledrejection', (e) => rejections.push(String((e as PromiseRejectionEvent).reason)));
+    const { Engine } = await import(/* @vite-ignore */ '/src/engine/engine.ts' as string);
+    const { httpModelSource } = await import(/* @vite-ignore */ '/src/formats/modelFiles.ts' as string);
+    const engine = new Engine();
+    await engine.load(httpModelSource('/models/tiny/q4f32_1/'));
+    let seen = 0;
+    let error: { name: string; message: string } | null = null;
+    try {
+      // Token 3 arrives while the next steps' readbacks are pending: lose the device then.
+      await engine.generate([1, 450], { maxNewTokens: 30, onToken: (_id: number, i: number) => void ((seen = i + 1) === 3 && engine.model!.gpu.device.destroy()) });
+    } catch (e) {
+      error = { name: (e as Error).name, message: (e as Error).message };
+    }
+    await new Promise((res) => setTimeout(res, 500));
+    return { seen, error, rejections };
+  });
+  expect(r.error?.name).toBe('DeviceLostError');
+  expect(r.seen).toBeGreaterThanOrEqual(3);
+  expect(r.seen).toBeLessThan(30);
+  expect(r.rejections).toEqual([]);
+  expect(unhandled).toEqual([]);
+});
+
 test('an allocation the GPU cannot make fails with GPUOutOfMemoryError, naming the buffer and size', async ({ page }) => {
   const r = await page.evaluate(async () => {
     const { Engine } = await import(/* @vite-ignore */ '/src/engine/engine.ts' as string);

@@ -130,6 +130,15 @@ for (const mode of ['q0f32', 'q4f32_1'] as const) {
   });
 }
 
+test('sampling with a temperature keeps the logits path (a near-zero temperature gives the reference greedy ids)', async ({ page }) => {
+  const prompts = await Promise.all([4, 9, 6].map((n, i) => call(page, 'randomIds', n, 60 + i)));
+  const r = await call(page, 'samplingPath', '/models/tiny/q0f32/', prompts, 10);
+  expect(r.samplingCalls).toBe(0);
+  expect(r.greedyCalls).toBe(1);
+  expect(r.alone).toEqual(r.want);
+  expect(r.batched).toEqual(r.want);
+});
+
 test('decodeGreedy refuses repeated slots, too many sequences and overflowing the context, and recovers when onStep throws', async ({ page }) => {
   const r = await call(page, 'greedyMisuse', '/models/tiny/q0f32/');
   expect(r.errors[0]).toMatch(/^EngineError: decodeGreedy needs distinct slots/);

@@ -193,3 +193,27 @@ export async function greedyMisuse(url: string) {
   const ran = await model.decodeGreedy([{ slot: 0, token: 3 }, { slot: 1, token: 7 }], 8, () => {});
   return { errors, calls, before, afterThrow, ran };
 }
+
+/**
+ * Sampling with a temperature keeps the logits path (decodeGreedy is never called); a temperature
+ * so low that only the maximum keeps any probability gives the reference's greedy ids, alone and batched.
+ */
+export async function samplingPath(url: string, prompts: number[][], maxNewTokens: number) {
+  const engine = await engineFor(url, { maxBatch: 2 });
+  const ref = await referenceFor(url);
+  const model = engine.model!;
+  const original = model.decodeGreedy;
+  let greedyCalls = 0;
+  model.decodeGreedy = (...a) => (greedyCalls++, original.apply(model, a));
+  try {
+    const temperature = 1e-6;
+    const alone = [];
+    for (const p of prompts) alone.push((await engine.generate(p, { maxNewTokens, temperature })).ids);
+    const batched = (await engine.generateBatch(prompts, { maxNewTokens, temperature })).map((r) => r.ids);
+    const samplingCalls = greedyCalls;
+    await engine.generate(prompts[0], { maxNewTokens: 3 });
+    return { alone, batched, samplingCalls, greedyCalls, want: prompts.map((p) => ref.greedyGenerate(p, maxNewTokens)) };
+  } finally {
+    model.decodeGreedy = original;
+  }
+}

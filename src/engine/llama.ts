@@ -72,7 +72,7 @@ export class LlamaModel {
   private readonly layers: LayerWeights[] = [];
   private readonly adapters = new Map<string, GpuAdapter>();
   private activeAdapter: string | null = null;
-  private scratch: { zWidth: number; z: GPUBuffer; xSplit: GPUBuffer; tmp: GPUBuffer; dummy: GPUBuffer } | null = null;
+  private scratch: { zWidth: number; z: GPUBuffer; xSplit: GPUBuffer; tmp: GPUBuffer } | null = null;
   private embed!: GpuMatrix;
   private kvCaches: { k: GPUBuffer; v: GPUBuffer }[] = [];
   private kvFormat: KvFormat = 'f32';
@@ -180,7 +180,7 @@ export class LlamaModel {
 
   /** Free the activations, KV caches and adapter scratch (not the weights, not adapters' weights). */
   private releaseActivations() {
-    if (this.scratch) for (const b of [this.scratch.z, this.scratch.xSplit, this.scratch.tmp, this.scratch.dummy]) b.destroy();
+    if (this.scratch) for (const b of [this.scratch.z, this.scratch.xSplit, this.scratch.tmp]) b.destroy();
     this.scratch = null;
     for (const b of this.ownBuffers) b.destroy();
     this.ownBuffers.length = 0;
@@ -328,8 +328,12 @@ export class LlamaModel {
     this.matmul(list, w, x, this.scratch!.z, { accumulate: false, act: a.act });
   }
 
-  /** An adapter site's up-projection onto y (see adapterUp.wgsl for the three modes). */
-  private adapterUp(list: Dispatch[], site: AdapterSite, y: GPUBuffer, res: GPUBuffer | null, label: string) {
+  /**
+   * A series site's up-projection (see adapterUp.wgsl): onto its input (gate/up) or the linear's
+   * output (down). 'add' sites have none: matmul() fuses their up-projection into the base matmul.
+   */
+  private adapterUp(list: Dispatch[], site: AdapterSite, y: GPUBuffer, res: GPUBuffer, label: string) {
+    if (site.mode === 'add') throw new EngineError(`${label}: 'add' adapters are fused into their base matmul.`);
     const split = site.mode === 'seriesInput';
     const constants = {
       N: site.n,
@@ -337,10 +341,8 @@ export class LlamaModel {
       SEG1: site.seg1,
       SEG2: site.seg2,
       Z_STRIDE: site.segments * site.r,
-      OUT_W: site.mode === 'add' && site.segments > 1 ? site.n : this.config.hiddenSize,
+      OUT_W: this.config.hiddenSize,
       SEG_W: this.config.hiddenSize,
-      ACC: site.mode === 'seriesInput' ? 0 : 1,
-      HAS_RES: res ? 1 : 0,
       SPLIT_OUT: split ? 1 : 0,
     };
     const pipeline = this.pipes.get('adapterUp', {}, constants);
@@ -348,7 +350,7 @@ export class LlamaModel {
       label,
       pipeline,
       bindGroups: [
-        bindGroup(this.device, pipeline, 0, [this.buf.params, this.scratch!.z, y, res ?? this.scratch!.dummy, site.scales], label),
+        bindGroup(this.device, pipeline, 0, [this.buf.params, this.scratch!.z, y, res, site.scales], label),
         bindGroup(this.device, pipeline, 1, [site.up], `${label} weights`),
       ],
       workgroups: (rows) => [Math.ceil(site.n / 64), rows, 1],
@@ -489,13 +491,12 @@ export class LlamaModel {
       z: await createBufferChecked(this.device, 'adapter z', chunk * zWidth * 4, usage),
       xSplit: await createBufferChecked(this.device, 'adapter split inputs', 2 * chunk * c.hiddenSize * 4, usage),
       tmp: await createBufferChecked(this.device, 'adapter down output', chunk * c.hiddenSize * 4, usage),
-      dummy: await createBufferChecked(this.device, 'adapter dummy', 16, usage),
     };
     const old = this.scratch;
     this.scratch = next;
     // Bind groups of resident adapters point at the old scratch: rebuild them.
     for (const [name, a] of this.adapters) this.bodies.set(name, this.buildBody(a));
-    if (old) for (const b of [old.z, old.xSplit, old.tmp, old.dummy]) b.destroy();
+    if (old) for (const b of [old.z, old.xSplit, old.tmp]) b.destroy();
   }
 
   /** Tokens in slot 0's cache (the single-sequence API). */

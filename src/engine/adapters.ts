@@ -1,9 +1,11 @@
 /**
  * Adapters on the GPU: a converted adapter (src/formats/adapter.ts) becomes, per layer, one
  * "site" per fused linear it touches (qkv, o, gate_up, down). Each site's modules are stacked so a
- * site costs two small dispatches whatever it targets: one down-projection for every segment
- * (q | k | v, or gate | up) and one up-projection that lands each segment on its rows.
- * Untargeted segments are zero, which leaves their rows unchanged.
+ * site costs at most two small dispatches whatever it targets: one down-projection for every
+ * segment (q | k | v, or gate | up) and one up-projection that lands each segment on its rows.
+ * Untargeted segments are zero, which leaves their rows unchanged. In mode 'add' the
+ * up-projection is no dispatch of its own: the base matmul adds it as it writes its output
+ * (adapterAdd.wgsl), so such a site costs one extra dispatch; series sites keep adapterUp.wgsl.
  *
  *   LoRA:      y = W x + (alpha / r) B (A x)                      (mode 'add', act none)
  *   parallel:  y = W x + s up(act(down x))                         (mode 'add')

@@ -1,6 +1,7 @@
 /**
  * WGSL kernel assembly and pipeline cache. Each kernel lives in its own file under kernels/;
- * shared snippets (the Params struct, weight and KV-cache access) are pulled in by `#include`.
+ * shared snippets (the Params struct, weight and KV-cache access, a fused adapter's term) are pulled
+ * in by `#include`.
  * Shapes are pipeline-overridable constants, so one compiled pipeline serves a whole model.
  */
 import paramsWgsl from './kernels/params.wgsl?raw';
@@ -19,6 +20,7 @@ import attnSoftmaxWgsl from './kernels/attnSoftmax.wgsl?raw';
 import attnOutputWgsl from './kernels/attnOutput.wgsl?raw';
 import swigluWgsl from './kernels/swiglu.wgsl?raw';
 import adapterUpWgsl from './kernels/adapterUp.wgsl?raw';
+import adapterAddWgsl from './kernels/adapterAdd.wgsl?raw';
 import activationWgsl from './kernels/activation.wgsl?raw';
 import bandwidthCopyWgsl from './kernels/bandwidthCopy.wgsl?raw';
 import q4MatVecWgsl from './kernels/q4MatVec.wgsl?raw';
@@ -52,7 +54,17 @@ export interface KernelVariant {
   kv?: KvFormat;
   /** Use subgroup operations for reductions (only when the device has the 'subgroups' feature). */
   subgroups?: boolean;
+  /**
+   * Matmul kernels: fuse a LoRA / parallel adapter's up-projection (adapterAdd.wgsl, bind group 2).
+   * A source variant rather than only an override: bindings a shader names are in its 'auto' layout
+   * whatever an override says, so a pipeline without the adapter must not name them at all.
+   */
+  adapterAdd?: boolean;
 }
+
+/** What `#include adapterAdd` becomes in a matmul without an adapter: no bindings, no term. */
+const ADAPTER_ADD_OFF = `const ADAPTER_ADD: bool = false;
+fn adapterTerm(t: u32, o: u32, j0: u32, dj: u32) -> f32 { return 0.0; }`;
 
 function weightSnippet(format: WeightFormat): string {
   switch (format) {
@@ -86,6 +98,11 @@ const KV_STORE: Record<KvFormat, string> = {
 export function kernelSource(name: KernelName, variant: KernelVariant = {}): string {
   let src = KERNELS[name];
   src = src.replace('#include params', paramsWgsl).replace('#include activation', activationWgsl);
+  if (src.includes('#include adapterAdd')) {
+    src = src.replace('#include adapterAdd', variant.adapterAdd ? adapterAddWgsl : ADAPTER_ADD_OFF);
+  } else if (variant.adapterAdd) {
+    throw new Error(`kernel ${name} cannot fuse an adapter`);
+  }
   if (src.includes('#include weight')) {
     if (!variant.weight) throw new Error(`kernel ${name} needs a weight format`);
     src = src.replace('#include weight', weightSnippet(variant.weight));
@@ -118,7 +135,7 @@ export class PipelineCache {
   constructor(private readonly device: GPUDevice) {}
 
   get(name: KernelName, variant: KernelVariant, constants: Record<string, number>): GPUComputePipeline {
-    const key = `${name}|${variant.weight ?? ''}|${variant.kv ?? ''}|${variant.subgroups ? 'sg' : ''}|${JSON.stringify(constants)}`;
+    const key = `${name}|${variant.weight ?? ''}|${variant.kv ?? ''}|${variant.subgroups ? 'sg' : ''}|${variant.adapterAdd ? 'adapter' : ''}|${JSON.stringify(constants)}`;
     let p = this.pipelines.get(key);
     if (!p) {
       const module = this.device.createShaderModule({ code: kernelSource(name, variant), label: name });

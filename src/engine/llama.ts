@@ -74,7 +74,7 @@ export class LlamaModel {
   private readonly layers: LayerWeights[] = [];
   private readonly adapters = new Map<string, GpuAdapter>();
   private activeAdapter: string | null = null;
-  private scratch: { zWidth: number; z: GPUBuffer; xSplit: GPUBuffer; tmp: GPUBuffer; dummy: GPUBuffer } | null = null;
+  private scratch: { zWidth: number; z: GPUBuffer; xSplit: GPUBuffer; tmp: GPUBuffer } | null = null;
   private embed!: GpuMatrix;
   private kvCaches: { k: GPUBuffer; v: GPUBuffer }[] = [];
   private kvFormat: KvFormat = 'f32';
@@ -184,7 +184,7 @@ export class LlamaModel {
 
   /** Free the activations, KV caches and adapter scratch (not the weights, not adapters' weights). */
   private releaseActivations() {
-    if (this.scratch) for (const b of [this.scratch.z, this.scratch.xSplit, this.scratch.tmp, this.scratch.dummy]) b.destroy();
+    if (this.scratch) for (const b of [this.scratch.z, this.scratch.xSplit, this.scratch.tmp]) b.destroy();
     this.scratch = null;
     for (const b of this.ownBuffers) b.destroy();
     this.ownBuffers.length = 0;
@@ -275,19 +275,31 @@ export class LlamaModel {
     this.dispatchArgmax = { label: 'argmax', pipeline: argmax, bindGroups: [bindGroup(this.device, argmax, 0, [this.buf.paramsHead, this.buf.logits, this.buf.tokens], 'argmax')], workgroups: (rows) => [rows, 1, 1] };
   }
 
-  private matmul(list: Dispatch[], w: GpuMatrix, x: GPUBuffer, y: GPUBuffer, o: { accumulate: boolean; params?: GPUBuffer; act?: number; splitRow?: number }) {
+  /**
+   * y (+)= W x, in whichever kernel suits the weights and the row count. With `adapter` (an 'add'
+   * site whose z = act(D x) the adapter's down-projection has just written), the same dispatch
+   * adds scale[seg] U z to every output (adapterAdd.wgsl): no separate up-projection pass.
+   */
+  private matmul(list: Dispatch[], w: GpuMatrix, x: GPUBuffer, y: GPUBuffer, o: { accumulate: boolean; params?: GPUBuffer; act?: number; splitRow?: number; adapter?: AdapterSite }) {
     const constants: Record<string, number> = { IN: w.cols, OUT: w.rows, ACCUMULATE: o.accumulate ? 1 : 0, ACT: o.act ?? 0 };
     if (o.splitRow !== undefined) constants.SPLIT_ROW = o.splitRow;
+    const ad = o.adapter;
+    if (ad) {
+      if (ad.mode !== 'add' || ad.n !== w.rows) throw new EngineError(`An adapter in mode ${ad.mode} with ${ad.n} rows cannot be fused into ${w.name}.`);
+      Object.assign(constants, { R: ad.r, SEG1: ad.seg1, SEG2: ad.seg2, Z_STRIDE: ad.segments * ad.r });
+    }
+    const variant = (v: KernelVariant): KernelVariant => (ad ? { ...v, adapterAdd: true } : v);
     const groups = (pipeline: GPUComputePipeline) => [
       bindGroup(this.device, pipeline, 0, [o.params ?? this.buf.params, x, y], w.name),
       bindGroup(this.device, pipeline, 1, [w.data, w.scale], `${w.name} weights`),
+      ...(ad ? [bindGroup(this.device, pipeline, 2, [this.scratch!.z, ad.up, ad.scales], `${w.name} adapter`)] : []),
     ];
-    const pipeline = this.pipes.get('matmul', { weight: w.format }, constants);
+    const pipeline = this.pipes.get('matmul', variant({ weight: w.format }), constants);
     let general: Dispatch = { label: `matmul ${w.name}`, pipeline, bindGroups: groups(pipeline), workgroups: (rows) => [Math.ceil(w.rows / 64), Math.ceil(rows / 8), 1] };
     // Many rows (prefill) on a GPU: the tiled kernel, from 9 rows up. (Split inputs keep the general one.)
     if (this.kernelChoice.tiled && o.splitRow === undefined) {
       const { SPLIT_ROW: _s, ...tiledConstants } = constants;
-      const tiled = this.pipes.get('matmulTiled', { weight: w.format }, tiledConstants);
+      const tiled = this.pipes.get('matmulTiled', variant({ weight: w.format }), tiledConstants);
       const t: Dispatch = { label: `tiled matmul ${w.name}`, pipeline: tiled, bindGroups: groups(tiled), workgroups: (rows) => [Math.ceil(w.rows / 64), Math.ceil(rows / 64), 1] };
       general = { ...general, maxRows: 8, alt: t };
     }
@@ -297,7 +309,7 @@ export class LlamaModel {
     }
     // q4 decode (up to 8 rows: one token, or a small batch): the wide-load matrix-vector kernel.
     const { ACT: _act, ...q4Constants } = constants;
-    const mv = this.pipes.get('q4MatVec', { weight: w.format, subgroups: this.gpu.hasSubgroups }, q4Constants);
+    const mv = this.pipes.get('q4MatVec', variant({ weight: w.format, subgroups: this.gpu.hasSubgroups }), q4Constants);
     const x65535 = Math.min(w.rows, 65535);
     list.push({
       label: `q4 matvec ${w.name}`,
@@ -325,8 +337,12 @@ export class LlamaModel {
     this.matmul(list, w, x, this.scratch!.z, { accumulate: false, act: a.act });
   }
 
-  /** An adapter site's up-projection onto y (see adapterUp.wgsl for the three modes). */
-  private adapterUp(list: Dispatch[], site: AdapterSite, y: GPUBuffer, res: GPUBuffer | null, label: string) {
+  /**
+   * A series site's up-projection (see adapterUp.wgsl): onto its input (gate/up) or the linear's
+   * output (down). 'add' sites have none: matmul() fuses their up-projection into the base matmul.
+   */
+  private adapterUp(list: Dispatch[], site: AdapterSite, y: GPUBuffer, res: GPUBuffer, label: string) {
+    if (site.mode === 'add') throw new EngineError(`${label}: 'add' adapters are fused into their base matmul.`);
     const split = site.mode === 'seriesInput';
     const constants = {
       N: site.n,
@@ -334,10 +350,8 @@ export class LlamaModel {
       SEG1: site.seg1,
       SEG2: site.seg2,
       Z_STRIDE: site.segments * site.r,
-      OUT_W: site.mode === 'add' && site.segments > 1 ? site.n : this.config.hiddenSize,
+      OUT_W: this.config.hiddenSize,
       SEG_W: this.config.hiddenSize,
-      ACC: site.mode === 'seriesInput' ? 0 : 1,
-      HAS_RES: res ? 1 : 0,
       SPLIT_OUT: split ? 1 : 0,
     };
     const pipeline = this.pipes.get('adapterUp', {}, constants);
@@ -345,7 +359,7 @@ export class LlamaModel {
       label,
       pipeline,
       bindGroups: [
-        bindGroup(this.device, pipeline, 0, [this.buf.params, this.scratch!.z, y, res ?? this.scratch!.dummy, site.scales], label),
+        bindGroup(this.device, pipeline, 0, [this.buf.params, this.scratch!.z, y, res, site.scales], label),
         bindGroup(this.device, pipeline, 1, [site.up], `${label} weights`),
       ],
       workgroups: (rows) => [Math.ceil(site.n / 64), rows, 1],
@@ -386,20 +400,17 @@ export class LlamaModel {
 
       // Attention block: xn = rmsnorm(x); qkv = W_qkv xn (+ adapter); q = rope(q) and cache
       // rope(k), v (one kernel); attn = softmax(q k^T / sqrt(hd)) v; x += W_o attn (+ adapter)
+      // ('add' adapters: z = act(D x) first, then the base matmul adds scale U z as it writes y)
       this.rmsnorm(list, b.x, b.xn, w.inputNorm, `layer ${l} input norm`);
-      this.matmul(list, w.qkv, b.xn, b.qkv, { accumulate: false });
-      if (sites.qkv) {
-        this.adapterDown(list, adapter!, sites.qkv, b.xn, `layer ${l} adapter qkv down`);
-        this.adapterUp(list, sites.qkv, b.qkv, null, `layer ${l} adapter qkv up`);
-      }
+      if (sites.qkv) this.adapterDown(list, adapter!, sites.qkv, b.xn, `layer ${l} adapter qkv down`);
+      this.matmul(list, w.qkv, b.xn, b.qkv, { accumulate: false, adapter: sites.qkv });
       // One thread per q pair, one per adjacent k/v pair: (H + KV) * hd/2 threads per row.
       this.simple(list, `layer ${l} rope + kv write`, 'ropeKvWrite', { kv }, { ...heads, CTX: ctx }, [b.qkv, b.cosSin, b.rowInfo, kCache, vCache], (rows) => [ceil((H + KV) * (hd / 2), 64), rows, 1]);
       this.simple(list, `layer ${l} scores`, 'attnScores', { kv }, { ...heads, CTX: ctx }, [b.qkv, b.scores, kCache, undefined, b.rowInfo], (rows, kvLen) => [ceil(kvLen, 64), rows * H, 1]);
       this.simple(list, `layer ${l} softmax`, 'attnSoftmax', {}, { N_HEADS: H, CTX: ctx }, [b.scores, b.rowInfo], (rows) => [rows * H, 1, 1]);
       this.simple(list, `layer ${l} attn out`, 'attnOutput', { kv }, { ...heads, CTX: ctx }, [b.scores, b.attn, undefined, vCache, b.rowInfo], (rows) => [ceil(H * hd, 64), rows, 1]);
       if (sites.o) this.adapterDown(list, adapter!, sites.o, b.attn, `layer ${l} adapter o down`);
-      this.matmul(list, w.o, b.attn, b.x, { accumulate: true });
-      if (sites.o) this.adapterUp(list, sites.o, b.x, null, `layer ${l} adapter o up`);
+      this.matmul(list, w.o, b.attn, b.x, { accumulate: true, adapter: sites.o });
 
       // Feed-forward block: xn = rmsnorm(x); h = silu(W_gate xn) * (W_up xn); x += W_down h
       // (series adapters change gate/up's inputs and down's output; parallel and LoRA add to outputs)
@@ -410,8 +421,7 @@ export class LlamaModel {
         this.adapterUp(list, gu, this.scratch!.xSplit, b.xn, `layer ${l} adapter gate/up inputs`);
         this.matmul(list, w.gateUp, this.scratch!.xSplit, b.gateUp, { accumulate: false, splitRow: ffn });
       } else {
-        this.matmul(list, w.gateUp, b.xn, b.gateUp, { accumulate: false });
-        if (gu) this.adapterUp(list, gu, b.gateUp, null, `layer ${l} adapter gate/up up`);
+        this.matmul(list, w.gateUp, b.xn, b.gateUp, { accumulate: false, adapter: gu });
       }
       this.simple(list, `layer ${l} swiglu`, 'swiglu', {}, { FFN: ffn }, [b.gateUp, b.ffn], (rows) => [ceil(ffn, 64), rows, 1]);
       const dn = sites.down;
@@ -421,8 +431,7 @@ export class LlamaModel {
         this.adapterUp(list, dn, b.x, this.scratch!.tmp, `layer ${l} adapter down up`);
       } else {
         if (dn) this.adapterDown(list, adapter!, dn, b.ffn, `layer ${l} adapter down down`);
-        this.matmul(list, w.down, b.ffn, b.x, { accumulate: true });
-        if (dn) this.adapterUp(list, dn, b.x, null, `layer ${l} adapter down up`);
+        this.matmul(list, w.down, b.ffn, b.x, { accumulate: true, adapter: dn });
       }
     }
     return list;
@@ -468,6 +477,14 @@ export class LlamaModel {
     return this.adapters.get(name)?.bytes ?? 0;
   }
 
+  /**
+   * Labels of the body's dispatches (embedding and every layer) with a resident adapter or none
+   * (null), one per dispatch a call runs; a dispatch with a prefill twin names both.
+   */
+  bodyDispatchLabels(name: string | null): string[] {
+    return (this.bodies.get(name) ?? []).map((d) => (d.alt ? `${d.label} | over ${d.maxRows} rows: ${d.alt.label}` : d.label));
+  }
+
   get adapterNames(): string[] {
     return [...this.adapters.keys()];
   }
@@ -483,13 +500,12 @@ export class LlamaModel {
       z: await createBufferChecked(this.device, 'adapter z', chunk * zWidth * 4, usage),
       xSplit: await createBufferChecked(this.device, 'adapter split inputs', 2 * chunk * c.hiddenSize * 4, usage),
       tmp: await createBufferChecked(this.device, 'adapter down output', chunk * c.hiddenSize * 4, usage),
-      dummy: await createBufferChecked(this.device, 'adapter dummy', 16, usage),
     };
     const old = this.scratch;
     this.scratch = next;
     // Bind groups of resident adapters point at the old scratch: rebuild them.
     for (const [name, a] of this.adapters) this.bodies.set(name, this.buildBody(a));
-    if (old) for (const b of [old.z, old.xSplit, old.tmp, old.dummy]) b.destroy();
+    if (old) for (const b of [old.z, old.xSplit, old.tmp]) b.destroy();
   }
 
   /** Tokens in slot 0's cache (the single-sequence API). */

@@ -45,6 +45,32 @@ for (const mode of ['q0f32', 'q4f32_1'] as const) {
   }
 }
 
+// 'auto' keeps the per-row kernels on this CPU-emulated adapter: force the GPU ones (tiled prefill
+// from 9 rows, the q4 workgroup decode kernel), into which LoRA and parallel up-projections are fused.
+for (const c of CASES.filter((c) => c.kind !== 'series')) {
+  test(`q4f32_1 through the GPU kernels (tiled prefill, q4 workgroup decode): ${c.label} matches the reference`, async ({ page }) => {
+    const r = await call(page, 'checkAdapterGpuKernels', '/models/tiny/q4f32_1/', c.kind, c.opts, PROMPT, 4);
+    expect(r.labels.some((l) => l.startsWith('q4 matvec') && l.includes('tiled matmul'))).toBe(true);
+    expect(r.prefillErr).toBeLessThan(1e-4);
+    expect(r.decodeErr).toBeLessThan(1e-4);
+    expect(r.baseVsAdapter).toBeGreaterThan(1e-2);
+    expect(r.wantIds.length).toBe(4);
+    expect(r.gotIds).toEqual(r.wantIds);
+  });
+}
+
+test('a LoRA or parallel site costs one dispatch per layer (the up-projection rides in the base matmul), a series site two', async ({ page }) => {
+  const r = await call(page, 'dispatchCounts', '/models/tiny/q4f32_1/', CASES.map(({ kind, opts }) => ({ kind, opts })));
+  // Sites per layer: LoRA paper qkv, gate/up, down; LoRA everywhere + o; series paper gate/up
+  // (down and input up-projections); series + down (down and output up-projections); parallel
+  // paper gate/up, down; parallel q,v,o: qkv, o.
+  const extraPerLayer = r.adapters.map((labels) => (labels.length - r.base.length) / r.layers);
+  expect(extraPerLayer).toEqual([3, 4, 2, 4, 2, 2]);
+  // Up-projection passes of their own: only series sites have them.
+  const upPerLayer = r.adapters.map((labels) => labels.filter((l) => /^layer \d+ adapter .* (up|inputs)$/.test(l)).length / r.layers);
+  expect(upPerLayer).toEqual([0, 0, 1, 2, 0, 0]);
+});
+
 test('an adapter converted for one base is refused by another, with a clear message', async ({ page }) => {
   const msg = await call(page, 'loadIntoOtherBase', '/models/tiny/q0f32/', '/models/tiny/q4f32_1/');
   expect(msg).toMatch(/different base model/);

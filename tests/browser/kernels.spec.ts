@@ -79,6 +79,49 @@ test('matmul with each adapter activation (tanh, relu, silu, gelu)', async ({ pa
   }
 });
 
+// A LoRA / parallel adapter fused into the base matmul (adapterAdd.wgsl): y (+)= W x + scale[seg] U z,
+// with 1-3 stacked segments (q | k | v) whose boundaries fall inside workgroups and tiles, bottleneck
+// widths from 1 to past the q4 decode kernel's 64 lanes, with and without the residual add.
+type FusedCase = readonly [IN: number, OUT: number, rows: number, r: number, segments: 1 | 2 | 3, accumulate: boolean];
+
+test('per-row matmul with a fused adapter over f32, f16 and q4 weights', async ({ page }) => {
+  const dense: FusedCase[] = [[37, 29, 1, 5, 1, false], [37, 29, 11, 3, 3, true], [64, 130, 3, 70, 2, false], [5, 7, 2, 1, 3, true]];
+  const q4: FusedCase[] = [[96, 33, 1, 4, 3, false], [64, 130, 9, 8, 2, true], [32, 5, 3, 130, 1, true]];
+  for (const [formats, cases] of [[['f32', 'f16'], dense], [['q4f32', 'q4f16'], q4]] as const) {
+    for (const [IN, OUT, rows, r, segments, accumulate] of cases) {
+      for (const format of formats) {
+        const err = await check(page, 'checkMatmul', format, IN, OUT, rows, { accumulate, adapter: { r, segments } });
+        expect(err, `${format} ${IN}x${OUT} rows ${rows} r ${r} segments ${segments} accumulate ${accumulate}`).toBeLessThan(TOL);
+      }
+    }
+  }
+});
+
+test('q4 decode matrix-vector kernel with a fused adapter, shared-memory and subgroup reductions', async ({ page }) => {
+  const cases: FusedCase[] = [[96, 33, 1, 4, 3, false], [320, 130, 8, 70, 2, true], [64, 65, 3, 256, 3, false], [32, 7, 1, 1, 1, true], [4096, 7, 1, 130, 2, true]];
+  for (const subgroups of [false, true]) {
+    for (const [IN, OUT, rows, r, segments, accumulate] of cases) {
+      for (const format of ['q4f16', 'q4f32'] as const) {
+        const err = await check(page, 'checkQ4MatVec', format, IN, OUT, rows, { subgroups, accumulate, adapter: { r, segments } });
+        expect(err, `${format} ${IN}x${OUT} rows ${rows} r ${r} segments ${segments} accumulate ${accumulate} subgroups ${subgroups}`).toBeLessThan(TOL);
+      }
+    }
+  }
+});
+
+test('tiled prefill matmul with a fused adapter over f32, f16 and q4 weights, with partial tiles', async ({ page }) => {
+  const dense: FusedCase[] = [[37, 29, 9, 5, 3, true], [64, 130, 70, 70, 2, false], [100, 64, 64, 1, 1, true]];
+  const q4: FusedCase[] = [[96, 33, 9, 8, 3, false], [64, 130, 70, 130, 2, true], [32, 7, 65, 4, 3, true]];
+  for (const [formats, cases] of [[['f32', 'f16'], dense], [['q4f32', 'q4f16'], q4]] as const) {
+    for (const [IN, OUT, rows, r, segments, accumulate] of cases) {
+      for (const format of formats) {
+        const err = await check(page, 'checkMatmul', format, IN, OUT, rows, { tiled: true, accumulate, adapter: { r, segments } });
+        expect(err, `${format} ${IN}x${OUT} rows ${rows} r ${r} segments ${segments} accumulate ${accumulate}`).toBeLessThan(TOL);
+      }
+    }
+  }
+});
+
 test('embedding lookup in every storage format', async ({ page }) => {
   expect(await check(page, 'checkEmbedding', 'f32', 50, 37, [0, 49, 7, 7])).toBeLessThan(TOL);
   expect(await check(page, 'checkEmbedding', 'f16', 50, 37, [3, 1])).toBeLessThan(TOL);

@@ -1,10 +1,11 @@
-// Adapter up-projection, all target modules of one fused linear in one pass:
+// Series adapter up-projection, every target module of one fused linear in one pass:
 //   v = scale[seg] * sum_j U[o, j] * z[t, seg * R + j]
-// where the stacked output row o falls in segment seg (q | k | v, or gate | up) and z holds every
-// segment's bottleneck activations side by side. Then, by mode:
-//   LoRA / parallel:           y[t, o] += v                       (onto the linear's output)
+// where the stacked output row o falls in segment seg (gate | up) and z holds every segment's
+// bottleneck activations side by side. Then, by mode:
 //   series on gate/up (SPLIT): y[seg][t, o'] = res[t, o'] + v     (each half gets its own input)
 //   series on down_proj:       y[t, o] += res[t, o] + v           (res = the linear's output; y = residual)
+// (LoRA and parallel adapters add v onto their linear's output inside the base matmul itself:
+// adapterAdd.wgsl.)
 #include params
 override N: u32;        // stacked output rows
 override R: u32;        // bottleneck width (LoRA r) per segment
@@ -13,8 +14,6 @@ override SEG2: u32;     // first row of segment 2 (N when there are fewer)
 override Z_STRIDE: u32; // width of one z row: segments * R
 override OUT_W: u32;    // width of a y / res row when not split
 override SEG_W: u32;    // segment width when split (gate and up inputs are both model-dim wide)
-override ACC: bool;
-override HAS_RES: bool;
 override SPLIT_OUT: bool;
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> z: array<f32>;        // [rows, Z_STRIDE]
@@ -39,7 +38,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     dst = (seg * p.rows + t) * SEG_W + local;
     src = t * SEG_W + local;
   }
-  if (HAS_RES) { v += res[src]; }
-  if (ACC) { v += y[dst]; }
+  v += res[src];
+  if (!SPLIT_OUT) { v += y[dst]; }
   y[dst] = v;
 }

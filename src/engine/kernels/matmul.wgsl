@@ -1,10 +1,12 @@
-// y[t, o] (+)= act(sum_i x[t, i] * W[o, i]) for the rows of one call: the linear layers, the LM
-// head, and adapter down-projections (with an activation).
+// y[t, o] (+)= act(sum_i x[t, i] * W[o, i] (+ adapter term)) for the rows of one call: the linear
+// layers (with a fused LoRA / parallel adapter: adapterAdd.wgsl), the LM head, and adapter
+// down-projections (with an activation).
 // One thread owns one output feature o for up to TILE_T token rows, so each weight value is
 // read once per TILE_T rows (decode: one row, the weight read is the whole cost).
 #include params
 #include weight
 #include activation
+#include adapterAdd
 override IN: u32;
 override OUT: u32;
 override ACCUMULATE: bool = false; // residual add: y += W x
@@ -38,7 +40,9 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   }
   for (var t = 0u; t < nt; t++) {
     let yi = (t0 + t) * OUT + o;
-    let v = activate(acc[t]);
+    var a = acc[t];
+    if (ADAPTER_ADD) { a += adapterTerm(t0 + t, o, 0u, 1u); }
+    let v = activate(a);
     if (ACCUMULATE) { y[yi] = y[yi] + v; } else { y[yi] = v; }
   }
 }

@@ -1,10 +1,12 @@
 // Prefill y[t, o] (+)= act(sum_i x[t, i] * W[o, i]) for many rows at once, tiled in workgroup
 // memory: each 16x16 workgroup computes a 64-row x 64-output tile, staging 32 input columns of x
 // and of W (one q4 group) at a time, so every weight value read from memory serves 64 rows.
-// Each thread accumulates a 4x4 block in registers.
+// Each thread accumulates a 4x4 block in registers, then adds a fused LoRA / parallel adapter's
+// term (adapterAdd.wgsl) to each output it owns.
 #include params
 #include weight
 #include activation
+#include adapterAdd
 override IN: u32;
 override OUT: u32;
 override ACCUMULATE: bool = false;
@@ -61,7 +63,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
       let o = o0 + lid.x * 4u + j;
       if (o >= OUT) { continue; }
       let yi = t * OUT + o;
-      let v = activate(acc[i][j]);
+      var a = acc[i][j];
+      if (ADAPTER_ADD) { a += adapterTerm(t, o, 0u, 1u); }
+      let v = activate(a);
       if (ACCUMULATE) { y[yi] = y[yi] + v; } else { y[yi] = v; }
     }
   }

@@ -2,9 +2,12 @@
 // Decode is bound by reading the weights, so: one workgroup per output feature, its 64 threads
 // reading consecutive 16-byte words (vec4<u32> = one whole group of 32 int4 values and its single
 // scale) so every load is wide and coalesced, then a reduction across the workgroup: subgroupAdd
-// where the device has subgroups, a shared-memory tree otherwise (REDUCE below).
+// where the device has subgroups, a shared-memory tree otherwise (REDUCE below). A fused LoRA /
+// parallel adapter (adapterAdd.wgsl) spreads its R products over the lanes too: each lane adds its
+// share into acc[t] before the reduction, which then sums the adapter term with W x.
 REDUCE_ENABLE
 #include params
+#include adapterAdd
 override IN: u32;  // multiple of 32
 override OUT: u32;
 override ACCUMULATE: bool = false;
@@ -45,6 +48,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         let d = dot8(q.x, x[xb], x[xb + 1u]) + dot8(q.y, x[xb + 2u], x[xb + 3u]) + dot8(q.z, x[xb + 4u], x[xb + 5u]) + dot8(q.w, x[xb + 6u], x[xb + 7u]);
         acc[t] += d * s;
       }
+    }
+    if (ADAPTER_ADD) {
+      for (var t = 0u; t < rows; t++) { acc[t] += adapterTerm(t, o, lid, WG); }
     }
   }
   REDUCE_BODY

@@ -10,15 +10,19 @@ import { randomPeftAdapter, type RandomAdapterOptions } from '../../../src/forma
 import { httpModelSource, loadModelManifest } from '../../../src/formats/modelFiles.ts';
 import type { ModelSource } from '../../../src/formats/tensorCacheTypes.ts';
 import { relErr } from './kernelChecks.ts';
+import { argmax } from '../../../src/engine/sampling.ts';
 
 const engines = new Map<string, Engine>();
 
-async function engineFor(url: string): Promise<Engine> {
-  let e = engines.get(url);
+type KernelChoice = { q4Decode?: 'auto' | 'workgroup' | 'row'; prefillMatmul?: 'auto' | 'tiled' | 'row' };
+
+async function engineFor(url: string, kernels: KernelChoice = {}): Promise<Engine> {
+  const key = `${url}|${JSON.stringify(kernels)}`;
+  let e = engines.get(key);
   if (!e) {
     e = new Engine();
-    await e.load(httpModelSource(url));
-    engines.set(url, e);
+    await e.load(httpModelSource(url), kernels);
+    engines.set(key, e);
   }
   return e;
 }
@@ -77,6 +81,69 @@ export async function checkAdapter(url: string, kind: AdapterKind, opts: RandomA
   const wantIds = ref.greedyGenerate(promptIds, newTokens);
   engine.useAdapter(null);
   return { logitsErr: relErr(got, want), baseVsAdapter: relErr(base, want), gotIds, wantIds, baseIds };
+}
+
+/**
+ * An adapter through the GPU kernels, which 'auto' does not pick on a CPU-emulated adapter: the
+ * tiled prefill matmul (more than 8 rows) and the q4 workgroup decode kernel (up to 8), each with
+ * LoRA / parallel up-projections fused in. Every prompt token's logits from one 9-row prefill;
+ * then a 5-row prefill, the prompt's last tokens one at a time and greedy steps, each step's
+ * logits and the greedy ids against the reference; plus the body's dispatch labels (which kernels
+ * ran). Few steps: on a CPU-emulated adapter the workgroup kernel's barriers make every step of
+ * the 32000-row LM head take seconds.
+ */
+export async function checkAdapterGpuKernels(url: string, kind: AdapterKind, opts: RandomAdapterOptions, promptIds: number[], newTokens: number) {
+  const name = `gpu-kernels-${kind}-${JSON.stringify(opts)}`;
+  const converted = await makeAdapter(url, kind, opts, name);
+  const engine = await engineFor(url, { q4Decode: 'workgroup', prefillMatmul: 'tiled' });
+  const loaded = await engine.loadAdapter(memorySource(converted.shards, { 'adapter.json': converted.manifest as unknown as Record<string, unknown> }));
+  const tensors = await readAdapterTensors(converted.manifest, converted.shards);
+  const ref = await loadReferenceLlama(httpModelSource(url), referenceAdapterFromManifest(converted.manifest, tensors));
+  const worst = (got: Float32Array[], want: Float32Array[]) => Math.max(...got.map((g, i) => relErr(g, want[i])));
+
+  engine.useAdapter(loaded);
+  const model = engine.model!;
+  const V = model.config.vocabSize;
+  const prefill = await engine.logits(promptIds, { allLogits: true });
+  ref.reset();
+  const wantPrefill = ref.forwardAll(promptIds);
+  const prefillErr = worst(wantPrefill.map((_, t) => prefill.subarray(t * V, (t + 1) * V)), wantPrefill);
+
+  const first = promptIds.length - 4;
+  model.reset();
+  const stepped = [await model.forward(promptIds.slice(0, first))];
+  for (const id of promptIds.slice(first)) stepped.push(await model.forward([id]));
+  const gotIds: number[] = [];
+  for (;;) {
+    gotIds.push(argmax(stepped[stepped.length - 1]));
+    if (gotIds.length >= newTokens) break;
+    stepped.push(await model.forward([gotIds[gotIds.length - 1]]));
+  }
+  const wantIds = ref.greedyGenerate(promptIds, newTokens);
+  ref.reset();
+  // The reference's logits at the positions the engine's steps ended on (the engine's own ids fed back).
+  const wantSteps = ref.forwardAll([...promptIds, ...gotIds.slice(0, -1)]).slice(first - 1);
+  const decodeErr = worst(stepped, wantSteps);
+
+  const labels = model.bodyDispatchLabels(loaded);
+  engine.useAdapter(null);
+  const base = await engine.logits(promptIds);
+  engine.unloadAdapter(loaded);
+  return { prefillErr, decodeErr, baseVsAdapter: relErr(base, wantPrefill[wantPrefill.length - 1]), gotIds, wantIds, labels };
+}
+
+/** Dispatches one forward call runs, with no adapter and with each of the given ones (resident together). */
+export async function dispatchCounts(url: string, cases: { kind: AdapterKind; opts: RandomAdapterOptions }[]) {
+  const engine = await engineFor(url);
+  const names: string[] = [];
+  for (const [i, c] of cases.entries()) {
+    const converted = await makeAdapter(url, c.kind, c.opts, `count-${i}-${c.kind}`);
+    names.push(await engine.loadAdapter(memorySource(converted.shards, { 'adapter.json': converted.manifest as unknown as Record<string, unknown> })));
+  }
+  const model = engine.model!;
+  const result = { layers: model.config.numLayers, base: model.bodyDispatchLabels(null), adapters: names.map((n) => model.bodyDispatchLabels(n)) };
+  for (const n of names) engine.unloadAdapter(n);
+  return result;
 }
 
 /** An adapter converted against one base must be refused by another (different fingerprint). */

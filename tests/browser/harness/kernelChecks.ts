@@ -56,26 +56,62 @@ function randomWeight(format: WeightFormat, rows: number, cols: number, seed: nu
   return { group1: [words, scales], dense: dequantizeQ4(words, scales, rows, cols) };
 }
 
-export async function checkMatmul(format: WeightFormat, IN: number, OUT: number, rows: number, opts: { accumulate?: boolean; xRowOffset?: number; tiled?: boolean; act?: number } = {}) {
+/** A LoRA / parallel adapter fused into a matmul: `segments` stacked output segments, each with its own scale and R-wide slice of z. */
+export interface FusedAdapter {
+  r: number;
+  segments: 1 | 2 | 3;
+}
+
+/**
+ * Random z [rows, segments * r], U [OUT, r] and per-segment scales for a fused adapter, segment
+ * boundaries at odd rows, and the oracle's term for output (t, o): scale * U[o] . z[t]'s slice of
+ * o's segment, written out here (not the kernel's adapterTerm).
+ */
+function randomFusedAdapter(a: FusedAdapter, OUT: number, rows: number, seed: number) {
+  const zStride = a.segments * a.r;
+  const z = randn(rows * zStride, seed, 0.7);
+  const U = randn(OUT * a.r, seed + 1, 0.3);
+  const scales = new Float32Array([0.75, -1.5, 2.25].slice(0, a.segments));
+  const seg1 = a.segments > 1 ? Math.ceil(OUT * 0.4) : OUT;
+  const seg2 = a.segments > 2 ? Math.ceil(OUT * 0.7) + 1 : OUT;
+  if ((a.segments > 1 && seg1 >= OUT) || (a.segments > 2 && (seg2 <= seg1 || seg2 >= OUT))) throw new Error(`${OUT} rows are too few for ${a.segments} segments`);
+  const segmentOf = (o: number) => (o < seg1 ? 0 : o < seg2 ? 1 : 2);
+  const term = (t: number, o: number) => {
+    const g = segmentOf(o);
+    let s = 0;
+    for (let j = 0; j < a.r; j++) s += U[o * a.r + j] * z[t * zStride + g * a.r + j];
+    return scales[g] * s;
+  };
+  return {
+    term,
+    constants: { R: a.r, SEG1: seg1, SEG2: seg2, Z_STRIDE: zStride },
+    group2: [z, U, scales],
+  };
+}
+
+export async function checkMatmul(format: WeightFormat, IN: number, OUT: number, rows: number, opts: { accumulate?: boolean; xRowOffset?: number; tiled?: boolean; act?: number; adapter?: FusedAdapter } = {}) {
   const w = randomWeight(format, OUT, IN, 11 + IN);
   const x = randn(rows * IN, 7 + OUT);
   const off = opts.xRowOffset ?? 0;
   const outRows = rows - off;
   const y0 = randn(outRows * OUT, 3);
+  const ad = opts.adapter ? randomFusedAdapter(opts.adapter, OUT, outRows, 41 + OUT) : null;
   const want = new Float32Array(outRows * OUT);
   for (let t = 0; t < outRows; t++)
     for (let o = 0; o < OUT; o++) {
       let s = 0;
       for (let i = 0; i < IN; i++) s += x[(off + t) * IN + i] * w.dense[o * IN + i];
+      if (ad) s += ad.term(t, o);
       want[t * OUT + o] = (opts.accumulate ? y0[t * OUT + o] : 0) + (opts.act ? activate(ACTS[opts.act]!, s) : s);
     }
   const [got] = await runKernel({
     kernel: opts.tiled ? 'matmulTiled' : 'matmul',
-    variant: { weight: format },
-    constants: { IN, OUT, ACCUMULATE: opts.accumulate ? 1 : 0, ACT: opts.act ?? 0 },
+    variant: { weight: format, adapterAdd: !!ad },
+    constants: { IN, OUT, ACCUMULATE: opts.accumulate ? 1 : 0, ACT: opts.act ?? 0, ...ad?.constants },
     params: [rows, 0, off, rows],
     group0: [undefined, x, opts.accumulate ? y0 : outRows * OUT * 4],
     group1: w.group1,
+    group2: ad?.group2,
     workgroups: [Math.ceil(OUT / 64), Math.ceil(outRows / (opts.tiled ? 64 : 8)), 1],
     read: [{ group: 0, binding: 2 }],
   });
@@ -296,32 +332,36 @@ export async function checkAttention(kv: KvFormat, H: number, KV: number, hd: nu
 
 /**
  * The q4 decode kernel (up to 8 rows) with shared-memory or subgroup reductions, residual add,
- * a row offset (LM head) and split inputs (series adapters on the fused gate/up).
+ * a row offset (LM head), split inputs (series adapters on the fused gate/up) and a fused
+ * LoRA / parallel adapter.
  */
-export async function checkQ4MatVec(format: 'q4f16' | 'q4f32', IN: number, OUT: number, rows: number, opts: { subgroups: boolean; accumulate?: boolean; xRowOffset?: number; splitRow?: number }) {
+export async function checkQ4MatVec(format: 'q4f16' | 'q4f32', IN: number, OUT: number, rows: number, opts: { subgroups: boolean; accumulate?: boolean; xRowOffset?: number; splitRow?: number; adapter?: FusedAdapter }) {
   const w = randomWeight(format, OUT, IN, 31 + OUT);
   const off = opts.xRowOffset ?? 0;
   const blocks = opts.splitRow !== undefined ? 2 : 1;
   const x = randn(blocks * rows * IN, 17 + IN);
   const outRows = rows - off;
   const y0 = randn(outRows * OUT, 5);
+  const ad = opts.adapter ? randomFusedAdapter(opts.adapter, OUT, outRows, 43 + OUT) : null;
   const want = new Float32Array(outRows * OUT);
   for (let t = 0; t < outRows; t++)
     for (let o = 0; o < OUT; o++) {
       const block = opts.splitRow !== undefined && o >= opts.splitRow ? rows * IN : 0;
       let s = 0;
       for (let i = 0; i < IN; i++) s += x[block + (off + t) * IN + i] * w.dense[o * IN + i];
+      if (ad) s += ad.term(t, o);
       want[t * OUT + o] = (opts.accumulate ? y0[t * OUT + o] : 0) + s;
     }
-  const constants: Record<string, number> = { IN, OUT, ACCUMULATE: opts.accumulate ? 1 : 0 };
+  const constants: Record<string, number> = { IN, OUT, ACCUMULATE: opts.accumulate ? 1 : 0, ...ad?.constants };
   if (opts.splitRow !== undefined) constants.SPLIT_ROW = opts.splitRow;
   const [got] = await runKernel({
     kernel: 'q4MatVec',
-    variant: { weight: format, subgroups: opts.subgroups },
+    variant: { weight: format, subgroups: opts.subgroups, adapterAdd: !!ad },
     constants,
     params: [rows, 0, off, rows],
     group0: [undefined, x, opts.accumulate ? y0 : outRows * OUT * 4],
     group1: w.group1,
+    group2: ad?.group2,
     workgroups: [OUT, 1, 1],
     read: [{ group: 0, binding: 2 }],
   });

@@ -17,8 +17,9 @@ export interface KernelRun {
   params: [rows: number, startPos: number, xRowOffset: number, kvLen: number];
   group0: Init[]; // binding 0 is the Params uniform: pass undefined there
   group1?: Init[];
+  group2?: Init[]; // a fused adapter's z, U and scales (matmul kernels' adapterAdd variant)
   workgroups: [number, number, number];
-  read: { group: 0 | 1; binding: number }[];
+  read: { group: 0 | 1 | 2; binding: number }[];
 }
 
 export async function runKernel(run: KernelRun): Promise<Float32Array[]> {
@@ -42,8 +43,10 @@ export async function runKernel(run: KernelRun): Promise<Float32Array[]> {
   device.queue.writeBuffer(params, 0, new Uint32Array(run.params));
   const g0 = run.group0.map((init, i) => (i === 0 ? params : make(init)));
   const g1 = (run.group1 ?? []).map(make);
+  const g2 = (run.group2 ?? []).map(make);
   const groups = [bindGroup(device, pipeline, 0, g0, 'g0')];
   if (run.group1) groups.push(bindGroup(device, pipeline, 1, g1, 'g1'));
+  if (run.group2) groups.push(bindGroup(device, pipeline, 2, g2, 'g2'));
   const enc = device.createCommandEncoder();
   const pass = enc.beginComputePass();
   pass.setPipeline(pipeline);
@@ -51,7 +54,7 @@ export async function runKernel(run: KernelRun): Promise<Float32Array[]> {
   pass.dispatchWorkgroups(...run.workgroups);
   pass.end();
   const staging = run.read.map(({ group, binding }) => {
-    const src = (group === 0 ? g0 : g1)[binding]!;
+    const src = [g0, g1, g2][group][binding]!;
     const dst = device.createBuffer({ size: src.size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
     enc.copyBufferToBuffer(src, 0, dst, 0, src.size);
     return dst;
@@ -66,6 +69,6 @@ export async function runKernel(run: KernelRun): Promise<Float32Array[]> {
     s.unmap();
     s.destroy();
   }
-  for (const b of [...g0, ...g1]) b?.destroy();
+  for (const b of [...g0, ...g1, ...g2]) b?.destroy();
   return out;
 }

@@ -8,7 +8,7 @@ import type { LlamaConfig, QuantMode } from '../formats/llamaConfig.ts';
 import { loadModelManifest } from '../formats/modelFiles.ts';
 import { createGpuContext, type GpuContext } from './gpu.ts';
 import { LlamaModel, type ModelLoadOptions } from './llama.ts';
-import { Sampler, argmax, type SamplingOptions } from './sampling.ts';
+import { Sampler, type SamplingOptions } from './sampling.ts';
 import { EngineError } from './errors.ts';
 import { ADAPTER_MANIFEST_FILE, checkAdapterAgainstBase, parseAdapterManifest, readAdapterTensors } from '../formats/adapter.ts';
 
@@ -42,6 +42,16 @@ export interface LoadedModelInfo {
   hasSubgroups: boolean;
   tokenizerJson: object | null;
   tokenizerConfig: object | null;
+}
+
+/**
+ * Why a sequence ends with the token it has just been given (its `count`-th), or null: the
+ * caller's onToken asked to stop ('stop'), a stop id ('eos'), or it reached its length.
+ */
+function endReason(id: number, count: number, maxNew: number, stop: Set<number>, onTokenSaidStop: boolean | void): StopReason | null {
+  if (onTokenSaidStop === true) return 'stop';
+  if (stop.has(id)) return 'eos';
+  return count >= maxNew ? 'length' : null;
 }
 
 export class Engine {
@@ -92,70 +102,46 @@ export class Engine {
     const maxNew = Math.min(opts.maxNewTokens, model.contextLength - promptIds.length);
     if (maxNew <= 0) throw new EngineError(`The prompt (${promptIds.length} tokens) leaves no room in the ${model.contextLength}-token context.`);
     const ids: number[] = [];
+    let reason: StopReason | null = null;
+    /** Give the sequence its next token (the same checks on both decoding paths); true while it goes on. */
+    const accept = (id: number): boolean => {
+      ids.push(id);
+      reason = endReason(id, ids.length, maxNew, stop, opts.onToken?.(id, ids.length - 1));
+      return reason === null;
+    };
     const t0 = performance.now();
     let logits = await model.forward(promptIds);
     const prefillMs = performance.now() - t0;
     const t1 = performance.now();
-    let stopReason: StopReason = 'length';
-    if (sampler.greedy) {
-      stopReason = await this.decodeGreedyOne(model, promptIds.length, logits, maxNew, stop, ids, opts);
-      return { ids, stopReason, prefillTokens: promptIds.length, prefillMs, decodeTokens: Math.max(ids.length - 1, 0), decodeMs: performance.now() - t1 };
-    }
-    while (ids.length < maxNew) {
-      if (opts.signal?.aborted) {
-        stopReason = 'cancelled';
-        break;
+    if (opts.signal?.aborted) reason = 'cancelled';
+    else if (accept(sampler.next(logits))) {
+      if (sampler.greedy) {
+        // Every later id is chosen on the GPU (model.decodeGreedy), which runs ahead: ids of steps
+        // still in flight after the end are dropped.
+        await model.decodeGreedy([{ slot: 0, token: ids[0] }], maxNew - 1, (out) => {
+          if (reason !== null) return false;
+          if (opts.signal?.aborted) reason = 'cancelled';
+          else accept(out[0]);
+          return reason === null;
+        });
+        // Slot 0 holds the prompt and every id but the last, as the sampling loop leaves it.
+        model.rewind(promptIds.length + ids.length - 1);
+      } else {
+        while (reason === null) {
+          logits = await model.forward([ids[ids.length - 1]]);
+          if (opts.signal?.aborted) reason = 'cancelled';
+          else accept(sampler.next(logits));
+        }
       }
-      const id = sampler.next(logits);
-      ids.push(id);
-      if (opts.onToken?.(id, ids.length - 1) === true) {
-        stopReason = 'stop';
-        break;
-      }
-      if (stop.has(id)) {
-        stopReason = 'eos';
-        break;
-      }
-      if (ids.length >= maxNew) break;
-      logits = await model.forward([id]);
     }
     return {
       ids,
-      stopReason,
+      stopReason: reason ?? 'length',
       prefillTokens: promptIds.length,
       prefillMs,
       decodeTokens: Math.max(ids.length - 1, 0),
       decodeMs: performance.now() - t1,
     };
-  }
-
-  /**
-   * generate's greedy decode: the first id from the prefill logits (on the CPU), every later one
-   * chosen on the GPU (model.decodeGreedy), with the same per-token checks as the sampling loop
-   * (abort, onToken, stop ids, length). Fills `ids`; leaves slot 0 holding the prompt and every id
-   * but the last (as the sampling loop does when a token ends it). Ids of steps still in flight
-   * after a stop are dropped.
-   */
-  private async decodeGreedyOne(model: LlamaModel, promptLen: number, logits: Float32Array, maxNew: number, stop: Set<number>, ids: number[], opts: GenerateOptions): Promise<StopReason> {
-    let reason: StopReason | null = null;
-    const accept = (id: number) => {
-      ids.push(id);
-      if (opts.onToken?.(id, ids.length - 1) === true) reason = 'stop';
-      else if (stop.has(id)) reason = 'eos';
-      else if (ids.length >= maxNew) reason = 'length';
-    };
-    if (opts.signal?.aborted) return 'cancelled';
-    accept(argmax(logits));
-    if (reason === null) {
-      await model.decodeGreedy([{ slot: 0, token: ids[0] }], maxNew - 1, (out) => {
-        if (reason !== null) return false;
-        if (opts.signal?.aborted) reason = 'cancelled';
-        else accept(out[0]);
-        return reason === null;
-      });
-      model.rewind(promptLen + ids.length - 1);
-    }
-    return reason ?? 'length';
   }
 
   /**
@@ -257,10 +243,9 @@ export class Engine {
     /** Give a sequence its next token; true when it has ended. */
     const accept = (a: Active, id: number): boolean => {
       a.ids.push(id);
-      if (opts.onToken?.(a.seq, id, a.ids.length - 1) === true) return finish(a, 'stop'), true;
-      if (stop.has(id)) return finish(a, 'eos'), true;
-      if (a.ids.length >= a.maxNew) return finish(a, 'length'), true;
-      return false;
+      const reason = endReason(id, a.ids.length, a.maxNew, stop, opts.onToken?.(a.seq, id, a.ids.length - 1));
+      if (reason) finish(a, reason);
+      return reason !== null;
     };
     /** Sample the next token of a sequence from its logits; true when it has ended. */
     const advance = (a: Active): boolean => accept(a, a.sampler.next(a.logits));

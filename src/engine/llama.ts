@@ -174,8 +174,10 @@ export class LlamaModel {
 
   /** Take over another shape's resident adapters (their weights stay where they are). */
   private async adoptAdapters(from: LlamaModel) {
-    for (const a of from.adapters.values()) {
-      await this.ensureScratch(adapterZWidth(a));
+    const all = [...from.adapters.values()];
+    // Scratch once, for the widest (ensureScratch rebuilds resident bodies whenever it grows).
+    if (all.length > 0) await this.ensureScratch(Math.max(...all.map(adapterZWidth)));
+    for (const a of all) {
       this.adapters.set(a.name, a);
       this.bodies.set(a.name, this.buildBody(a));
     }
@@ -538,9 +540,7 @@ export class LlamaModel {
    */
   async decodeBatch(entries: { slot: number; token: number }[]): Promise<Float32Array[]> {
     if (entries.length === 0) return [];
-    if (entries.length > this.maxBatch) throw new EngineError(`${entries.length} sequences exceed the batch of ${this.maxBatch}.`);
-    const slots = new Set(entries.map((e) => e.slot));
-    if (slots.size !== entries.length) throw new EngineError('decodeBatch needs distinct slots.');
+    this.checkBatch(entries, 'decodeBatch');
     const rows = entries.map((e) => ({ slot: e.slot, token: e.token, pos: this.positions[e.slot] }));
     const logits = (await this.runRows(rows, 0))!;
     for (const e of entries) this.positions[e.slot] += 1;
@@ -563,6 +563,12 @@ export class LlamaModel {
     return logits;
   }
 
+  /** A decode step's entries: at most one batch, each slot once. */
+  private checkBatch(entries: { slot: number }[], what: string) {
+    if (entries.length > this.maxBatch) throw new EngineError(`${entries.length} sequences exceed the batch of ${this.maxBatch}.`);
+    if (new Set(entries.map((e) => e.slot)).size !== entries.length) throw new EngineError(`${what} needs distinct slots.`);
+  }
+
   private checkSlot(slot: number) {
     if (!Number.isInteger(slot) || slot < 0 || slot >= this.maxBatch) throw new EngineError(`Slot ${slot} is outside the batch of ${this.maxBatch}.`);
   }
@@ -579,15 +585,23 @@ export class LlamaModel {
     if (bytes > 0) enc.copyBufferToBuffer(this.buf.logits, 0, this.buf.staging, 0, bytes);
     this.device.queue.submit([enc.finish()]);
     if (bytes === 0) return null;
+    return new Float32Array(await this.readBack(this.buf.staging, this.buf.staging.mapAsync(GPUMapMode.READ, 0, bytes), bytes));
+  }
+
+  /**
+   * The first `bytes` of a readback buffer once its map (`mapped`) resolves, unmapped again. A
+   * failed map or a device lost meanwhile comes back as the engine's error, in words.
+   */
+  private async readBack(buffer: GPUBuffer, mapped: Promise<void>, bytes: number): Promise<ArrayBuffer> {
     try {
-      await this.buf.staging.mapAsync(GPUMapMode.READ, 0, bytes);
+      await mapped;
     } catch (e) {
       throw await explainGpuFailure(this.gpu, e);
     }
+    const data = buffer.getMappedRange(0, bytes).slice(0);
+    buffer.unmap();
     if (this.gpu.lost) throw this.gpu.lost;
-    const logits = new Float32Array(this.buf.staging.getMappedRange(0, bytes).slice(0));
-    this.buf.staging.unmap();
-    return logits;
+    return data;
   }
 
   /**
@@ -648,8 +662,7 @@ export class LlamaModel {
   async decodeGreedy(entries: { slot: number; token: number }[], steps: number, onStep: (ids: Uint32Array, step: number) => boolean | void): Promise<number> {
     if (this.gpu.lost) throw this.gpu.lost;
     if (!Number.isInteger(steps) || steps < 0) throw new EngineError(`decodeGreedy needs a whole number of steps, not ${steps}.`);
-    if (entries.length > this.maxBatch) throw new EngineError(`${entries.length} sequences exceed the batch of ${this.maxBatch}.`);
-    if (new Set(entries.map((e) => e.slot)).size !== entries.length) throw new EngineError('decodeGreedy needs distinct slots.');
+    this.checkBatch(entries, 'decodeGreedy');
     for (const e of entries) {
       this.checkSlot(e.slot);
       if (this.positions[e.slot] + steps > this.contextLength) throw this.contextFull();
@@ -680,16 +693,8 @@ export class LlamaModel {
     try {
       while (inFlight.length > 0 || (!stop && submitted < steps)) {
         while (!stop && submitted < steps && inFlight.length < GREEDY_PIPELINE_DEPTH) submit(submitted++);
-        const f = inFlight[0];
-        try {
-          await f.mapped;
-        } catch (e) {
-          throw await explainGpuFailure(this.gpu, e);
-        }
-        inFlight.shift();
-        const ids = new Uint32Array(f.buffer.getMappedRange(0, bytes).slice(0));
-        f.buffer.unmap();
-        if (this.gpu.lost) throw this.gpu.lost;
+        const f = inFlight.shift()!;
+        const ids = new Uint32Array(await this.readBack(f.buffer, f.mapped, bytes));
         delivered++;
         if (onStep(ids, f.step) === false) stop = true;
       }

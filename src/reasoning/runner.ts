@@ -1,7 +1,8 @@
 /**
- * The evaluation runner: drives any generator with the EngineClient's `generate` shape over a
- * dataset, one problem at a time, scoring each answer and handing back the updated run after
- * every problem (so the UI can redraw accuracy and persist it). Engine-agnostic and DOM-free.
+ * The evaluation runner: hands a dataset's remaining problems to any generator with the
+ * EngineClient's `generateBatch` shape, scoring each answer and handing back the updated run after
+ * every problem (so the UI can redraw accuracy and persist it); solveProblem solves one with the
+ * `generate` shape. Engine-agnostic and DOM-free.
  */
 import type { DatasetName, Problem } from './datasets.ts';
 import { selectProblems } from './datasets.ts';
@@ -125,10 +126,9 @@ export function planRun(config: RunConfig, problems: readonly Problem[], now = D
 }
 
 export interface RunOptions {
-  generate: GenerateFn;
-  /** When given, the problems go through it together (continuous batching) instead of one by one. */
-  generateBatch?: GenerateBatchFn;
-  /** With generateBatch: how many sequences the engine decodes together. */
+  /** The problems go through it together (continuous batching; a batch of 1 solves them one by one). */
+  generateBatch: GenerateBatchFn;
+  /** How many sequences the engine decodes together. */
   onBatchStart?: (shape: { maxBatch: number; contextLength: number }) => void;
   /** The run to continue (a new one from planRun, or one loaded from storage). */
   run: Run;
@@ -137,7 +137,7 @@ export interface RunOptions {
   config: PromptConfig;
   maxNewTokens: number;
   signal?: AbortSignal;
-  /** Before each problem (batched: when the oldest unfinished problem shown changes). */
+  /** When the problem shown changes: the oldest one still being solved. */
   onProblemStart?: (problem: Problem, position: number) => void;
   /** Output so far of the problem being solved. */
   onText?: (problem: Problem, textSoFar: string) => void;
@@ -145,30 +145,6 @@ export interface RunOptions {
   onProgress?: (run: Run, item: RunItem) => void;
   /** Persist the run after each problem (e.g. runStore.saveRun). */
   save?: (run: Run) => Promise<void>;
-}
-
-/**
- * Run (or resume) an evaluation: every problem of `run.order` not done yet, in order. Returns the
- * final run; throws RunCancelled when stopped (the run so far is already saved).
- */
-export async function runEvaluation(opts: RunOptions): Promise<Run> {
-  if (opts.generateBatch) return runBatched(opts, opts.generateBatch);
-  let run = opts.run;
-  for (const problem of remainingProblems(opts)) {
-    if (opts.signal?.aborted) throw new RunCancelled();
-    const index = problem.index;
-    opts.onProblemStart?.(problem, run.items.length);
-    const s = await solveProblem(opts.generate, opts.config, run.dataset, problem, {
-      maxNewTokens: opts.maxNewTokens,
-      signal: opts.signal,
-      onText: (t) => opts.onText?.(problem, t),
-    });
-    const item: RunItem = { index, pred: s.pred, gold: s.gold, correct: s.correct, output: s.output, generatedTokens: s.generatedTokens, ms: Math.round(s.ms) };
-    run = addRunItem(run, item);
-    await opts.save?.(run);
-    opts.onProgress?.(run, item);
-  }
-  return run;
 }
 
 /** The run's problems not done yet, in run order (an error names one missing from the data). */
@@ -182,11 +158,12 @@ function remainingProblems(opts: RunOptions): Problem[] {
 }
 
 /**
- * The batched run: every remaining problem goes to the engine at once, which decodes as many
- * together as fit and admits the next as one finishes. Items are scored, saved and reported in
- * the order they finish (a run's accuracy does not depend on it); a stop saves what finished.
+ * Run (or resume) an evaluation: every problem of `run.order` not done yet goes to the engine at
+ * once, which decodes as many together as fit and admits the next as one finishes. Items are
+ * scored, saved and reported in the order they finish (a run's accuracy does not depend on it).
+ * Returns the final run; throws RunCancelled when stopped (what finished is already saved).
  */
-async function runBatched(opts: RunOptions, generateBatch: GenerateBatchFn): Promise<Run> {
+export async function runEvaluation(opts: RunOptions): Promise<Run> {
   if (opts.signal?.aborted) throw new RunCancelled();
   const problems = remainingProblems(opts);
   const stops = opts.config.stopSequences;
@@ -207,7 +184,7 @@ async function runBatched(opts: RunOptions, generateBatch: GenerateBatchFn): Pro
   };
   // Saves happen one after another, in the order problems finish.
   let saving: Promise<void> = Promise.resolve();
-  const handle = generateBatch(
+  const handle = opts.generateBatch(
     problems.map((p) => buildPrompt(opts.config, p)),
     { maxNewTokens: opts.maxNewTokens, temperature: 0, stopStrings: stops },
     {

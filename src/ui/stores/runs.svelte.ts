@@ -138,7 +138,6 @@ class RunsStore {
     const done0 = run.items.length;
     try {
       await runEvaluation({
-        generate: (p, o, t) => engine.generate(p, o, t, `Evaluating ${config.label}`),
         // Problems decode together (the weights are read once per step for all of them).
         generateBatch: (p, o, callbacks) => engine.generateBatch(p, o, { ...callbacks, maxBatch: this.batch }, `Evaluating ${config.label}`),
         onBatchStart: ({ maxBatch }) => (this.throughput = { batch: maxBatch, perMinute: null }),

@@ -29,6 +29,21 @@ async function generate(page: Page): Promise<string> {
   return text;
 }
 
+/** From now on, count DOM changes that leave an element matching `selector` in the page (window[counter]). */
+async function countAppearances(page: Page, selector: string, counter: string) {
+  await page.evaluate(({ selector, counter }) => {
+    const w = window as unknown as Record<string, number>;
+    w[counter] = 0;
+    new MutationObserver(() => {
+      if (document.querySelector(selector)) w[counter]++;
+    }).observe(document.body, { childList: true, subtree: true });
+  }, { selector, counter });
+}
+
+function counted(page: Page, counter: string): Promise<number> {
+  return page.evaluate((c) => (window as unknown as Record<string, number>)[c], counter);
+}
+
 test('pick LoRA, series, parallel and none: outputs change, and the base output comes back exactly without a reload', async ({ page }) => {
   await page.goto('./#view=generate');
   await loadTiny(page);
@@ -38,13 +53,7 @@ test('pick LoRA, series, parallel and none: outputs change, and the base output 
   expect(options.filter((o) => /random weights/.test(o))).toHaveLength(3);
 
   // Watch for any base reload from here on (the model's load progress bar appearing).
-  await page.evaluate(() => {
-    const w = window as unknown as { baseReloads: number };
-    w.baseReloads = 0;
-    new MutationObserver(() => {
-      if (document.querySelector('progress[aria-label="Loading model"]')) w.baseReloads++;
-    }).observe(document.body, { childList: true, subtree: true });
-  });
+  await countAppearances(page, 'progress[aria-label="Loading model"]', 'baseReloads');
 
   await page.getByTestId('gen-prompt').fill('Q: 3 + 5 =');
   await page.getByLabel('Max new tokens').fill('12');
@@ -66,16 +75,10 @@ test('pick LoRA, series, parallel and none: outputs change, and the base output 
   expect(await generate(page)).toBe(base);
   await expect(page.getByTestId('gen-adapter')).toHaveText('none (base model)');
   // And back to LoRA: no loading this time (it is resident), nothing more made resident.
-  await page.evaluate(() => {
-    const w = window as unknown as { adapterLoads: number };
-    w.adapterLoads = 0;
-    new MutationObserver(() => {
-      if (document.querySelector('[data-testid="adapter-loading"]')) w.adapterLoads++;
-    }).observe(document.body, { childList: true, subtree: true });
-  });
+  await countAppearances(page, '[data-testid="adapter-loading"]', 'adapterLoads');
   await pickAdapter(page, 'demo:lora', 'Using tiny lora (random) (LoRA) · 3 adapters resident');
-  expect(await page.evaluate(() => (window as unknown as { adapterLoads: number }).adapterLoads)).toBe(0);
-  expect(await page.evaluate(() => (window as unknown as { baseReloads: number }).baseReloads)).toBe(0);
+  expect(await counted(page, 'adapterLoads')).toBe(0);
+  expect(await counted(page, 'baseReloads')).toBe(0);
 });
 
 test("a run with the LoRA adapter records it; the results table shows the paper's LoRA cell (Alpaca prompt, GSM8K: 44.66%)", async ({ page }) => {

@@ -16,7 +16,7 @@
  * We write float32 records as format "raw" (full precision) and other dtypes with "f32-to-bf16" as MLC
  * does. Each shard also gets "sha256" (ours; hex, same value as WebCrypto's SHA-256 digest) next to MLC's "md5sum".
  */
-import { Sha256 } from './sha256.ts';
+import { Sha256, toHex } from './sha256.ts';
 import { bf16ArrayToF32, f16ArrayToF32 } from './f16.ts';
 import type { ShardEntry, TensorCache, TensorDtype, TensorRecord } from './tensorCacheTypes.ts';
 
@@ -152,27 +152,22 @@ export function decodeRecord(record: TensorRecord, shard: ArrayBuffer | Uint8Arr
 }
 
 // ---------------------------------------------------------------------------------------------
-// Incremental MD5 (RFC 1321) and SHA-256 (FIPS 180-4): shards can be written chunk by chunk, and
-// WebCrypto has no MD5 and no streaming digest. Tests check both against node:crypto / crypto.subtle.
+// Incremental MD5 (RFC 1321): shards can be written chunk by chunk, and WebCrypto has no MD5 and
+// no streaming digest. Tests check it against node:crypto. (SHA-256 lives in sha256.ts.)
 
 const MD5_K = Int32Array.from({ length: 64 }, (_, i) => Math.floor(Math.abs(Math.sin(i + 1)) * 2 ** 32) | 0);
 const MD5_S = [7, 12, 17, 22, 5, 9, 14, 20, 4, 11, 16, 23, 6, 10, 15, 21];
 
-abstract class BlockHash {
-  protected buf = new Uint8Array(64);
-  protected bufLen = 0;
-  protected total = 0;
-  /** The 16 message words of the current block, as the hash reads them (LE for MD5, BE for SHA-256). */
-  protected m = new Int32Array(16);
-  protected abstract readonly littleEndian: boolean;
-  protected abstract block(): void;
+export class Md5 {
+  private buf = new Uint8Array(64);
+  private bufLen = 0;
+  private total = 0;
+  /** The 16 little-endian message words of the current block. */
+  private m = new Int32Array(16);
+  private h = Int32Array.from([0x67452301, 0xefcdab89 | 0, 0x98badcfe | 0, 0x10325476]);
   private load(bytes: Uint8Array, off: number): void {
     const m = this.m;
-    if (this.littleEndian) {
-      for (let i = 0; i < 16; i++, off += 4) m[i] = bytes[off] | (bytes[off + 1] << 8) | (bytes[off + 2] << 16) | (bytes[off + 3] << 24);
-    } else {
-      for (let i = 0; i < 16; i++, off += 4) m[i] = (bytes[off] << 24) | (bytes[off + 1] << 16) | (bytes[off + 2] << 8) | bytes[off + 3];
-    }
+    for (let i = 0; i < 16; i++, off += 4) m[i] = bytes[off] | (bytes[off + 1] << 8) | (bytes[off + 2] << 16) | (bytes[off + 3] << 24);
     this.block();
   }
   update(data: Uint8Array): this {
@@ -194,30 +189,18 @@ abstract class BlockHash {
     }
     return this;
   }
-  protected pad(): void {
+  private pad(): void {
     const bits = this.total * 8;
     const tail = new Uint8Array((this.bufLen < 56 ? 64 : 128) - this.bufLen);
     tail[0] = 0x80;
     const dv = new DataView(tail.buffer);
-    const lo = bits >>> 0;
-    const hi = Math.floor(bits / 2 ** 32) >>> 0;
-    if (this.littleEndian) {
-      dv.setUint32(tail.length - 8, lo, true);
-      dv.setUint32(tail.length - 4, hi, true);
-    } else {
-      dv.setUint32(tail.length - 8, hi, false);
-      dv.setUint32(tail.length - 4, lo, false);
-    }
+    dv.setUint32(tail.length - 8, bits >>> 0, true);
+    dv.setUint32(tail.length - 4, Math.floor(bits / 2 ** 32) >>> 0, true);
     const t = this.total;
     this.update(tail);
     this.total = t;
   }
-}
-
-export class Md5 extends BlockHash {
-  protected readonly littleEndian = true;
-  private h = Int32Array.from([0x67452301, 0xefcdab89 | 0, 0x98badcfe | 0, 0x10325476]);
-  protected block(): void {
+  private block(): void {
     const m = this.m;
     const H = this.h;
     let a = H[0];
@@ -258,12 +241,6 @@ export class Md5 extends BlockHash {
     this.h.forEach((w, i) => out.setInt32(4 * i, w, true));
     return toHex(new Uint8Array(out.buffer));
   }
-}
-
-function toHex(b: Uint8Array): string {
-  let s = '';
-  for (const x of b) s += x.toString(16).padStart(2, '0');
-  return s;
 }
 
 export function md5Hex(bytes: Uint8Array): string {

@@ -10,6 +10,7 @@
  * every later check compares against the pinned value.
  */
 
+import { isJsonObject as isObject, parseJsonObject } from './jsonObject.ts';
 import { QUANT_MODES, type QuantMode } from './llamaConfig.ts';
 
 export const MANIFEST_SCHEMA_VERSION = 1;
@@ -45,7 +46,7 @@ export interface ModelManifest {
   /** Quantization of a base model. */
   quantization?: QuantMode;
   /**
-   * Base models: the fingerprint adapters are bound to, as src/formats/adapter.ts `baseFingerprint`
+   * Base models: the fingerprint adapters are bound to, as src/formats/modelFiles.ts `baseFingerprint`
    * computes it (sha256 hex over mlc-chat-config.json's architecture and the tensor cache), when known.
    */
   fingerprint?: string;
@@ -98,8 +99,12 @@ const SHA256_RE = /^[0-9a-f]{64}$/;
 const MD5_RE = /^[0-9a-f]{32}$/;
 const METHODS: readonly AdapterMethod[] = ['lora', 'series', 'parallel'];
 
-function isObject(x: unknown): x is Record<string, unknown> {
-  return typeof x === 'object' && x !== null && !Array.isArray(x);
+/** A manifest's (or shard index's) JSON as an object. @throws ManifestError */
+export function parseManifestJson(input: unknown, source: string): Record<string, unknown> {
+  return parseJsonObject(input, {
+    notJson: (detail) => new ManifestError(source, [`it is not JSON (${detail})`]),
+    notObject: () => new ManifestError(source, ['it must be a JSON object']),
+  });
 }
 
 /** A value as it appears in an error: JSON, long strings cut to 40 characters. */
@@ -117,16 +122,8 @@ function describe(x: unknown): string {
  * @throws ManifestError listing every problem found
  */
 export function parseManifest(input: string | unknown, source = 'manifest', manifestUrl?: string): ModelManifest {
-  let raw: unknown = input;
-  if (typeof input === 'string') {
-    try {
-      raw = JSON.parse(input);
-    } catch (e) {
-      throw new ManifestError(source, [`it is not JSON (${(e as Error).message})`]);
-    }
-  }
+  const raw = parseManifestJson(input, source);
   const p: string[] = [];
-  if (!isObject(raw)) throw new ManifestError(source, ['it must be a JSON object']);
 
   if (raw.schema !== MANIFEST_SCHEMA_VERSION)
     p.push(`"schema" must be ${MANIFEST_SCHEMA_VERSION} (got ${describe(raw.schema)})`);

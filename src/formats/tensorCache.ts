@@ -17,6 +17,7 @@
  * does. Each shard also gets "sha256" (ours; hex, same value as WebCrypto's SHA-256 digest) next to MLC's "md5sum".
  */
 import { createMd5, createSha256 } from './hashes.ts';
+import { parseJsonObject } from './jsonObject.ts';
 import { bf16ArrayToF32, f16ArrayToF32 } from './f16.ts';
 import type { ShardEntry, TensorCache, TensorDtype, TensorRecord } from './tensorCacheTypes.ts';
 
@@ -46,20 +47,12 @@ export function storedElementBytes(record: Pick<TensorRecord, 'dtype' | 'format'
 
 const isInt = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v) && v >= 0;
 
-/** Parse and validate tensor-cache.json (an object or its text). `source` names the file in errors. */
+/** Parse and validate tensor-cache.json (an object, its text or bytes). `source` names the file in errors. */
 export function parseTensorCache(input: unknown, source = 'tensor-cache.json'): TensorCache {
-  let json = input;
-  if (typeof input === 'string') {
-    try {
-      json = JSON.parse(input);
-    } catch (e) {
-      throw new TensorCacheError(`${source}: not JSON: ${(e as Error).message}`);
-    }
-  }
-  if (json === null || typeof json !== 'object' || Array.isArray(json)) {
-    throw new TensorCacheError(`${source}: expected a JSON object with "records"`);
-  }
-  const obj = json as { metadata?: unknown; records?: unknown };
+  const obj = parseJsonObject(input, {
+    notJson: (detail) => new TensorCacheError(`${source}: not JSON: ${detail}`),
+    notObject: () => new TensorCacheError(`${source}: expected a JSON object with "records"`),
+  });
   if (!Array.isArray(obj.records)) throw new TensorCacheError(`${source}: missing "records" array`);
   const seen = new Set<string>();
   const shards: ShardEntry[] = obj.records.map((s: unknown, si: number) => {

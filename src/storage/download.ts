@@ -9,7 +9,7 @@
 
 import {
   fileUrl,
-  ManifestError,
+  parseManifestJson,
   parseShardIndex,
   withIndexedShards,
   type ManifestFile,
@@ -223,12 +223,7 @@ async function runDownload(manifest: ModelManifest, opts: DownloadOptions, userS
       }
       if (!tensorCachePath || !tensorCacheBytes)
         throw new HttpError(manifest.shardIndex.join(' or '), 404, fileUrl(manifest, { path: manifest.shardIndex[0] }));
-      let json: unknown;
-      try {
-        json = JSON.parse(new TextDecoder().decode(tensorCacheBytes));
-      } catch (e) {
-        throw new ManifestError(tensorCachePath, [`it is not JSON (${(e as Error).message})`]);
-      }
+      const json = parseManifestJson(tensorCacheBytes, tensorCachePath);
       files = withIndexedShards({ ...manifest, files }, parseShardIndex(json, tensorCachePath));
       const tcPath = tensorCachePath;
       const tcIndex = files.findIndex((f) => f.path === tcPath);

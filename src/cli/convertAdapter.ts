@@ -6,13 +6,14 @@
  * PEFT, series / parallel bottleneck adapters from LLM-Adapters), checks it against the converted
  * base model (mlc-chat-config.json + tensor-cache.json or ndarray-cache.json), and writes
  * adapter.json + adapter_shard_N.bin. The conversion itself is convertPeftAdapter in
- * src/formats/adapter.ts (the app runs the same code on dropped files). Nothing is written on error:
+ * src/formats/adapterConversion.ts (the app runs the same code on dropped files). Nothing is written on error:
  * files go to a temporary directory beside --out, renamed into place at the end.
  */
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { parseArgs, runMain, UsageError } from './args.ts';
-import { ADAPTER_MANIFEST_FILE, convertPeftAdapter, type AdapterManifest } from '../formats/adapter.ts';
+import { ADAPTER_MANIFEST_FILE, type AdapterManifest } from '../formats/adapterFormat.ts';
+import { convertPeftAdapter } from '../formats/adapterConversion.ts';
 
 const USAGE =
   'usage: npm run convert-adapter -- --in <peft-dir> --base <converted-model-dir> --out <dir> ' +

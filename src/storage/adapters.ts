@@ -4,7 +4,7 @@
  * Engine.loadAdapter, and listModels lists it beside the published adapters.
  */
 
-import { ADAPTER_MANIFEST_FILE, type AdapterManifest } from '../formats/adapter.ts';
+import { ADAPTER_MANIFEST_FILE, type AdapterManifest } from '../formats/adapterFormat.ts';
 import { parseManifest, type ModelManifest } from '../formats/manifest.ts';
 import { downloadModel } from './download.ts';
 import { sha256Hex } from '../formats/hashes.ts';

@@ -20,6 +20,8 @@ import { parseArgs, runMain, UsageError } from './args.ts';
 import { openBrowserSession } from './browserSession.ts';
 import { formatBytes } from '../engine/memoryPlan.ts';
 import { QUANT_MODES, type QuantMode } from '../formats/llamaConfig.ts';
+import { ADAPTER_MANIFEST_FILE } from '../formats/adapterFormat.ts';
+import { MLC_CHAT_CONFIG_FILE } from '../formats/baseModelFiles.ts';
 import type { BenchOptions, BenchResult, DecodeTiming, WebLLMBenchResult } from './benchPage.ts';
 
 const USAGE =
@@ -37,7 +39,7 @@ async function main() {
     model = { synthetic: { layers: Number(synth[1]), mode } };
   } else {
     const dir = resolve(values.model);
-    if (!existsSync(join(dir, 'mlc-chat-config.json'))) throw new Error(`${dir} is not a converted model directory (no mlc-chat-config.json).`);
+    if (!existsSync(join(dir, MLC_CHAT_CONFIG_FILE))) throw new Error(`${dir} is not a converted model directory (no ${MLC_CHAT_CONFIG_FILE}).`);
     mounts['/bench-model'] = dir;
     model = { url: '/bench-model/' };
   }
@@ -47,7 +49,7 @@ async function main() {
     .map((a, i) => {
       if (/^paper:(lora|series|parallel)$/.test(a)) return a;
       const dir = resolve(a);
-      if (!existsSync(join(dir, 'adapter.json'))) throw new Error(`${dir} is not a converted adapter directory (no adapter.json); use npm run convert-adapter, or paper:lora|series|parallel.`);
+      if (!existsSync(join(dir, ADAPTER_MANIFEST_FILE))) throw new Error(`${dir} is not a converted adapter directory (no ${ADAPTER_MANIFEST_FILE}); use npm run convert-adapter, or paper:lora|series|parallel.`);
       mounts[`/bench-adapter-${i}`] = dir;
       return `/bench-adapter-${i}/`;
     });

@@ -17,6 +17,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, normalize } from 'node:path';
 import type { Page } from 'playwright-core';
+import { MLC_CHAT_CONFIG_FILE, TENSOR_CACHE_FILE } from '../formats/baseModelFiles.ts';
 
 export interface BigModelShape {
   hidden: number;
@@ -95,7 +96,7 @@ export async function generateBigModel(dir: string, s: BigModelShape = BIG_SHAPE
   await close();
   const weightBytes = shards.reduce((a, b) => a + b.nbytes, 0);
   await writeFile(
-    join(dir, 'tensor-cache.json'),
+    join(dir, TENSOR_CACHE_FILE),
     JSON.stringify({ metadata: { ParamSize: tensors.length, ParamBytes: weightBytes, BitsPerParam: 32 }, records: shards }),
   );
   const modelConfig = {
@@ -116,7 +117,7 @@ export async function generateBigModel(dir: string, s: BigModelShape = BIG_SHAPE
     max_batch_size: 1,
   };
   await writeFile(
-    join(dir, 'mlc-chat-config.json'),
+    join(dir, MLC_CHAT_CONFIG_FILE),
     JSON.stringify({
       version: '0.1.0',
       model_type: 'llama',

@@ -94,16 +94,16 @@ export async function convertPeftAdapter(input: ConvertAdapterInput): Promise<Co
     const p = parsePeftTensorKey(key);
     if (!p) {
       throw new AdapterError(
-        `adapter_model.safetensors: unexpected tensor ${key}; only LoRA (lora_A/lora_B) and bottleneck (adapter_down/adapter_up/adapter_scaling) weights of a Llama's q/k/v/o/gate/up/down projections are supported`,
+        `${PEFT_WEIGHTS_FILE}: unexpected tensor ${key}; only LoRA (lora_A/lora_B) and bottleneck (adapter_down/adapter_up/adapter_scaling) weights of a Llama's q/k/v/o/gate/up/down projections are supported`,
       );
     }
     const loraRole = p.role === 'lora_A' || p.role === 'lora_B';
     if (loraRole !== (cfg.kind === 'lora')) {
-      throw new AdapterError(`adapter_model.safetensors: tensor ${key} does not belong to a ${cfg.peftType} adapter (peft_type in adapter_config.json)`);
+      throw new AdapterError(`${PEFT_WEIGHTS_FILE}: tensor ${key} does not belong to a ${cfg.peftType} adapter (peft_type in ${PEFT_CONFIG_FILE})`);
     }
     if (p.layer >= base.numLayers) {
       throw new AdapterError(
-        `layer count mismatch: adapter_model.safetensors has ${key} (layer ${p.layer}) but the base model has ${base.numLayers} layers`,
+        `layer count mismatch: ${PEFT_WEIGHTS_FILE} has ${key} (layer ${p.layer}) but the base model has ${base.numLayers} layers`,
       );
     }
     maxLayer = Math.max(maxLayer, p.layer);
@@ -128,7 +128,7 @@ export async function convertPeftAdapter(input: ConvertAdapterInput): Promise<Co
             maxLayer >= 0 && l > maxLayer
               ? ` (the adapter has weights up to layer ${maxLayer}, the base model has ${base.numLayers} layers: layer count mismatch?)`
               : '';
-          throw new AdapterError(`adapter_model.safetensors: missing key ${key}${hint}`);
+          throw new AdapterError(`${PEFT_WEIGHTS_FILE}: missing key ${key}${hint}`);
         }
       }
     }
@@ -136,7 +136,7 @@ export async function convertPeftAdapter(input: ConvertAdapterInput): Promise<Co
   for (const [id, key] of found) {
     if (!expectedKeys.has(id)) {
       throw new AdapterError(
-        `adapter_model.safetensors: tensor ${key} is not selected by target_modules ${JSON.stringify(cfg.targetModules)} in adapter_config.json` +
+        `${PEFT_WEIGHTS_FILE}: tensor ${key} is not selected by target_modules ${JSON.stringify(cfg.targetModules)} in ${PEFT_CONFIG_FILE}` +
           (id.endsWith('adapter_scaling') ? ' (adapter_scaling is only used with scaling "learned")' : ''),
       );
     }
@@ -152,7 +152,7 @@ export async function convertPeftAdapter(input: ConvertAdapterInput): Promise<Co
     try {
       return { data: readSafetensorsTensor(file, key, header), shape: info.shape, key };
     } catch (e) {
-      throw new AdapterError(`adapter_model.safetensors: ${(e as Error).message}`);
+      throw new AdapterError(`${PEFT_WEIGHTS_FILE}: ${(e as Error).message}`);
     }
   };
   const shapeError = (key: string, got: number[], want: number[], why: string) => {

@@ -232,9 +232,9 @@ export async function readAdapterTensors(
     const raw = shards.get(s.dataPath);
     if (!raw) throw new AdapterError(`adapter shard ${s.dataPath} is missing`);
     const bytes = raw instanceof Uint8Array ? raw : new Uint8Array(raw);
-    if (bytes.length !== s.nbytes) throw new AdapterError(`adapter shard ${s.dataPath} has ${bytes.length} bytes, adapter.json says ${s.nbytes} (truncated?)`);
+    if (bytes.length !== s.nbytes) throw new AdapterError(`adapter shard ${s.dataPath} has ${bytes.length} bytes, ${ADAPTER_MANIFEST_FILE} says ${s.nbytes} (truncated?)`);
     if (opts.verify !== false && (await sha256Hex(bytes)) !== s.sha256) {
-      throw new AdapterError(`adapter shard ${s.dataPath} is corrupt: its sha256 does not match adapter.json`);
+      throw new AdapterError(`adapter shard ${s.dataPath} is corrupt: its sha256 does not match ${ADAPTER_MANIFEST_FILE}`);
     }
     for (const r of s.records) {
       // An aligned copy with its own buffer (Node Buffers share a pooled ArrayBuffer; .slice there is a view).

@@ -11,6 +11,7 @@
  */
 
 import { isJsonObject as isObject, parseJsonObject } from './jsonObject.ts';
+import { TENSOR_CACHE_FILE, TENSOR_CACHE_FILES } from './baseModelFiles.ts';
 import { QUANT_MODES, type QuantMode } from './llamaConfig.ts';
 
 export const MANIFEST_SCHEMA_VERSION = 1;
@@ -162,7 +163,7 @@ export function parseManifest(input: string | unknown, source = 'manifest', mani
     p.push(`"fingerprint" must be 64 lowercase hex digits (got ${describe(raw.fingerprint)})`);
   if (raw.shardIndex !== undefined) {
     if (!Array.isArray(raw.shardIndex) || raw.shardIndex.length === 0 || raw.shardIndex.some((x) => typeof x !== 'string' || x === ''))
-      p.push('"shardIndex" must be a non-empty list of file names, e.g. ["tensor-cache.json", "ndarray-cache.json"]');
+      p.push(`"shardIndex" must be a non-empty list of file names, e.g. [${TENSOR_CACHE_FILES.map((f) => `"${f}"`).join(', ')}]`);
   }
 
   const files: ManifestFile[] = [];
@@ -223,7 +224,7 @@ export interface IndexedShard {
  * Only what the download needs is checked (relative dataPath, byte count, hash formats).
  * @throws ManifestError
  */
-export function parseShardIndex(input: unknown, source = 'tensor-cache.json'): IndexedShard[] {
+export function parseShardIndex(input: unknown, source: string = TENSOR_CACHE_FILE): IndexedShard[] {
   const p: string[] = [];
   const list = isObject(input) ? (Array.isArray(input.records) ? input.records : Array.isArray(input.shards) ? input.shards : null) : null;
   if (!list) throw new ManifestError(source, ['it has no "records" (tensor cache) or "shards" (adapter.json) list']);

@@ -11,6 +11,7 @@
  * newer models), tokenizer_files ["tokenizer.model", "tokenizer.json", "tokenizer_config.json"], version "0.1.0".
  */
 import { parseJsonObject } from './jsonObject.ts';
+import { MLC_CHAT_CONFIG_FILE } from './baseModelFiles.ts';
 import { QUANT_MODES, type LlamaConfig, type QuantMode } from './llamaConfig.ts';
 
 export class MlcChatConfigError extends Error {
@@ -57,7 +58,7 @@ export function validateLlamaConfig(c: LlamaConfig, where: string): void {
 }
 
 /** Parse mlc-chat-config.json (object, text or bytes). */
-export function parseMlcChatConfig(input: unknown, where = 'mlc-chat-config.json'): MlcChatConfigInfo {
+export function parseMlcChatConfig(input: unknown, where = MLC_CHAT_CONFIG_FILE): MlcChatConfigInfo {
   const top = parseJsonObject(input, {
     notJson: (detail) => new MlcChatConfigError(`${where}: not JSON: ${detail}`),
     notObject: () => new MlcChatConfigError(`${where}: expected a JSON object`),

@@ -1,7 +1,7 @@
 /**
  * A model directory as the engine sees it: mlc-chat-config.json, tensor-cache.json (older name
  * ndarray-cache.json), params_shard_N.bin, tokenizer.json — read through a ModelSource, one shard
- * at a time. The file names live here, and so does the one reader of config + tensor cache.
+ * at a time; the one reader of config + tensor cache (file names: baseModelFiles.ts).
  */
 import type { LlamaConfig, QuantMode } from './llamaConfig.ts';
 import { parseMlcChatConfig } from './mlcChatConfig.ts';
@@ -9,17 +9,7 @@ import { bf16ArrayToF32 } from './f16.ts';
 import { sha256Hex } from './hashes.ts';
 import { checkShardBuffer, decodeRecord, isStoredAsBf16, parseTensorCache, recordBytes } from './tensorCache.ts';
 import type { ModelSource, TensorCache, TensorRecord } from './tensorCacheTypes.ts';
-
-/** MLC's model configuration (architecture, quantization, tokenizer files). */
-export const MLC_CHAT_CONFIG_FILE = 'mlc-chat-config.json';
-/** The tensor cache, by its current name first: MLC renamed ndarray-cache.json to tensor-cache.json. */
-export const TENSOR_CACHE_FILES = ['tensor-cache.json', 'ndarray-cache.json'] as const;
-/** The name we write a tensor cache under. */
-export const TENSOR_CACHE_FILE = TENSOR_CACHE_FILES[0];
-/** Hugging Face tokenizers' files, as MLC copies them beside the weights. */
-export const TOKENIZER_FILE = 'tokenizer.json';
-export const TOKENIZER_CONFIG_FILE = 'tokenizer_config.json';
-export const SENTENCEPIECE_MODEL_FILE = 'tokenizer.model';
+import { MLC_CHAT_CONFIG_FILE, TENSOR_CACHE_FILES, TOKENIZER_FILE, type TensorCacheFile } from './baseModelFiles.ts';
 
 export class ModelFilesError extends Error {
   override name = 'ModelFilesError';
@@ -29,7 +19,7 @@ export class ModelFilesError extends Error {
 export interface BaseModelJson {
   chatConfig: unknown;
   tensorCache: unknown;
-  tensorCacheFile: (typeof TENSOR_CACHE_FILES)[number];
+  tensorCacheFile: TensorCacheFile;
 }
 
 /**
@@ -40,11 +30,11 @@ export interface BaseModelJson {
 export async function readBaseModelJson(source: Pick<ModelSource, 'readJson'>, where = 'the model directory'): Promise<BaseModelJson> {
   const chatConfig = await source.readJson(MLC_CHAT_CONFIG_FILE);
   if (chatConfig === null) throw new ModelFilesError(`${MLC_CHAT_CONFIG_FILE} not found in ${where}`);
-  const tensorCache = await source.readJson(TENSOR_CACHE_FILES[0]);
-  if (tensorCache !== null) return { chatConfig, tensorCache, tensorCacheFile: TENSOR_CACHE_FILES[0] };
-  const older = await source.readJson(TENSOR_CACHE_FILES[1]);
-  if (older === null) throw new ModelFilesError(`neither ${TENSOR_CACHE_FILES.join(' nor ')} found in ${where}`);
-  return { chatConfig, tensorCache: older, tensorCacheFile: TENSOR_CACHE_FILES[1] };
+  for (const tensorCacheFile of TENSOR_CACHE_FILES) {
+    const tensorCache = await source.readJson(tensorCacheFile);
+    if (tensorCache !== null) return { chatConfig, tensorCache, tensorCacheFile };
+  }
+  throw new ModelFilesError(`neither ${TENSOR_CACHE_FILES.join(' nor ')} found in ${where}`);
 }
 
 export interface ModelManifestInfo {

@@ -18,6 +18,7 @@
  */
 import { createMd5, createSha256 } from './hashes.ts';
 import { parseJsonObject } from './jsonObject.ts';
+import { TENSOR_CACHE_FILE } from './baseModelFiles.ts';
 import { bf16ArrayToF32, f16ArrayToF32 } from './f16.ts';
 import type { ShardEntry, TensorCache, TensorDtype, TensorRecord } from './tensorCacheTypes.ts';
 
@@ -48,7 +49,7 @@ export function storedElementBytes(record: Pick<TensorRecord, 'dtype' | 'format'
 const isInt = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v) && v >= 0;
 
 /** Parse and validate tensor-cache.json (an object, its text or bytes). `source` names the file in errors. */
-export function parseTensorCache(input: unknown, source = 'tensor-cache.json'): TensorCache {
+export function parseTensorCache(input: unknown, source: string = TENSOR_CACHE_FILE): TensorCache {
   const obj = parseJsonObject(input, {
     notJson: (detail) => new TensorCacheError(`${source}: not JSON: ${detail}`),
     notObject: () => new TensorCacheError(`${source}: expected a JSON object with "records"`),
@@ -113,7 +114,7 @@ export function indexRecords(cache: TensorCache): Map<string, { shardIndex: numb
 export function checkShardBuffer(shard: ShardEntry, buffer: ArrayBuffer | Uint8Array): void {
   if (buffer.byteLength !== shard.nbytes) {
     throw new TensorCacheError(
-      `shard ${shard.dataPath} has ${buffer.byteLength} bytes but tensor-cache.json says ${shard.nbytes}` +
+      `shard ${shard.dataPath} has ${buffer.byteLength} bytes but ${TENSOR_CACHE_FILE} says ${shard.nbytes}` +
         (buffer.byteLength < shard.nbytes ? ' (truncated download?)' : ''),
     );
   }

@@ -194,11 +194,11 @@ type Usage = { usedSize: number; totalSize: number; backingStorageSize?: number 
 export async function downloadIntoPage(page: Page, modelUrl: string, id: string): Promise<number> {
   const t0 = Date.now();
   await page.evaluate(
-    async ({ modelUrl, id }) => {
+    async ({ modelUrl, id, chatConfigFile, tensorCacheFile }) => {
       const S = (await import(/* @vite-ignore */ '/src/storage/index.ts' as string)) as typeof import('../storage/index.ts');
       await S.deleteModel(id, true);
       const manifest = S.parseManifest(
-        { schema: 1, id, name: 'Heap test model (1 GB, q0f32)', kind: 'base', baseUrl: modelUrl, quantization: 'q0f32', shardIndex: ['tensor-cache.json'], files: [{ path: 'mlc-chat-config.json', size: null }] },
+        { schema: 1, id, name: 'Heap test model (1 GB, q0f32)', kind: 'base', baseUrl: modelUrl, quantization: 'q0f32', shardIndex: [tensorCacheFile], files: [{ path: chatConfigFile, size: null }] },
         'heap test manifest',
       );
       await S.downloadModel(manifest, { retryDelayMs: 10 });
@@ -206,7 +206,7 @@ export async function downloadIntoPage(page: Page, modelUrl: string, id: string)
       (window as unknown as { E: unknown }).E = await import(/* @vite-ignore */ '/src/engine/engine.ts' as string);
       (window as unknown as { S: unknown }).S = S;
     },
-    { modelUrl, id },
+    { modelUrl, id, chatConfigFile: MLC_CHAT_CONFIG_FILE, tensorCacheFile: TENSOR_CACHE_FILE },
   );
   return (Date.now() - t0) / 1000;
 }

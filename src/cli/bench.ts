@@ -18,8 +18,10 @@ import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs, runMain, UsageError } from './args.ts';
 import { openBrowserSession } from './browserSession.ts';
-import { formatBytes } from '../engine/memoryPlan.ts';
+import { formatBinaryBytes } from '../engine/memoryPlan.ts';
 import { QUANT_MODES, type QuantMode } from '../formats/llamaConfig.ts';
+import { ADAPTER_MANIFEST_FILE } from '../formats/adapterFormat.ts';
+import { MLC_CHAT_CONFIG_FILE } from '../formats/baseModelFiles.ts';
 import type { BenchOptions, BenchResult, DecodeTiming, WebLLMBenchResult } from './benchPage.ts';
 
 const USAGE =
@@ -37,7 +39,7 @@ async function main() {
     model = { synthetic: { layers: Number(synth[1]), mode } };
   } else {
     const dir = resolve(values.model);
-    if (!existsSync(join(dir, 'mlc-chat-config.json'))) throw new Error(`${dir} is not a converted model directory (no mlc-chat-config.json).`);
+    if (!existsSync(join(dir, MLC_CHAT_CONFIG_FILE))) throw new Error(`${dir} is not a converted model directory (no ${MLC_CHAT_CONFIG_FILE}).`);
     mounts['/bench-model'] = dir;
     model = { url: '/bench-model/' };
   }
@@ -47,7 +49,7 @@ async function main() {
     .map((a, i) => {
       if (/^paper:(lora|series|parallel)$/.test(a)) return a;
       const dir = resolve(a);
-      if (!existsSync(join(dir, 'adapter.json'))) throw new Error(`${dir} is not a converted adapter directory (no adapter.json); use npm run convert-adapter, or paper:lora|series|parallel.`);
+      if (!existsSync(join(dir, ADAPTER_MANIFEST_FILE))) throw new Error(`${dir} is not a converted adapter directory (no ${ADAPTER_MANIFEST_FILE}); use npm run convert-adapter, or paper:lora|series|parallel.`);
       mounts[`/bench-adapter-${i}`] = dir;
       return `/bench-adapter-${i}/`;
     });
@@ -96,7 +98,7 @@ async function main() {
     `device          ${r.gpuAdapter}`,
     `copy bandwidth  ${gbps(r.copyBytesPerSecond)} (read + write of a ${'large'} buffer copy: the ceiling)`,
     `model           ${r.model} (${r.mode}, ${r.layers} layers)`,
-    `GPU memory      weights ${formatBytes(r.memory.weights)}, KV cache ${formatBytes(r.memory.kvCache)}, activations ${formatBytes(r.memory.activations)}, total ${formatBytes(r.memory.total)}`,
+    `GPU memory      weights ${formatBinaryBytes(r.memory.weights)}, KV cache ${formatBinaryBytes(r.memory.kvCache)}, activations ${formatBinaryBytes(r.memory.activations)}, total ${formatBinaryBytes(r.memory.total)}`,
     `prefill         ${r.prefillTokensPerSecond.toFixed(1)} tokens/s (${opts.promptLen} tokens), time to first token ${r.timeToFirstTokenMs.toFixed(1)} ms`,
     '',
     `decode, batch ${r.batch}`,
@@ -115,7 +117,7 @@ async function main() {
 
 function decodeRow(name: string, d: DecodeTiming, bytesPerStep: number): string {
   return (
-    `${name.padEnd(26)}${d.tokensPerSecond.toFixed(1).padStart(10)}${d.msPerStep.toFixed(2).padStart(10)}${formatBytes(bytesPerStep).padStart(13)}` +
+    `${name.padEnd(26)}${d.tokensPerSecond.toFixed(1).padStart(10)}${d.msPerStep.toFixed(2).padStart(10)}${formatBinaryBytes(bytesPerStep).padStart(13)}` +
     `${d.efficiency.toFixed(3).padStart(12)}${(d.overhead === null ? '-' : `${(d.overhead * 100).toFixed(1)}%`).padStart(10)}`
   );
 }

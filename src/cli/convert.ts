@@ -25,12 +25,13 @@ import {
   type LlamaConfig, type QuantMode,
 } from '../formats/llamaConfig.ts';
 import { writeMlcChatConfig } from '../formats/mlcChatConfig.ts';
+import { MLC_CHAT_CONFIG_FILE, SENTENCEPIECE_MODEL_FILE, TENSOR_CACHE_FILE, TOKENIZER_CONFIG_FILE, TOKENIZER_FILE } from '../formats/baseModelFiles.ts';
 import { assertQ4Quantizable, q4PackedCols, q4ScaleCols, quantizeQ4 } from '../formats/quant.ts';
 import { TensorCacheWriter } from '../formats/tensorCache.ts';
 import type { TensorCache } from '../formats/tensorCacheTypes.ts';
 import { CheckpointError, HfCheckpoint, dirShardSink } from './hfCheckpoint.ts';
 
-export const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'tokenizer.model'];
+export const TOKENIZER_FILES = [TOKENIZER_FILE, TOKENIZER_CONFIG_FILE, SENTENCEPIECE_MODEL_FILE];
 
 export interface ConvertOptions {
   inDir: string;
@@ -178,7 +179,7 @@ export async function convertCheckpoint(opts: ConvertOptions): Promise<ConvertRe
       ParamBytes: writer.totalBytes,
       BitsPerParam: (writer.totalBytes * 8) / totalParams,
     });
-    await writeFile(join(tmpDir, 'tensor-cache.json'), JSON.stringify(cache, null, 2));
+    await writeFile(join(tmpDir, TENSOR_CACHE_FILE), JSON.stringify(cache, null, 2));
     const tokenizerFiles: string[] = [];
     for (const f of TOKENIZER_FILES) {
       if (existsSync(join(opts.inDir, f))) {
@@ -186,7 +187,7 @@ export async function convertCheckpoint(opts: ConvertOptions): Promise<ConvertRe
         tokenizerFiles.push(f);
       }
     }
-    await writeFile(join(tmpDir, 'mlc-chat-config.json'), JSON.stringify(writeMlcChatConfig(config, opts.quant, tokenizerFiles), null, 2));
+    await writeFile(join(tmpDir, MLC_CHAT_CONFIG_FILE), JSON.stringify(writeMlcChatConfig(config, opts.quant, tokenizerFiles), null, 2));
     await ckpt.close();
     // Swap into place: an existing output is moved aside first and removed only after the rename.
     const old = existsSync(outDir) ? `${tmpDir}.old` : null;

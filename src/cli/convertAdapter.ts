@@ -6,13 +6,17 @@
  * PEFT, series / parallel bottleneck adapters from LLM-Adapters), checks it against the converted
  * base model (mlc-chat-config.json + tensor-cache.json or ndarray-cache.json), and writes
  * adapter.json + adapter_shard_N.bin. The conversion itself is convertPeftAdapter in
- * src/formats/adapter.ts (the app runs the same code on dropped files). Nothing is written on error:
+ * src/formats/adapterConversion.ts (the app runs the same code on dropped files). Nothing is written on error:
  * files go to a temporary directory beside --out, renamed into place at the end.
  */
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { parseArgs, runMain, UsageError } from './args.ts';
-import { ADAPTER_MANIFEST_FILE, convertPeftAdapter, type AdapterManifest } from '../formats/adapter.ts';
+import { ADAPTER_MANIFEST_FILE, type AdapterManifest } from '../formats/adapterFormat.ts';
+import { convertPeftAdapter } from '../formats/adapterConversion.ts';
+import { readBaseModelJson } from '../formats/modelFiles.ts';
+import { PEFT_CONFIG_FILE, PEFT_PICKLED_WEIGHTS_FILE, PEFT_WEIGHTS_FILE } from '../formats/peftAdapter.ts';
+import { dirModelSource } from './hfCheckpoint.ts';
 
 const USAGE =
   'usage: npm run convert-adapter -- --in <peft-dir> --base <converted-model-dir> --out <dir> ' +
@@ -43,19 +47,16 @@ export async function convertAdapterDir(opts: ConvertAdapterDirOptions): Promise
   const inDir = resolve(opts.inDir);
   const baseDir = resolve(opts.baseDir);
   const outDir = resolve(opts.outDir);
-  const adapterConfig = readJsonFile(join(inDir, 'adapter_config.json'), 'adapter_config.json');
-  const weightsPath = join(inDir, 'adapter_model.safetensors');
+  const adapterConfig = readJsonFile(join(inDir, PEFT_CONFIG_FILE), PEFT_CONFIG_FILE);
+  const weightsPath = join(inDir, PEFT_WEIGHTS_FILE);
   if (!existsSync(weightsPath)) {
-    const bin = existsSync(join(inDir, 'adapter_model.bin'));
+    const bin = existsSync(join(inDir, PEFT_PICKLED_WEIGHTS_FILE));
     throw new Error(
-      `adapter_model.safetensors not found in ${inDir}` +
-        (bin ? ' (found adapter_model.bin: a pickle; re-save it with safetensors, e.g. model.save_pretrained(dir, safe_serialization=True))' : ''),
+      `${PEFT_WEIGHTS_FILE} not found in ${inDir}` +
+        (bin ? ` (found ${PEFT_PICKLED_WEIGHTS_FILE}: a pickle; re-save it with safetensors, e.g. model.save_pretrained(dir, safe_serialization=True))` : ''),
     );
   }
-  const chatConfig = readJsonFile(join(baseDir, 'mlc-chat-config.json'), 'base mlc-chat-config.json (is --base a converted model directory?)');
-  const cachePath = ['tensor-cache.json', 'ndarray-cache.json'].map((f) => join(baseDir, f)).find((p) => existsSync(p));
-  if (!cachePath) throw new Error(`base tensor-cache.json (or ndarray-cache.json) not found in ${baseDir}`);
-  const tensorCache = readJsonFile(cachePath, 'base tensor cache');
+  const base = await readBaseModelJson(dirModelSource(baseDir), `${baseDir} (is --base a converted model directory?)`);
 
   if (existsSync(outDir) && readdirSync(outDir).length > 0 && !opts.force) {
     throw new Error(`${outDir} already exists and is not empty; pass --force to replace it`);
@@ -64,8 +65,8 @@ export async function convertAdapterDir(opts: ConvertAdapterDirOptions): Promise
   const { manifest, shards } = await convertPeftAdapter({
     adapterConfig,
     adapterWeights: readFileSync(weightsPath),
-    baseChatConfig: chatConfig,
-    baseTensorCache: tensorCache,
+    baseChatConfig: base.chatConfig,
+    baseTensorCache: base.tensorCache,
     name: opts.name ?? basename(inDir),
     dtype: opts.dtype,
     maxShardBytes: opts.maxShardBytes,

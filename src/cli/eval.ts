@@ -22,6 +22,8 @@ import { dirname, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs, runMain, UsageError } from './args.ts';
 import type { EvalPageOptions, EvalPageResult } from './evalPage.ts';
+import { ADAPTER_MANIFEST_FILE } from '../formats/adapterFormat.ts';
+import { MLC_CHAT_CONFIG_FILE } from '../formats/baseModelFiles.ts';
 import { DATASET_NAMES, DATASETS, describeSkipped, isDatasetName, parseDataset, selectProblems, type DatasetName, type Problem } from '../reasoning/datasets.ts';
 import { customPrompt, getPromptConfig, PROMPT_CONFIGS, type PromptConfig } from '../reasoning/prompts.ts';
 import { scoreOutput, summarize } from '../reasoning/score.ts';
@@ -84,8 +86,8 @@ async function main() {
   const model = resolveModel(values.model);
   const adapterDir = values.adapter === undefined ? null : resolve(values.adapter);
   if (adapterDir && !(existsSync(adapterDir) && statSync(adapterDir).isDirectory())) throw new Error(`--adapter ${values.adapter}: no such directory.`);
-  if (adapterDir && !existsSync(join(adapterDir, 'adapter.json'))) {
-    throw new Error(`--adapter ${values.adapter} is not a converted adapter directory (no adapter.json). Run npm run convert-adapter first.`);
+  if (adapterDir && !existsSync(join(adapterDir, ADAPTER_MANIFEST_FILE))) {
+    throw new Error(`--adapter ${values.adapter} is not a converted adapter directory (no ${ADAPTER_MANIFEST_FILE}). Run npm run convert-adapter first.`);
   }
 
   // Data, read here and handed to the page.
@@ -172,7 +174,7 @@ function resolveModel(arg: string): ResolvedModel {
     }
   }
   dir = dir.replace(/[\\/]+$/, '');
-  if (!existsSync(join(dir, 'mlc-chat-config.json'))) throw new Error(`${dir} is not a converted model directory (no mlc-chat-config.json). Run npm run convert first.`);
+  if (!existsSync(join(dir, MLC_CHAT_CONFIG_FILE))) throw new Error(`${dir} is not a converted model directory (no ${MLC_CHAT_CONFIG_FILE}). Run npm run convert first.`);
   return { id: displayPath(dir), dir, url: null };
 }
 

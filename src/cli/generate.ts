@@ -11,6 +11,7 @@ import { join, resolve, basename } from 'node:path';
 import { parseArgs, runMain, UsageError } from './args.ts';
 import { openBrowserSession } from './browserSession.ts';
 import { loadTokenizer, type Tokenizer } from '../formats/tokenizer.ts';
+import { MLC_CHAT_CONFIG_FILE, TOKENIZER_CONFIG_FILE, TOKENIZER_FILE } from '../formats/baseModelFiles.ts';
 
 const USAGE =
   'usage: npm run generate -- --model <dir> (--prompt "text" | --prompt-ids 1,2,3) --max-new-tokens N ' +
@@ -23,15 +24,15 @@ async function main() {
   });
   if (!values.model) throw new UsageError('--model is required.');
   const modelDir = resolve(values.model);
-  if (!existsSync(join(modelDir, 'mlc-chat-config.json'))) throw new Error(`${modelDir} is not a converted model directory (no mlc-chat-config.json). Run npm run convert first.`);
+  if (!existsSync(join(modelDir, MLC_CHAT_CONFIG_FILE))) throw new Error(`${modelDir} is not a converted model directory (no ${MLC_CHAT_CONFIG_FILE}). Run npm run convert first.`);
   if ((values.prompt === undefined) === (values['prompt-ids'] === undefined)) throw new UsageError('Give exactly one of --prompt or --prompt-ids.');
   const maxNewTokens = intArg(values['max-new-tokens'] ?? '64', 'max-new-tokens');
   const json = flags.has('json');
 
   let tokenizer: Tokenizer | null = null;
-  const tokPath = join(modelDir, 'tokenizer.json');
+  const tokPath = join(modelDir, TOKENIZER_FILE);
   if (existsSync(tokPath)) {
-    const cfgPath = join(modelDir, 'tokenizer_config.json');
+    const cfgPath = join(modelDir, TOKENIZER_CONFIG_FILE);
     tokenizer = await loadTokenizer(JSON.parse(readFileSync(tokPath, 'utf8')), existsSync(cfgPath) ? JSON.parse(readFileSync(cfgPath, 'utf8')) : undefined);
   }
   let promptIds: number[];

@@ -7,11 +7,15 @@
  *   npm run make-tiny-model [-- --if-missing] [--out models/tiny]
  */
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, mkdir, writeFile } from 'node:fs/promises';
 import llamaTokenizerJs from 'llama-tokenizer-js';
 import { llama2TokenizerJson } from '../formats/tokenizer.ts';
 import { parseMlcChatConfig } from '../formats/mlcChatConfig.ts';
-import { convertPeftAdapter, ADAPTER_MANIFEST_FILE, type AdapterKind } from '../formats/adapter.ts';
+import { ADAPTER_MANIFEST_FILE, type AdapterKind } from '../formats/adapterFormat.ts';
+import { convertPeftAdapter } from '../formats/adapterConversion.ts';
+import { TENSOR_CACHE_FILE, TOKENIZER_CONFIG_FILE, TOKENIZER_FILE } from '../formats/baseModelFiles.ts';
+import { readBaseModelJson } from '../formats/modelFiles.ts';
+import { PEFT_CONFIG_FILE, PEFT_WEIGHTS_FILE } from '../formats/peftAdapter.ts';
 import { randomPeftAdapter } from '../formats/randomAdapter.ts';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -20,7 +24,7 @@ import { QUANT_MODES, type QuantMode } from '../formats/llamaConfig.ts';
 import { Rng } from '../formats/random.ts';
 import type { SafetensorsInput } from '../formats/safetensors.ts';
 import { convertCheckpoint } from './convert.ts';
-import { writeHfCheckpoint } from './hfCheckpoint.ts';
+import { dirModelSource, writeHfCheckpoint } from './hfCheckpoint.ts';
 
 export const TINY_SEED = 1234;
 
@@ -110,8 +114,8 @@ export function llama2TokenizerFiles(): Record<string, object> {
     tokenizer_class: 'LlamaTokenizer',
   };
   return {
-    'tokenizer.json': llama2TokenizerJson(llamaTokenizerJs.vocabById, llamaTokenizerJs.merges.keys()),
-    'tokenizer_config.json': config,
+    [TOKENIZER_FILE]: llama2TokenizerJson(llamaTokenizerJs.vocabById, llamaTokenizerJs.merges.keys()),
+    [TOKENIZER_CONFIG_FILE]: config,
   };
 }
 
@@ -127,16 +131,15 @@ export const TINY_MODELS: { dir: string; shape: TinyShape; modes: readonly Quant
 const TINY_ADAPTER_KINDS: AdapterKind[] = ['lora', 'series', 'parallel'];
 
 async function writeTinyAdapters(outRoot: string, baseDir: string, mode: QuantMode) {
-  const chat = JSON.parse(await readFile(join(baseDir, 'mlc-chat-config.json'), 'utf8'));
-  const cache = JSON.parse(await readFile(join(baseDir, 'tensor-cache.json'), 'utf8'));
+  const { chatConfig: chat, tensorCache: cache } = await readBaseModelJson(dirModelSource(baseDir), baseDir);
   const { config } = parseMlcChatConfig(chat);
   for (const [i, kind] of TINY_ADAPTER_KINDS.entries()) {
     const peft = randomPeftAdapter(config, kind, { seed: 100 + i });
     const dir = join(outRoot, 'adapters', `${mode}-${kind}`);
     await mkdir(join(dir, 'peft'), { recursive: true });
     // The PEFT source too, so `npm run convert-adapter` can be tried on it.
-    await writeFile(join(dir, 'peft', 'adapter_config.json'), JSON.stringify(peft.adapterConfig, null, 2));
-    await writeFile(join(dir, 'peft', 'adapter_model.safetensors'), peft.adapterWeights);
+    await writeFile(join(dir, 'peft', PEFT_CONFIG_FILE), JSON.stringify(peft.adapterConfig, null, 2));
+    await writeFile(join(dir, 'peft', PEFT_WEIGHTS_FILE), peft.adapterWeights);
     const converted = await convertPeftAdapter({ adapterConfig: peft.adapterConfig, adapterWeights: peft.adapterWeights, baseChatConfig: chat, baseTensorCache: cache, name: `tiny ${kind} (random)` });
     await writeFile(join(dir, ADAPTER_MANIFEST_FILE), JSON.stringify(converted.manifest, null, 2));
     for (const [path, bytes] of converted.shards) await writeFile(join(dir, path), bytes);
@@ -145,7 +148,7 @@ async function writeTinyAdapters(outRoot: string, baseDir: string, mode: QuantMo
 
 export async function makeTinyModel(outRoot: string, opts: { ifMissing?: boolean; log?: (m: string) => void } = {}) {
   const log = opts.log ?? (() => {});
-  const done = () => TINY_MODELS.every((m) => existsSync(join(outRoot, m.dir, 'tensor-cache.json'))) && existsSync(join(outRoot, 'adapters', 'q4f16_1-parallel', ADAPTER_MANIFEST_FILE));
+  const done = () => TINY_MODELS.every((m) => existsSync(join(outRoot, m.dir, TENSOR_CACHE_FILE))) && existsSync(join(outRoot, 'adapters', 'q4f16_1-parallel', ADAPTER_MANIFEST_FILE));
   if (opts.ifMissing && done()) {
     log(`${outRoot}: all tiny models present, skipping`);
     return;

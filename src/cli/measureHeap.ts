@@ -17,6 +17,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, normalize } from 'node:path';
 import type { Page } from 'playwright-core';
+import { MLC_CHAT_CONFIG_FILE, TENSOR_CACHE_FILE } from '../formats/baseModelFiles.ts';
 
 export interface BigModelShape {
   hidden: number;
@@ -95,7 +96,7 @@ export async function generateBigModel(dir: string, s: BigModelShape = BIG_SHAPE
   await close();
   const weightBytes = shards.reduce((a, b) => a + b.nbytes, 0);
   await writeFile(
-    join(dir, 'tensor-cache.json'),
+    join(dir, TENSOR_CACHE_FILE),
     JSON.stringify({ metadata: { ParamSize: tensors.length, ParamBytes: weightBytes, BitsPerParam: 32 }, records: shards }),
   );
   const modelConfig = {
@@ -116,7 +117,7 @@ export async function generateBigModel(dir: string, s: BigModelShape = BIG_SHAPE
     max_batch_size: 1,
   };
   await writeFile(
-    join(dir, 'mlc-chat-config.json'),
+    join(dir, MLC_CHAT_CONFIG_FILE),
     JSON.stringify({
       version: '0.1.0',
       model_type: 'llama',
@@ -193,11 +194,11 @@ type Usage = { usedSize: number; totalSize: number; backingStorageSize?: number 
 export async function downloadIntoPage(page: Page, modelUrl: string, id: string): Promise<number> {
   const t0 = Date.now();
   await page.evaluate(
-    async ({ modelUrl, id }) => {
+    async ({ modelUrl, id, chatConfigFile, tensorCacheFile }) => {
       const S = (await import(/* @vite-ignore */ '/src/storage/index.ts' as string)) as typeof import('../storage/index.ts');
       await S.deleteModel(id, true);
       const manifest = S.parseManifest(
-        { schema: 1, id, name: 'Heap test model (1 GB, q0f32)', kind: 'base', baseUrl: modelUrl, quantization: 'q0f32', shardIndex: ['tensor-cache.json'], files: [{ path: 'mlc-chat-config.json', size: null }] },
+        { schema: 1, id, name: 'Heap test model (1 GB, q0f32)', kind: 'base', baseUrl: modelUrl, quantization: 'q0f32', shardIndex: [tensorCacheFile], files: [{ path: chatConfigFile, size: null }] },
         'heap test manifest',
       );
       await S.downloadModel(manifest, { retryDelayMs: 10 });
@@ -205,7 +206,7 @@ export async function downloadIntoPage(page: Page, modelUrl: string, id: string)
       (window as unknown as { E: unknown }).E = await import(/* @vite-ignore */ '/src/engine/engine.ts' as string);
       (window as unknown as { S: unknown }).S = S;
     },
-    { modelUrl, id },
+    { modelUrl, id, chatConfigFile: MLC_CHAT_CONFIG_FILE, tensorCacheFile: TENSOR_CACHE_FILE },
   );
   return (Date.now() - t0) / 1000;
 }

@@ -1,5 +1,5 @@
 /**
- * Adapters on the GPU: a converted adapter (src/formats/adapter.ts) becomes, per layer, one
+ * Adapters on the GPU: a converted adapter (src/formats/adapterFormat.ts) becomes, per layer, one
  * "site" per fused linear it touches (qkv, o, gate_up, down). Each site's modules are stacked so a
  * site costs at most two small dispatches whatever it targets: one down-projection for every
  * segment (q | k | v, or gate | up) and one up-projection that lands each segment on its rows.
@@ -13,7 +13,7 @@
  *              down:    y = W x; y = y + s up(act(down y))          (mode 'seriesOutput')
  */
 import type { LlamaConfig } from '../formats/llamaConfig.ts';
-import type { AdapterManifest, AdapterModule, AdapterActivation } from '../formats/adapter.ts';
+import type { AdapterManifest, AdapterModule, AdapterActivation } from '../formats/adapterFormat.ts';
 import { createBufferChecked } from './gpu.ts';
 import { EngineError } from './errors.ts';
 

@@ -10,7 +10,7 @@ import { createGpuContext, type GpuContext } from './gpu.ts';
 import { LlamaModel, type ModelLoadOptions } from './llama.ts';
 import { Sampler, type SamplingOptions } from './sampling.ts';
 import { EngineError } from './errors.ts';
-import { ADAPTER_MANIFEST_FILE, checkAdapterAgainstBase, parseAdapterManifest, readAdapterTensors } from '../formats/adapter.ts';
+import { ADAPTER_MANIFEST_FILE, checkAdapterAgainstBase, parseAdapterManifest, readAdapterTensors } from '../formats/adapterFormat.ts';
 
 export interface GenerateOptions extends SamplingOptions {
   maxNewTokens: number;

@@ -11,7 +11,7 @@ import { createBufferChecked, explainGpuFailure } from './gpu.ts';
 import { EngineError, GPUOutOfMemoryError } from './errors.ts';
 import { PipelineCache, bindGroup, type Dispatch, type KvFormat, type KernelVariant } from './kernels.ts';
 import { createGpuAdapter, adapterZWidth, type AdapterSite, type GpuAdapter } from './adapters.ts';
-import type { AdapterManifest } from '../formats/adapter.ts';
+import type { AdapterManifest } from '../formats/adapterFormat.ts';
 import { takeMatrix, takeVector, uploadTensors, type GpuMatrix, type LoadProgress, type UploadedTensors } from './weights.ts';
 import { activationSizes, batchForBudget, kvLayerBytes, DEFAULT_PREFILL_CHUNK, GREEDY_PIPELINE_DEPTH, type MemoryPlan } from './memoryPlan.ts';
 

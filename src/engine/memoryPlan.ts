@@ -97,7 +97,8 @@ export function planMemory(c: LlamaConfig, mode: QuantMode, ctx: number, chunk =
   return { weights, kvCache, activations, total: weights + kvCache + activations };
 }
 
-export function formatBytes(n: number): string {
+/** GPU memory in binary units, as GPU tools report it: "4.70 GiB", "512.0 MiB", "12.0 KiB" (storage's formatBytes is decimal). */
+export function formatBinaryBytes(n: number): string {
   if (n >= 2 ** 30) return `${(n / 2 ** 30).toFixed(2)} GiB`;
   if (n >= 2 ** 20) return `${(n / 2 ** 20).toFixed(1)} MiB`;
   return `${(n / 1024).toFixed(1)} KiB`;

@@ -28,7 +28,7 @@
  * adapter on gate or up changes that half's *input*, so gate and up are computed separately then.
  */
 
-import type { AdapterActivation, AdapterManifest, AdapterModule } from '../formats/adapter.ts';
+import type { AdapterActivation, AdapterManifest, AdapterModule } from '../formats/adapterFormat.ts';
 import type { LlamaConfig, QuantMode } from '../formats/llamaConfig.ts';
 import { iterateShardTensors, loadModelManifest } from '../formats/modelFiles.ts';
 import type { ModelSource } from '../formats/tensorCacheTypes.ts';
@@ -158,7 +158,7 @@ export type ReferenceAdapter =
 
 /**
  * The reference form of a converted adapter (adapter.json + its tensors decoded to f32 by
- * readAdapterTensors in src/formats/adapter.ts).
+ * readAdapterTensors in src/formats/adapterFormat.ts).
  */
 export function referenceAdapterFromManifest(manifest: AdapterManifest, tensors: Map<string, Float32Array>): ReferenceAdapter {
   const get = (name: string) => {

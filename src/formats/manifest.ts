@@ -10,6 +10,8 @@
  * every later check compares against the pinned value.
  */
 
+import { isJsonObject as isObject, parseJsonObject } from './jsonObject.ts';
+import { TENSOR_CACHE_FILE, TENSOR_CACHE_FILES } from './baseModelFiles.ts';
 import { QUANT_MODES, type QuantMode } from './llamaConfig.ts';
 
 export const MANIFEST_SCHEMA_VERSION = 1;
@@ -45,7 +47,7 @@ export interface ModelManifest {
   /** Quantization of a base model. */
   quantization?: QuantMode;
   /**
-   * Base models: the fingerprint adapters are bound to, as src/formats/adapter.ts `baseFingerprint`
+   * Base models: the fingerprint adapters are bound to, as src/formats/modelFiles.ts `baseFingerprint`
    * computes it (sha256 hex over mlc-chat-config.json's architecture and the tensor cache), when known.
    */
   fingerprint?: string;
@@ -98,8 +100,12 @@ const SHA256_RE = /^[0-9a-f]{64}$/;
 const MD5_RE = /^[0-9a-f]{32}$/;
 const METHODS: readonly AdapterMethod[] = ['lora', 'series', 'parallel'];
 
-function isObject(x: unknown): x is Record<string, unknown> {
-  return typeof x === 'object' && x !== null && !Array.isArray(x);
+/** A manifest's (or shard index's) JSON as an object. @throws ManifestError */
+export function parseManifestJson(input: unknown, source: string): Record<string, unknown> {
+  return parseJsonObject(input, {
+    notJson: (detail) => new ManifestError(source, [`it is not JSON (${detail})`]),
+    notObject: () => new ManifestError(source, ['it must be a JSON object']),
+  });
 }
 
 /** A value as it appears in an error: JSON, long strings cut to 40 characters. */
@@ -117,16 +123,8 @@ function describe(x: unknown): string {
  * @throws ManifestError listing every problem found
  */
 export function parseManifest(input: string | unknown, source = 'manifest', manifestUrl?: string): ModelManifest {
-  let raw: unknown = input;
-  if (typeof input === 'string') {
-    try {
-      raw = JSON.parse(input);
-    } catch (e) {
-      throw new ManifestError(source, [`it is not JSON (${(e as Error).message})`]);
-    }
-  }
+  const raw = parseManifestJson(input, source);
   const p: string[] = [];
-  if (!isObject(raw)) throw new ManifestError(source, ['it must be a JSON object']);
 
   if (raw.schema !== MANIFEST_SCHEMA_VERSION)
     p.push(`"schema" must be ${MANIFEST_SCHEMA_VERSION} (got ${describe(raw.schema)})`);
@@ -165,7 +163,7 @@ export function parseManifest(input: string | unknown, source = 'manifest', mani
     p.push(`"fingerprint" must be 64 lowercase hex digits (got ${describe(raw.fingerprint)})`);
   if (raw.shardIndex !== undefined) {
     if (!Array.isArray(raw.shardIndex) || raw.shardIndex.length === 0 || raw.shardIndex.some((x) => typeof x !== 'string' || x === ''))
-      p.push('"shardIndex" must be a non-empty list of file names, e.g. ["tensor-cache.json", "ndarray-cache.json"]');
+      p.push(`"shardIndex" must be a non-empty list of file names, e.g. [${TENSOR_CACHE_FILES.map((f) => `"${f}"`).join(', ')}]`);
   }
 
   const files: ManifestFile[] = [];
@@ -226,7 +224,7 @@ export interface IndexedShard {
  * Only what the download needs is checked (relative dataPath, byte count, hash formats).
  * @throws ManifestError
  */
-export function parseShardIndex(input: unknown, source = 'tensor-cache.json'): IndexedShard[] {
+export function parseShardIndex(input: unknown, source: string = TENSOR_CACHE_FILE): IndexedShard[] {
   const p: string[] = [];
   const list = isObject(input) ? (Array.isArray(input.records) ? input.records : Array.isArray(input.shards) ? input.shards : null) : null;
   if (!list) throw new ManifestError(source, ['it has no "records" (tensor cache) or "shards" (adapter.json) list']);

@@ -10,6 +10,8 @@
  * context_window_size, prefill_chunk_size, bos_token_id 1, eos_token_id 2 (a number, or an array in
  * newer models), tokenizer_files ["tokenizer.model", "tokenizer.json", "tokenizer_config.json"], version "0.1.0".
  */
+import { parseJsonObject } from './jsonObject.ts';
+import { MLC_CHAT_CONFIG_FILE } from './baseModelFiles.ts';
 import { QUANT_MODES, type LlamaConfig, type QuantMode } from './llamaConfig.ts';
 
 export class MlcChatConfigError extends Error {
@@ -55,18 +57,12 @@ export function validateLlamaConfig(c: LlamaConfig, where: string): void {
   if (c.headDim % 2 !== 0) throw new MlcChatConfigError(`${where}: head_dim ${c.headDim} must be even for rotary embeddings`);
 }
 
-/** Parse mlc-chat-config.json (object or text). */
-export function parseMlcChatConfig(input: unknown, where = 'mlc-chat-config.json'): MlcChatConfigInfo {
-  let json = input;
-  if (typeof input === 'string') {
-    try {
-      json = JSON.parse(input);
-    } catch (e) {
-      throw new MlcChatConfigError(`${where}: not JSON: ${(e as Error).message}`);
-    }
-  }
-  if (!json || typeof json !== 'object' || Array.isArray(json)) throw new MlcChatConfigError(`${where}: expected a JSON object`);
-  const top = json as Obj;
+/** Parse mlc-chat-config.json (object, text or bytes). */
+export function parseMlcChatConfig(input: unknown, where = MLC_CHAT_CONFIG_FILE): MlcChatConfigInfo {
+  const top = parseJsonObject(input, {
+    notJson: (detail) => new MlcChatConfigError(`${where}: not JSON: ${detail}`),
+    notObject: () => new MlcChatConfigError(`${where}: expected a JSON object`),
+  });
   if (top.model_type !== 'llama') {
     throw new MlcChatConfigError(`${where}: unsupported model_type ${JSON.stringify(top.model_type)}; only "llama" is supported`);
   }

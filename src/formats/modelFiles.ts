@@ -1,16 +1,40 @@
 /**
  * A model directory as the engine sees it: mlc-chat-config.json, tensor-cache.json (older name
  * ndarray-cache.json), params_shard_N.bin, tokenizer.json — read through a ModelSource, one shard
- * at a time.
+ * at a time; the one reader of config + tensor cache (file names: baseModelFiles.ts).
  */
 import type { LlamaConfig, QuantMode } from './llamaConfig.ts';
 import { parseMlcChatConfig } from './mlcChatConfig.ts';
 import { bf16ArrayToF32 } from './f16.ts';
+import { sha256Hex } from './hashes.ts';
 import { checkShardBuffer, decodeRecord, isStoredAsBf16, parseTensorCache, recordBytes } from './tensorCache.ts';
 import type { ModelSource, TensorCache, TensorRecord } from './tensorCacheTypes.ts';
+import { MLC_CHAT_CONFIG_FILE, TENSOR_CACHE_FILES, TOKENIZER_FILE, type TensorCacheFile } from './baseModelFiles.ts';
 
 export class ModelFilesError extends Error {
   override name = 'ModelFilesError';
+}
+
+/** A base model's two JSON files as read (not yet validated), and the name the tensor cache had. */
+export interface BaseModelJson {
+  chatConfig: unknown;
+  tensorCache: unknown;
+  tensorCacheFile: TensorCacheFile;
+}
+
+/**
+ * Read mlc-chat-config.json and the tensor cache (tensor-cache.json, else ndarray-cache.json).
+ * @param where names the directory in errors
+ * @throws ModelFilesError naming the file that is missing
+ */
+export async function readBaseModelJson(source: Pick<ModelSource, 'readJson'>, where = 'the model directory'): Promise<BaseModelJson> {
+  const chatConfig = await source.readJson(MLC_CHAT_CONFIG_FILE);
+  if (chatConfig === null) throw new ModelFilesError(`${MLC_CHAT_CONFIG_FILE} not found in ${where}`);
+  for (const tensorCacheFile of TENSOR_CACHE_FILES) {
+    const tensorCache = await source.readJson(tensorCacheFile);
+    if (tensorCache !== null) return { chatConfig, tensorCache, tensorCacheFile };
+  }
+  throw new ModelFilesError(`neither ${TENSOR_CACHE_FILES.join(' nor ')} found in ${where}`);
 }
 
 export interface ModelManifestInfo {
@@ -23,20 +47,39 @@ export interface ModelManifestInfo {
 
 /** Read and validate the JSON files of a model directory. */
 export async function loadModelManifest(source: ModelSource): Promise<ModelManifestInfo> {
-  const chat = await source.readJson('mlc-chat-config.json');
-  if (chat === null) throw new ModelFilesError('mlc-chat-config.json not found in the model directory');
-  const { config, quantization, tokenizerFiles } = parseMlcChatConfig(chat);
-  let cacheJson = await source.readJson('tensor-cache.json');
-  let cacheName = 'tensor-cache.json';
-  if (cacheJson === null) {
-    cacheJson = await source.readJson('ndarray-cache.json');
-    cacheName = 'ndarray-cache.json';
-  }
-  if (cacheJson === null) throw new ModelFilesError('neither tensor-cache.json nor ndarray-cache.json found in the model directory');
-  const cache = parseTensorCache(cacheJson, cacheName);
-  const tok = await source.readJson('tokenizer.json');
+  const base = await readBaseModelJson(source);
+  const { config, quantization, tokenizerFiles } = parseMlcChatConfig(base.chatConfig);
+  const cache = parseTensorCache(base.tensorCache, base.tensorCacheFile);
+  const tok = await source.readJson(TOKENIZER_FILE);
   const tokenizerJson = tok !== null && typeof tok === 'object' ? (tok as object) : null;
   return { config, mode: quantization, cache, tokenizerJson, tokenizerFiles };
+}
+
+/**
+ * The identity of a converted base model, which adapters are bound to: SHA-256 over a canonical
+ * JSON of the architecture (from mlc-chat-config.json: model_type, quantization, hidden/intermediate
+ * sizes, layers, heads, kv heads, head dim, vocab, eps, rope theta, tied embeddings) and of the
+ * tensor cache (every shard's dataPath and md5sum / sha256 when present, every record's name, shape
+ * and dtype). Context window, tokenizer and conversation settings are left out: they do not change
+ * weights. Note: it names one conversion; the same weights in another quantization mode are another base.
+ */
+export async function baseFingerprint(chatConfigJson: unknown, tensorCacheJson: unknown): Promise<string> {
+  const info = parseMlcChatConfig(chatConfigJson);
+  const cache = parseTensorCache(tensorCacheJson);
+  const c = info.config;
+  const canonical = {
+    fingerprint: 1,
+    model_type: 'llama',
+    quantization: info.quantization,
+    arch: [c.hiddenSize, c.intermediateSize, c.numLayers, c.numHeads, c.numKvHeads, c.headDim, c.vocabSize, c.rmsNormEps, c.ropeTheta, c.tieWordEmbeddings],
+    shards: cache.records.map((s) => ({
+      path: s.dataPath,
+      md5: s.md5sum ?? null,
+      sha256: s.sha256 ?? null,
+      records: s.records.map((r) => [r.name, r.shape, r.dtype]),
+    })),
+  };
+  return sha256Hex(JSON.stringify(canonical));
 }
 
 export interface ShardTensors {

@@ -5,7 +5,7 @@
  * of the adapter path needs an adapter that changes something).
  */
 import type { LlamaConfig } from './llamaConfig.ts';
-import { moduleFeatures, moduleParent, type AdapterModule, type AdapterKind, type AdapterActivation } from './adapter.ts';
+import { moduleFeatures, moduleParent, type AdapterModule, type AdapterKind, type AdapterActivation } from './adapterFormat.ts';
 import { writeSafetensors, type SafetensorsInput } from './safetensors.ts';
 import { seededRng } from './random.ts';
 

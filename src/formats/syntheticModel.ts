@@ -10,6 +10,7 @@ import { writeMlcChatConfig } from './mlcChatConfig.ts';
 import { f32ToF16Bits } from './f16.ts';
 import type { ModelSource, TensorCache, TensorDtype, TensorRecord } from './tensorCacheTypes.ts';
 import { DTYPE_BYTES } from './tensorCache.ts';
+import { MLC_CHAT_CONFIG_FILE, TENSOR_CACHE_FILE } from './baseModelFiles.ts';
 
 /** Llama-2-7B's shape (MLC's mlc-chat-config model_config), with a layer count to choose. */
 export function llama2_7bShape(numLayers = 32): LlamaConfig {
@@ -75,8 +76,8 @@ export function syntheticModelSource(c: LlamaConfig, mode: QuantMode, seed = 1):
   const chat = writeMlcChatConfig(c, mode, []);
   return {
     async readJson(path) {
-      if (path === 'mlc-chat-config.json') return chat;
-      if (path === 'tensor-cache.json') return cache;
+      if (path === MLC_CHAT_CONFIG_FILE) return chat;
+      if (path === TENSOR_CACHE_FILE) return cache;
       return null;
     },
     async readShard(path) {

@@ -16,7 +16,9 @@
  * We write float32 records as format "raw" (full precision) and other dtypes with "f32-to-bf16" as MLC
  * does. Each shard also gets "sha256" (ours; hex, same value as WebCrypto's SHA-256 digest) next to MLC's "md5sum".
  */
-import { Sha256, toHex } from './sha256.ts';
+import { createMd5, createSha256 } from './hashes.ts';
+import { parseJsonObject } from './jsonObject.ts';
+import { TENSOR_CACHE_FILE } from './baseModelFiles.ts';
 import { bf16ArrayToF32, f16ArrayToF32 } from './f16.ts';
 import type { ShardEntry, TensorCache, TensorDtype, TensorRecord } from './tensorCacheTypes.ts';
 
@@ -46,20 +48,12 @@ export function storedElementBytes(record: Pick<TensorRecord, 'dtype' | 'format'
 
 const isInt = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v) && v >= 0;
 
-/** Parse and validate tensor-cache.json (an object or its text). `source` names the file in errors. */
-export function parseTensorCache(input: unknown, source = 'tensor-cache.json'): TensorCache {
-  let json = input;
-  if (typeof input === 'string') {
-    try {
-      json = JSON.parse(input);
-    } catch (e) {
-      throw new TensorCacheError(`${source}: not JSON: ${(e as Error).message}`);
-    }
-  }
-  if (json === null || typeof json !== 'object' || Array.isArray(json)) {
-    throw new TensorCacheError(`${source}: expected a JSON object with "records"`);
-  }
-  const obj = json as { metadata?: unknown; records?: unknown };
+/** Parse and validate tensor-cache.json (an object, its text or bytes). `source` names the file in errors. */
+export function parseTensorCache(input: unknown, source: string = TENSOR_CACHE_FILE): TensorCache {
+  const obj = parseJsonObject(input, {
+    notJson: (detail) => new TensorCacheError(`${source}: not JSON: ${detail}`),
+    notObject: () => new TensorCacheError(`${source}: expected a JSON object with "records"`),
+  });
   if (!Array.isArray(obj.records)) throw new TensorCacheError(`${source}: missing "records" array`);
   const seen = new Set<string>();
   const shards: ShardEntry[] = obj.records.map((s: unknown, si: number) => {
@@ -120,7 +114,7 @@ export function indexRecords(cache: TensorCache): Map<string, { shardIndex: numb
 export function checkShardBuffer(shard: ShardEntry, buffer: ArrayBuffer | Uint8Array): void {
   if (buffer.byteLength !== shard.nbytes) {
     throw new TensorCacheError(
-      `shard ${shard.dataPath} has ${buffer.byteLength} bytes but tensor-cache.json says ${shard.nbytes}` +
+      `shard ${shard.dataPath} has ${buffer.byteLength} bytes but ${TENSOR_CACHE_FILE} says ${shard.nbytes}` +
         (buffer.byteLength < shard.nbytes ? ' (truncated download?)' : ''),
     );
   }
@@ -149,111 +143,6 @@ export function decodeRecord(record: TensorRecord, shard: ArrayBuffer | Uint8Arr
   if (record.dtype === 'float32') return isStoredAsBf16(record) ? bf16ArrayToF32(new Uint16Array(buf)) : new Float32Array(buf);
   if (record.dtype === 'float16') return f16ArrayToF32(new Uint16Array(buf));
   return bf16ArrayToF32(new Uint16Array(buf));
-}
-
-// ---------------------------------------------------------------------------------------------
-// Incremental MD5 (RFC 1321): shards can be written chunk by chunk, and WebCrypto has no MD5 and
-// no streaming digest. Tests check it against node:crypto. (SHA-256 lives in sha256.ts.)
-
-const MD5_K = Int32Array.from({ length: 64 }, (_, i) => Math.floor(Math.abs(Math.sin(i + 1)) * 2 ** 32) | 0);
-const MD5_S = [7, 12, 17, 22, 5, 9, 14, 20, 4, 11, 16, 23, 6, 10, 15, 21];
-
-export class Md5 {
-  private buf = new Uint8Array(64);
-  private bufLen = 0;
-  private total = 0;
-  /** The 16 little-endian message words of the current block. */
-  private m = new Int32Array(16);
-  private h = Int32Array.from([0x67452301, 0xefcdab89 | 0, 0x98badcfe | 0, 0x10325476]);
-  private load(bytes: Uint8Array, off: number): void {
-    const m = this.m;
-    for (let i = 0; i < 16; i++, off += 4) m[i] = bytes[off] | (bytes[off + 1] << 8) | (bytes[off + 2] << 16) | (bytes[off + 3] << 24);
-    this.block();
-  }
-  update(data: Uint8Array): this {
-    this.total += data.length;
-    let i = 0;
-    if (this.bufLen > 0) {
-      const take = Math.min(64 - this.bufLen, data.length);
-      this.buf.set(data.subarray(0, take), this.bufLen);
-      this.bufLen += take;
-      i = take;
-      if (this.bufLen < 64) return this;
-      this.load(this.buf, 0);
-      this.bufLen = 0;
-    }
-    for (; i + 64 <= data.length; i += 64) this.load(data, i);
-    if (i < data.length) {
-      this.buf.set(data.subarray(i), 0);
-      this.bufLen = data.length - i;
-    }
-    return this;
-  }
-  private pad(): void {
-    const bits = this.total * 8;
-    const tail = new Uint8Array((this.bufLen < 56 ? 64 : 128) - this.bufLen);
-    tail[0] = 0x80;
-    const dv = new DataView(tail.buffer);
-    dv.setUint32(tail.length - 8, bits >>> 0, true);
-    dv.setUint32(tail.length - 4, Math.floor(bits / 2 ** 32) >>> 0, true);
-    const t = this.total;
-    this.update(tail);
-    this.total = t;
-  }
-  private block(): void {
-    const m = this.m;
-    const H = this.h;
-    let a = H[0];
-    let b = H[1];
-    let c = H[2];
-    let d = H[3];
-    for (let i = 0; i < 64; i++) {
-      let f: number;
-      let g: number;
-      if (i < 16) {
-        f = (b & c) | (~b & d);
-        g = i;
-      } else if (i < 32) {
-        f = (d & b) | (~d & c);
-        g = (5 * i + 1) & 15;
-      } else if (i < 48) {
-        f = b ^ c ^ d;
-        g = (3 * i + 5) & 15;
-      } else {
-        f = c ^ (b | ~d);
-        g = (7 * i) & 15;
-      }
-      f = (f + a + MD5_K[i] + m[g]) | 0;
-      a = d;
-      d = c;
-      c = b;
-      const s = MD5_S[((i >> 4) << 2) | (i & 3)];
-      b = (b + ((f << s) | (f >>> (32 - s)))) | 0;
-    }
-    H[0] += a;
-    H[1] += b;
-    H[2] += c;
-    H[3] += d;
-  }
-  hex(): string {
-    this.pad();
-    const out = new DataView(new ArrayBuffer(16));
-    this.h.forEach((w, i) => out.setInt32(4 * i, w, true));
-    return toHex(new Uint8Array(out.buffer));
-  }
-}
-
-export function md5Hex(bytes: Uint8Array): string {
-  return new Md5().update(bytes).hex();
-}
-
-// One SHA-256 for the whole project (streaming, with a saveable state for resumed downloads).
-export { Sha256, sha256Hex } from './sha256.ts';
-
-/** SHA-256 through WebCrypto (browser and Node 20); same value as sha256Hex. */
-export async function sha256HexWebCrypto(bytes: Uint8Array): Promise<string> {
-  const d = await crypto.subtle.digest('SHA-256', bytes as Uint8Array<ArrayBuffer>);
-  return toHex(new Uint8Array(d));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -378,8 +267,8 @@ export class TensorCacheWriter {
   private async writeShard(records: TensorRecord[], nbytes: number, produce: ChunkProducer): Promise<void> {
     const dataPath = `${this.prefix}_${this.counter++}.bin`;
     const file = await this.sink.open(dataPath, nbytes);
-    const md5 = new Md5();
-    const sha = new Sha256();
+    const md5 = await createMd5();
+    const sha = await createSha256();
     let written = 0;
     await produce(async (chunk) => {
       written += chunk.length;
@@ -390,7 +279,7 @@ export class TensorCacheWriter {
     });
     await file.close();
     if (written !== nbytes) throw new TensorCacheError(`${dataPath}: produced ${written} bytes, expected ${nbytes}`);
-    this.shards.push({ dataPath, format: 'raw-shard', nbytes, records, md5sum: md5.hex(), sha256: sha.hex() });
+    this.shards.push({ dataPath, format: 'raw-shard', nbytes, records, md5sum: md5.digest('hex'), sha256: sha.digest('hex') });
   }
 
   /** Flush the last shard and return the tensor-cache.json object. */

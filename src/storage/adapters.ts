@@ -4,10 +4,10 @@
  * Engine.loadAdapter, and listModels lists it beside the published adapters.
  */
 
-import { ADAPTER_MANIFEST_FILE, type AdapterManifest } from '../formats/adapter.ts';
+import { ADAPTER_MANIFEST_FILE, type AdapterManifest } from '../formats/adapterFormat.ts';
 import { parseManifest, type ModelManifest } from '../formats/manifest.ts';
 import { downloadModel } from './download.ts';
-import { sha256Hex } from '../formats/sha256.ts';
+import { sha256Hex } from '../formats/hashes.ts';
 
 /** A storage id for a converted adapter: "user-adapter-<name>" in the manifest id alphabet. */
 export function convertedAdapterId(name: string): string {
@@ -34,7 +34,7 @@ export async function storeConvertedAdapter(
 ): Promise<ModelManifest> {
   const json = new TextEncoder().encode(JSON.stringify(manifestJson, null, 2));
   const localFiles = new Map<string, Blob>([[ADAPTER_MANIFEST_FILE, new Blob([json])]]);
-  const files = [{ path: ADAPTER_MANIFEST_FILE, size: json.byteLength, sha256: sha256Hex(json) }];
+  const files = [{ path: ADAPTER_MANIFEST_FILE, size: json.byteLength, sha256: await sha256Hex(json) }];
   for (const s of manifestJson.shards) {
     const bytes = shards.get(s.dataPath);
     if (!bytes) throw new Error(`${s.dataPath} is listed in ${ADAPTER_MANIFEST_FILE} but was not given.`);

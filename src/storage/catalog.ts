@@ -7,11 +7,12 @@ import { allSavedManifests, manifestKey, putEntries } from './db.ts';
  * The manifests shipped with the app: models/index.json lists the models/*.json files (a unit
  * test keeps it in step with the folder). Relative URLs resolve against each manifest's own URL.
  * A broken manifest is reported on the console and skipped, so one bad file never hides the others.
- * @param catalogUrl where models/index.json is (default: beside the page)
+ * @param catalogUrl where models/index.json is (default: beside the document, honouring <base>;
+ *   in a worker, beside the worker's script)
  */
 export async function builtinManifests(catalogUrl?: string): Promise<ModelManifest[]> {
   const { HttpError, NetworkError } = await import('./errors.ts');
-  const url = new URL(catalogUrl ?? 'models/index.json', globalThis.location?.href).href;
+  const url = new URL(catalogUrl ?? 'models/index.json', globalThis.document?.baseURI ?? globalThis.location?.href).href;
   let index: { manifests?: unknown };
   try {
     const r = await fetch(url, { cache: 'no-cache' });
@@ -48,8 +49,8 @@ export function savedManifests(): Promise<ModelManifest[]> {
  * the catalog cannot be fetched, only imported ones are returned; listModels adds every stored
  * model from its own saved manifest, so stored models stay usable.
  */
-export async function allManifests(): Promise<ModelManifest[]> {
-  const builtin = await builtinManifests().catch((e: unknown) => {
+export async function allManifests(catalogUrl?: string): Promise<ModelManifest[]> {
+  const builtin = await builtinManifests(catalogUrl).catch((e: unknown) => {
     console.warn('Built-in model catalog unavailable:', e);
     return [] as ModelManifest[];
   });

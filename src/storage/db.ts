@@ -12,7 +12,7 @@
 
 import { createStore, get, getMany, setMany, type UseStore, promisifyRequest } from 'idb-keyval';
 import type { ManifestFile, ModelManifest } from '../formats/manifest.ts';
-import type { Sha256State } from '../formats/sha256.ts';
+import type { HashState } from '../formats/hashes.ts';
 import type { ErrorInfo } from './errors.ts';
 
 export const DB_NAME = 'reasoning-lab-models';
@@ -48,8 +48,11 @@ export interface StoredFile {
   bytesStored: number;
   chunkSize: number;
   chunkCount: number;
-  /** Hash state after `bytesStored` bytes (partial files only), to resume hashing. */
-  hashState?: Sha256State;
+  /**
+   * SHA-256 state after `bytesStored` bytes (partial files only), to resume hashing. Records of
+   * earlier builds hold another shape; download.ts starts such a file over.
+   */
+  hashState?: HashState;
   /** The sha256 the bytes must have: from the manifest, or pinned at first download. */
   expectedSha256?: string;
   /** Complete files: the verified sha256 of the stored bytes. */

@@ -9,7 +9,7 @@
 
 import {
   fileUrl,
-  ManifestError,
+  parseManifestJson,
   parseShardIndex,
   withIndexedShards,
   type ManifestFile,
@@ -40,7 +40,7 @@ import {
 } from './errors.ts';
 import { emit, onCancelRequest } from './events.ts';
 import { computeState } from './models.ts';
-import { Sha256 } from '../formats/sha256.ts';
+import { createSha256, restoreHashState } from '../formats/hashes.ts';
 
 export const DEFAULT_CHUNK_SIZE = 8 * 1024 * 1024;
 
@@ -223,12 +223,7 @@ async function runDownload(manifest: ModelManifest, opts: DownloadOptions, userS
       }
       if (!tensorCachePath || !tensorCacheBytes)
         throw new HttpError(manifest.shardIndex.join(' or '), 404, fileUrl(manifest, { path: manifest.shardIndex[0] }));
-      let json: unknown;
-      try {
-        json = JSON.parse(new TextDecoder().decode(tensorCacheBytes));
-      } catch (e) {
-        throw new ManifestError(tensorCachePath, [`it is not JSON (${(e as Error).message})`]);
-      }
+      const json = parseManifestJson(tensorCacheBytes, tensorCachePath);
       files = withIndexedShards({ ...manifest, files }, parseShardIndex(json, tensorCachePath));
       const tcPath = tensorCachePath;
       const tcIndex = files.findIndex((f) => f.path === tcPath);
@@ -468,6 +463,14 @@ async function storeFile(ctx: RunCtx, entry: ManifestFile, open: BodyOpener, set
   if (rec?.status === 'complete') return;
   const expectedSha = entry.sha256 ?? rec?.expectedSha256;
   rec ??= freshRecord(id, path, ctx.chunkSize, expectedSha);
+  const hasher = await createSha256();
+  if (rec.bytesStored > 0 && !restoreHashState(hasher, rec.hashState)) {
+    // Stored by a build whose hash state this one cannot continue: the bytes are fine, but they
+    // would have to be read back to be hashed; fetching the file again is simpler.
+    rec = freshRecord(id, path, rec.chunkSize, expectedSha, rec.corrupt);
+    await resetFile(id, path, rec);
+    progress.set(path, 0, true);
+  }
 
   const opened = await open(rec.bytesStored, signal);
   if (opened === 'missing') {
@@ -482,8 +485,8 @@ async function storeFile(ctx: RunCtx, entry: ManifestFile, open: BodyOpener, set
     rec = freshRecord(id, path, rec.chunkSize, expectedSha, rec.corrupt);
     await resetFile(id, path, rec);
     progress.set(path, 0, true);
+    hasher.init();
   }
-  const hasher = rec.hashState ? Sha256.fromState(rec.hashState) : new Sha256();
   const chunkSize = rec.chunkSize;
   const expectedSize = entry.size ?? (opened.length !== null ? rec.bytesStored + opened.length : null);
   let buf = new Uint8Array(chunkSize);
@@ -495,7 +498,7 @@ async function storeFile(ctx: RunCtx, entry: ManifestFile, open: BodyOpener, set
       ...current,
       bytesStored: current.bytesStored + (data?.byteLength ?? 0),
       chunkCount: current.chunkCount + (data ? 1 : 0),
-      hashState: finalFields ? undefined : hasher.saveState(),
+      hashState: finalFields ? undefined : hasher.save(),
       updatedAt: Date.now(),
       ...finalFields,
     };
@@ -549,7 +552,7 @@ async function storeFile(ctx: RunCtx, entry: ManifestFile, open: BodyOpener, set
 
   const total = current.bytesStored + bufLen;
   if (expectedSize !== null && total < expectedSize) throw new NetworkError(path); // body ended early
-  const digest = hasher.hex();
+  const digest = hasher.digest('hex');
   if (expectedSha !== undefined && digest !== expectedSha) {
     await resetFile(id, path, freshRecord(id, path, ctx.chunkSize, expectedSha, true));
     progress.set(path, 0, true);

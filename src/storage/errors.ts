@@ -3,7 +3,7 @@
  * The UI shows `error.message` as it is.
  */
 
-/** Bytes as a person reads them: "3.6 GB", "512 MB", "12 kB". */
+/** Bytes as a person reads them, in decimal units as disks and browsers count storage: "3.6 GB", "512 MB", "12 kB". */
 export function formatBytes(n: number): string {
   if (!Number.isFinite(n)) return 'an unknown amount';
   const units = ['bytes', 'kB', 'MB', 'GB', 'TB'];

@@ -49,6 +49,6 @@ export {
   QuotaError,
   type ErrorInfo,
 } from './errors.ts';
-export { Sha256, sha256Hex, type Sha256State } from '../formats/sha256.ts';
+export { createSha256, sha256Hex, type HashState } from '../formats/hashes.ts';
 export { DB_NAME } from './db.ts';
 export { ManifestError, AdapterMismatchError, checkAdapterManifestBase, parseManifest, type ModelManifest, type ManifestFile } from '../formats/manifest.ts';

@@ -5,7 +5,7 @@ import { activeDownloads, heldModelLocks, lockName } from './active.ts';
 import { allModels, deleteModelEntries, getChunks, getFiles, getModel, resetFile, type StoredFile, type StoredModel } from './db.ts';
 import { BusyError, IntegrityError, type ErrorInfo } from './errors.ts';
 import { emit, type ModelState } from './events.ts';
-import { Sha256 } from '../formats/sha256.ts';
+import { createSha256 } from '../formats/hashes.ts';
 
 export interface FileStatus {
   path: string;
@@ -157,14 +157,16 @@ export async function verifyModel(modelId: string): Promise<IntegrityError[]> {
   const bad: IntegrityError[] = [];
   for (const f of files) {
     if (f.status !== 'complete') continue;
-    const h = new Sha256();
+    const h = await createSha256();
+    let bytesHashed = 0;
     for (let i = 0; i < f.chunkCount; i++) {
       const [c] = await getChunks(modelId, f.path, i, 1);
       if (c) h.update(new Uint8Array(c));
+      bytesHashed += c?.byteLength ?? 0;
     }
-    const got = h.hex();
+    const got = h.digest('hex');
     const want = f.expectedSha256 ?? f.sha256;
-    if (h.bytesHashed !== f.bytesStored || got !== want) {
+    if (bytesHashed !== f.bytesStored || got !== want) {
       bad.push(new IntegrityError(f.path, 'sha256 mismatch', want, got));
       await resetFile(modelId, f.path, {
         ...f,

@@ -1,11 +1,11 @@
 /** Reading a stored model back: the engine's ModelSource over IndexedDB, one shard at a time. */
 
 import type { ModelSource } from '../formats/tensorCacheTypes.ts';
+import { TENSOR_CACHE_FILES } from '../formats/baseModelFiles.ts';
 import { getChunks, getFile, type StoredFile } from './db.ts';
 import { IntegrityError, NotStoredError } from './errors.ts';
-import { Sha256 } from '../formats/sha256.ts';
+import { createSha256 } from '../formats/hashes.ts';
 
-const TENSOR_CACHE_NAMES = ['tensor-cache.json', 'ndarray-cache.json'];
 
 export interface IdbModelSource extends ModelSource {
   /**
@@ -36,8 +36,8 @@ export function idbModelSource(modelId: string, options: IdbModelSourceOptions =
   };
   const resolve = async (path: string): Promise<StoredFile | undefined> => {
     const f = await complete(path);
-    if (f || !TENSOR_CACHE_NAMES.includes(path)) return f;
-    for (const alt of TENSOR_CACHE_NAMES) {
+    if (f || !(TENSOR_CACHE_FILES as readonly string[]).includes(path)) return f;
+    for (const alt of TENSOR_CACHE_FILES) {
       if (alt === path) continue;
       const g = await complete(alt);
       if (g) return g;
@@ -46,7 +46,7 @@ export function idbModelSource(modelId: string, options: IdbModelSourceOptions =
   };
 
   async function* chunksOf(f: StoredFile): AsyncGenerator<Uint8Array, void, undefined> {
-    const h = options.verify ? new Sha256() : undefined;
+    const h = options.verify ? await createSha256() : undefined;
     for (let i = 0; i < f.chunkCount; i++) {
       const [c] = await getChunks(modelId, f.path, i, 1);
       if (!c) throw new IntegrityError(f.path, 'size mismatch', String(f.bytesStored), `chunk ${i} missing`);
@@ -55,7 +55,7 @@ export function idbModelSource(modelId: string, options: IdbModelSourceOptions =
       yield bytes;
     }
     if (h) {
-      const got = h.hex();
+      const got = h.digest('hex');
       const want = f.expectedSha256 ?? f.sha256;
       if (got !== want) throw new IntegrityError(f.path, 'sha256 mismatch', want, got);
     }

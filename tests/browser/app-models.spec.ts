@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { startShardServer, type ShardServer } from './helpers/shardServer.ts';
 import { parseMlcChatConfig } from '../../src/formats/mlcChatConfig.ts';
 import { randomPeftAdapter } from '../../src/formats/randomAdapter.ts';
-import { convertPeftAdapter } from '../../src/formats/adapter.ts';
+import { convertPeftAdapter } from '../../src/formats/adapterConversion.ts';
 
 /**
  * The models panel (src/ui/components/ModelsPanel.svelte), mounted alone on

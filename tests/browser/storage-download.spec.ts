@@ -87,6 +87,25 @@ test('a connection dropped mid-shard: NetworkError, partial kept, resumed with a
   expect(server.gets('params_shard_0.bin')).toHaveLength(1);
 });
 
+test('a partial file whose saved hash state an earlier build wrote: fetched again from zero, verified', async ({ page }) => {
+  const manifest = model.manifest(server.url);
+  server.fault('params_shard_1.bin', { kind: 'drop', afterBytes: 200_000 });
+  expect(await download(page, manifest, { chunkSize: CHUNK, retries: 0, concurrency: 1 })).toMatchObject({ ok: false, name: 'NetworkError' });
+  // What the hand-written SHA-256 of earlier builds saved: a plain object, which hash-wasm cannot continue.
+  const before = await page.evaluate(async (id) => {
+    const db = (await import(/* @vite-ignore */ '/src/storage/db.ts' as string)) as typeof import('../../src/storage/db.ts');
+    const rec = (await db.getFile(id, 'params_shard_1.bin'))!;
+    const oldState = { h: [1, 2, 3, 4, 5, 6, 7, 8], tail: new Uint8Array(0), length: rec.bytesStored };
+    await db.putEntries([[db.fileKey(id, rec.path), { ...rec, hashState: oldState }]]);
+    return rec.bytesStored;
+  }, model.id);
+  expect(before).toBe(3 * CHUNK);
+
+  expect(await download(page, manifest, { chunkSize: CHUNK })).toEqual({ ok: true });
+  await expectAllStored(page);
+  expect(server.gets('params_shard_1.bin').map((g) => g.range)).toEqual([null, null]);
+});
+
 test('a dropped connection is resumed automatically when retries are allowed', async ({ page }) => {
   server.fault('params_shard_2.bin', { kind: 'drop', afterBytes: 100_000 });
   expect(await download(page, model.manifest(server.url), { chunkSize: CHUNK, retries: 2 })).toEqual({ ok: true });

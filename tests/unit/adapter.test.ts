@@ -6,19 +6,16 @@ import { afterAll, describe, expect, it } from 'vitest';
 import {
   ADAPTER_MODULES,
   AdapterError,
-  baseFingerprint,
   checkAdapterAgainstBase,
-  convertPeftAdapter,
   moduleFeatures,
   moduleParent,
   parseAdapterManifest,
-  parsePeftAdapterConfig,
-  parsePeftTensorKey,
   readAdapterTensors,
-  resolveTargets,
   type AdapterModule,
-  type ConvertAdapterInput,
-} from '../../src/formats/adapter.ts';
+} from '../../src/formats/adapterFormat.ts';
+import { convertPeftAdapter, type ConvertAdapterInput } from '../../src/formats/adapterConversion.ts';
+import { baseFingerprint } from '../../src/formats/modelFiles.ts';
+import { parsePeftAdapterConfig, parsePeftTensorKey, resolveTargets } from '../../src/formats/peftAdapter.ts';
 import { bf16ArrayToF32, f32ArrayToBf16 } from '../../src/formats/f16.ts';
 import type { LlamaConfig } from '../../src/formats/llamaConfig.ts';
 import { writeMlcChatConfig } from '../../src/formats/mlcChatConfig.ts';

@@ -1,8 +1,9 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import {
-  MemoryShardSink, TensorCacheWriter, checkShardBuffer, decodeRecord, md5Hex, parseTensorCache, sha256Hex, sha256HexWebCrypto,
+  MemoryShardSink, TensorCacheWriter, checkShardBuffer, decodeRecord, parseTensorCache,
 } from '../../src/formats/tensorCache.ts';
+import { createMd5, createSha256, md5Hex, restoreHashState, sha256Hex } from '../../src/formats/hashes.ts';
 import { f32ArrayToBf16, f32ArrayToF16 } from '../../src/formats/f16.ts';
 import { rawRecordBytes, iterateShardTensors } from '../../src/formats/modelFiles.ts';
 import type { ModelSource, TensorRecord } from '../../src/formats/tensorCacheTypes.ts';
@@ -10,16 +11,52 @@ import { Rng } from '../../src/formats/random.ts';
 
 const u8 = (a: ArrayBufferView) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
 
+/** SHA-256 through WebCrypto (Node 20+), a second oracle beside node:crypto. */
+async function sha256HexWebCrypto(bytes: Uint8Array): Promise<string> {
+  const d = await crypto.subtle.digest('SHA-256', bytes as Uint8Array<ArrayBuffer>);
+  return Buffer.from(d).toString('hex');
+}
+
 describe('hashes', () => {
   it('md5 and sha256 match node:crypto and WebCrypto', async () => {
     const rng = new Rng(1);
     for (const n of [0, 1, 55, 56, 63, 64, 65, 1000, 100_003]) {
       const b = new Uint8Array(n).map(() => rng.int(256));
-      expect(md5Hex(b)).toBe(createHash('md5').update(b).digest('hex'));
-      expect(sha256Hex(b)).toBe(createHash('sha256').update(b).digest('hex'));
-      expect(await sha256HexWebCrypto(b)).toBe(sha256Hex(b));
+      expect(await md5Hex(b)).toBe(createHash('md5').update(b).digest('hex'));
+      expect(await sha256Hex(b)).toBe(createHash('sha256').update(b).digest('hex'));
+      expect(await sha256HexWebCrypto(b)).toBe(await sha256Hex(b));
     }
-    expect(md5Hex(new TextEncoder().encode('abc'))).toBe('900150983cd24fb0d6963f7d28e17f72');
+    expect(await md5Hex(new TextEncoder().encode('abc'))).toBe('900150983cd24fb0d6963f7d28e17f72');
+  });
+
+  // A resumed download saves the hasher's state with each committed chunk (IndexedDB stores a
+  // structured clone) and continues in a new hasher after a reload.
+  for (const [name, create] of [['sha256', createSha256], ['md5', createMd5]] as const) {
+    it(`${name} saved mid-way, restored in a new hasher and continued equals node:crypto over the whole`, async () => {
+      const rng = new Rng(7);
+      for (const n of [0, 1, 63, 64, 65, 1000, 100_003]) {
+        const b = new Uint8Array(n).map(() => rng.int(256));
+        for (const cut of new Set([0, Math.floor(n / 3), n])) {
+          const first = await create();
+          first.update(b.subarray(0, cut));
+          const saved = structuredClone(first.save());
+          const resumed = await create();
+          expect(restoreHashState(resumed, saved)).toBe(true);
+          resumed.update(b.subarray(cut));
+          expect(resumed.digest('hex')).toBe(createHash(name).update(b).digest('hex'));
+        }
+      }
+    });
+  }
+
+  it('refuses a saved state it cannot continue (an earlier build\'s) and leaves the hasher fresh', async () => {
+    const h = await createSha256();
+    h.update(new Uint8Array([1, 2, 3]));
+    const oldShape = { h: [1, 2, 3, 4, 5, 6, 7, 8], tail: new Uint8Array(3), length: 3 };
+    expect(restoreHashState(h, oldShape)).toBe(false);
+    expect(restoreHashState(h, new Uint8Array(10))).toBe(false);
+    const abc = new TextEncoder().encode('abc');
+    expect(h.update(abc).digest('hex')).toBe(createHash('sha256').update(abc).digest('hex'));
   });
 });
 

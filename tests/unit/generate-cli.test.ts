@@ -3,7 +3,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { readFileSync } from 'node:fs';
 import { loadReferenceLlama, referenceAdapterFromManifest } from '../../src/engine/reference.ts';
-import { parseAdapterManifest, readAdapterTensors } from '../../src/formats/adapter.ts';
+import { parseAdapterManifest, readAdapterTensors } from '../../src/formats/adapterFormat.ts';
 import { dirModelSource } from '../../src/cli/hfCheckpoint.ts';
 
 /**

@@ -5,14 +5,13 @@
  * become choices in the model picker.
  */
 import {
-  builtinManifests,
+  allManifests,
   cancelDownload,
   deleteModel,
   downloadModel,
   importManifestFromFile,
   importManifestFromUrl,
   listModels,
-  savedManifests,
   storageInfo,
   subscribe,
   verifyModel,
@@ -22,21 +21,6 @@ import {
   type StorageInfo,
 } from '../../storage/index.ts';
 import type { ModelChoice } from './engine.svelte.ts';
-
-/**
- * Built-in manifests (models/index.json beside the document, honouring <base>) and imported ones;
- * an imported one wins on the same id. Offline the catalog is skipped: stored models still list.
- */
-async function allManifests(): Promise<ModelManifest[]> {
-  const url = new URL('models/index.json', document.baseURI).href;
-  const builtin = await builtinManifests(url).catch((e: unknown) => {
-    console.warn('Built-in model catalog unavailable:', e);
-    return [] as ModelManifest[];
-  });
-  const byId = new Map(builtin.map((m) => [m.id, m]));
-  for (const m of await savedManifests()) byId.set(m.id, m);
-  return [...byId.values()];
-}
 
 function message(e: unknown): string {
   return e instanceof Error ? e.message : String(e);

@@ -5,7 +5,8 @@
  */
 import { Engine } from '../../../src/engine/engine.ts';
 import { loadReferenceLlama, referenceAdapterFromManifest } from '../../../src/engine/reference.ts';
-import { convertPeftAdapter, readAdapterTensors, type AdapterKind } from '../../../src/formats/adapter.ts';
+import { readAdapterTensors, type AdapterKind } from '../../../src/formats/adapterFormat.ts';
+import { convertPeftAdapter } from '../../../src/formats/adapterConversion.ts';
 import { randomPeftAdapter, type RandomAdapterOptions } from '../../../src/formats/randomAdapter.ts';
 import { httpModelSource, loadModelManifest } from '../../../src/formats/modelFiles.ts';
 import type { ModelSource } from '../../../src/formats/tensorCacheTypes.ts';

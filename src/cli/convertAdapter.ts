@@ -2,7 +2,7 @@
  * npm run convert-adapter -- --in <peft-dir> --base <converted-model-dir> --out <dir>
  *   [--name "shown name"] [--dtype auto|float32|float16] [--force]
  *
- * Reads a PEFT adapter (adapter_config.json + adapter_model.safetensors: LoRA from Hugging Face
+ * Reads a PEFT adapter (adapter_config.json + adapter_model.safetensors, or adapter_model.bin: LoRA from Hugging Face
  * PEFT, series / parallel bottleneck adapters from LLM-Adapters), checks it against the converted
  * base model (mlc-chat-config.json + tensor-cache.json or ndarray-cache.json), and writes
  * adapter.json + adapter_shard_N.bin. The conversion itself is convertPeftAdapter in
@@ -48,14 +48,9 @@ export async function convertAdapterDir(opts: ConvertAdapterDirOptions): Promise
   const baseDir = resolve(opts.baseDir);
   const outDir = resolve(opts.outDir);
   const adapterConfig = readJsonFile(join(inDir, PEFT_CONFIG_FILE), PEFT_CONFIG_FILE);
-  const weightsPath = join(inDir, PEFT_WEIGHTS_FILE);
-  if (!existsSync(weightsPath)) {
-    const bin = existsSync(join(inDir, PEFT_PICKLED_WEIGHTS_FILE));
-    throw new Error(
-      `${PEFT_WEIGHTS_FILE} not found in ${inDir}` +
-        (bin ? ` (found ${PEFT_PICKLED_WEIGHTS_FILE}: a pickle; re-save it with safetensors, e.g. model.save_pretrained(dir, safe_serialization=True))` : ''),
-    );
-  }
+  // safetensors when there, else the pickled adapter_model.bin (read without running its code).
+  const weightsFile = ([PEFT_WEIGHTS_FILE, PEFT_PICKLED_WEIGHTS_FILE] as const).find((f) => existsSync(join(inDir, f)));
+  if (!weightsFile) throw new Error(`neither ${PEFT_WEIGHTS_FILE} nor ${PEFT_PICKLED_WEIGHTS_FILE} found in ${inDir}`);
   const base = await readBaseModelJson(dirModelSource(baseDir), `${baseDir} (is --base a converted model directory?)`);
 
   if (existsSync(outDir) && readdirSync(outDir).length > 0 && !opts.force) {
@@ -64,7 +59,8 @@ export async function convertAdapterDir(opts: ConvertAdapterDirOptions): Promise
 
   const { manifest, shards } = await convertPeftAdapter({
     adapterConfig,
-    adapterWeights: readFileSync(weightsPath),
+    adapterWeights: readFileSync(join(inDir, weightsFile)),
+    adapterWeightsFile: weightsFile,
     baseChatConfig: base.chatConfig,
     baseTensorCache: base.tensorCache,
     name: opts.name ?? basename(inDir),

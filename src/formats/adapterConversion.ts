@@ -26,15 +26,26 @@ import {
 } from './adapterFormat.ts';
 import { parseMlcChatConfig } from './mlcChatConfig.ts';
 import { baseFingerprint } from './modelFiles.ts';
-import { parsePeftAdapterConfig, parsePeftTensorKey, PEFT_CONFIG_FILE, PEFT_WEIGHTS_FILE, resolveTargets, type PeftAdapterConfig } from './peftAdapter.ts';
+import {
+  parsePeftAdapterConfig,
+  parsePeftTensorKey,
+  PEFT_CONFIG_FILE,
+  PEFT_PICKLED_WEIGHTS_FILE,
+  PEFT_WEIGHTS_FILE,
+  resolveTargets,
+  type PeftAdapterConfig,
+} from './peftAdapter.ts';
 import { parseSafetensorsHeader, readSafetensorsTensor } from './safetensors.ts';
+import { readTorchStateDict, torchTensorToF32, TorchPickleError } from './torchPickle.ts';
 import { parseTensorCache } from './tensorCache.ts';
 
 export interface ConvertAdapterInput {
   /** adapter_config.json: object, text or bytes */
   adapterConfig: unknown;
-  /** adapter_model.safetensors bytes */
+  /** adapter_model.safetensors bytes, or adapter_model.bin (torch.save, read without running pickled code) */
   adapterWeights: Uint8Array | ArrayBuffer;
+  /** which file adapterWeights is (default: told from its first bytes) */
+  adapterWeightsFile?: typeof PEFT_WEIGHTS_FILE | typeof PEFT_PICKLED_WEIGHTS_FILE;
   /** the converted base's mlc-chat-config.json and tensor-cache.json (objects or text) */
   baseChatConfig: unknown;
   baseTensorCache: unknown;
@@ -62,6 +73,54 @@ function transpose(a: Float32Array, rows: number, cols: number): Float32Array {
   return t;
 }
 
+/** The checkpoint's tensors, whichever file PEFT wrote: names, safetensors-style dtypes, shapes, values. */
+interface CheckpointTensors {
+  file: string;
+  keys: string[];
+  dtype(key: string): string;
+  shape(key: string): number[];
+  read(key: string): Float32Array;
+}
+
+const TORCH_TO_SAFETENSORS_DTYPE: Record<string, string> = { float32: 'F32', float16: 'F16', bfloat16: 'BF16', float64: 'F64' };
+
+/**
+ * adapter_model.safetensors or adapter_model.bin, told apart by their first bytes: a torch.save file
+ * starts with a zip header ("PK") or, in the legacy format, with a protocol-2 pickle (0x80 0x02);
+ * a safetensors file with its little-endian header length.
+ */
+function checkpointTensors(file: Uint8Array, name?: string): CheckpointTensors {
+  const torch = name ? name === PEFT_PICKLED_WEIGHTS_FILE : file.length >= 2 && ((file[0] === 0x50 && file[1] === 0x4b) || (file[0] === 0x80 && file[1] === 0x02));
+  if (torch) {
+    let tensors;
+    try {
+      tensors = readTorchStateDict(file, PEFT_PICKLED_WEIGHTS_FILE);
+    } catch (e) {
+      throw new AdapterError(e instanceof TorchPickleError ? e.message : `${PEFT_PICKLED_WEIGHTS_FILE}: ${(e as Error).message}`);
+    }
+    return {
+      file: PEFT_PICKLED_WEIGHTS_FILE,
+      keys: [...tensors.keys()],
+      dtype: (k) => TORCH_TO_SAFETENSORS_DTYPE[tensors.get(k)!.dtype] ?? tensors.get(k)!.dtype,
+      shape: (k) => tensors.get(k)!.shape,
+      read: (k) => torchTensorToF32(k, tensors.get(k)!),
+    };
+  }
+  let header;
+  try {
+    header = parseSafetensorsHeader(file, { source: PEFT_WEIGHTS_FILE });
+  } catch (e) {
+    throw new AdapterError((e as Error).message);
+  }
+  return {
+    file: PEFT_WEIGHTS_FILE,
+    keys: [...header.tensors.keys()],
+    dtype: (k) => header.tensors.get(k)!.dtype,
+    shape: (k) => header.tensors.get(k)!.shape,
+    read: (k) => readSafetensorsTensor(file, k, header),
+  };
+}
+
 /**
  * PEFT adapter -> our adapter, checked against the base: every error names the key, field or
  * shape at fault. Throws AdapterError; returns the manifest and shard bytes (nothing is written).
@@ -79,31 +138,26 @@ export async function convertPeftAdapter(input: ConvertAdapterInput): Promise<Co
   const base = baseInfo.config;
   const fingerprint = await baseFingerprint(input.baseChatConfig, input.baseTensorCache);
 
-  const file = input.adapterWeights instanceof Uint8Array ? input.adapterWeights : new Uint8Array(input.adapterWeights);
-  let header;
-  try {
-    header = parseSafetensorsHeader(file, { source: PEFT_WEIGHTS_FILE });
-  } catch (e) {
-    throw new AdapterError((e as Error).message);
-  }
+  const ckpt = checkpointTensors(input.adapterWeights instanceof Uint8Array ? input.adapterWeights : new Uint8Array(input.adapterWeights), input.adapterWeightsFile);
+  const WEIGHTS = ckpt.file;
 
   // Index the checkpoint's tensors by (layer, module, role); refuse anything else.
   const found = new Map<string, string>(); // "layer.module.role" -> key
   let maxLayer = -1;
-  for (const key of header.tensors.keys()) {
+  for (const key of ckpt.keys) {
     const p = parsePeftTensorKey(key);
     if (!p) {
       throw new AdapterError(
-        `${PEFT_WEIGHTS_FILE}: unexpected tensor ${key}; only LoRA (lora_A/lora_B) and bottleneck (adapter_down/adapter_up/adapter_scaling) weights of a Llama's q/k/v/o/gate/up/down projections are supported`,
+        `${WEIGHTS}: unexpected tensor ${key}; only LoRA (lora_A/lora_B) and bottleneck (adapter_down/adapter_up/adapter_scaling) weights of a Llama's q/k/v/o/gate/up/down projections are supported`,
       );
     }
     const loraRole = p.role === 'lora_A' || p.role === 'lora_B';
     if (loraRole !== (cfg.kind === 'lora')) {
-      throw new AdapterError(`${PEFT_WEIGHTS_FILE}: tensor ${key} does not belong to a ${cfg.peftType} adapter (peft_type in ${PEFT_CONFIG_FILE})`);
+      throw new AdapterError(`${WEIGHTS}: tensor ${key} does not belong to a ${cfg.peftType} adapter (peft_type in ${PEFT_CONFIG_FILE})`);
     }
     if (p.layer >= base.numLayers) {
       throw new AdapterError(
-        `layer count mismatch: ${PEFT_WEIGHTS_FILE} has ${key} (layer ${p.layer}) but the base model has ${base.numLayers} layers`,
+        `layer count mismatch: ${WEIGHTS} has ${key} (layer ${p.layer}) but the base model has ${base.numLayers} layers`,
       );
     }
     maxLayer = Math.max(maxLayer, p.layer);
@@ -128,7 +182,7 @@ export async function convertPeftAdapter(input: ConvertAdapterInput): Promise<Co
             maxLayer >= 0 && l > maxLayer
               ? ` (the adapter has weights up to layer ${maxLayer}, the base model has ${base.numLayers} layers: layer count mismatch?)`
               : '';
-          throw new AdapterError(`${PEFT_WEIGHTS_FILE}: missing key ${key}${hint}`);
+          throw new AdapterError(`${WEIGHTS}: missing key ${key}${hint}`);
         }
       }
     }
@@ -136,23 +190,22 @@ export async function convertPeftAdapter(input: ConvertAdapterInput): Promise<Co
   for (const [id, key] of found) {
     if (!expectedKeys.has(id)) {
       throw new AdapterError(
-        `${PEFT_WEIGHTS_FILE}: tensor ${key} is not selected by target_modules ${JSON.stringify(cfg.targetModules)} in ${PEFT_CONFIG_FILE}` +
+        `${WEIGHTS}: tensor ${key} is not selected by target_modules ${JSON.stringify(cfg.targetModules)} in ${PEFT_CONFIG_FILE}` +
           (id.endsWith('adapter_scaling') ? ' (adapter_scaling is only used with scaling "learned")' : ''),
       );
     }
   }
 
-  const sourceDtypes = new Set([...found.values()].map((k) => header.tensors.get(k)!.dtype));
+  const sourceDtypes = new Set([...found.values()].map((k) => ckpt.dtype(k)));
   const outDtype: 'float32' | 'float16' =
     input.dtype === 'float16' || input.dtype === 'float32' ? input.dtype : sourceDtypes.size === 1 && sourceDtypes.has('F16') ? 'float16' : 'float32';
 
   const read = (layer: number, m: AdapterModule, role: AdapterRole): { data: Float32Array; shape: number[]; key: string } => {
     const key = found.get(`${layer}.${m}.${role}`)!;
-    const info = header.tensors.get(key)!;
     try {
-      return { data: readSafetensorsTensor(file, key, header), shape: info.shape, key };
+      return { data: ckpt.read(key), shape: ckpt.shape(key), key };
     } catch (e) {
-      throw new AdapterError(`${PEFT_WEIGHTS_FILE}: ${(e as Error).message}`);
+      throw new AdapterError(`${WEIGHTS}: ${(e as Error).message}`);
     }
   };
   const shapeError = (key: string, got: number[], want: number[], why: string) => {

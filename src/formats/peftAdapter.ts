@@ -44,7 +44,7 @@ import { isJsonObject as isObj, type JsonObject as Obj } from './jsonObject.ts';
 /** The files of a PEFT adapter directory (`save_pretrained`). */
 export const PEFT_CONFIG_FILE = 'adapter_config.json';
 export const PEFT_WEIGHTS_FILE = 'adapter_model.safetensors';
-/** Older PEFT's pickled weights: never unpickled here; the user is asked to re-save as safetensors. */
+/** Older PEFT's pickled weights (torch.save): read by formats/torchPickle.ts, which runs no pickled code. */
 export const PEFT_PICKLED_WEIGHTS_FILE = 'adapter_model.bin';
 
 // ---------------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ import type { LlamaConfig } from '../../src/formats/llamaConfig.ts';
 import { writeMlcChatConfig } from '../../src/formats/mlcChatConfig.ts';
 import { writeSafetensors, type SafetensorsInput } from '../../src/formats/safetensors.ts';
 import { convertAdapterDir } from '../../src/cli/convertAdapter.ts';
+import { zipSync } from 'fflate';
 import { ReferenceLlama, referenceAdapterFromManifest, type ReferenceAdapter } from '../../src/engine/reference.ts';
 
 // ---- fixtures -------------------------------------------------------------------------------
@@ -543,6 +544,65 @@ describe('npm run convert-adapter', () => {
     expect(tensors.size).toBe(20);
   }, 30_000);
 
+  /**
+   * torch.save's zip layout for float32 tensors, written opcode by opcode as torch 1.13 pickles a
+   * state dict (OrderedDict of _rebuild_tensor_v2(storage, offset, size, stride, False, OrderedDict())).
+   * The reader itself is checked against files real torch.save wrote (formats-torchPickle.test.ts);
+   * this one only carries a known adapter through the .bin path of the converter.
+   */
+  function torchSaveZip(tensors: SafetensorsInput[]): Uint8Array {
+    const b: number[] = [0x80, 0x02];
+    const str = (x: string) => {
+      const u = new TextEncoder().encode(x);
+      b.push(0x58, u.length & 255, (u.length >> 8) & 255, 0, 0, ...u);
+    };
+    const int = (n: number) => b.push(0x4a, n & 255, (n >> 8) & 255, (n >> 16) & 255, (n >>> 24) & 255);
+    const glob = (m: string, n: string) => b.push(0x63, ...new TextEncoder().encode(`${m}\n${n}\n`));
+    const tuple = (xs: number[]) => (b.push(0x28), xs.forEach(int), b.push(0x74));
+    const files: Record<string, Uint8Array> = {};
+    glob('collections', 'OrderedDict');
+    b.push(0x29, 0x52, 0x28); // OrderedDict(), MARK
+    tensors.forEach((t, i) => {
+      const data = t.data as Float32Array;
+      files[`archive/data/${i}`] = new Uint8Array(data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength));
+      str(t.name);
+      glob('torch._utils', '_rebuild_tensor_v2');
+      b.push(0x28, 0x28); // MARK (args), MARK (persistent id)
+      str('storage');
+      glob('torch', 'FloatStorage');
+      str(String(i));
+      str('cpu');
+      int(data.length);
+      b.push(0x74, 0x51); // TUPLE, BINPERSID
+      int(0);
+      tuple(t.shape);
+      tuple(t.shape.map((_, d) => t.shape.slice(d + 1).reduce((x, y) => x * y, 1)));
+      b.push(0x89); // False
+      glob('collections', 'OrderedDict');
+      b.push(0x29, 0x52, 0x74, 0x52); // OrderedDict(), TUPLE (args), REDUCE
+    });
+    b.push(0x75, 0x2e); // SETITEMS, STOP
+    files['archive/data.pkl'] = new Uint8Array(b);
+    files['archive/version'] = new TextEncoder().encode('3\n');
+    return zipSync(files, { level: 0 });
+  }
+
+  it('adapter_model.bin (torch.save zip) converts to exactly what adapter_model.safetensors does', async () => {
+    const baseDir = join(root, 'base-bin');
+    writeBaseDir(baseDir);
+    const peft = loraPeft({ seed: 7 });
+    const stDir = join(root, 'peft-st');
+    writePeftDir(stDir, peft);
+    const binDir = join(root, 'peft-pt');
+    mkdirSync(binDir);
+    writeFileSync(join(binDir, 'adapter_config.json'), JSON.stringify(peft.config));
+    writeFileSync(join(binDir, 'adapter_model.bin'), torchSaveZip(peft.tensors));
+    const fromSt = await convertAdapterDir({ inDir: stDir, baseDir, outDir: join(root, 'out-st'), name: 'same' });
+    const fromBin = await convertAdapterDir({ inDir: binDir, baseDir, outDir: join(root, 'out-pt'), name: 'same' });
+    expect(fromBin).toEqual(fromSt);
+    expect(readFileSync(join(root, 'out-pt', 'adapter_shard_0.bin')).equals(readFileSync(join(root, 'out-st', 'adapter_shard_0.bin')))).toBe(true);
+  });
+
   it('writes nothing on error, and refuses to overwrite without --force', async () => {
     const baseDir = join(root, 'base2');
     writeBaseDir(baseDir);
@@ -566,11 +626,12 @@ describe('npm run convert-adapter', () => {
     expect(readdirSync(join(root, 'out2')).sort()).toEqual(['series']);
     // a base directory that is not one
     await expect(convertAdapterDir({ inDir: goodDir, baseDir: root, outDir: join(root, 'x') })).rejects.toThrow(/mlc-chat-config.json/);
-    // a .bin-only PEFT directory
+    // a .bin-only PEFT directory whose .bin is not a torch.save file
     const binDir = join(root, 'peft-bin');
     mkdirSync(binDir);
     writeFileSync(join(binDir, 'adapter_config.json'), JSON.stringify(bad.config));
     writeFileSync(join(binDir, 'adapter_model.bin'), 'x');
-    await expect(convertAdapterDir({ inDir: binDir, baseDir, outDir: join(root, 'y') })).rejects.toThrow(/adapter_model\.bin: a pickle/);
+    await expect(convertAdapterDir({ inDir: binDir, baseDir, outDir: join(root, 'y') })).rejects.toThrow(/adapter_model\.bin is neither a zip nor a legacy torch\.save file/);
+    expect(existsSync(join(root, 'y'))).toBe(false);
   });
 });

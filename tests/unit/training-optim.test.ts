@@ -94,9 +94,9 @@ describe('get_linear_schedule_with_warmup', () => {
     expect(linearWarmupFactor(100, 100, 60)).toBe(0);
     expect(() => linearWarmupFactor(-1, 1, 2)).toThrow(/non-negative/);
   });
-  it("the Trainer's step count (LLM-Adapters math_10k: 9919 examples, micro 4, batch 16, 3 epochs)", () => {
-    // ceil(9919/4) = 2480 micro-batches; 2480 // 4 = 620 updates per epoch; 3 epochs = 1860
-    expect(trainerTotalSteps(9919, 4, 4, 3)).toBe(1860);
+  it("the Trainer's step count (3260 examples as in math_data.json, micro batch 4, batch 16, 3 epochs)", () => {
+    // ceil(3260/4) = 815 micro-batches; 815 // 4 = 203 updates per epoch; 3 epochs = 609
+    expect(trainerTotalSteps(3260, 4, 4, 3)).toBe(609);
     expect(trainerTotalSteps(3, 4, 8, 1)).toBe(1);
   });
 });

@@ -17,9 +17,12 @@
  *   Upstream note: LLM-Adapters' finetune.py sets tokenizer.padding_side = "left"; the Trainer passes
  *   no position_ids, so in the transformers of that time a left-padded example's tokens start at
  *   RoPE position = number of pads. We pad right (positions 0.. for every example) on purpose.
- * - Loss: LlamaForCausalLM.forward: shift_logits = logits[..., :-1, :], shift_labels = labels[..., 1:],
+ * - Loss: LlamaForCausalLM.forward (huggingface/transformers src/transformers/models/llama/
+ *   modeling_llama.py @0022728): shift_logits = logits[..., :-1, :], shift_labels = labels[..., 1:],
  *   CrossEntropyLoss() (ignore_index -100, reduction "mean"): the mean over the batch's non-ignored
  *   target tokens. A batch with none would be 0/0 = NaN in torch; here it is an error.
+ * - LM head, embeddings, norms and every base linear are frozen (no gradients); the gradient flows
+ *   through them to the adapters, and to the input embeddings (inputEmbeddingGrad, for tests).
  * - LoRA (PEFT src/peft/tuners/lora/layer.py, Linear.forward):
  *   y = W x + scaling · B (A dropout(x)); dropout only on the adapter's input.
  * - Bottleneck (LLM-Adapters peft/src/peft/tuners/bottleneck.py @0059d7c, Linear.forward):

@@ -118,7 +118,7 @@ export function parseTrainerState(text: string): TrainerState {
   try {
     j = JSON.parse(text);
   } catch (e) {
-    throw new Error(`training state is not valid JSON: ${(e as Error).message}`);
+    throw new Error(`training state is not valid JSON: ${(e as Error).message}`, { cause: e });
   }
   if (j.format !== CHECKPOINT_FORMAT || j.version !== 1) throw new Error(`not a training state (format ${JSON.stringify(j.format)}, version ${JSON.stringify(j.version)})`);
   const shape = j.adapter as { kind: TrainableAdapter['kind']; r?: number; scaling?: number; bottleneckSize?: number; activation?: string };

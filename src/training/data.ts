@@ -129,7 +129,7 @@ export function parseTrainingFile(text: string, fileName = 'training data', voca
     try {
       json = JSON.parse(text);
     } catch (e) {
-      throw new TrainingDataError(`${fileName} is not valid JSON: ${(e as Error).message}`);
+      throw new TrainingDataError(`${fileName} is not valid JSON: ${(e as Error).message}`, { cause: e });
     }
     const arr = json as unknown[];
     if (arr.length === 0) throw new TrainingDataError(`${fileName} has no records`);
@@ -147,7 +147,7 @@ export function parseTrainingFile(text: string, fileName = 'training data', voca
     try {
       x = JSON.parse(line);
     } catch (e) {
-      throw new TrainingDataError(`${where} is not valid JSON: ${(e as Error).message}`);
+      throw new TrainingDataError(`${where} is not valid JSON: ${(e as Error).message}`, { cause: e });
     }
     if (!isObj(x)) throw new TrainingDataError(`${where}: expected a JSON object`);
     const k = 'input_ids' in x ? 'pretokenized' : 'instructions';

@@ -6,7 +6,10 @@
  *   lr = linearWarmupLr(step, lr, W, S)
  *   g  = (1/G) Σ_m ∇ loss_m      (loss_m: micro-batch m's mean-token loss; the mean of the G
  *                                  micro-batches' gradients, as the Trainer of LLM-Adapters' time
- *                                  accumulated loss / gradient_accumulation_steps)
+ *                                  accumulated loss / gradient_accumulation_steps; transformers
+ *                                  ≥ 4.46 instead divides the summed token losses by the step's
+ *                                  total token count, which differs when micro-batches hold
+ *                                  different numbers of labelled tokens)
  *   AdamW(p, g) for every adapter tensor, then step += 1.
  *
  * Dropout masks (p = the spec's dropout) are drawn per micro-batch from an Rng seeded by

@@ -154,6 +154,11 @@ describe('reference training gradients = finite differences', () => {
     });
   }
 
+  it('tied embeddings, one kv head per query head, batch of 3', () => {
+    const c2 = tinyConfig({ tieWordEmbeddings: true, numKvHeads: 4, numLayers: 1 });
+    expect(checkGradients(c2, randomWeights(c2, 8), randomTrainableAdapter(c2, 'lora', ALL, 13), randomBatch(c2, 3, 4, 9))).toBeGreaterThan(100);
+  });
+
   it('dLoss/dInputEmbedding', () => {
     const adapter = toF64(CASES[0].adapter);
     const N = 2 * 6;
@@ -183,7 +188,7 @@ describe('converted bases: q0f32 and q4f32_1 (frozen dequantized q4)', () => {
         const adapter = randomTrainableAdapter(cq, kind, targets, 31, { std: 1.0, r: 2 });
         const batch = randomBatch(cq, 2, 5, 3);
         checkLogitsAgainstReference(cq, wq, adapter, batch);
-        expect(checkGradients(cq, wq, adapter, batch, {}, 25)).toBeGreaterThan(100);
+        expect(checkGradients(cq, wq, adapter, batch, {}, 50)).toBeGreaterThan(200);
       });
     }
   }

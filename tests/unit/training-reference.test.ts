@@ -9,9 +9,10 @@
  * Bound (stated): |analytic − fd| ≤ 1e-6 · max(|analytic|, |fd|) + 1e-9 for every checked entry.
  */
 import { describe, expect, it } from 'vitest';
-import { ReferenceLlama } from '../../src/engine/reference.ts';
+import { ReferenceLlama, activate } from '../../src/engine/reference.ts';
 import {
   IGNORE_INDEX,
+  activationDerivative,
   dropoutMaskKey,
   makeDropoutMask,
   trainingForward,
@@ -134,6 +135,18 @@ const CASES: Array<{ label: string; adapter: TrainableAdapter }> = [
   { label: 'parallel (gelu) on every module', adapter: randomTrainableAdapter(c, 'parallel', ALL, 9, { activation: 'gelu' }) },
   { label: 'parallel (tanh) on up,down', adapter: randomTrainableAdapter(c, 'parallel', ['up_proj', 'down_proj'], 10, { activation: 'tanh' }) },
 ];
+
+describe('activation derivatives = finite differences of reference.ts activate', () => {
+  for (const act of ['tanh', 'relu', 'silu', 'gelu'] as const) {
+    it(act, () => {
+      for (const x of [-3.1, -1.2, -0.4, 0.3, 0.9, 2.5]) {
+        const h = 1e-4;
+        const fd = (activate(act, x - 2 * h) - 8 * activate(act, x - h) + 8 * activate(act, x + h) - activate(act, x + 2 * h)) / (12 * h);
+        expect(Math.abs(activationDerivative(act, x) - fd)).toBeLessThan(1e-9);
+      }
+    });
+  }
+});
 
 describe('reference training forward = reference.ts forward', () => {
   const batch = randomBatch(c, 2, 7, 1);

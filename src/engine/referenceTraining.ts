@@ -35,7 +35,7 @@
  *   so a GPU implementation can be compared with identical masks; makeDropoutMask draws one.
  */
 
-import type { AdapterActivation, AdapterModule } from '../formats/adapter.ts';
+import type { AdapterActivation, AdapterModule } from '../formats/adapterFormat.ts';
 import type { LlamaConfig } from '../formats/llamaConfig.ts';
 import { EMBED_NAME, FINAL_NORM_NAME, LM_HEAD_NAME, layerLinearNames, layerNormNames } from '../formats/llamaConfig.ts';
 import { activate, erf, ropeInvFreq, type ReferenceWeights } from './reference.ts';

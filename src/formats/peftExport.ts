@@ -15,7 +15,7 @@
  * bottleneck_size, non_linearity, adapter_dropout, use_parallel_adapter, use_adapterp, target_modules,
  * scaling, bias "none", init_weights).
  */
-import { moduleParent, type AdapterActivation, type AdapterModule } from './adapter.ts';
+import { moduleParent, type AdapterActivation, type AdapterModule } from './adapterFormat.ts';
 import { writeSafetensors, type SafetensorsInput } from './safetensors.ts';
 
 export type PeftExportConfig =

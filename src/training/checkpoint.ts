@@ -4,7 +4,7 @@
  * drawn from seeds derived from (seed, step, micro-batch)). Serialised as JSON with each f32 array
  * as base64 of its little-endian bytes, so a restore is bit-identical.
  */
-import type { AdapterModule } from '../formats/adapter.ts';
+import type { AdapterModule } from '../formats/adapterFormat.ts';
 import type { TrainableAdapter } from '../engine/referenceTraining.ts';
 import type { AdamWTensorState } from './adamw.ts';
 import type { AdapterSpec } from './init.ts';

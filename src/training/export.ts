@@ -1,6 +1,6 @@
 /** A trained adapter (trainer state) to PEFT's files, via src/formats/peftExport.ts. */
 import type { LlamaConfig } from '../formats/llamaConfig.ts';
-import { moduleFeatures } from '../formats/adapter.ts';
+import { moduleFeatures } from '../formats/adapterFormat.ts';
 import { exportPeftAdapter, type PeftExport, type PeftExportConfig } from '../formats/peftExport.ts';
 import type { TrainableAdapter } from '../engine/referenceTraining.ts';
 import { bottleneckFeatures, type AdapterSpec } from './init.ts';

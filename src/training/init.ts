@@ -16,7 +16,7 @@
  * the draws do not.
  */
 import type { LlamaConfig } from '../formats/llamaConfig.ts';
-import { SERIES_MODULES, moduleFeatures, type AdapterActivation, type AdapterModule } from '../formats/adapter.ts';
+import { SERIES_MODULES, moduleFeatures, type AdapterActivation, type AdapterModule } from '../formats/adapterFormat.ts';
 import type { Rng } from '../formats/random.ts';
 import type { TrainableAdapter } from '../engine/referenceTraining.ts';
 

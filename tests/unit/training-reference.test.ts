@@ -23,7 +23,7 @@ import {
   type TrainingOptions,
 } from '../../src/engine/referenceTraining.ts';
 import type { LlamaConfig } from '../../src/formats/llamaConfig.ts';
-import { ADAPTER_MODULES, type AdapterModule } from '../../src/formats/adapter.ts';
+import { ADAPTER_MODULES, type AdapterModule } from '../../src/formats/adapterFormat.ts';
 import { Rng } from '../../src/formats/random.ts';
 import { bottleneckDims, randomTrainableAdapter, randomWeights, syntheticWeights, tinyConfig, toF64, toReferenceAdapter } from './trainingFixtures.ts';
 

@@ -3,7 +3,7 @@
  * Weights come from a seed (random.ts / syntheticModel.ts); nothing here is an expected value.
  */
 import type { LlamaConfig, QuantMode } from '../../src/formats/llamaConfig.ts';
-import { moduleFeatures, type AdapterActivation, type AdapterModule } from '../../src/formats/adapter.ts';
+import { moduleFeatures, type AdapterActivation, type AdapterModule } from '../../src/formats/adapterFormat.ts';
 import { Rng } from '../../src/formats/random.ts';
 import { syntheticModelSource } from '../../src/formats/syntheticModel.ts';
 import { iterateShardTensors, loadModelManifest } from '../../src/formats/modelFiles.ts';

@@ -242,6 +242,23 @@ describe('beam search against the literal port of transformers (random tables)',
     expect(earlyStops).toBeGreaterThan(10);
   });
 
+  it('a stop token ranked N or lower finishes no hypothesis (found where counting it would stop the search too early)', async () => {
+    // Two random tables (found by search) where finishing the stop token at rank 2 or 3 of 4 as
+    // well would fill the list of 2 sooner, stop the search and return [1, EOS] (-0.520, -0.493).
+    for (const { seed, spread, want } of [
+      { seed: 3885, spread: 1, want: [1, 1, 2, 1] },
+      { seed: 7161, spread: 2, want: [2, 1, 1, 1] },
+    ]) {
+      const table = randomTable(seed, 3, spread);
+      const ref = referenceBeamSearch(table, [1, 2], 2, 4, [EOS]);
+      expect(ref.ids).toEqual(want);
+      const r = await run(table, [1, 2], 2, 4);
+      expect(r.ids).toEqual(ref.ids);
+      expect(r.score).toBeCloseTo(ref.score, 12);
+      expect(r.stopReason).toBe('length');
+    }
+  });
+
   it('one beam is greedy decoding', async () => {
     for (let seed = 1; seed <= 30; seed++) {
       const table = randomTable(seed + 500, 4);

@@ -107,6 +107,7 @@ async function main() {
       decodeRow(d.adapter ?? 'none (base)', d, d.bytesPerStep),
       decodeRow('  GPU argmax, pipelined', d.greedy, d.bytesPerStep),
     ]),
+    `${`beam search, ${r.beam.numBeams} beams`.padEnd(26)}${''.padStart(10)}${r.beam.msPerStep.toFixed(2).padStart(10)}   ${r.beam.vsGreedyStep.toFixed(2)}x the GPU-argmax step, ${r.beam.vsReadBackStep.toFixed(2)}x the read-back step (batch ${r.batch})`,
     '',
     'efficiency = bytes one decode step must read (weights, scales, KV cache, adapter) x steps/s / copy bandwidth',
     'first row of each: every step reads back its logits; "GPU argmax, pipelined": greedy, only token ids read back, 3 steps in flight',

@@ -48,6 +48,8 @@ export interface BenchResult {
   timeToFirstTokenMs: number;
   decode: DecodeMeasure[];
   batch: number;
+  /** One beam-search step with `batch` beams (engine.generateBeams: decode, log-softmax, top 2N, forks), base model. */
+  beam: { numBeams: number; msPerStep: number; vsGreedyStep: number; vsReadBackStep: number };
 }
 
 /** Bytes per second a large buffer copy moves (counting the read and the write), best of a few runs. */
@@ -152,6 +154,11 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
     decode.push({ adapter, bytesPerStep, ...timing(msPerStep, base?.msPerStep), greedy: timing(greedyMsPerStep, base?.greedy.msPerStep) });
   };
   await measureDecode(null, 0);
+  // Beam search at N = batch beams against the greedy step at batch N: it should cost no more
+  // than N times the greedy step (it decodes the same N rows, plus logits read-back and scoring).
+  const beamRun = await engine.generateBeams(prompt(0), { numBeams: o.batch, maxNewTokens: o.gen, stopTokenIds: [] });
+  const beamMs = beamRun.decodeMs / Math.max(beamRun.decodeTokens, 1);
+  const beam = { numBeams: o.batch, msPerStep: beamMs, vsGreedyStep: beamMs / decode[0].greedy.msPerStep, vsReadBackStep: beamMs / decode[0].msPerStep };
   for (const a of o.adapters) {
     const src = a.startsWith('paper:') ? await paperAdapter(source, a.slice(6) as AdapterKind) : httpModelSource(a);
     const name = await engine.loadAdapter(src);
@@ -169,6 +176,7 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
     timeToFirstTokenMs: prefillMs,
     decode,
     batch: o.batch,
+    beam,
   };
 }
 

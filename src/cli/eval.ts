@@ -2,15 +2,16 @@
  * npm run eval -- --model <dir|manifest.json> [--adapter <dir>]
  *   --prompt <baseline|q_end|a_begin|alpaca|zero_shot|alpaca+q_end|alpaca+a_begin|FILE>
  *   --dataset <gsm8k|svamp|aqua|mawps> [--data <file>] [--limit N] [--seed S]
- *   [--max-new-tokens 256] [--out results.jsonl] [--gpu|--no-gpu]
+ *   [--max-new-tokens 256] [--beams N] [--out results.jsonl] [--gpu|--no-gpu]
  *
  * Headless evaluation: the app's engine runs in ONE headless Chromium page (the model is loaded
  * once); each problem's result comes back to Node as soon as it is solved, is scored here with the
  * LLM-Adapters rules, written to --out as one JSON line, and reported on stderr (problems done,
  * accuracy so far with its 95% Wilson interval, tokens/s, time left). Greedy decoding, 256 new
  * tokens at most by default (the paper's setting), stopping at EOS or the configuration's stop
- * sequences. Rerunning with the same --out resumes: problems already in the file are skipped, and
- * the summary counts every line of the file. The last stdout line is a JSON summary.
+ * sequences; --beams N: beam search as LLM-Adapters decodes (4 beams), one problem at a time.
+ * Rerunning with the same --out resumes: problems already in the file are skipped, and the
+ * summary counts every line of the file. The last stdout line is a JSON summary.
  *
  * --data defaults to the dataset's file under ../shared/data (env REASONING_LAB_DATA overrides
  * that root). --prompt FILE is a custom template with one {question}; it has no stop sequences
@@ -36,7 +37,7 @@ const DEFAULT_PROMPT = 'q_end';
 const USAGE =
   'usage: npm run eval -- --model <dir|manifest.json> [--adapter <dir>] ' +
   `[--prompt <${PROMPT_CONFIGS.map((c) => c.id).join('|')}|FILE>] --dataset <${DATASET_NAMES.join('|')}> ` +
-  '[--data <file>] [--limit N] [--seed S] [--max-new-tokens 256] [--batch auto|B] [--out results.jsonl] [--gpu|--no-gpu]';
+  '[--data <file>] [--limit N] [--seed S] [--max-new-tokens 256] [--batch auto|B] [--beams N] [--out results.jsonl] [--gpu|--no-gpu]';
 
 /** What a results line was made with; a resumed --out file must match it. */
 export interface RunIdentity {
@@ -64,7 +65,7 @@ export interface ResultLine {
 
 async function main() {
   const { values, flags } = parseArgs(process.argv.slice(2), {
-    strings: ['model', 'adapter', 'prompt', 'dataset', 'data', 'limit', 'seed', 'max-new-tokens', 'out', 'batch'],
+    strings: ['model', 'adapter', 'prompt', 'dataset', 'data', 'limit', 'seed', 'max-new-tokens', 'out', 'batch', 'beams'],
     flags: ['gpu', 'no-gpu'],
   });
   if (!values.model) throw new UsageError('--model is required.');
@@ -81,6 +82,9 @@ async function main() {
   // Sequences decoded together (continuous batching); 'auto' takes as many as GPU memory allows.
   const batch: number | 'auto' = values.batch === undefined || values.batch === 'auto' ? 'auto' : intArg(values.batch, 'batch');
   if (batch === 0) throw new UsageError('--batch must be at least 1 (or auto).');
+  // --beams N: beam search as LLM-Adapters' evaluate.py (num_beams=4), one problem at a time; 1 (default): greedy.
+  const numBeams = intArg(values.beams ?? '1', 'beams');
+  if (numBeams === 0) throw new UsageError('--beams must be at least 1 (1: greedy decoding).');
 
   const { config, promptId } = resolvePrompt(promptArg);
   const model = resolveModel(values.model);
@@ -115,7 +119,7 @@ async function main() {
   const todo = selected.filter((p) => !done.has(p.index));
   if (done.size > 0) process.stderr.write(`resuming ${displayPath(outPath!)}: ${done.size} problems already done, ${todo.length} to go\n`);
 
-  const session = todo.length === 0 ? null : await runInBrowser({ model, adapterDir, config, promptId, dataset, todo, selected, maxNewTokens, batch, outPath, done, run, gpu: flags.has('gpu') ? true : flags.has('no-gpu') ? false : undefined });
+  const session = todo.length === 0 ? null : await runInBrowser({ model, adapterDir, config, promptId, dataset, todo, selected, maxNewTokens, batch, numBeams, outPath, done, run, gpu: flags.has('gpu') ? true : flags.has('no-gpu') ? false : undefined });
 
   const all = [...done.values()];
   const summary = summarize(all);
@@ -129,6 +133,7 @@ async function main() {
       correct: summary.correct,
       accuracy: round(summary.accuracy, 4),
       wilson95: [round(summary.interval.lower, 4), round(summary.interval.upper, 4)],
+      decoding: numBeams > 1 ? { kind: 'beam', numBeams } : { kind: 'greedy' },
       problems_per_minute: session && session.problems > 0 ? round((session.problems * 60_000) / session.ms, 3) : null,
       // Aggregate throughput: every sequence's new tokens over the wall time (batched sequences overlap).
       decode_tokens_per_s: session && session.ms > 0 ? round((session.decodeTokens * 1000) / session.ms, 2) : null,
@@ -249,6 +254,7 @@ interface RunContext {
   selected: Problem[];
   maxNewTokens: number;
   batch: number | 'auto';
+  numBeams: number;
   outPath: string | null;
   done: Map<number, ResultLine>;
   run: RunIdentity;
@@ -308,6 +314,7 @@ async function runInBrowser(ctx: RunContext): Promise<{ problems: number; ms: nu
       problems: ctx.todo.map((p) => ({ index: p.index, question: p.question })),
       maxNewTokens: ctx.maxNewTokens,
       maxBatch: ctx.batch,
+      numBeams: ctx.numBeams,
       reportFn: '__evalResult',
       statusFn: '__evalStatus',
     };

@@ -22,6 +22,8 @@ export interface EvalPageOptions {
   maxNewTokens: number;
   /** Sequences decoded together: a number, or 'auto' (as many as GPU memory allows). */
   maxBatch: number | 'auto';
+  /** Beam search with this many beams (LLM-Adapters' decoding: 4); 1 or absent: greedy. */
+  numBeams?: number;
   /** Name of the function Node exposed (page.exposeFunction) to receive each result. */
   reportFn: string;
   /** Name of the function Node exposed to receive status messages (loading, context size). */
@@ -76,7 +78,9 @@ export async function runEvalInPage(opts: EvalPageOptions): Promise<{ gpuAdapter
   const engine = new Engine();
   await status(`loading the model (context: ${longest} prompt + ${opts.maxNewTokens} new tokens)`);
   // Only the context this run needs (the engine caps it at the model's window; generation stops there).
-  const info = await engine.load(source, { contextLength: longest + opts.maxNewTokens, maxBatch: opts.maxBatch });
+  const beams = opts.numBeams ?? 1;
+  // Beam search decodes one problem at a time, its beams the batch's slots.
+  const info = await engine.load(source, { contextLength: longest + opts.maxNewTokens, maxBatch: beams > 1 ? beams : opts.maxBatch });
   let adapterName: string | null = null;
   if (opts.adapterUrl) {
     const e = engine as unknown as AdapterCapableEngine;
@@ -86,6 +90,18 @@ export async function runEvalInPage(opts: EvalPageOptions): Promise<{ gpuAdapter
   await status(`model loaded on ${info.adapterInfo}, batch of ${engine.model!.maxBatch}`);
 
   const stops = opts.config.stopSequences;
+  if (beams > 1) {
+    // As LLM-Adapters decodes: beams end at EOS or the length only; the text is cut at the stop sequences after.
+    for (const [seq, ids] of prompts.entries()) {
+      const r = await engine.generateBeams(ids, { numBeams: beams, maxNewTokens: opts.maxNewTokens });
+      const text = tokenizer.streamDecoder(ids.slice(-4));
+      for (const id of r.ids) text.push(id);
+      text.flush();
+      void report({ index: opts.problems[seq].index, output: cutAtStop(text.text, stops), newTokens: r.ids.length, stopReason: r.stopReason, prefillTokens: r.prefillTokens, prefillMs: r.prefillMs, decodeTokens: r.decodeTokens, decodeMs: r.decodeMs } satisfies EvalPageResult);
+    }
+    engine.unload();
+    return { gpuAdapter: info.adapterInfo, contextLength: info.contextLength, adapter: adapterName };
+  }
   // All problems go through continuous batching: up to maxBatch decode together, the weights
   // read once per step for all of them; results are reported in completion order.
   const decoders = prompts.map((ids) => tokenizer.streamDecoder(ids.slice(-4)));

@@ -10,6 +10,7 @@ import { createGpuContext, type GpuContext } from './gpu.ts';
 import { LlamaModel, type ModelLoadOptions } from './llama.ts';
 import { Sampler, type SamplingOptions } from './sampling.ts';
 import { EngineError } from './errors.ts';
+import { beamSearch, type BeamSearchOptions, type BeamSearchResult, type BeamStepper } from './beamSearch.ts';
 import { ADAPTER_MANIFEST_FILE, checkAdapterAgainstBase, parseAdapterManifest, readAdapterTensors } from '../formats/adapterFormat.ts';
 
 export interface GenerateOptions extends SamplingOptions {
@@ -305,5 +306,49 @@ export class Engine {
     this.model = null;
     this.baseSource = null;
     this.info = null;
+  }
+
+  // ---- Beam search (issue 14): self-contained; the algorithm is in beamSearch.ts ----
+
+  /**
+   * Beam search after a prompt, as LLM-Adapters' evaluate.py decodes (transformers' BeamSearchScorer:
+   * see beamSearch.ts): the beams are slots 0..numBeams-1 of the batch, decoded together, and a
+   * forked beam copies its KV cache rows. Returns the best hypothesis (its stop id last when one
+   * ended it) and its length-normalized score.
+   */
+  async generateBeams(
+    promptIds: number[],
+    opts: { numBeams: number; maxNewTokens: number; stopTokenIds?: number[]; lengthPenalty?: number; signal?: AbortSignal; onStep?: BeamSearchOptions['onStep'] },
+  ): Promise<GenerateResult & { score: number }> {
+    const model = this.requireModel();
+    const n = opts.numBeams;
+    if (typeof n !== 'number' || !Number.isInteger(n) || n < 1) throw new EngineError(`numBeams must be a whole number of at least 1, not ${n}.`);
+    if (n > model.maxBatch) {
+      throw new EngineError(`${n} beams need ${n} sequences decoded together, but the model was loaded with room for ${model.maxBatch} (maxBatch): use at most ${model.maxBatch} beams, or load or configure it with maxBatch ${n}.`);
+    }
+    const maxNew = Math.min(opts.maxNewTokens, model.contextLength - promptIds.length);
+    if (maxNew <= 0) throw new EngineError(`The prompt (${promptIds.length} tokens) leaves no room in the ${model.contextLength}-token context.`);
+    let prefillMs = 0;
+    const stepper: BeamStepper = {
+      prefill: async (slot, ids) => {
+        const t = performance.now();
+        model.reset(slot);
+        const logits = await model.prefillSlot(slot, ids);
+        prefillMs = performance.now() - t;
+        return logits;
+      },
+      fork: (from, to, length) => model.copySlot(from, to, length),
+      step: (entries) => model.decodeBatch(entries),
+    };
+    const t0 = performance.now();
+    let r: BeamSearchResult;
+    try {
+      r = await beamSearch(stepper, promptIds, { numBeams: n, maxNewTokens: maxNew, stopTokenIds: opts.stopTokenIds ?? this.info!.config.eosTokenIds, lengthPenalty: opts.lengthPenalty, signal: opts.signal, onStep: opts.onStep });
+    } catch (e) {
+      if (e instanceof RangeError) throw new EngineError(e.message);
+      throw e;
+    }
+    // decodeTokens: batched decode steps (each gives every beam one token).
+    return { ids: r.ids, score: r.score, stopReason: r.stopReason, prefillTokens: promptIds.length, prefillMs, decodeTokens: r.steps, decodeMs: performance.now() - t0 - prefillMs };
   }
 }

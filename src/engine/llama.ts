@@ -726,6 +726,38 @@ export class LlamaModel {
     this.positions[slot] = position;
   }
 
+  /**
+   * Make slot `to` hold the first `length` tokens of slot `from` (beam search forks a beam). Every
+   * layer's K and V rows are laid out [slot, contextLength, kvHeads·headDim]; WebGPU copies between
+   * two ranges of one buffer only through another buffer, so the rows go through a temporary one.
+   * Offsets stay 4-byte aligned: headDim is even, so a row of f16 values is whole u32 words.
+   */
+  copySlot(from: number, to: number, length: number) {
+    this.checkSlot(from);
+    this.checkSlot(to);
+    if (from === to) throw new EngineError(`copySlot needs two different slots, not ${from} twice.`);
+    if (!Number.isInteger(length) || length < 0 || length > this.positions[from]) throw new EngineError(`Cannot copy ${length} tokens of slot ${from}, which holds ${this.positions[from]}.`);
+    if (this.gpu.lost) throw this.gpu.lost;
+    const rowBytes = kvLayerBytes(this.config, this.mode, 1);
+    const bytes = length * rowBytes;
+    if (bytes > 0) {
+      const tmp = this.device.createBuffer({ label: 'copySlot rows', size: bytes, usage: GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST });
+      const enc = this.device.createCommandEncoder();
+      const src = from * this.contextLength * rowBytes;
+      const dst = to * this.contextLength * rowBytes;
+      for (const { k, v } of this.kvCaches) {
+        for (const cache of [k, v]) {
+          enc.copyBufferToBuffer(cache, src, tmp, 0, bytes);
+          enc.copyBufferToBuffer(tmp, 0, cache, dst, bytes);
+        }
+      }
+      this.device.queue.submit([enc.finish()]);
+      // Freed once the submitted copies have run.
+      tmp.destroy();
+    }
+    this.positions[to] = length;
+  }
+
   destroy() {
     for (const name of this.adapterNames) this.removeAdapter(name);
     this.releaseActivations();

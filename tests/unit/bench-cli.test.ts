@@ -37,6 +37,16 @@ describe('npm run bench', () => {
     expect(d.efficiency).toBeCloseTo((d.bytesPerStep * (1000 / d.msPerStep)) / r.copyBytesPerSecond, 6);
   }, 160_000);
 
+  it('times a beam-search step at N beams beside the greedy step at batch N', async () => {
+    const { stdout } = await run('npx', ['tsx', 'src/cli/bench.ts', '--model', 'models/tiny/q0f32', '--batch', '2', '--prompt-len', '8', '--gen', '4', '--json'], { timeout: 150_000 });
+    const r = JSON.parse(stdout.trim().split('\n').pop()!);
+    // No speed is asserted (software adapter); the ratios must be the ratios of the reported times.
+    expect(r.beam.numBeams).toBe(2);
+    expect(r.beam.msPerStep).toBeGreaterThan(0);
+    expect(r.beam.vsGreedyStep).toBeCloseTo(r.beam.msPerStep / r.decode[0].greedy.msPerStep, 6);
+    expect(r.beam.vsReadBackStep).toBeCloseTo(r.beam.msPerStep / r.decode[0].msPerStep, 6);
+  }, 160_000);
+
   it('explains a bad --model', async () => {
     await expect(run('npx', ['tsx', 'src/cli/bench.ts', '--model', 'src'], { timeout: 60_000 })).rejects.toThrow(/not a converted model directory/);
   }, 60_000);

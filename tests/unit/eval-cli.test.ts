@@ -137,6 +137,30 @@ describe('npm run eval', () => {
     expect(line.correct).toBe(scoreOutput('aqua', problem, line.output).correct);
   }, RUN_TIMEOUT);
 
+  it('--beams 2 decodes by beam search (the summary says so); --beams 0 and --beams 1.5 are refused', async () => {
+    const beamOut = join(dir, 'beams.jsonl');
+    const [r, zero, frac] = await Promise.all([
+      evalCli([...base, '--limit', '2', '--beams', '2', '--out', beamOut]),
+      evalCli([...base, '--beams', '0']),
+      evalCli([...base, '--beams', '1.5']),
+    ]);
+    expect(r.status, r.stderr).toBe(0);
+    const summary = JSON.parse(r.last);
+    expect(summary).toMatchObject({ total: 2, decoding: { kind: 'beam', numBeams: 2 } });
+    // Beams decode as the batch's slots: the model is loaded with exactly 2.
+    expect(r.stderr).toMatch(/batch of 2\n/);
+    const lines = readLines(beamOut);
+    expect(lines.map((l) => l.index).sort()).toEqual([0, 1]);
+    for (const line of lines) {
+      expect(['eos', 'length']).toContain(line.stop_reason);
+      expect(line.new_tokens).toBeLessThanOrEqual(8);
+    }
+    expect(zero.status).not.toBe(0);
+    expect(zero.stderr).toMatch(/--beams must be at least 1 \(1: greedy decoding\)/);
+    expect(frac.status).not.toBe(0);
+    expect(frac.stderr).toMatch(/--beams expects a non-negative integer, got "1\.5"/);
+  }, RUN_TIMEOUT);
+
   it('an unknown --dataset, an unknown --prompt or a missing --data file fail with a clear message', async () => {
     // Independent, and each fails before any browser starts: run them side by side.
     const [unknown, missing, badPrompt] = await Promise.all([

@@ -2,7 +2,9 @@
 import { modeResult, modesFor, summarize, summarizeModes, type ModeResult, type ScoredItem, type ScoringMode, type ScoreSummary } from './score.ts';
 import type { AnswerKind } from './datasets.ts';
 
-export type ExportRow = Record<string, string | number | boolean | null | undefined>;
+export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue | undefined };
+/** A row: flat values for CSV columns; JSONL rows may also nest (scores, the run record). */
+export type ExportRow = Record<string, JsonValue | undefined>;
 
 /** One JSON object per line, keys in the order given. */
 export function toJsonl(rows: readonly ExportRow[]): string {
@@ -11,7 +13,7 @@ export function toJsonl(rows: readonly ExportRow[]): string {
 
 function csvField(value: ExportRow[string]): string {
   if (value === null || value === undefined) return '';
-  const s = String(value);
+  const s = typeof value === 'object' ? JSON.stringify(value) : String(value);
   return /[",\r\n]/.test(s) || s !== s.trim() ? `"${s.replace(/"/g, '""')}"` : s;
 }
 
@@ -94,9 +96,6 @@ export function summaryJson(s: ScoreSummary): { correct: number; total: number; 
   const r = (x: number) => Math.round(x * 1e4) / 1e4;
   return { correct: s.correct, total: s.total, accuracy: r(s.accuracy), wilson95: [r(s.interval.lower), r(s.interval.upper)] };
 }
-
-/** Columns of a summary CSV: one row per (run, mode). */
-export const SUMMARY_COLUMNS = ['run', 'mode', 'correct', 'total', 'accuracy', 'wilson95_lower', 'wilson95_upper'] as const;
 
 /** A result line as the CLI writes it, as far as summaries read it. */
 export interface ScoredLine {

@@ -10,6 +10,26 @@ import type { DatasetName, Problem } from '../../reasoning/datasets.ts';
 import { engine } from './engine.svelte.ts';
 import { datasets } from './datasets.svelte.ts';
 import { adapters, NO_ADAPTER } from './adapters.svelte.ts';
+import { buildRunRecord, type RunRecord } from '../../reasoning/runRecord.ts';
+import { baseFingerprint } from '../../formats/adapter.ts';
+import type { ModelLocation } from '../../engine/protocol.ts';
+import pkg from '../../../package.json';
+
+/** The base model's fingerprint (formats/adapter.ts baseFingerprint) when its files are served over http; else null. */
+async function fingerprintAt(location: ModelLocation): Promise<string | null> {
+  if (location.kind !== 'http') return null;
+  try {
+    const read = async (name: string) => {
+      const r = await fetch(new URL(name, location.baseUrl));
+      return r.ok ? r.json() : null;
+    };
+    const chat = await read('mlc-chat-config.json');
+    const cache = (await read('tensor-cache.json')) ?? (await read('ndarray-cache.json'));
+    return chat && cache ? await baseFingerprint(chat, cache) : null;
+  } catch {
+    return null;
+  }
+}
 
 /**
  * A run as the lab stores it: what is needed to resume it exactly. `adapterId` is the picker's
@@ -82,8 +102,7 @@ class RunsStore {
     } catch (e) {
       return void (this.error = `The adapter could not be used: ${(e as Error).message}`);
     }
-    const run: LabRun = {
-      ...planRun(
+    const planned = planRun(
         {
           dataset: opts.dataset,
           promptId: opts.config.id,
@@ -95,7 +114,22 @@ class RunsStore {
           limit: opts.limit,
         },
         data.problems,
-      ),
+      );
+    const choice = engine.model!;
+    const source = data as Partial<{ url: string; sha256: string }>;
+    const record: RunRecord = buildRunRecord({
+      appVersion: pkg.version,
+      model: { id: model, fingerprint: await fingerprintAt(choice.location), source: choice.location.kind === 'http' ? choice.location.baseUrl : `idb:${choice.location.modelId}` },
+      adapter: adapter ? { name: adapter.name, kind: adapter.kind ?? null, fingerprint: null, baseFingerprint: null, source: adapterId } : null,
+      promptId: opts.config.id,
+      config: opts.config,
+      maxNewTokens: opts.maxNewTokens,
+      dataset: { name: opts.dataset, url: source.url ?? '', sha256: source.sha256 ?? null, seed: opts.seed, limit: opts.limit, indices: planned.order },
+      environment: { browser: navigator.userAgent, gpuAdapter: (engine.info as { adapterInfo?: string } | null)?.adapterInfo ?? null, engine: 'reasoning-lab webgpu' },
+    });
+    const run: LabRun = {
+      ...planned,
+      record,
       maxNewTokens: opts.maxNewTokens,
       stopSequences: [...opts.config.stopSequences],
       promptLabel: opts.config.label,

@@ -70,4 +70,16 @@ test('every mode with its interval in the table and the summary CSV; JSONL lines
   expect(rows[1]).toMatchObject({ correct: String(strict.correct), total: '4', prompt_sha256: record.prompt.sha256, dataset_sha256: record.dataset.sha256, decoding: 'greedy' });
   expect(rows[2].correct).toBe(String(flexible.correct));
   for (const r of rows) expect(Number(r.wilson95_lower)).toBeLessThanOrEqual(Number(r.accuracy));
+
+  // Rerun this: a new run with the record's configuration gets the same problems and outputs.
+  await row.getByRole('button', { name: 'Rerun' }).click();
+  const table = page.getByTestId('results-table').locator('tbody tr');
+  await expect(table).toHaveCount(2);
+  await expect(table.first().getByTestId('run-done')).toHaveText('4 of 4', { timeout: 120_000 });
+  const again = (await download(page, table.first().getByRole('button', { name: 'JSONL' }))).trim().split('\n').map((l) => JSON.parse(l));
+  expect(again[0].run).not.toBe(lines[0].run);
+  const when = (r: Record<string, unknown>) => ({ ...r, dates: undefined });
+  expect(when(again[0].record)).toEqual(when(record));
+  const outputs = (ls: { index: number; output: string }[]) => new Map(ls.map((l) => [l.index, l.output]));
+  expect(outputs(again)).toEqual(outputs(lines));
 });

@@ -203,6 +203,20 @@ class RunsStore {
     }
   }
 
+  /** A new run with a stored run's configuration (dataset, prompt, adapter, selection, max tokens). */
+  async rerun(run: LabRun) {
+    let config: PromptConfig;
+    try {
+      config = configOfRun(run);
+    } catch (e) {
+      return void (this.error = (e as Error).message);
+    }
+    if (engine.model?.id !== run.model) return void (this.error = `This run used the model "${run.model}": load it to rerun.`);
+    const adapterId = run.adapterId ?? (run.adapter === null ? NO_ADAPTER : undefined);
+    if (adapterId === undefined) return void (this.error = `This run used the adapter "${run.adapter}", which this page cannot find again.`);
+    await this.start({ dataset: run.dataset, config, maxNewTokens: run.maxNewTokens, limit: run.limit, seed: run.seed, adapterId });
+  }
+
   stop() {
     this.abort?.abort();
   }

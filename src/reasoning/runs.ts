@@ -76,13 +76,8 @@ export function runProgress(run: Run): RunProgress {
   return { done: run.items.length, total: run.order.length, summary: summarize(run.items), modes, accuracyCurve };
 }
 
-/**
- * Rows for JSONL/CSV export: one per problem done. The CSV takes the flat columns (EXPORT_COLUMNS);
- * JSONL lines also carry every mode's verdict (`scores`), lm-evaluation-harness' sample fields
- * (doc_id, target, resps, filtered_resps, filter, exact_match) and the run record.
- */
+/** Rows for CSV export (and the flat part of JSONL lines): one per problem done. */
 export function runRows(run: Run): ExportRow[] {
-  const kind = DATASETS[run.dataset].answerKind;
   return run.items.map((item) => ({
     run: run.id,
     dataset: run.dataset,
@@ -94,10 +89,24 @@ export function runRows(run: Run): ExportRow[] {
     gold: item.gold,
     correct: item.correct,
     output: item.output,
-    scores: scoresOf(kind, item) as JsonValue,
-    ...(lmEvalSampleFields(kind, item) as unknown as Record<string, JsonValue>),
-    ...(run.record ? { record: run.record as unknown as JsonValue } : {}),
   }));
+}
+
+/**
+ * JSONL lines: runRows' fields, plus every mode's verdict (`scores`), lm-evaluation-harness'
+ * sample fields (doc_id, target, resps, filtered_resps, filter, exact_match) and the run record.
+ */
+export function runJsonlRows(run: Run): ExportRow[] {
+  const kind = DATASETS[run.dataset].answerKind;
+  return runRows(run).map((row, i) => {
+    const item = run.items[i];
+    return {
+      ...row,
+      scores: scoresOf(kind, item) as JsonValue,
+      ...(lmEvalSampleFields(kind, item) as unknown as Record<string, JsonValue>),
+      ...(run.record ? { record: run.record as unknown as JsonValue } : {}),
+    };
+  });
 }
 
 /** Columns of the summary CSV: one row per (run, scoring mode), with the record's identifying fields. */

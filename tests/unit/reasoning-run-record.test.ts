@@ -3,6 +3,7 @@ import { createHash } from 'node:crypto';
 import { buildRunRecord, parseShard, promptConfigText, recordDifferences, shardIndices, ShardSpecError, type RunRecord } from '../../src/reasoning/runRecord.ts';
 import { mergeResults, MergeError, describeIndices, type MergeLine } from '../../src/reasoning/mergeResults.ts';
 import { getPromptConfig } from '../../src/reasoning/prompts.ts';
+import { createRun, addRunItem, runJsonlRows, runRows, runSummaryRows } from '../../src/reasoning/runs.ts';
 
 const config = getPromptConfig('q_end');
 
@@ -87,5 +88,20 @@ describe('merge', () => {
 
   it('describes indices as ranges', () => {
     expect(describeIndices([5, 1, 2, 3, 9])).toBe('1-3, 5, 9');
+  });
+});
+
+describe('app run exports', () => {
+  it('CSV rows stay flat; JSONL rows add every mode, lm-eval sample fields and the record; summary rows per mode', () => {
+    let run = createRun({ dataset: 'gsm8k', promptId: 'q_end', promptTemplate: config.template, adapter: null, model: 'tiny', record: record({ indices: [5] }) }, [5], 1000);
+    run = addRunItem(run, { index: 5, pred: 18, gold: 18, correct: true, target: '18', output: 'so $18.' });
+    expect(Object.keys(runRows(run)[0])).toEqual(['run', 'dataset', 'prompt', 'adapter', 'model', 'index', 'pred', 'gold', 'correct', 'output']);
+    const [line] = runJsonlRows(run);
+    expect(line).toMatchObject({
+      doc_id: 5, target: '18', resps: [['so $18.']], filtered_resps: ['[invalid]'], filter: 'strict-match', exact_match: 0,
+      scores: { 'llm-adapters': { pred: 18, correct: true }, 'lm-eval-strict': { pred: '[invalid]', correct: false }, 'lm-eval-flexible': { pred: '$18.', correct: true } },
+    });
+    expect((line.record as { prompt: { sha256: string } }).prompt.sha256).toBe(run.record!.prompt.sha256);
+    expect(runSummaryRows(run).map((r) => [r.mode, r.correct, r.total])).toEqual([['llm-adapters', 1, 1], ['lm-eval-strict', 0, 1], ['lm-eval-flexible', 1, 1]]);
   });
 });

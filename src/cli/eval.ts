@@ -2,7 +2,7 @@
  * npm run eval -- --model <dir|manifest.json> [--adapter <dir>]
  *   --prompt <baseline|q_end|a_begin|alpaca|zero_shot|alpaca+q_end|alpaca+a_begin|FILE>
  *   --dataset <gsm8k|svamp|aqua|mawps> [--data <file>] [--limit N] [--seed S]
- *   [--max-new-tokens 256] [--beams N] [--out results.jsonl] [--gpu|--no-gpu]
+ *   [--max-new-tokens 256] [--beams N] [--shard K/N] [--out results.jsonl] [--gpu|--no-gpu]
  *
  * Headless evaluation: the app's engine runs in ONE headless Chromium page (the model is loaded
  * once); each problem's result comes back to Node as soon as it is solved, is scored here with the
@@ -17,6 +17,15 @@
  * that root). --prompt FILE is a custom template with one {question}; it has no stop sequences
  * (generation ends at EOS or --max-new-tokens). The model is a converted model directory, or a
  * manifest (models/*.json) whose baseUrl is a local directory or an http(s) URL.
+ *
+ * Every output is scored in every mode that applies (llm-adapters, lm-eval-strict,
+ * lm-eval-flexible: src/reasoning/score.ts); `pred`/`correct` are LLM-Adapters'. Every line and the
+ * summary carry the run record (src/reasoning/runRecord.ts): model and adapter fingerprints, the
+ * prompt configuration text and hash, decoding, the data file's hash and the selected indices,
+ * app version, browser, GPU adapter, engine, dates.
+ *
+ * --shard K/N runs part K (0-based) of N: the problems at positions i of the selected list (after
+ * --seed and --limit) with i mod N = K. `npm run merge` puts the parts back together.
  */
 import { appendFileSync, existsSync, readFileSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative, resolve, sep } from 'node:path';
@@ -27,8 +36,13 @@ import { ADAPTER_MANIFEST_FILE } from '../formats/adapterFormat.ts';
 import { MLC_CHAT_CONFIG_FILE } from '../formats/baseModelFiles.ts';
 import { DATASET_NAMES, DATASETS, describeSkipped, isDatasetName, parseDataset, selectProblems, type DatasetName, type Problem } from '../reasoning/datasets.ts';
 import { customPrompt, getPromptConfig, PROMPT_CONFIGS, type PromptConfig } from '../reasoning/prompts.ts';
-import { scoreOutput, summarize } from '../reasoning/score.ts';
+import { scoreOutput, summarize, type ModeResult, type ScoringMode } from '../reasoning/score.ts';
+import { buildRunRecord, parseShard, RECORD_FREE_FIELDS, recordDifferences, sha256OfText, shardIndices, ShardSpecError, type Decoding, type RunRecord, type Shard } from '../reasoning/runRecord.ts';
+import { lmEvalSampleFields, resultSummary, scoresOf, type LmEvalSampleFields } from '../reasoning/export.ts';
 import { parseManifest } from '../formats/manifest.ts';
+import { baseFingerprintOf, httpModelSource } from '../formats/modelFiles.ts';
+import { sha256Hex } from '../formats/hashes.ts';
+import { dirModelSource } from './hfCheckpoint.ts';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 
@@ -37,7 +51,10 @@ const DEFAULT_PROMPT = 'q_end';
 const USAGE =
   'usage: npm run eval -- --model <dir|manifest.json> [--adapter <dir>] ' +
   `[--prompt <${PROMPT_CONFIGS.map((c) => c.id).join('|')}|FILE>] --dataset <${DATASET_NAMES.join('|')}> ` +
-  '[--data <file>] [--limit N] [--seed S] [--max-new-tokens 256] [--batch auto|B] [--beams N] [--out results.jsonl] [--gpu|--no-gpu]';
+  '[--data <file>] [--limit N] [--seed S] [--max-new-tokens 256] [--batch auto|B] [--beams N] [--shard K/N] [--out results.jsonl] [--gpu|--no-gpu]';
+
+/** What the record calls the engine that generated (the app's own WebGPU engine, src/engine). */
+const ENGINE_NAME = 'reasoning-lab webgpu';
 
 /** What a results line was made with; a resumed --out file must match it. */
 export interface RunIdentity {
@@ -48,8 +65,11 @@ export interface RunIdentity {
   max_new_tokens: number;
 }
 
-/** One line of --out. */
-export interface ResultLine {
+/**
+ * One line of --out: `pred`/`correct` by LLM-Adapters' rules, `scores` in every mode, lm-eval's
+ * sample fields (doc_id, target, resps, filtered_resps, filter, exact_match: strict-match), the record.
+ */
+export interface ResultLine extends Partial<LmEvalSampleFields> {
   index: number;
   question: string;
   prompt_config: string;
@@ -57,15 +77,17 @@ export interface ResultLine {
   pred: number | string | null;
   gold: number | string;
   correct: boolean;
+  scores?: Partial<Record<ScoringMode, ModeResult>>;
   new_tokens: number;
   stop_reason: string;
   decode_tokens_per_s: number | null;
   run: RunIdentity;
+  record?: RunRecord;
 }
 
 async function main() {
   const { values, flags } = parseArgs(process.argv.slice(2), {
-    strings: ['model', 'adapter', 'prompt', 'dataset', 'data', 'limit', 'seed', 'max-new-tokens', 'out', 'batch', 'beams'],
+    strings: ['model', 'adapter', 'prompt', 'dataset', 'data', 'limit', 'seed', 'max-new-tokens', 'out', 'batch', 'beams', 'shard'],
     flags: ['gpu', 'no-gpu'],
   });
   if (!values.model) throw new UsageError('--model is required.');
@@ -85,6 +107,8 @@ async function main() {
   // --beams N: beam search as LLM-Adapters' evaluate.py (num_beams=4), one problem at a time; 1 (default): greedy.
   const numBeams = intArg(values.beams ?? '1', 'beams');
   if (numBeams === 0) throw new UsageError('--beams must be at least 1 (1: greedy decoding).');
+  const decoding: Decoding = numBeams > 1 ? { kind: 'beam', numBeams } : { kind: 'greedy' };
+  const shard = values.shard === undefined ? null : shardArg(values.shard);
 
   const { config, promptId } = resolvePrompt(promptArg);
   const model = resolveModel(values.model);
@@ -99,10 +123,15 @@ async function main() {
   if (!existsSync(dataPath)) {
     throw new Error(`The ${dataset} data file ${dataPath} does not exist${values.data ? '' : ' (set --data <file> or REASONING_LAB_DATA to the data root)'}.`);
   }
-  const parsed = parseDataset(readFileSync(dataPath, 'utf8'), dataset);
+  const dataBytes = readFileSync(dataPath);
+  const parsed = parseDataset(dataBytes.toString('utf8'), dataset);
   for (const line of describeSkipped(parsed.skipped)) process.stderr.write(`warning: ${dataPath}: ${line}; skipped\n`);
   if (parsed.problems.length === 0) throw new Error(`${dataPath} has no usable ${dataset} problems.`);
-  const selected = selectProblems(parsed.problems, { limit, seed });
+  const selection = selectProblems(parsed.problems, { limit, seed });
+  // A shard is a slice of the selected list (positions i mod N = K), so shards of one selection
+  // partition it whatever --seed and --limit chose.
+  const mine = new Set(shardIndices(selection.map((p) => p.index), shard));
+  const selected = selection.filter((p) => mine.has(p.index));
 
   const run: RunIdentity = {
     model: model.id,
@@ -112,32 +141,43 @@ async function main() {
     max_new_tokens: maxNewTokens,
   };
 
+  const record = await buildRunRecord({
+    appVersion: appVersion(),
+    model: { id: model.id, fingerprint: await modelFingerprint(model), source: model.dir ? displayPath(model.dir) : model.url! },
+    adapter: adapterDir ? await adapterRecord(adapterDir) : null,
+    promptId,
+    config,
+    maxNewTokens,
+    decoding,
+    dataset: { name: dataset, url: displayPath(dataPath), sha256: await sha256Hex(dataBytes), seed, limit, indices: selection.map((p) => p.index), shard },
+    environment: { browser: null, gpuAdapter: null, engine: ENGINE_NAME },
+  });
+
   // Resume: what --out already holds.
   const outPath = values.out ? resolve(values.out) : null;
   const done = new Map<number, ResultLine>();
-  if (outPath) for (const line of readResults(outPath, run)) done.set(line.index, line);
+  if (outPath) for (const line of readResults(outPath, run, record)) done.set(line.index, line);
   const todo = selected.filter((p) => !done.has(p.index));
   if (done.size > 0) process.stderr.write(`resuming ${displayPath(outPath!)}: ${done.size} problems already done, ${todo.length} to go\n`);
 
-  const session = todo.length === 0 ? null : await runInBrowser({ model, adapterDir, config, promptId, dataset, todo, selected, maxNewTokens, batch, numBeams, outPath, done, run, gpu: flags.has('gpu') ? true : flags.has('no-gpu') ? false : undefined });
+  const session = todo.length === 0 ? null : await runInBrowser({ model, adapterDir, config, promptId, dataset, todo, selected, maxNewTokens, batch, numBeams, outPath, done, run, record, gpu: flags.has('gpu') ? true : flags.has('no-gpu') ? false : undefined });
 
-  const all = [...done.values()];
-  const summary = summarize(all);
+  const { scores, ...summary } = resultSummary(DATASETS[dataset].answerKind, [...done.values()]);
   process.stdout.write(
     JSON.stringify({
       dataset,
       prompt: promptId,
       model: model.id,
       adapter: run.adapter,
-      total: summary.total,
-      correct: summary.correct,
-      accuracy: round(summary.accuracy, 4),
-      wilson95: [round(summary.interval.lower, 4), round(summary.interval.upper, 4)],
-      decoding: numBeams > 1 ? { kind: 'beam', numBeams } : { kind: 'greedy' },
+      ...summary,
+      decoding: record.decoding,
       problems_per_minute: session && session.problems > 0 ? round((session.problems * 60_000) / session.ms, 3) : null,
       // Aggregate throughput: every sequence's new tokens over the wall time (batched sequences overlap).
       decode_tokens_per_s: session && session.ms > 0 ? round((session.decodeTokens * 1000) / session.ms, 2) : null,
       ...(outPath ? { out: displayPath(outPath) } : {}),
+      ...(shard ? { shard: `${shard.index}/${shard.count}` } : {}),
+      scores,
+      record: { ...record, dates: { ...record.dates, finished: new Date().toISOString() } },
     }) + '\n',
   );
 }
@@ -196,7 +236,7 @@ function resolvePrompt(arg: string): { config: PromptConfig; promptId: string } 
  * The lines already in --out. A last line cut off mid-write (no newline, not JSON) is dropped from
  * the file so it is redone; any other unreadable line, or a line from a different run, is an error.
  */
-function readResults(outPath: string, run: RunIdentity): ResultLine[] {
+function readResults(outPath: string, run: RunIdentity, record: RunRecord): ResultLine[] {
   if (!existsSync(outPath)) return [];
   const text = readFileSync(outPath, 'utf8');
   const lines = text.split('\n');
@@ -220,7 +260,7 @@ function readResults(outPath: string, run: RunIdentity): ResultLine[] {
       }
       throw new Error(`${displayPath(outPath)} line ${i + 1} is not a result line (${(e as Error).message}); fix or remove it, or use another --out.`);
     }
-    const mismatch = describeMismatch(line.run, run);
+    const mismatch = describeMismatch(line.run, run) ?? describeRecordMismatch(line.record, record);
     if (mismatch) {
       throw new Error(
         `${displayPath(outPath)} holds results of a different run (line ${i + 1}: ${mismatch}). ` +
@@ -244,6 +284,53 @@ function describeMismatch(was: Partial<RunIdentity> | undefined, now: RunIdentit
   return diffs.length > 0 ? diffs.join('; ') : null;
 }
 
+/**
+ * A line's record against this invocation's (lines written before records existed have none).
+ * A resumed file may grow: --limit (and so the selected indices) may change; the shard may not.
+ */
+function describeRecordMismatch(was: RunRecord | undefined, now: RunRecord): string | null {
+  if (!was) return null;
+  const free = [...RECORD_FREE_FIELDS.filter((f) => f !== 'dataset.shard'), 'dataset.indices', 'dataset.limit'];
+  const diffs = recordDifferences(was, now, free);
+  return diffs.length > 0 ? `record ${diffs.join('; ')}` : null;
+}
+
+function shardArg(spec: string): Shard {
+  try {
+    return parseShard(spec);
+  } catch (e) {
+    if (e instanceof ShardSpecError) throw new UsageError(e.message);
+    throw e;
+  }
+}
+
+function appVersion(): string {
+  return (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
+}
+
+/** The base model's fingerprint (formats/modelFiles.ts baseFingerprint), the one adapters bind to. */
+async function modelFingerprint(model: ResolvedModel): Promise<string | null> {
+  try {
+    return await baseFingerprintOf(model.dir ? dirModelSource(model.dir) : httpModelSource(model.url!));
+  } catch {
+    // A model the page cannot load either fails there with its own clear message.
+    return null;
+  }
+}
+
+/** adapter.json's name, kind and base fingerprint; the adapter's own fingerprint is adapter.json's SHA-256. */
+async function adapterRecord(dir: string): Promise<NonNullable<RunRecord['adapter']>> {
+  const text = readFileSync(join(dir, 'adapter.json'), 'utf8');
+  let json: { name?: unknown; kind?: unknown; method?: unknown; base?: { fingerprint?: unknown } } = {};
+  try {
+    json = JSON.parse(text);
+  } catch {
+    // Left to the page's loader to report.
+  }
+  const str = (v: unknown) => (typeof v === 'string' ? v : null);
+  return { name: str(json.name), kind: str(json.kind) ?? str(json.method), fingerprint: await sha256OfText(text), baseFingerprint: str(json.base?.fingerprint), source: displayPath(dir) };
+}
+
 interface RunContext {
   model: ResolvedModel;
   adapterDir: string | null;
@@ -258,6 +345,7 @@ interface RunContext {
   outPath: string | null;
   done: Map<number, ResultLine>;
   run: RunIdentity;
+  record: RunRecord;
   gpu: boolean | undefined;
 }
 
@@ -276,6 +364,12 @@ async function runInBrowser(ctx: RunContext): Promise<{ problems: number; ms: nu
   const { openBrowserSession } = await import('./browserSession.ts');
   const session = await openBrowserSession({ mounts, gpu: ctx.gpu, quiet: !process.env.DEBUG });
   try {
+    // The record names where this ran (a resumed run or a shard may run elsewhere: a free field).
+    ctx.record.environment = {
+      browser: `${session.page.context().browser()?.browserType().name() ?? 'browser'} ${session.page.context().browser()?.version() ?? ''}`.trim(),
+      gpuAdapter: await session.page.evaluate(gpuAdapterDescription),
+      engine: ENGINE_NAME,
+    };
     await session.page.exposeFunction('__evalStatus', (message: string) => {
       process.stderr.write(`${message}\n`);
       if (message.startsWith('model loaded')) started = performance.now();
@@ -284,6 +378,7 @@ async function runInBrowser(ctx: RunContext): Promise<{ problems: number; ms: nu
       const problem = byIndex.get(r.index);
       if (!problem) throw new Error(`The page reported problem ${r.index}, which was not asked for.`);
       const scored = scoreOutput(ctx.dataset, problem, r.output);
+      const kind = DATASETS[ctx.dataset].answerKind;
       const tps = r.decodeTokens > 0 && r.decodeMs > 0 ? (r.decodeTokens * 1000) / r.decodeMs : null;
       const line: ResultLine = {
         index: r.index,
@@ -293,10 +388,13 @@ async function runInBrowser(ctx: RunContext): Promise<{ problems: number; ms: nu
         pred: scored.pred,
         gold: scored.gold,
         correct: scored.correct,
+        scores: scoresOf(kind, scored),
+        ...lmEvalSampleFields(kind, { ...scored, output: r.output }),
         new_tokens: r.newTokens,
         stop_reason: r.stopReason,
         decode_tokens_per_s: tps === null ? null : round(tps, 2),
         run: ctx.run,
+        record: ctx.record,
       };
       if (ctx.outPath) appendFileSync(ctx.outPath, JSON.stringify(line) + '\n');
       ctx.done.set(r.index, line);
@@ -333,6 +431,15 @@ async function runInBrowser(ctx: RunContext): Promise<{ problems: number; ms: nu
     await session.close();
   }
   return stats;
+}
+
+/** In the page: the WebGPU adapter the engine will get (the same request it makes, src/engine/gpu.ts). */
+async function gpuAdapterDescription(): Promise<string | null> {
+  const gpu = (navigator as Navigator & { gpu?: GPU }).gpu;
+  const adapter = await gpu?.requestAdapter();
+  if (!adapter) return null;
+  const info = adapter.info;
+  return [info?.vendor, info?.architecture, info?.device, info?.description].filter(Boolean).join(' ') || 'unknown adapter';
 }
 
 function progressLine(ctx: RunContext, selected: Set<number>, s: { problems: number; ms: number; decodeTokens: number; decodeMs: number; newTokens: number }): string {

@@ -82,6 +82,12 @@ export async function baseFingerprint(chatConfigJson: unknown, tensorCacheJson: 
   return sha256Hex(JSON.stringify(canonical));
 }
 
+/** The fingerprint of the base model a source holds (what adapters and run records bind to). */
+export async function baseFingerprintOf(source: Pick<ModelSource, 'readJson'>, where?: string): Promise<string> {
+  const { chatConfig, tensorCache } = await readBaseModelJson(source, where);
+  return baseFingerprint(chatConfig, tensorCache);
+}
+
 export interface ShardTensors {
   shardIndex: number;
   shardCount: number;

@@ -5,6 +5,7 @@
  */
 import { createStore, get, set, del, type UseStore } from 'idb-keyval';
 import { DATASETS, parseDataset, type DatasetName, type ParsedDataset } from './datasets.ts';
+import { sha256OfText } from './runRecord.ts';
 
 let store: UseStore | undefined;
 const datasetFiles = (): UseStore => (store ??= createStore('reasoning-lab-datasets', 'files'));
@@ -53,9 +54,10 @@ export async function loadDatasetText(name: DatasetName, options: DatasetSourceO
 }
 
 /** Download (or read from cache) and parse a dataset. */
-export async function loadDataset(name: DatasetName, options: DatasetSourceOptions = {}): Promise<ParsedDataset & { url: string; cached: boolean }> {
+export async function loadDataset(name: DatasetName, options: DatasetSourceOptions = {}): Promise<ParsedDataset & { url: string; cached: boolean; sha256: string }> {
   const { url, text, cached } = await loadDatasetText(name, options);
-  return { ...parseDataset(text, name), url, cached };
+  // For run records: the file's text as UTF-8 (the bytes served, for a file without a BOM).
+  return { ...parseDataset(text, name), url, cached, sha256: await sha256OfText(text) };
 }
 
 /** Forget a cached file. */

@@ -5,6 +5,7 @@
  *    AQuA with option letters, mawps); also accepted one object per line.
  * A malformed line or item is excluded and reported in `skipped` with its line number and reason.
  */
+import { gsm8kTarget } from './lmEval.ts';
 
 export type DatasetName = 'gsm8k' | 'svamp' | 'aqua' | 'mawps';
 export const DATASET_NAMES: readonly DatasetName[] = ['gsm8k', 'svamp', 'aqua', 'mawps'];
@@ -70,6 +71,11 @@ export interface Problem {
   gold: number | string;
   /** A reference solution when the file has one (GSM8K's worked answer, LLM-Adapters' "output"). */
   goldSolution?: string;
+  /**
+   * The answer as text, for lm-evaluation-harness' exact match: GSM8K's text after its last '####'
+   * (gsm8k-cot.yaml doc_to_target), an LLM-Adapters file's "answer" as written. Absent: String(gold).
+   */
+  target?: string;
 }
 
 export interface SkippedItem {
@@ -121,7 +127,7 @@ function toProblem(item: unknown, index: number, answerKind: AnswerKind): Proble
     if (typeof o.answer !== 'string') return 'missing "answer"';
     const gold = parseGsm8kGold(o.answer);
     if (gold === null) return 'answer has no parseable "#### <number>" line';
-    return { index, question: o.question, gold, goldSolution: o.answer };
+    return { index, question: o.question, gold, goldSolution: o.answer, target: gsm8kTarget(o.answer) };
   }
   if (typeof o.instruction !== 'string' || o.instruction.trim() === '') return 'missing "question"/"instruction"';
   const input = typeof o.input === 'string' && o.input.trim() !== '' ? o.input : '';
@@ -138,7 +144,9 @@ function toProblem(item: unknown, index: number, answerKind: AnswerKind): Proble
     if (value === null) return `answer ${JSON.stringify(o.answer)} is not a number`;
     gold = value;
   }
-  return goldSolution === undefined ? { index, question, gold } : { index, question, gold, goldSolution };
+  // The lm-eval modes score numbers only; a JSON number reads back through String (5.0 as "5").
+  const extra = answerKind === 'number' ? { target: String(o.answer).trim() } : {};
+  return goldSolution === undefined ? { index, question, gold, ...extra } : { index, question, gold, goldSolution, ...extra };
 }
 
 /**

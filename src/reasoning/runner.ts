@@ -202,7 +202,7 @@ export async function runEvaluation(opts: RunOptions): Promise<Run> {
         const problem = problems[seq];
         const output = cutAtStop(outcome.text ?? texts[seq], stops);
         const s = scoreOutput(run.dataset, problem, output);
-        const item: RunItem = { index: problem.index, pred: s.pred, gold: s.gold, correct: s.correct, output, generatedTokens: outcome.decodeTokens, ms: Math.round((outcome.prefillMs ?? 0) + (outcome.decodeMs ?? 0)) };
+        const item: RunItem = { index: problem.index, pred: s.pred, gold: s.gold, correct: s.correct, target: s.target, modes: s.modes, output, generatedTokens: outcome.decodeTokens, ms: Math.round((outcome.prefillMs ?? 0) + (outcome.decodeMs ?? 0)) };
         saving = saving.then(async () => {
           run = addRunItem(run, item);
           await opts.save?.(run);

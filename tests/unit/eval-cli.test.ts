@@ -27,9 +27,9 @@ interface Result {
 }
 
 /** Run the CLI (async, so vitest's timeout keeps working while it runs). */
-function evalCli(args: string[]): Promise<Result> {
+function evalCli(args: string[], script = 'src/cli/eval.ts'): Promise<Result> {
   return new Promise((done, fail) => {
-    const child = spawn('npx', ['tsx', 'src/cli/eval.ts', ...args], { cwd: ROOT, env: { ...process.env, DEBUG: '' } });
+    const child = spawn('npx', ['tsx', script, ...args], { cwd: ROOT, env: { ...process.env, DEBUG: '' } });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d) => (stdout += d));
@@ -174,5 +174,70 @@ describe('npm run eval', () => {
     expect(missing.stderr).toMatch(/svamp data file .*nope\.json does not exist/);
     expect(badPrompt.status).not.toBe(0);
     expect(badPrompt.stderr).toMatch(/--prompt "q_middle" is neither a prompt configuration/);
+  }, RUN_TIMEOUT);
+});
+
+describe('npm run eval -- --shard K/N, npm run merge', () => {
+  const base = ['--model', 'models/tiny/q4f32_1', '--dataset', 'gsm8k', '--prompt', 'q_end', '--max-new-tokens', '6', '--limit', '7', '--seed', '3'];
+  const withoutWhen = (record: Record<string, unknown>) => ({ ...record, dates: undefined, environment: undefined });
+
+  it('3 shards merged equal one run: the same output for every problem, the same summary and record', async () => {
+    const whole = join(dir, 'whole.jsonl');
+    const one = await evalCli([...base, '--out', whole]);
+    expect(one.status, one.stderr).toBe(0);
+    const parts = [0, 1, 2].map((k) => join(dir, `part-${k}.jsonl`));
+    // One after another: each starts its own browser, and the machine is small.
+    const shardRuns: Result[] = [];
+    for (const [k, out] of parts.entries()) shardRuns.push(await evalCli([...base, '--shard', `${k}/3`, '--out', out]));
+    for (const r of shardRuns) expect(r.status, r.stderr).toBe(0);
+    const wholeLines = readLines(whole);
+    const selection: number[] = wholeLines[0].record.dataset.indices;
+    expect(selection).toHaveLength(7);
+    // Shard K holds the selection's positions i with i mod 3 = K.
+    parts.forEach((part, k) => {
+      expect(readLines(part).map((l) => l.index).sort()).toEqual(selection.filter((_, i) => i % 3 === k).sort());
+      expect(JSON.parse(shardRuns[k].last).shard).toBe(`${k}/3`);
+    });
+    // A resumed shard skips what it has.
+    const again = await evalCli([...base, '--shard', '1/3', '--out', parts[1]]);
+    expect(again.status, again.stderr).toBe(0);
+    expect(again.stderr).toMatch(/2 problems already done, 0 to go/);
+
+    const mergedOut = join(dir, 'merged.jsonl');
+    const merged = await evalCli([...parts, '--out', mergedOut], 'src/cli/merge.ts');
+    expect(merged.status, merged.stderr).toBe(0);
+    const mergedLines = readLines(mergedOut);
+    expect(mergedLines.map((l) => l.index)).toEqual(selection);
+    const byIndex = new Map(wholeLines.map((l) => [l.index, l]));
+    for (const l of mergedLines) {
+      const w = byIndex.get(l.index);
+      expect({ output: l.output, scores: l.scores, correct: l.correct }).toEqual({ output: w.output, scores: w.scores, correct: w.correct });
+      expect(withoutWhen(l.record)).toEqual(withoutWhen(w.record));
+    }
+    const a = JSON.parse(one.last);
+    const b = JSON.parse(merged.last);
+    for (const key of ['dataset', 'prompt', 'model', 'adapter', 'total', 'correct', 'accuracy', 'wilson95', 'scores']) expect(b[key], key).toEqual(a[key]);
+    expect(withoutWhen(b.record)).toEqual(withoutWhen(a.record));
+    // Every mode is there, each with its Wilson interval.
+    expect(Object.keys(a.scores)).toEqual(['llm-adapters', 'lm-eval-strict', 'lm-eval-flexible']);
+
+    // Missing parts are listed; a part from another run is refused by the field that differs.
+    const missing = await evalCli([parts[0], parts[2]], 'src/cli/merge.ts');
+    expect(missing.status).not.toBe(0);
+    expect(missing.stderr).toMatch(new RegExp(`2 of the run's 7 problems are missing: ${selection.filter((_, i) => i % 3 === 1).sort((x, y) => x - y).join(', ')}\\.`));
+    const foreign = join(dir, 'foreign.jsonl');
+    writeFileSync(foreign, readFileSync(parts[1], 'utf8').replace(/"maxNewTokens":6/g, '"maxNewTokens":7'));
+    const mixed = await evalCli([parts[0], foreign, parts[2]], 'src/cli/merge.ts');
+    expect(mixed.status).not.toBe(0);
+    expect(mixed.stderr).toMatch(/belongs to a different run than .*part-0\.jsonl line 1: decoding\.maxNewTokens: 6 vs 7/);
+  }, 6 * RUN_TIMEOUT);
+
+  it('a bad --shard fails with a clear message before anything runs', async () => {
+    const [over, negative, zero, letters] = await Promise.all(['4/3', '-1/2', '1/0', 'a/b'].map((spec) => evalCli([...base, '--shard', spec])));
+    expect(over.stderr).toMatch(/--shard 4\/3: K must be less than N; shards of 3 are numbered 0 to 2/);
+    expect(negative.stderr).toMatch(/--shard -1\/2: K \(this shard's number\) must not be negative/);
+    expect(zero.stderr).toMatch(/--shard 1\/0: N \(the number of shards\) must be at least 1/);
+    expect(letters.stderr).toMatch(/--shard expects K\/N with whole numbers .* got "a\/b"/);
+    for (const r of [over, negative, zero, letters]) expect(r.status).toBe(2);
   }, RUN_TIMEOUT);
 });

@@ -86,3 +86,45 @@ describe('npm run score', () => {
     expect(unknown.stderr).toMatch(/Unknown --dataset "math"/);
   });
 });
+
+describe('npm run score -- --mode', () => {
+  const outputs = [
+    { index: 0, output: 'Janet sells 16 - 3 - 4 = 9 eggs and makes 9 * 2 = $18. The answer is 18.' },
+    { index: 1, output: 'It takes 2 + 1 = 3 bolts.\n#### 3' },
+    { index: 2, output: 'I am not sure.' },
+    { index: 3, output: 'A: 1,000' },
+  ];
+
+  it('lm-eval-strict: "The answer is (\\-?[0-9\\.\\,]+)." against the text after ####; the summary has every mode', () => {
+    const out = join(dir, 'strict.jsonl');
+    const r = score(['--dataset', 'gsm8k', '--data', join(DATA_DIR, 'gsm8k/test.jsonl'), '--predictions', file('modes.jsonl', outputs), '--mode', 'lm-eval-strict', '--out', out]);
+    expect(r.status, r.stderr).toBe(0);
+    const summary = JSON.parse(r.last);
+    expect(summary).toMatchObject({ mode: 'lm-eval-strict', correct: 1, total: 4, accuracy: 0.25 });
+    // By hand: strict finds only line 0's "The answer is 18."; flexible's last number-like match is
+    // "18." (-> 18), "3", nothing, "1,000" (-> 1000 != 540).
+    expect(summary.scores).toMatchObject({
+      'llm-adapters': { correct: 2, total: 4 },
+      'lm-eval-strict': { correct: 1, total: 4 },
+      'lm-eval-flexible': { correct: 2, total: 4 },
+    });
+    expect(readFileSync(out, 'utf8').trim().split('\n').map((l) => JSON.parse(l))).toEqual([
+      { index: 0, pred: '18', gold: '18', correct: true },
+      { index: 1, pred: '[invalid]', gold: '3', correct: false },
+      { index: 2, pred: '[invalid]', gold: '70000', correct: false },
+      { index: 3, pred: '[invalid]', gold: '540', correct: false },
+    ]);
+  });
+
+  it('lm-eval-flexible, and clear errors for an unknown mode or an lm-eval mode on AQuA letters', () => {
+    const flexible = score(['--dataset', 'gsm8k', '--data', join(DATA_DIR, 'gsm8k/test.jsonl'), '--predictions', file('modes2.jsonl', outputs), '--mode', 'lm-eval-flexible']);
+    expect(flexible.status, flexible.stderr).toBe(0);
+    expect(JSON.parse(flexible.last)).toMatchObject({ mode: 'lm-eval-flexible', correct: 2, total: 4 });
+    const unknown = score(['--dataset', 'gsm8k', '--data', join(DATA_DIR, 'gsm8k/test.jsonl'), '--predictions', file('modes3.jsonl', outputs), '--mode', 'lm-eval']);
+    expect(unknown.status).toBe(2);
+    expect(unknown.stderr).toMatch(/Unknown --mode "lm-eval": use one of llm-adapters, lm-eval-strict, lm-eval-flexible/);
+    const aqua = score(['--dataset', 'aqua', '--data', join(DATA_DIR, 'llm-adapters/AQuA/test.json'), '--predictions', file('modes4.jsonl', [{ index: 0, output: '(A)' }]), '--mode', 'lm-eval-strict']);
+    expect(aqua.status).toBe(2);
+    expect(aqua.stderr).toMatch(/--mode lm-eval-strict has no rule for aqua's option letters/);
+  });
+});

@@ -10,6 +10,20 @@ import type { DatasetName, Problem } from '../../reasoning/datasets.ts';
 import { engine } from './engine.svelte.ts';
 import { datasets } from './datasets.svelte.ts';
 import { adapters, NO_ADAPTER } from './adapters.svelte.ts';
+import { buildRunRecord, type RunRecord } from '../../reasoning/runRecord.ts';
+import { baseFingerprintOf, httpModelSource } from '../../formats/modelFiles.ts';
+import type { ModelLocation } from '../../engine/protocol.ts';
+import pkg from '../../../package.json';
+
+/** The base model's fingerprint (formats/modelFiles.ts baseFingerprint), wherever its files are; null if they cannot be read. */
+async function fingerprintAt(location: ModelLocation): Promise<string | null> {
+  try {
+    const source = location.kind === 'http' ? httpModelSource(location.baseUrl) : (await import('../../storage/source.ts')).idbModelSource(location.modelId);
+    return await baseFingerprintOf(source);
+  } catch {
+    return null;
+  }
+}
 
 /**
  * A run as the lab stores it: what is needed to resume it exactly. `adapterId` is the picker's
@@ -82,8 +96,7 @@ class RunsStore {
     } catch (e) {
       return void (this.error = `The adapter could not be used: ${(e as Error).message}`);
     }
-    const run: LabRun = {
-      ...planRun(
+    const planned = planRun(
         {
           dataset: opts.dataset,
           promptId: opts.config.id,
@@ -95,7 +108,22 @@ class RunsStore {
           limit: opts.limit,
         },
         data.problems,
-      ),
+      );
+    const choice = engine.model!;
+    const source = data as Partial<{ url: string; sha256: string }>;
+    const record: RunRecord = await buildRunRecord({
+      appVersion: pkg.version,
+      model: { id: model, fingerprint: await fingerprintAt(choice.location), source: choice.location.kind === 'http' ? choice.location.baseUrl : `idb:${choice.location.modelId}` },
+      adapter: adapter ? { name: adapter.name, kind: adapter.kind ?? null, fingerprint: null, baseFingerprint: null, source: adapterId } : null,
+      promptId: opts.config.id,
+      config: opts.config,
+      maxNewTokens: opts.maxNewTokens,
+      dataset: { name: opts.dataset, url: source.url ?? '', sha256: source.sha256 ?? null, seed: opts.seed, limit: opts.limit, indices: planned.order },
+      environment: { browser: navigator.userAgent, gpuAdapter: (engine.info as { adapterInfo?: string } | null)?.adapterInfo ?? null, engine: 'reasoning-lab webgpu' },
+    });
+    const run: LabRun = {
+      ...planned,
+      record,
       maxNewTokens: opts.maxNewTokens,
       stopSequences: [...opts.config.stopSequences],
       promptLabel: opts.config.label,
@@ -167,6 +195,20 @@ class RunsStore {
       // Back to the adapter the picker shows (a resumed run may have used another).
       void adapters.apply();
     }
+  }
+
+  /** A new run with a stored run's configuration (dataset, prompt, adapter, selection, max tokens). */
+  async rerun(run: LabRun) {
+    let config: PromptConfig;
+    try {
+      config = configOfRun(run);
+    } catch (e) {
+      return void (this.error = (e as Error).message);
+    }
+    if (engine.model?.id !== run.model) return void (this.error = `This run used the model "${run.model}": load it to rerun.`);
+    const adapterId = run.adapterId ?? (run.adapter === null ? NO_ADAPTER : undefined);
+    if (adapterId === undefined) return void (this.error = `This run used the adapter "${run.adapter}", which this page cannot find again.`);
+    await this.start({ dataset: run.dataset, config, maxNewTokens: run.maxNewTokens, limit: run.limit, seed: run.seed, adapterId });
   }
 
   stop() {

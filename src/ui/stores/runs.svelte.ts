@@ -10,10 +10,11 @@ import type { DatasetName, Problem } from '../../reasoning/datasets.ts';
 import { engine } from './engine.svelte.ts';
 import { datasets } from './datasets.svelte.ts';
 import { adapters, NO_ADAPTER } from './adapters.svelte.ts';
+import { currentAdapterId, currentModelId } from '../adapterChoices.ts';
 
 /**
- * A run as the lab stores it: what is needed to resume it exactly. `adapterId` is the picker's
- * choice id of its adapter (stores/adapters), `adapter` / `adapterKind` what the engine reported.
+ * A run as the lab stores it: what is needed to resume it exactly. `model` and `adapterId` are the
+ * model's and the adapter's ids (adapterChoices.ts), `adapter` / `adapterKind` what the engine reported.
  */
 export type LabRun = Run & { maxNewTokens: number; stopSequences: string[]; promptLabel: string; adapterId?: string };
 
@@ -28,6 +29,13 @@ export interface StartOptions {
   adapterId?: string;
 }
 
+/** A stored run with today's ids (runs recorded before models and adapters were named by manifest id). */
+function withCurrentIds(run: LabRun): LabRun {
+  const model = currentModelId(run.model);
+  const adapterId = run.adapterId === undefined ? undefined : currentAdapterId(run.adapterId, run.model);
+  return model === run.model && adapterId === run.adapterId ? run : { ...run, model, adapterId };
+}
+
 /** The configuration a stored run was made with. */
 export function configOfRun(run: LabRun): PromptConfig {
   if (run.promptId === 'custom') return customPrompt(run.promptTemplate, run.stopSequences);
@@ -35,7 +43,8 @@ export function configOfRun(run: LabRun): PromptConfig {
 }
 
 class RunsStore {
-  list = $state<LabRun[]>([]);
+  /** Every stored run, newest first; replaced (never mutated) on each change, so plain objects that IndexedDB and the worker take as they are. */
+  list = $state.raw<LabRun[]>([]);
   /** The run on screen (chart, progress). */
   selectedId = $state<string | null>(null);
   /** The run generating now. */
@@ -54,7 +63,7 @@ class RunsStore {
 
   async refresh() {
     try {
-      this.list = (await listRuns()) as LabRun[];
+      this.list = ((await listRuns()) as LabRun[]).map(withCurrentIds);
     } catch (e) {
       this.error = `Stored runs could not be read: ${(e as Error).message}`;
     } finally {
@@ -64,8 +73,7 @@ class RunsStore {
 
   private put(run: LabRun) {
     const i = this.list.findIndex((r) => r.id === run.id);
-    if (i >= 0) this.list[i] = run;
-    else this.list = [run, ...this.list];
+    this.list = i >= 0 ? this.list.with(i, run) : [run, ...this.list];
   }
 
   async start(opts: StartOptions) {
@@ -101,7 +109,7 @@ class RunsStore {
       promptLabel: opts.config.label,
       adapterId,
     };
-    await saveRun($state.snapshot(run) as LabRun);
+    await saveRun(run);
     this.put(run);
     await this.continue(run);
   }
@@ -132,7 +140,6 @@ class RunsStore {
     this.activeId = run.id;
     adapters.lockedBy = 'Evaluating';
     const abort = (this.abort = new AbortController());
-    // Plain copies: the stored record must be structured-cloneable (no reactive proxies).
     const extra = { maxNewTokens: run.maxNewTokens, stopSequences: [...run.stopSequences], promptLabel: run.promptLabel, adapterId };
     const t0 = performance.now();
     const done0 = run.items.length;
@@ -141,7 +148,7 @@ class RunsStore {
         // Problems decode together (the weights are read once per step for all of them).
         generateBatch: (p, o, callbacks) => engine.generateBatch(p, o, { ...callbacks, maxBatch: this.batch }, `Evaluating ${config.label}`),
         onBatchStart: ({ maxBatch }) => (this.throughput = { batch: maxBatch, perMinute: null }),
-        run: $state.snapshot(run) as Run,
+        run,
         problems: data.problems,
         config,
         maxNewTokens: run.maxNewTokens,

@@ -15,10 +15,17 @@ import { DatasetDownloadError } from '../../src/reasoning/datasetStore.ts';
 import { ScoreError } from '../../src/reasoning/score.ts';
 import { RunCancelled } from '../../src/reasoning/runner.ts';
 
+type ErrorClass = new (...args: never[]) => Error;
+
+/** The error classes a module exports. */
+function errorClassesIn(mod: Record<string, unknown>): ErrorClass[] {
+  return Object.values(mod).filter((v): v is ErrorClass => typeof v === 'function' && v.prototype instanceof Error);
+}
+
 /** Every error class the app's layers export (the storage and engine modules' classes found by walking their exports). */
-const classes: (new (...args: never[]) => Error)[] = [
-  ...Object.values(storageErrors).filter((v): v is new () => Error => typeof v === 'function' && v.prototype instanceof Error),
-  ...Object.values(engineErrors).filter((v): v is new () => Error => typeof v === 'function' && v.prototype instanceof Error),
+const classes: ErrorClass[] = [
+  ...errorClassesIn(storageErrors),
+  ...errorClassesIn(engineErrors),
   WebLLMUnavailableError,
   ManifestError,
   AdapterMismatchError,
@@ -34,7 +41,7 @@ const classes: (new (...args: never[]) => Error)[] = [
 ];
 
 /** An instance whatever the constructor takes (strings, numbers, lists: each class's messages only format them). */
-function instance(C: new (...args: never[]) => Error): Error {
+function instance(C: ErrorClass): Error {
   return Reflect.construct(C, ['the thing', ['a problem'], 'another thing', 3]) as Error;
 }
 

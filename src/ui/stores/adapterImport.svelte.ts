@@ -9,7 +9,7 @@ import { convertPeftAdapter } from '../../formats/adapter.ts';
 import { httpModelSource } from '../../formats/modelFiles.ts';
 import type { ModelSource } from '../../formats/tensorCacheTypes.ts';
 import type { ModelLocation } from '../../engine/protocol.ts';
-import { convertedAdapterId, deleteModel, formatBytes, idbModelSource, storeConvertedAdapter, type ModelManifest } from '../../storage/index.ts';
+import { convertedAdapterId, deleteModel, formatBytes, idbModelSource, storeConvertedAdapter, type ModelManifest, type ModelStatus } from '../../storage/index.ts';
 import { models } from './models.svelte.ts';
 
 export const PEFT_CONFIG = 'adapter_config.json';
@@ -59,6 +59,14 @@ function message(e: unknown): string {
 class AdapterImportStore {
   /** The latest import or removal, for the base it was made against. */
   status = $state<{ baseId: string; state: 'working' | 'done' | 'error'; message: string } | null>(null);
+
+  /** The adapters listed for a base: published ones (the catalog, imported manifests) and those the user converted here. */
+  listsFor(baseId: string): { published: ModelStatus[]; yours: ModelStatus[] } {
+    const forBase = models.adapters.filter((m) => m.manifest.adapter?.baseModel === baseId);
+    // Storage names what it converted "user-adapter-<slug>" (convertedAdapterId).
+    const isYours = (m: ModelStatus) => m.id.startsWith('user-adapter-');
+    return { published: forBase.filter((m) => !isYours(m)), yours: forBase.filter(isYours) };
+  }
 
   private say(baseId: string, state: 'working' | 'done' | 'error', text: string) {
     this.status = { baseId, state, message: text };

@@ -55,6 +55,12 @@ class LabStore {
   readonly compareResolved = $derived(this.compareId === null ? null : resolve(this.compareId, this.customTemplate, this.customStops));
   readonly compareConfig = $derived(this.compareResolved?.config ?? null);
 
+  /** Compare side by side (B starts on another hard prompt, with A's adapter), or stop comparing. */
+  setComparing(on: boolean) {
+    this.compareId = on ? (this.promptId === 'a_begin' ? 'q_end' : 'a_begin') : null;
+    if (on) this.compareAdapterId = this.adapterId;
+  }
+
   /** The URL hash for the current choices. */
   get hash(): string {
     const p = new URLSearchParams();

@@ -1,4 +1,7 @@
 import type { DatasetName } from './datasets.ts';
+import type { AdapterKind } from '../formats/adapterFormat.ts';
+
+export type { AdapterKind };
 
 /**
  * The study this app reproduces (GUIDE.md): Llama-2-7B accuracy (%) per configuration and dataset.
@@ -7,7 +10,7 @@ import type { DatasetName } from './datasets.ts';
 export interface PaperResult {
   label: string;
   prompt: string;
-  adapter: 'lora' | 'series' | 'parallel' | null;
+  adapter: AdapterKind | null;
   accuracy: Partial<Record<DatasetName, number>>;
 }
 

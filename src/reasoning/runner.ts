@@ -9,7 +9,7 @@ import { selectProblems } from './datasets.ts';
 import { buildPrompt, cutAtStop, type PromptConfig } from './prompts.ts';
 import { scoreOutput, type ScoredItem } from './score.ts';
 import { addRunItem, createRun, remainingIndices, type Run, type RunConfig, type RunItem } from './runs.ts';
-import { paperAccuracy, type PaperResult } from './paper.ts';
+import { paperAccuracy } from './paper.ts';
 
 export interface GenerateOptions {
   maxNewTokens: number;
@@ -227,11 +227,9 @@ export async function runEvaluation(opts: RunOptions): Promise<Run> {
 
 /** The paper's accuracy (%) for a run's cell, when the paper reports one. */
 export function paperValueForRun(run: Pick<Run, 'promptId' | 'adapter' | 'dataset' | 'adapterKind'>): number | undefined {
-  // The recorded kind when there is one; otherwise (older runs, the CLI) the name tells.
-  const named = (run.adapterKind ?? run.adapter)?.toLowerCase();
-  const adapter = (['lora', 'series', 'parallel'] as const).find((k) => named?.includes(k)) ?? null;
-  if (run.adapter && !adapter) return undefined;
-  return paperAccuracy(run.promptId, adapter as PaperResult['adapter'], run.dataset);
+  // The kind the engine reported picks the cell; an adapter whose kind was not recorded fills none.
+  const kind = run.adapter === null ? null : (run.adapterKind ?? undefined);
+  return kind === undefined ? undefined : paperAccuracy(run.promptId, kind, run.dataset);
 }
 
 /** Columns of the CSV export, in order. */

@@ -2,6 +2,7 @@
  * An evaluation run as plain data: which configuration, which problems in which order, and the
  * scored result of each problem done so far. Pure (Node-testable); runStore.ts persists it.
  */
+import type { AdapterKind } from './paper.ts';
 import { DATASETS, type DatasetName } from './datasets.ts';
 import { summarize, summarizeModes, type ScoredItem, type ScoreSummary, type ScoringMode } from './score.ts';
 import { lmEvalSampleFields, scoresOf, summaryJson, type ExportRow, type JsonValue } from './export.ts';
@@ -15,8 +16,8 @@ export interface RunConfig {
   promptTemplate: string;
   /** The adapter's name (adapter.json), null for the base model alone. */
   adapter: string | null;
-  /** The adapter's kind (lora, series, parallel) when known: picks the paper's cell. */
-  adapterKind?: string | null;
+  /** The adapter's kind as the engine reported it: picks the paper's cell. */
+  adapterKind?: AdapterKind | null;
   model: string;
   /** Seed of the problem order; undefined: file order. */
   seed?: number;

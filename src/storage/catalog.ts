@@ -4,6 +4,24 @@ import { parseManifest, type ManifestFile, type ModelManifest } from '../formats
 import { allSavedManifests, manifestKey, putEntries } from './db.ts';
 
 /**
+ * Fields a shipped catalog manifest may carry beside the schema (parseManifest keeps them; only
+ * the app reads them):
+ * - `servedWithApp`: the files are served with the app itself (the tiny demo models under
+ *   models/tiny/), so the engine reads them straight from `baseUrl` without a download first;
+ * - `note`: a short caveat shown beside the name ("random weights").
+ */
+export interface CatalogExtras {
+  servedWithApp: boolean;
+  note: string | undefined;
+}
+
+/** The catalog-only fields of a manifest (absent or malformed ones read as not set). */
+export function catalogExtras(m: ModelManifest): CatalogExtras {
+  const raw = m as ModelManifest & { servedWithApp?: unknown; note?: unknown };
+  return { servedWithApp: raw.servedWithApp === true, note: typeof raw.note === 'string' && raw.note !== '' ? raw.note : undefined };
+}
+
+/**
  * The manifests shipped with the app: models/index.json lists the models/*.json files (a unit
  * test keeps it in step with the folder). Relative URLs resolve against each manifest's own URL.
  * A broken manifest is reported on the console and skipped, so one bad file never hides the others.

@@ -5,7 +5,7 @@ import { parseCsv } from '../../src/reasoning/export.ts';
 /** Live accuracy on the tiny model (random weights): runs, Wilson interval, results table, persistence, export. */
 
 async function loadTiny(page: Page, mode = 'q4f32_1') {
-  await page.getByRole('combobox', { name: 'Model' }).selectOption(`tiny/${mode}`);
+  await page.getByRole('combobox', { name: 'Model' }).selectOption(`tiny-${mode}`);
   await page.getByRole('button', { name: /Load model|Reload/ }).click();
   await expect(page.getByTestId('model-status')).toContainText(mode, { timeout: 120_000 });
 }
@@ -54,7 +54,7 @@ test('run 5 problems one at a time: accuracy, interval, chart and table update a
   for (const r of body) {
     expect(r[1]).toBe('gsm8k');
     expect(r[2]).toBe('q_end');
-    expect(r[4]).toBe('tiny/q4f32_1');
+    expect(r[4]).toBe('tiny-q4f32_1');
     expect(['true', 'false']).toContain(r[8]);
     expect(Number.isInteger(Number(r[5]))).toBe(true);
   }

@@ -10,7 +10,7 @@ import { test, expect, type Page } from '@playwright/test';
 test.describe.configure({ timeout: 420_000 });
 
 async function loadTiny(page: Page, mode = 'q4f32_1') {
-  await page.getByRole('combobox', { name: 'Model' }).selectOption(`tiny/${mode}`);
+  await page.getByRole('combobox', { name: 'Model' }).selectOption(`tiny-${mode}`);
   await page.getByRole('button', { name: /Load model|Reload/ }).click();
   await expect(page.getByTestId('model-status')).toContainText(mode, { timeout: 120_000 });
 }
@@ -61,14 +61,14 @@ test('pick LoRA, series, parallel and none: outputs change, and the base output 
   expect(base.length).toBeGreaterThan(0);
   await expect(page.getByTestId('gen-adapter')).toHaveText('none (base model)');
 
-  await pickAdapter(page, 'demo:lora', 'Using tiny lora (random) (LoRA) · 1 adapter resident');
+  await pickAdapter(page, 'tiny-q4f32_1-lora', 'Using tiny lora (random) (LoRA) · 1 adapter resident');
   const lora = await generate(page);
   await expect(page.getByTestId('gen-adapter')).toHaveText('tiny lora (random) · LoRA');
   expect(lora).not.toBe(base);
 
   // Series and parallel join it: all three resident at once beside the one base.
-  await pickAdapter(page, 'demo:series', 'Using tiny series (random) (series adapter) · 2 adapters resident');
-  await pickAdapter(page, 'demo:parallel', 'Using tiny parallel (random) (parallel adapter) · 3 adapters resident');
+  await pickAdapter(page, 'tiny-q4f32_1-series', 'Using tiny series (random) (series adapter) · 2 adapters resident');
+  await pickAdapter(page, 'tiny-q4f32_1-parallel', 'Using tiny parallel (random) (parallel adapter) · 3 adapters resident');
 
   // Back to none: the very same base text, with the adapters still resident.
   await pickAdapter(page, 'none', 'Using the base model alone · 3 adapters resident');
@@ -76,7 +76,7 @@ test('pick LoRA, series, parallel and none: outputs change, and the base output 
   await expect(page.getByTestId('gen-adapter')).toHaveText('none (base model)');
   // And back to LoRA: no loading this time (it is resident), nothing more made resident.
   await countAppearances(page, '[data-testid="adapter-loading"]', 'adapterLoads');
-  await pickAdapter(page, 'demo:lora', 'Using tiny lora (random) (LoRA) · 3 adapters resident');
+  await pickAdapter(page, 'tiny-q4f32_1-lora', 'Using tiny lora (random) (LoRA) · 3 adapters resident');
   expect(await counted(page, 'adapterLoads')).toBe(0);
   expect(await counted(page, 'baseReloads')).toBe(0);
 });
@@ -84,7 +84,7 @@ test('pick LoRA, series, parallel and none: outputs change, and the base output 
 test("a run with the LoRA adapter records it; the results table shows the paper's LoRA cell (Alpaca prompt, GSM8K: 44.66%)", async ({ page }) => {
   await page.goto('./#view=accuracy&prompt=alpaca&dataset=gsm8k&max=8');
   await loadTiny(page);
-  await pickAdapter(page, 'demo:lora', 'Using tiny lora (random) (LoRA)');
+  await pickAdapter(page, 'tiny-q4f32_1-lora', 'Using tiny lora (random) (LoRA)');
   await expect(page.getByTestId('run-adapter-planned')).toHaveText('tiny lora (random) · LoRA');
   await page.getByRole('radio', { name: /The first/ }).check();
   await page.getByLabel('Number of problems').fill('2');
@@ -102,7 +102,7 @@ test('compare side by side with a different adapter on each side; the diagram ma
   await loadTiny(page);
   await page.getByLabel('Compare two configurations side by side').check();
   await page.locator('input[name="config-b"][value="alpaca"]').check();
-  await page.getByTestId('adapter-b').selectOption('demo:parallel');
+  await page.getByTestId('adapter-b').selectOption('tiny-q4f32_1-parallel');
   await expect(page.getByTestId('solution-a-adapter')).toHaveText('none (base model)');
   await page.getByRole('button', { name: 'Solve with both' }).click();
   await expect(page.getByTestId('solution-b-verdict')).toHaveText(/Correct|Incorrect/, { timeout: 120_000 });
@@ -110,7 +110,7 @@ test('compare side by side with a different adapter on each side; the diagram ma
   await expect(page.getByTestId('solution-b-adapter')).toHaveText('tiny parallel (random) · parallel adapter');
   // The engine is back on A's adapter (the one the picker shows); B's stays resident.
   await expect(page.getByTestId('adapter-active')).toHaveText('Using the base model alone · 1 adapter resident');
-  expect(page.url()).toContain('compareAdapter=demo%3Aparallel');
+  expect(page.url()).toContain('compareAdapter=tiny-q4f32_1-parallel');
 
   const explainB = page.getByTestId('solution-b').locator('xpath=..').locator('details.why');
   await explainB.locator('summary').click();
@@ -125,10 +125,10 @@ test('compare side by side with a different adapter on each side; the diagram ma
 test('the share link restores the adapter once the model loads', async ({ page }) => {
   await page.goto('./#view=lab&problem=2&prompt=alpaca');
   await loadTiny(page);
-  await pickAdapter(page, 'demo:series', 'Using tiny series (random) (series adapter)');
-  await expect.poll(() => page.url()).toContain('adapter=demo%3Aseries');
+  await pickAdapter(page, 'tiny-q4f32_1-series', 'Using tiny series (random) (series adapter)');
+  await expect.poll(() => page.url()).toContain('adapter=tiny-q4f32_1-series');
   await page.reload();
-  await expect(page.getByTestId('adapter-select')).toHaveValue('demo:series');
+  await expect(page.getByTestId('adapter-select')).toHaveValue('tiny-q4f32_1-series');
   await loadTiny(page);
   await expect(page.getByTestId('adapter-active')).toHaveText('Using tiny series (random) (series adapter) · 1 adapter resident', { timeout: 60_000 });
   await expect(page.getByTestId('solution-a-adapter')).toHaveText('tiny series (random) · series adapter');
@@ -163,7 +163,7 @@ test('an adapter made for another base is refused with the reason in words', asy
 test('a run with an adapter, interrupted by a reload, resumes with that adapter whatever the picker shows', async ({ page }) => {
   await page.goto('./#view=accuracy&prompt=alpaca&dataset=gsm8k&max=24');
   await loadTiny(page);
-  await pickAdapter(page, 'demo:parallel', 'Using tiny parallel (random) (parallel adapter)');
+  await pickAdapter(page, 'tiny-q4f32_1-parallel', 'Using tiny parallel (random) (parallel adapter)');
   await page.getByRole('radio', { name: /The first/ }).check();
   await page.getByLabel('Number of problems').fill('6');
   // One at a time, so the reload falls between results.
@@ -182,4 +182,14 @@ test('a run with an adapter, interrupted by a reload, resumes with that adapter 
   // The run used its own adapter; the picker's choice (none) is in use again afterwards.
   await expect(page.getByTestId('adapter-active')).toHaveText('Using the base model alone · 1 adapter resident');
   await expect(page.getByTestId('results-table').locator('tbody tr')).toHaveCount(1);
+});
+
+test('a share link with the old ids (tiny/<mode>, demo:<kind>) opens on the same model and adapter, under their catalog ids', async ({ page }) => {
+  await page.goto('./#view=lab&model=tiny%2Fq4f32_1&adapter=demo%3Aseries&compare=a_begin&compareAdapter=demo%3Alora');
+  await expect(page.getByRole('combobox', { name: 'Model' })).toHaveValue('tiny-q4f32_1');
+  await expect(page.getByTestId('adapter-select')).toHaveValue('tiny-q4f32_1-series');
+  await expect(page.getByTestId('adapter-b')).toHaveValue('tiny-q4f32_1-lora');
+  await expect.poll(() => page.url()).toContain('model=tiny-q4f32_1&');
+  expect(page.url()).toContain('adapter=tiny-q4f32_1-series');
+  expect(page.url()).toContain('compareAdapter=tiny-q4f32_1-lora');
 });

@@ -3,7 +3,7 @@ import { test, expect, type Page } from '@playwright/test';
 /** The app page on the tiny generated model (random weights): load, stream, tokens/s, text-only output. */
 
 async function loadTiny(page: Page, mode = 'q4f32_1') {
-  await page.getByRole('combobox', { name: 'Model' }).selectOption(`tiny/${mode}`);
+  await page.getByRole('combobox', { name: 'Model' }).selectOption(`tiny-${mode}`);
   await page.getByRole('button', { name: /Load model|Reload/ }).click();
   await expect(page.getByTestId('model-status')).toContainText(mode, { timeout: 120_000 });
 }

@@ -3,7 +3,7 @@ import { test, expect, type Page } from '@playwright/test';
 /** The reasoning lab on the tiny model (random weights): prompt configurations, solving, comparing, share links. */
 
 async function loadTiny(page: Page, mode = 'q4f32_1') {
-  await page.getByRole('combobox', { name: 'Model' }).selectOption(`tiny/${mode}`);
+  await page.getByRole('combobox', { name: 'Model' }).selectOption(`tiny-${mode}`);
   await page.getByRole('button', { name: /Load model|Reload/ }).click();
   await expect(page.getByTestId('model-status')).toContainText(mode, { timeout: 120_000 });
 }

@@ -46,7 +46,7 @@ test('choosing WebLLM offline explains why it cannot load; our engine still gene
   await page.getByRole('radio', { name: 'Reasoning Lab' }).check();
   await expect(page.getByTestId('webllm-adapters-off')).toHaveCount(0);
   await expect(page.getByTestId('adapter-select')).toBeEnabled();
-  await page.getByRole('combobox', { name: 'Model' }).selectOption('tiny/q4f32_1');
+  await page.getByRole('combobox', { name: 'Model' }).selectOption('tiny-q4f32_1');
   await page.getByRole('button', { name: /Load model|Reload/ }).click();
   await expect(page.getByTestId('model-status')).toContainText('q4f32_1', { timeout: 60_000 });
   await page.getByLabel('Max new tokens').fill('4');

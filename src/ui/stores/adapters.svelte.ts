@@ -1,22 +1,22 @@
 /**
- * Adapters for the loaded base model: which can be chosen (demo adapters of the tiny models,
- * adapters stored in IndexedDB, published ones still to download), which one the engine uses, and
- * loading one. Several stay resident in the engine, so switching back is instant (no reload).
- *
- * Choice ids (also in share links and run records): "none", "demo:<kind>" (the tiny demo adapter of
- * the loaded tiny mode), "idb:<manifest id>" (stored in this browser), "url:<folder URL>".
+ * Adapters for the loaded base model: which can be chosen (the catalog's demo adapters of the tiny
+ * models, adapters stored in IndexedDB, published ones still to download, one given by URL), which
+ * one the engine uses, and loading one. Several stay resident in the engine, so switching back is
+ * instant (no reload). An adapter has one id everywhere (see adapterChoices.ts): the picker's
+ * value, the share link, the run record and the key the engine keeps it resident under.
  */
-import { adapterChoicesFor, urlChoice, adapterLabel, kindWord, type AdapterChoice } from '../adapterChoices.ts';
-import { engine, locationKey, type AdapterInfo } from './engine.svelte.ts';
-import { lab, NO_ADAPTER } from './lab.svelte.ts';
+import { untrack } from 'svelte';
+import { adapterChoicesFor, urlChoice, adapterLabel, kindWord, NO_ADAPTER, type AdapterChoice } from '../adapterChoices.ts';
+import { engine, type AdapterInfo } from './engine.svelte.ts';
+import { lab } from './lab.svelte.ts';
 import { models } from './models.svelte.ts';
 
 export { NO_ADAPTER };
-export { ADAPTER_KINDS, KIND_WORDS, DEMO_NOTE, adapterChoicesFor, adapterLabel, baseManifestId, kindWord, tinyModeOf, urlChoice, type AdapterChoice, type AdapterKind } from '../adapterChoices.ts';
+export { ADAPTER_KINDS, KIND_WORDS, adapterChoicesFor, adapterLabel, kindWord, urlChoice, type AdapterChoice, type AdapterKind } from '../adapterChoices.ts';
 
 class AdaptersStore {
   /** The choices for the loaded model (or, before one loads, the model picked in the model bar). */
-  readonly choices = $derived(adapterChoicesFor(engine.model?.id ?? lab.modelId, models.list, document.baseURI));
+  readonly choices = $derived(adapterChoicesFor(engine.model?.id ?? lab.modelId, models.list));
   /** Published adapters for this base that must be downloaded before they can be used. */
   readonly downloadFirst = $derived(this.choices.filter((c) => c.location === null));
   /** The choice id being loaded now. */
@@ -24,27 +24,26 @@ class AdaptersStore {
   error = $state<{ title: string; message: string } | null>(null);
   /** Set while a solve or a run switches adapters itself (the picker then waits). */
   lockedBy = $state<string | null>(null);
-  /** The choice id whose adapter the engine uses (valid while engine.adapter is set). */
-  private lastUsed = $state(NO_ADAPTER);
 
-  readonly activeId = $derived(engine.adapter ? this.lastUsed : NO_ADAPTER);
+  /** The id of the adapter the engine uses ("none": the base alone). */
+  readonly activeId = $derived(engine.adapter?.id ?? NO_ADAPTER);
 
   /** The choice for an id: listed for this base, or an adapter folder URL; null when unknown here. */
   resolve(id: string): AdapterChoice | null {
-    if (id.startsWith('url:')) return this.choices.find((c) => c.id === id) ?? urlChoice(id.slice(4));
-    return this.choices.find((c) => c.id === id) ?? null;
+    const listed = this.choices.find((c) => c.id === id);
+    if (listed) return listed;
+    return id.startsWith('url:') ? urlChoice(id.slice(4)) : null;
   }
 
-  /** What the engine said about a resident choice (name, kind), or null when it is not resident. */
-  infoOf(id: string): AdapterInfo | null {
-    const loc = this.resolve(id)?.location;
-    return loc ? (engine.resident[locationKey(loc)] ?? null) : null;
+  /** The kind of an adapter: the engine's word once resident, else the catalog's; null for none or unknown. */
+  kindOf(id: string): AdapterChoice['kind'] {
+    return engine.resident[id]?.kind ?? this.resolve(id)?.kind ?? null;
   }
 
   /** A human name for a choice id ("none (base model)", the engine's name once resident, else the label). */
   describe(id: string): string {
     if (id === NO_ADAPTER) return adapterLabel(null);
-    const info = this.infoOf(id);
+    const info = engine.resident[id];
     if (info) return adapterLabel(info);
     const c = this.resolve(id);
     return c ? `${c.label}${c.kind ? ` · ${kindWord(c.kind)}` : ''}` : id;
@@ -57,23 +56,21 @@ class AdaptersStore {
   async ensure(id: string): Promise<AdapterInfo | null> {
     if (id === NO_ADAPTER) {
       await engine.useAdapter(null);
-      this.lastUsed = NO_ADAPTER;
       return null;
     }
-    const choice = this.resolve(id);
-    if (!choice) throw new Error(`The adapter "${id}" is not available for ${engine.model?.label ?? 'this model'}.`);
-    if (!choice.location) throw new Error(`${choice.label} is not downloaded yet: download it in the Models tab first.`);
-    let info = engine.resident[locationKey(choice.location)];
+    let info: AdapterInfo | undefined = engine.resident[id];
     if (!info) {
+      const choice = this.resolve(id);
+      if (!choice) throw new Error(`The adapter "${id}" is not available for ${engine.model?.label ?? 'this model'}.`);
+      if (!choice.location) throw new Error(`${choice.label} is not downloaded yet: download it in the Models tab first.`);
       this.loading = id;
       try {
-        info = await engine.loadAdapter(choice.location);
+        info = await engine.loadAdapter(choice.location, id);
       } finally {
         this.loading = null;
       }
     }
-    await engine.useAdapter(info.name);
-    this.lastUsed = id;
+    await engine.useAdapter(id);
     return info;
   }
 
@@ -109,6 +106,31 @@ class AdaptersStore {
       this.lockedBy = null;
       if (engine.ready && lab.adapterId !== this.activeId) await this.apply();
     }
+  }
+
+  /** The picker's "Adapter from a URL": choose the folder at `text` (resolved against the page). */
+  chooseUrl(text: string) {
+    const u = text.trim();
+    if (!u) return;
+    try {
+      lab.adapterId = `url:${new URL(u.endsWith('/') ? u : `${u}/`, document.baseURI).href}`;
+    } catch {
+      this.error = { title: 'Not an address', message: `"${u}" is not a URL of an adapter folder (the folder holding adapter.json).` };
+    }
+  }
+
+  /**
+   * The rule that the wanted adapter is in use: applied when a model has loaded and whenever the
+   * choice changes (the picker, a share link). Call once (App does); returns the cleanup.
+   */
+  start(): () => void {
+    return $effect.root(() => {
+      $effect(() => {
+        void [engine.info, lab.adapterId];
+        // Only those two trigger it: apply reads (and writes) much more.
+        untrack(() => void this.apply());
+      });
+    });
   }
 
   dismissError() {

@@ -16,27 +16,32 @@ type Entry = { status: 'loading' } | { status: 'ready'; data: ParsedDataset; war
 
 class DatasetsStore {
   baseUrl = $state<string | undefined>(defaultDataBase());
-  entries = $state<Partial<Record<DatasetName, Entry>>>({});
+  /** Replaced on each change, never mutated: a dataset's problems stay plain objects, not deep proxies. */
+  entries = $state.raw<Partial<Record<DatasetName, Entry>>>({});
   private inflight = new Map<DatasetName, Promise<ParsedDataset>>();
 
   /** The parsed dataset (loading it once). */
   load(name: DatasetName): Promise<ParsedDataset> {
     const existing = this.inflight.get(name);
     if (existing) return existing;
-    this.entries[name] = { status: 'loading' };
+    this.set(name, { status: 'loading' });
     const p = loadDataset(name, { baseUrl: this.baseUrl }).then(
       (data) => {
-        this.entries[name] = { status: 'ready', data, warnings: describeSkipped(data.skipped) };
+        this.set(name, { status: 'ready', data, warnings: describeSkipped(data.skipped) });
         return data;
       },
       (e: unknown) => {
         this.inflight.delete(name);
-        this.entries[name] = { status: 'error', message: (e as Error).message };
+        this.set(name, { status: 'error', message: (e as Error).message });
         throw e;
       },
     );
     this.inflight.set(name, p);
     return p;
+  }
+
+  private set(name: DatasetName, entry: Entry) {
+    this.entries = { ...this.entries, [name]: entry };
   }
 
   get(name: DatasetName): ParsedDataset | null {

@@ -5,6 +5,8 @@
 import { EngineClient, type BatchCallbacks } from '../../engine/client.ts';
 import type { LoadProgress } from '../../engine/weights.ts';
 import type { ModelLocation, WireGenerateOptions, WireGenerateResult } from '../../engine/protocol.ts';
+import type { AdapterKind } from '../../formats/adapterFormat.ts';
+import { describeError } from '../errors.ts';
 
 export type LoadedInfo = Awaited<ReturnType<EngineClient['load']>>;
 export type TokenEvent = { tokenId: number; index: number; textDelta: string };
@@ -31,20 +33,7 @@ export function tinyModelChoices(): ModelChoice[] {
   }));
 }
 
-/** A user-facing message for anything thrown by the engine or the browser. */
-export function describeError(e: unknown): { title: string; message: string } {
-  const err = e instanceof Error ? e : new Error(String(e));
-  const titles: Record<string, string> = {
-    WebGPUUnavailableError: 'WebGPU is not available',
-    DeviceLostError: 'The GPU stopped responding',
-    GPUOutOfMemoryError: 'Not enough GPU memory',
-    ModelFormatError: 'The model files could not be read',
-    WorkerError: 'The engine stopped',
-    NotStoredError: 'The model is not downloaded',
-    AdapterError: 'The adapter does not fit this model',
-  };
-  return { title: titles[err.name] ?? 'Something went wrong', message: err.message };
-}
+export { describeError };
 
 /** True when this browser has no WebGPU at all (checked before starting the worker). */
 export function webgpuMissing(): boolean {
@@ -57,10 +46,11 @@ export const NO_WEBGPU_MESSAGE =
 
 export type EngineStatus = 'idle' | 'loading' | 'ready' | 'error';
 
-/** An adapter as the engine knows it: its name (from adapter.json) and kind (lora, series, parallel). */
+/** A resident adapter: the id it was loaded under, its name (from adapter.json) and kind. */
 export interface AdapterInfo {
+  id: string;
+  kind: AdapterKind;
   name: string;
-  kind: string;
 }
 
 /** A stable key for where an adapter is read from (several can be resident at once). */
@@ -78,7 +68,7 @@ class EngineStore {
   busy = $state<string | null>(null);
   /** The adapter the next generation uses (null: the base model alone). */
   adapter = $state<AdapterInfo | null>(null);
-  /** Adapters resident beside the loaded base, by locationKey (cleared when a base loads). */
+  /** Adapters resident beside the loaded base, by the id they were loaded under (cleared when a base loads). */
   resident = $state<Record<string, AdapterInfo>>({});
 
   private client: EngineClient | null = null;
@@ -116,29 +106,33 @@ class EngineStore {
   }
 
   /**
-   * Make the adapter at `location` resident beside the loaded base (a no-op when it already is).
-   * Rejects with the engine's own words when it does not fit the base.
+   * Make the adapter at `location` resident beside the loaded base under `id` (a no-op when it
+   * already is). Rejects with the engine's own words when it does not fit the base.
    */
-  async loadAdapter(location: ModelLocation): Promise<AdapterInfo> {
-    const key = locationKey(location);
-    const known = this.resident[key];
+  async loadAdapter(location: ModelLocation, id: string): Promise<AdapterInfo> {
+    const known = this.resident[id];
     if (known) return known;
     if (!this.client || this.status !== 'ready') throw new Error('Load a model first.');
     if (this.busy) throw new Error(`Wait for "${this.busy}" to finish, or stop it.`);
     const client = this.client;
-    const info = await client.loadAdapter(location);
+    const loaded = await client.loadAdapter(location);
+    // The worker reports one of the three kinds adapter.json allows.
+    const info: AdapterInfo = { id, kind: loaded.kind as AdapterKind, name: loaded.name };
     // The base may have been replaced while the adapter loaded: then it is not resident any more.
-    if (client === this.client && this.status === 'ready') this.resident[key] = { name: info.name, kind: info.kind };
-    return { name: info.name, kind: info.kind };
+    if (client === this.client && this.status === 'ready') this.resident[id] = info;
+    return info;
   }
 
-  /** Use a resident adapter (by name) for the next generations, or none; instant (no reload). */
-  async useAdapter(name: string | null): Promise<void> {
+  /** Use a resident adapter (by the id it was loaded under) for the next generations, or none; instant (no reload). */
+  async useAdapter(id: string | null): Promise<void> {
     if (!this.client || this.status !== 'ready') throw new Error('Load a model first.');
-    if ((this.adapter?.name ?? null) === name) return;
+    if ((this.adapter?.id ?? null) === id) return;
+    const info = id === null ? null : this.resident[id];
+    if (info === undefined) throw new Error(`The adapter "${id}" is not loaded.`);
     if (this.busy) throw new Error(`Wait for "${this.busy}" to finish, or stop it.`);
-    const r = await this.client.useAdapter(name);
-    this.adapter = r.name && r.kind ? { name: r.name, kind: r.kind } : null;
+    // The worker keys its resident adapters by name.
+    const r = await this.client.useAdapter(info?.name ?? null);
+    this.adapter = info && r.name ? info : null;
   }
 
   async tokenize(text: string): Promise<number[]> {

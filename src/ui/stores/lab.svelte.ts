@@ -4,10 +4,10 @@
  */
 import { customPrompt, getPromptConfig, PROMPT_CONFIGS, type PromptConfig } from '../../reasoning/prompts.ts';
 import { DATASET_NAMES, isDatasetName, type DatasetName } from '../../reasoning/datasets.ts';
+import { currentAdapterId, currentModelId, DEFAULT_MODEL_ID, NO_ADAPTER } from '../adapterChoices.ts';
 
 export const CUSTOM_ID = 'custom';
-/** The adapter choice meaning "the base model alone". */
-export const NO_ADAPTER = 'none';
+export { NO_ADAPTER };
 export type View = 'generate' | 'lab' | 'accuracy' | 'models';
 export const VIEWS: View[] = ['generate', 'lab', 'accuracy', 'models'];
 
@@ -32,12 +32,13 @@ function resolve(id: string, template: string, stops: string): { config: PromptC
 
 class LabStore {
   view = $state<View>('lab');
-  modelId = $state('tiny/q4f32_1');
+  /** The base model's manifest id (see adapterChoices.ts). */
+  modelId = $state(DEFAULT_MODEL_ID);
   promptId = $state('q_end');
   /** Second configuration for side-by-side comparison; null: no comparison. */
   compareId = $state<string | null>(null);
   /**
-   * The adapter wanted with configuration A and in runs (an AdapterChoice id, see stores/adapters);
+   * The adapter wanted with configuration A and in runs (an AdapterChoice id, see adapterChoices.ts);
    * applied once a model is loaded.
    */
   adapterId = $state(NO_ADAPTER);
@@ -53,6 +54,12 @@ class LabStore {
   readonly config = $derived(this.resolved.config);
   readonly compareResolved = $derived(this.compareId === null ? null : resolve(this.compareId, this.customTemplate, this.customStops));
   readonly compareConfig = $derived(this.compareResolved?.config ?? null);
+
+  /** Compare side by side (B starts on another hard prompt, with A's adapter), or stop comparing. */
+  setComparing(on: boolean) {
+    this.compareId = on ? (this.promptId === 'a_begin' ? 'q_end' : 'a_begin') : null;
+    if (on) this.compareAdapterId = this.adapterId;
+  }
 
   /** The URL hash for the current choices. */
   get hash(): string {
@@ -80,10 +87,11 @@ class LabStore {
     const view = p.get('view');
     if (view && (VIEWS as string[]).includes(view)) this.view = view as View;
     const model = p.get('model');
-    if (model) this.modelId = model;
+    if (model) this.modelId = currentModelId(model);
     if (known(p.get('prompt'))) this.promptId = p.get('prompt')!;
-    this.adapterId = p.get('adapter') || NO_ADAPTER;
-    this.compareAdapterId = p.get('compareAdapter') || NO_ADAPTER;
+    // Links made before adapters were named by manifest id still open (see currentAdapterId).
+    this.adapterId = currentAdapterId(p.get('adapter') || NO_ADAPTER, this.modelId);
+    this.compareAdapterId = currentAdapterId(p.get('compareAdapter') || NO_ADAPTER, this.modelId);
     const compare = p.get('compare');
     this.compareId = known(compare) ? compare : null;
     const template = p.get('template');

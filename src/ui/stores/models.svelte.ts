@@ -1,8 +1,8 @@
 /**
  * Models known to storage (manifests in models/*.json or imported), their state in this browser,
  * live download progress (this tab's or another tab's), storage room, and every action of the
- * models panel. Errors are kept as the storage errors word them. Base models that are stored
- * become choices in the model picker.
+ * models panel. Errors are kept as the storage errors word them. Base models that are stored, or
+ * served with the app (the tiny demo models), are the model picker's choices.
  */
 import {
   allManifests,
@@ -20,14 +20,15 @@ import {
   type ProgressEvent,
   type StorageInfo,
 } from '../../storage/index.ts';
-import type { ModelChoice } from './engine.svelte.ts';
+import { locationOf, modelChoicesFrom } from '../adapterChoices.ts';
 
 function message(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
 
 class ModelsStore {
-  list = $state<ModelStatus[]>([]);
+  /** Replaced whole on every refresh (never mutated), so kept as plain objects, not deep proxies. */
+  list = $state.raw<ModelStatus[]>([]);
   /** Latest progress event per model while it downloads (here or in another tab). */
   progress = $state<Record<string, ProgressEvent>>({});
   /** The last error per model, in the storage error's own words. */
@@ -46,6 +47,15 @@ class ModelsStore {
 
   readonly bases = $derived(this.list.filter((m) => m.kind === 'base'));
   readonly adapters = $derived(this.list.filter((m) => m.kind === 'adapter'));
+  /** The model picker's choices (manifest ids; see adapterChoices.ts). */
+  readonly choices = $derived(modelChoicesFrom(this.list));
+  /** Bases the engine can read (stored, or served with the app), with where from: what an adapter is checked against. */
+  readonly readableBases = $derived(
+    this.bases.flatMap((m) => {
+      const location = locationOf(m);
+      return location ? [{ id: m.id, name: m.name, location }] : [];
+    }),
+  );
 
   private unsubscribe: (() => void) | null = null;
   private refreshing: Promise<void> | null = null;
@@ -98,8 +108,7 @@ class ModelsStore {
     delete this.errors[status.id];
     delete this.notices[status.id];
     try {
-      // A plain copy: IndexedDB cannot store Svelte's state proxies.
-      await downloadModel($state.snapshot(status.manifest) as ModelManifest);
+      await downloadModel(status.manifest);
     } catch (e) {
       // A pause is the user's own doing: say so quietly, not as an error.
       if ((e as Error).name === 'CancelledError') this.notices[status.id] = message(e);
@@ -181,13 +190,3 @@ class ModelsStore {
 }
 
 export const models = new ModelsStore();
-
-/** Stored base models as picker choices (loaded from IndexedDB by the engine). */
-class StoredChoices {
-  readonly list = $derived<ModelChoice[]>(
-    models.list
-      .filter((m) => m.kind === 'base' && m.state === 'stored')
-      .map((m) => ({ id: m.id, label: m.name, location: { kind: 'idb', modelId: m.id } })),
-  );
-}
-export const storedChoices = new StoredChoices();

@@ -10,6 +10,7 @@ import type { DatasetName, Problem } from '../../reasoning/datasets.ts';
 import { engine } from './engine.svelte.ts';
 import { datasets } from './datasets.svelte.ts';
 import { adapters, NO_ADAPTER } from './adapters.svelte.ts';
+import { currentAdapterId, currentModelId } from '../adapterChoices.ts';
 import { buildRunRecord, type RunRecord } from '../../reasoning/runRecord.ts';
 import { baseFingerprintOf, httpModelSource } from '../../formats/modelFiles.ts';
 import type { ModelLocation } from '../../engine/protocol.ts';
@@ -26,8 +27,8 @@ async function fingerprintAt(location: ModelLocation): Promise<string | null> {
 }
 
 /**
- * A run as the lab stores it: what is needed to resume it exactly. `adapterId` is the picker's
- * choice id of its adapter (stores/adapters), `adapter` / `adapterKind` what the engine reported.
+ * A run as the lab stores it: what is needed to resume it exactly. `model` and `adapterId` are the
+ * model's and the adapter's ids (adapterChoices.ts), `adapter` / `adapterKind` what the engine reported.
  */
 export type LabRun = Run & { maxNewTokens: number; stopSequences: string[]; promptLabel: string; adapterId?: string };
 
@@ -42,6 +43,13 @@ export interface StartOptions {
   adapterId?: string;
 }
 
+/** A stored run with today's ids (runs recorded before models and adapters were named by manifest id). */
+function withCurrentIds(run: LabRun): LabRun {
+  const model = currentModelId(run.model);
+  const adapterId = run.adapterId === undefined ? undefined : currentAdapterId(run.adapterId, run.model);
+  return model === run.model && adapterId === run.adapterId ? run : { ...run, model, adapterId };
+}
+
 /** The configuration a stored run was made with. */
 export function configOfRun(run: LabRun): PromptConfig {
   if (run.promptId === 'custom') return customPrompt(run.promptTemplate, run.stopSequences);
@@ -49,7 +57,8 @@ export function configOfRun(run: LabRun): PromptConfig {
 }
 
 class RunsStore {
-  list = $state<LabRun[]>([]);
+  /** Every stored run, newest first; replaced (never mutated) on each change, so plain objects that IndexedDB and the worker take as they are. */
+  list = $state.raw<LabRun[]>([]);
   /** The run on screen (chart, progress). */
   selectedId = $state<string | null>(null);
   /** The run generating now. */
@@ -68,7 +77,7 @@ class RunsStore {
 
   async refresh() {
     try {
-      this.list = (await listRuns()) as LabRun[];
+      this.list = ((await listRuns()) as LabRun[]).map(withCurrentIds);
     } catch (e) {
       this.error = `Stored runs could not be read: ${(e as Error).message}`;
     } finally {
@@ -78,8 +87,7 @@ class RunsStore {
 
   private put(run: LabRun) {
     const i = this.list.findIndex((r) => r.id === run.id);
-    if (i >= 0) this.list[i] = run;
-    else this.list = [run, ...this.list];
+    this.list = i >= 0 ? this.list.with(i, run) : [run, ...this.list];
   }
 
   async start(opts: StartOptions) {
@@ -129,7 +137,7 @@ class RunsStore {
       promptLabel: opts.config.label,
       adapterId,
     };
-    await saveRun($state.snapshot(run) as LabRun);
+    await saveRun(run);
     this.put(run);
     await this.continue(run);
   }
@@ -160,7 +168,6 @@ class RunsStore {
     this.activeId = run.id;
     adapters.lockedBy = 'Evaluating';
     const abort = (this.abort = new AbortController());
-    // Plain copies: the stored record must be structured-cloneable (no reactive proxies).
     const extra = { maxNewTokens: run.maxNewTokens, stopSequences: [...run.stopSequences], promptLabel: run.promptLabel, adapterId };
     const t0 = performance.now();
     const done0 = run.items.length;
@@ -169,7 +176,7 @@ class RunsStore {
         // Problems decode together (the weights are read once per step for all of them).
         generateBatch: (p, o, callbacks) => engine.generateBatch(p, o, { ...callbacks, maxBatch: this.batch }, `Evaluating ${config.label}`),
         onBatchStart: ({ maxBatch }) => (this.throughput = { batch: maxBatch, perMinute: null }),
-        run: $state.snapshot(run) as Run,
+        run,
         problems: data.problems,
         config,
         maxNewTokens: run.maxNewTokens,

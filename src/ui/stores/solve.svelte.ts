@@ -2,8 +2,10 @@
 import { solveProblem, RunCancelled, type Solution } from '../../reasoning/runner.ts';
 import type { PromptConfig } from '../../reasoning/prompts.ts';
 import type { DatasetName, Problem } from '../../reasoning/datasets.ts';
+import { untrack } from 'svelte';
 import { engine, type AdapterInfo } from './engine.svelte.ts';
 import { adapters } from './adapters.svelte.ts';
+import { lab } from './lab.svelte.ts';
 
 export interface SolutionState {
   text: string;
@@ -81,6 +83,21 @@ class SolveStore {
 
   stop() {
     this.abort?.abort();
+  }
+
+  /**
+   * The rule that a different problem or configuration makes old solutions stale (a solve going
+   * on keeps its own). Call once (App does); returns the cleanup.
+   */
+  start(): () => void {
+    return $effect.root(() => {
+      $effect(() => {
+        void [lab.dataset, lab.problemIndex, lab.promptId, lab.compareId, lab.adapterId, lab.compareAdapterId];
+        untrack(() => {
+          if (!this.running) this.reset();
+        });
+      });
+    });
   }
 }
 

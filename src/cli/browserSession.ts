@@ -59,7 +59,7 @@ export async function openBrowserSession(opts: { mounts?: Record<string, string>
     browser = await chromium.launch({ ...chromiumLaunchOptions({ gpu: opts.gpu ?? detectGpu() }), headless: true });
   } catch (e) {
     await server.close();
-    throw new Error(`Could not start Chromium (${(e as Error).message.split('\n')[0]}). Install Debian's chromium or set CHROMIUM_PATH.`);
+    throw new Error(`Could not start Chromium (${(e as Error).message.split('\n')[0]}). Install Debian's chromium or set CHROMIUM_PATH.`, { cause: e });
   }
   const page = await browser.newPage();
   if (!opts.quiet) page.on('console', (m) => process.stderr.write(`[browser] ${m.text()}\n`));

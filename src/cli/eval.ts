@@ -202,7 +202,7 @@ function resolveModel(arg: string): ResolvedModel {
     try {
       raw = JSON.parse(text);
     } catch (e) {
-      throw new Error(`--model ${arg} is neither a model directory nor a JSON manifest (${(e as Error).message}).`);
+      throw new Error(`--model ${arg} is neither a model directory nor a JSON manifest (${(e as Error).message}).`, { cause: e });
     }
     // A model directory's own mlc-chat-config.json also names its directory.
     if (raw && typeof raw === 'object' && 'model_type' in raw) dir = dirname(path);
@@ -258,7 +258,7 @@ function readResults(outPath: string, run: RunIdentity, record: RunRecord): Resu
         truncateSync(outPath, lineStart);
         break;
       }
-      throw new Error(`${displayPath(outPath)} line ${i + 1} is not a result line (${(e as Error).message}); fix or remove it, or use another --out.`);
+      throw new Error(`${displayPath(outPath)} line ${i + 1} is not a result line (${(e as Error).message}); fix or remove it, or use another --out.`, { cause: e });
     }
     const mismatch = describeMismatch(line.run, run) ?? describeRecordMismatch(line.record, record);
     if (mismatch) {

@@ -240,7 +240,7 @@ export async function measureLoad(page: Page, id: string, forceGc: boolean): Pro
     }
   })();
   const t1 = Date.now();
-  let gpuBytes = 0;
+  let gpuBytes: number;
   try {
     gpuBytes = await page.evaluate(async (id) => {
       const w = window as unknown as { E: typeof import('../engine/engine.ts'); S: typeof import('../storage/index.ts') };

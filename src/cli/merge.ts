@@ -26,7 +26,7 @@ function readLines(path: string): MergeInput {
     try {
       line = JSON.parse(raw);
     } catch (e) {
-      throw new Error(`${path} line ${i + 1} is not JSON (${(e as Error).message}); a part cut off mid-write is finished by resuming it with npm run eval.`);
+      throw new Error(`${path} line ${i + 1} is not JSON (${(e as Error).message}); a part cut off mid-write is finished by resuming it with npm run eval.`, { cause: e });
     }
     const l = line as Partial<MergeLine>;
     if (typeof line !== 'object' || line === null || !Number.isInteger(l.index) || typeof l.output !== 'string') {

@@ -80,7 +80,7 @@ export function referenceBeamSearch(nextTokenLogits: NextTokenLogits, prompt: nu
   let input_ids: number[][] = Array.from({ length: num_beams }, () => [...prompt]);
   // beam_scores[:, 1:] = -1e9
   let beam_scores: number[] = Array.from({ length: num_beams }, (_, i) => (i === 0 ? 0 : -1e9));
-  let final_beam_scores = beam_scores;
+  let final_beam_scores: number[];
   for (;;) {
     const cur_len = input_ids[0].length;
     // next_token_scores = log_softmax(logits[:, -1, :]) + beam_scores[:, None], flattened over num_beams * vocab

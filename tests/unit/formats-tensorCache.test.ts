@@ -121,6 +121,7 @@ describe('tensor cache writer + parser', () => {
       { name: 'w', shape: [2, 2], dtype: 'float32', format: 'raw', nbytes: 16, byteOffset: 0 },
     ] }],
   };
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- each case edits a deep JSON clone field by field
   const mutate = (f: (o: any) => void) => {
     const o = JSON.parse(JSON.stringify(good));
     f(o);

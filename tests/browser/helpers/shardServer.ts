@@ -86,10 +86,9 @@ export async function startShardServer(files: Record<string, Uint8Array> | Map<s
       body = data.slice();
       body[body.length >> 1] ^= 0xff;
     }
-    let start = 0;
     const m = /^bytes=(\d+)-(\d*)$/.exec(req.headers.range ?? '');
     if (m && fault?.kind !== 'ignore-range') {
-      start = Number(m[1]);
+      const start = Number(m[1]);
       const end = m[2] ? Math.min(Number(m[2]), body.length - 1) : body.length - 1;
       if (start >= body.length) {
         entry.status = 416;

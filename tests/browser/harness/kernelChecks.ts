@@ -152,7 +152,7 @@ export async function checkRmsnorm(dim: number, rows: number) {
   return relErr(got.subarray(0, want.length), want);
 }
 
-/** The engine's cos/sin table [ctx, hd/2, 2], built the way llama.ts builds it (HF's f32 angles). */
+/** The engine's cos/sin table [ctx, hd/2, 2], built the way buffers.ts builds it (HF's f32 angles). */
 function ropeTable(ctx: number, hd: number, inv: Float32Array): Float32Array {
   const table = new Float32Array(ctx * hd);
   for (let pos = 0; pos < ctx; pos++)

@@ -50,7 +50,7 @@ export interface ForwardParts {
 
 /** The forward pass with an adapter or none (null): every dispatch it runs, top to bottom. */
 export function recordForward(parts: ForwardParts, adapter: GpuAdapter | null): RecordedForward {
-  const { hiddenSize: dim, numHeads: H, numKvHeads: KV, headDim: hd, intermediateSize: ffn, vocabSize } = parts.config;
+  const { numHeads: H, numKvHeads: KV, headDim: hd, intermediateSize: ffn, vocabSize } = parts.config;
   const rec = new DispatchRecorder(parts, adapter);
   const w = parts.weights;
   const b = parts.buffers;

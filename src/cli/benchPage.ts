@@ -4,7 +4,7 @@
  * ratios compare like with like.
  */
 import { Engine } from '../engine/engine.ts';
-import { PipelineCache, bindGroup } from '../engine/kernels.ts';
+import { PipelineCache, bindKernel } from '../engine/kernels.ts';
 import { decodeBytesPerStep } from '../engine/memoryPlan.ts';
 import { httpModelSource } from '../formats/modelFiles.ts';
 import { syntheticModelSource, llama2_7bShape } from '../formats/syntheticModel.ts';
@@ -60,7 +60,7 @@ async function copyBandwidth(device: GPUDevice): Promise<number> {
   const dst = device.createBuffer({ size, usage });
   const pipes = new PipelineCache(device);
   const pipeline = pipes.get('bandwidthCopy', {}, { N: size / 16 });
-  const group = bindGroup(device, pipeline, 0, [src, dst], 'copy');
+  const [group] = bindKernel(device, pipeline, 'bandwidthCopy', { src, dst }, 'copy');
   const run = async (reps: number, kernel: boolean) => {
     const enc = device.createCommandEncoder();
     for (let r = 0; r < reps; r++) {

@@ -79,7 +79,10 @@ function weightSnippet(format: WeightFormat): string {
   }
 }
 
-/** Where each kernel binds its K and V cache, and whether it writes them. */
+/**
+ * Where each kernel's `#include kv` declares its K and V cache, and whether it writes them. A
+ * kernel reading only one of them still declares both (the other stays out of its 'auto' layout).
+ */
 const KV_BINDINGS: Partial<Record<KernelName, { k: number; v: number; access: 'read' | 'read_write' }>> = {
   ropeKvWrite: { k: 4, v: 5, access: 'read_write' },
   attnScores: { k: 3, v: 4, access: 'read' },
@@ -157,10 +160,60 @@ export interface Dispatch {
   alt?: Dispatch;
 }
 
-export function bindGroup(device: GPUDevice, pipeline: GPUComputePipeline, group: number, buffers: (GPUBuffer | undefined)[], label: string): GPUBindGroup {
-  const entries: GPUBindGroupEntry[] = [];
-  buffers.forEach((buffer, binding) => {
-    if (buffer) entries.push({ binding, resource: { buffer } });
-  });
-  return device.createBindGroup({ layout: pipeline.getBindGroupLayout(group), entries, label });
+/** Group 1 of the kernels that read a weight matrix (weight*.wgsl); wScale: q4 formats only. */
+const WEIGHT_SLOTS = { wData: 0, wScale: 1 } as const;
+/** Group 2 of the matmul kernels' adapterAdd variant (adapterAdd.wgsl). */
+const ADAPTER_ADD_SLOTS = { adapterZ: 0, adapterU: 1, adapterScales: 2 } as const;
+const MATMUL_SLOTS = { 0: { p: 0, x: 1, y: 2 }, 1: WEIGHT_SLOTS, 2: ADAPTER_ADD_SLOTS } as const;
+
+/**
+ * Every kernel's bindings, the one place binding indices are written down outside the WGSL:
+ * bind group -> the WGSL variable's name -> its @binding. Only bindings the shader uses are listed
+ * ('auto' layouts leave out a declared but unused one, such as attnScores' vCache).
+ * tests/unit/kernelBindings.test.ts checks this table against the WGSL sources.
+ */
+export const BINDINGS = {
+  embedding: { 0: { p: 0, tokens: 1, x: 2 }, 1: WEIGHT_SLOTS },
+  matmul: MATMUL_SLOTS,
+  matmulTiled: MATMUL_SLOTS,
+  q4MatVec: MATMUL_SLOTS,
+  rmsnorm: { 0: { p: 0, x: 1, y: 2, w: 3 } },
+  argmax: { 0: { p: 0, logits: 1, tokens: 2 } },
+  ropeKvWrite: { 0: { p: 0, qkv: 1, cosSin: 2, rowInfo: 3, kCache: 4, vCache: 5 } },
+  attnScores: { 0: { p: 0, qkv: 1, scores: 2, kCache: 3, rowInfo: 5 } },
+  attnSoftmax: { 0: { p: 0, scores: 1, rowInfo: 2 } },
+  attnOutput: { 0: { p: 0, scores: 1, o: 2, vCache: 4, rowInfo: 5 } },
+  swiglu: { 0: { p: 0, gu: 1, h: 2 } },
+  adapterUp: { 0: { p: 0, z: 1, y: 2, res: 3, scales: 4 }, 1: { U: 0 } },
+  bandwidthCopy: { 0: { src: 0, dst: 1 } },
+} as const satisfies Record<KernelName, Partial<Record<0 | 1 | 2, Readonly<Record<string, number>>>>>;
+
+type Groups<K extends KernelName> = (typeof BINDINGS)[K];
+type SlotName<K extends KernelName, G extends 0 | 1 | 2> = G extends keyof Groups<K> ? keyof Groups<K>[G] & string : never;
+
+/**
+ * One dispatch's buffers by binding name. Group 0 (the call's activations) is always whole; the
+ * names of groups 1 and 2 exist only in some variants (wScale with q4 weights, group 2 with a
+ * fused adapter), so they are given exactly when the pipeline's variant declares them.
+ */
+export type KernelBuffers<K extends KernelName> = { [N in SlotName<K, 0>]: GPUBuffer } & { [N in SlotName<K, 1> | SlotName<K, 2>]?: GPUBuffer };
+
+/** The bind groups of one dispatch of `kernel`, from its buffers by name (groups 0.., none skipped). */
+export function bindKernel<K extends KernelName>(device: GPUDevice, pipeline: GPUComputePipeline, kernel: K, buffers: KernelBuffers<K>, label: string): GPUBindGroup[] {
+  const named = buffers as Record<string, GPUBuffer | undefined>;
+  const tables = BINDINGS[kernel] as Record<string, Record<string, number>>;
+  const unknown = Object.keys(named).filter((n) => !Object.values(tables).some((slots) => n in slots));
+  if (unknown.length > 0) throw new Error(`${label}: ${kernel} has no binding named ${unknown.join(', ')}`);
+  const groups: GPUBindGroup[] = [];
+  for (const [group, slots] of Object.entries(tables)) {
+    const entries: GPUBindGroupEntry[] = [];
+    for (const [name, binding] of Object.entries(slots)) {
+      const buffer = named[name];
+      if (buffer) entries.push({ binding, resource: { buffer } });
+    }
+    if (entries.length === 0) continue;
+    if (Number(group) !== groups.length) throw new Error(`${label}: bind group ${group} of ${kernel} without group ${groups.length}`);
+    groups.push(device.createBindGroup({ layout: pipeline.getBindGroupLayout(Number(group)), entries, label: Number(group) === 0 ? label : `${label} group ${group}` }));
+  }
+  return groups;
 }

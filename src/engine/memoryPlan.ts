@@ -1,6 +1,6 @@
 /**
  * GPU memory the engine allocates for a model, computed from the same sizes the engine uses to
- * create its buffers (llama.ts calls these), so the printed number is the real one.
+ * create its buffers (buffers.ts calls these), so the printed number is the real one.
  */
 import type { LlamaConfig, QuantMode } from '../formats/llamaConfig.ts';
 import { isQ4 } from '../formats/llamaConfig.ts';

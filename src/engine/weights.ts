@@ -4,6 +4,7 @@
  */
 import type { ModelSource, TensorCache, TensorRecord } from '../formats/tensorCacheTypes.ts';
 import type { LlamaConfig } from '../formats/llamaConfig.ts';
+import { EMBED_NAME, FINAL_NORM_NAME, LM_HEAD_NAME, layerLinearNames, layerNormNames } from '../formats/llamaConfig.ts';
 import { bf16ArrayToF32, f16ArrayToF32 } from '../formats/f16.ts';
 import { createBufferChecked } from './gpu.ts';
 import { ModelFormatError } from './errors.ts';
@@ -116,6 +117,44 @@ export async function uploadTensors(
     throw e;
   }
   return { buffers, bytes };
+}
+
+/** One decoder layer's weights, in the order the forward pass reads them. */
+export interface LayerWeights {
+  inputNorm: GPUBuffer; // [dim]
+  qkv: GpuMatrix; // [(H + 2 KV) hd, dim]
+  o: GpuMatrix; // [dim, H hd]
+  postNorm: GPUBuffer; // [dim]
+  gateUp: GpuMatrix; // [2 ffn, dim]
+  down: GpuMatrix; // [dim, ffn]
+}
+
+export interface ModelWeights {
+  embed: GpuMatrix; // [vocab, dim]
+  layers: LayerWeights[]; // [layers]
+  finalNorm: GPUBuffer; // [dim]
+  lmHead: GpuMatrix; // [vocab, dim]: the embedding itself when tied
+}
+
+/** Every weight the forward pass reads, looked up once with its shape checked against the config. */
+export function takeModelWeights(t: UploadedTensors, c: LlamaConfig): ModelWeights {
+  const { hiddenSize: dim, numHeads: H, numKvHeads: KV, headDim: hd, intermediateSize: ffn } = c;
+  const embed = takeMatrix(t, EMBED_NAME, c.vocabSize, dim);
+  const layers: LayerWeights[] = [];
+  for (let l = 0; l < c.numLayers; l++) {
+    const linear = layerLinearNames(l);
+    const norms = layerNormNames(l);
+    layers.push({
+      inputNorm: takeVector(t, norms.input, dim),
+      qkv: takeMatrix(t, linear.qkv, (H + 2 * KV) * hd, dim),
+      o: takeMatrix(t, linear.o, dim, H * hd),
+      postNorm: takeVector(t, norms.postAttention, dim),
+      gateUp: takeMatrix(t, linear.gateUp, 2 * ffn, dim),
+      down: takeMatrix(t, linear.down, dim, ffn),
+    });
+  }
+  const lmHead = c.tieWordEmbeddings ? embed : takeMatrix(t, LM_HEAD_NAME, c.vocabSize, dim);
+  return { embed, layers, finalNorm: takeVector(t, FINAL_NORM_NAME, dim), lmHead };
 }
 
 /** Look up a linear layer (or the embedding) by its MLC base name, checking its shape. */

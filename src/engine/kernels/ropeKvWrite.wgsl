@@ -1,6 +1,6 @@
 // Rotary position embedding and the KV-cache append in one pass (Hugging Face rotate-half
 // convention: within each head the pair (i, i + HEAD_DIM/2) is rotated by pos * theta^(-2i/HEAD_DIM);
-// cos/sin come from a table computed on the CPU, see llama.ts ropeTable).
+// cos/sin come from a table computed on the CPU, see buffers.ts ropeTable).
 // Threads 0 .. N_HEADS * HEAD_DIM/2 - 1 each rotate one q pair in place in the qkv rows, which
 // attention reads q from. The rest each own one pair of ADJACENT key/value elements (e, e + 1) of
 // the row's kv width, so the f16 cache is written as whole packed words with no two threads

@@ -38,11 +38,11 @@ function randomWeight(format: WeightFormat, rows: number, cols: number, seed: nu
   const rng = seededRng(seed);
   if (format === 'f32') {
     const w = randn(rows * cols, seed, 0.5);
-    return { group1: [w], dense: w };
+    return { weights: { wData: w }, dense: w };
   }
   if (format === 'f16') {
     const half = f32ArrayToF16(randn(rows * cols, seed, 0.5));
-    return { group1: [half], dense: f16ArrayToF32(half) };
+    return { weights: { wData: half }, dense: f16ArrayToF32(half) };
   }
   const words = new Uint32Array(rows * (cols / 8));
   for (let i = 0; i < words.length; i++) words[i] = Math.floor(rng.uniform() * 2 ** 32) >>> 0;
@@ -51,9 +51,9 @@ function randomWeight(format: WeightFormat, rows: number, cols: number, seed: nu
   if (format === 'q4f16') {
     const half = f32ArrayToF16(scales);
     scales = f16ArrayToF32(half);
-    return { group1: [words, half], dense: dequantizeQ4(words, scales, rows, cols) };
+    return { weights: { wData: words, wScale: half }, dense: dequantizeQ4(words, scales, rows, cols) };
   }
-  return { group1: [words, scales], dense: dequantizeQ4(words, scales, rows, cols) };
+  return { weights: { wData: words, wScale: scales }, dense: dequantizeQ4(words, scales, rows, cols) };
 }
 
 /** A LoRA / parallel adapter fused into a matmul: `segments` stacked output segments, each with its own scale and R-wide slice of z. */
@@ -85,7 +85,7 @@ function randomFusedAdapter(a: FusedAdapter, OUT: number, rows: number, seed: nu
   return {
     term,
     constants: { R: a.r, SEG1: seg1, SEG2: seg2, Z_STRIDE: zStride },
-    group2: [z, U, scales],
+    buffers: { adapterZ: z, adapterU: U, adapterScales: scales },
   };
 }
 
@@ -109,11 +109,9 @@ export async function checkMatmul(format: WeightFormat, IN: number, OUT: number,
     variant: { weight: format, adapterAdd: !!ad },
     constants: { IN, OUT, ACCUMULATE: opts.accumulate ? 1 : 0, ACT: opts.act ?? 0, ...ad?.constants },
     params: [rows, 0, off, rows],
-    group0: [undefined, x, opts.accumulate ? y0 : outRows * OUT * 4],
-    group1: w.group1,
-    group2: ad?.group2,
+    buffers: { x, y: opts.accumulate ? y0 : outRows * OUT * 4, ...w.weights, ...ad?.buffers },
     workgroups: [Math.ceil(OUT / 64), Math.ceil(outRows / (opts.tiled ? 64 : 8)), 1],
-    read: [{ group: 0, binding: 2 }],
+    read: ['y'],
   });
   return relErr(got.subarray(0, want.length), want);
 }
@@ -131,10 +129,9 @@ export async function checkEmbedding(format: WeightFormat, vocab: number, dim: n
     variant: { weight: format },
     constants: { IN: dim },
     params: [tokens.length, 0, 0, tokens.length],
-    group0: [undefined, new Uint32Array(tokens), want.byteLength],
-    group1: w.group1,
+    buffers: { tokens: new Uint32Array(tokens), x: want.byteLength, ...w.weights },
     workgroups: [Math.ceil(Math.ceil(dim / chunk) / 64), tokens.length, 1],
-    read: [{ group: 0, binding: 2 }],
+    read: ['x'],
   });
   return relErr(got.subarray(0, want.length), want);
 }
@@ -148,14 +145,14 @@ export async function checkRmsnorm(dim: number, rows: number) {
     kernel: 'rmsnorm',
     constants: { DIM: dim, EPS: 1e-5 },
     params: [rows, 0, 0, rows],
-    group0: [undefined, x, want.byteLength, w],
+    buffers: { x, y: want.byteLength, w },
     workgroups: [rows, 1, 1],
-    read: [{ group: 0, binding: 2 }],
+    read: ['y'],
   });
   return relErr(got.subarray(0, want.length), want);
 }
 
-/** The engine's cos/sin table [ctx, hd/2, 2], built the way llama.ts builds it (HF's f32 angles). */
+/** The engine's cos/sin table [ctx, hd/2, 2], built the way buffers.ts builds it (HF's f32 angles). */
 function ropeTable(ctx: number, hd: number, inv: Float32Array): Float32Array {
   const table = new Float32Array(ctx * hd);
   for (let pos = 0; pos < ctx; pos++)
@@ -205,9 +202,9 @@ export async function checkRopeKvWrite(kv: KvFormat, H: number, KV: number, hd: 
     variant: { kv },
     constants: { HEAD_DIM: hd, N_HEADS: H, N_KV_HEADS: KV, CTX: ctx },
     params: [rows, 0, 0, startPos + rows],
-    group0: [undefined, qkv, ropeTable(ctx, hd, inv), rowInfo(slot, startPos, rows), store(noiseK), store(noiseV)],
+    buffers: { qkv, cosSin: ropeTable(ctx, hd, inv), rowInfo: rowInfo(slot, startPos, rows), kCache: store(noiseK), vCache: store(noiseV) },
     workgroups: [Math.ceil(((H + KV) * hd) / 2 / 64), rows, 1],
-    read: [{ group: 0, binding: 1 }, { group: 0, binding: 4 }, { group: 0, binding: 5 }],
+    read: ['qkv', 'kCache', 'vCache'],
   });
   return Math.max(
     relErr(gotQkv.subarray(0, wantQkv.length), wantQkv),
@@ -228,9 +225,9 @@ export async function checkSwiglu(ffn: number, rows: number) {
     kernel: 'swiglu',
     constants: { FFN: ffn },
     params: [rows, 0, 0, rows],
-    group0: [undefined, gu, want.byteLength],
+    buffers: { gu, h: want.byteLength },
     workgroups: [Math.ceil(ffn / 64), rows, 1],
-    read: [{ group: 0, binding: 2 }],
+    read: ['h'],
   });
   return relErr(got.subarray(0, want.length), want);
 }
@@ -297,35 +294,35 @@ export async function checkAttention(kv: KvFormat, H: number, KV: number, hd: nu
     variant: { kv },
     constants: heads,
     params,
-    group0: [undefined, qkv, ropeTable(ctx, hd, inv), info, kCache, vCache],
+    buffers: { qkv, cosSin: ropeTable(ctx, hd, inv), rowInfo: info, kCache, vCache },
     workgroups: [Math.ceil(((H + KV) * hd) / 2 / 64), rows, 1],
-    read: [{ group: 0, binding: 1 }, { group: 0, binding: 4 }, { group: 0, binding: 5 }],
+    read: ['qkv', 'kCache', 'vCache'],
   });
   const [scores] = await runKernel({
     kernel: 'attnScores',
     variant: { kv },
     constants: heads,
     params,
-    group0: [undefined, qkv2, rows * H * ctx * 4, new Uint32Array(k2.buffer), undefined, info],
+    buffers: { qkv: qkv2, scores: rows * H * ctx * 4, kCache: new Uint32Array(k2.buffer), rowInfo: info },
     workgroups: [Math.ceil((startPos + rows) / 64), rows * H, 1],
-    read: [{ group: 0, binding: 2 }],
+    read: ['scores'],
   });
   const [probs] = await runKernel({
     kernel: 'attnSoftmax',
     constants: { N_HEADS: H, CTX: ctx },
     params,
-    group0: [undefined, scores, info],
+    buffers: { scores, rowInfo: info },
     workgroups: [rows * H, 1, 1],
-    read: [{ group: 0, binding: 1 }],
+    read: ['scores'],
   });
   const [out] = await runKernel({
     kernel: 'attnOutput',
     variant: { kv },
     constants: heads,
     params,
-    group0: [undefined, probs, want.byteLength, undefined, new Uint32Array(v2.buffer), info],
+    buffers: { scores: probs, o: want.byteLength, vCache: new Uint32Array(v2.buffer), rowInfo: info },
     workgroups: [Math.ceil((H * hd) / 64), rows, 1],
-    read: [{ group: 0, binding: 2 }],
+    read: ['o'],
   });
   return relErr(out.subarray(0, want.length), want);
 }
@@ -359,11 +356,9 @@ export async function checkQ4MatVec(format: 'q4f16' | 'q4f32', IN: number, OUT: 
     variant: { weight: format, subgroups: opts.subgroups, adapterAdd: !!ad },
     constants,
     params: [rows, 0, off, rows],
-    group0: [undefined, x, opts.accumulate ? y0 : outRows * OUT * 4],
-    group1: w.group1,
-    group2: ad?.group2,
+    buffers: { x, y: opts.accumulate ? y0 : outRows * OUT * 4, ...w.weights, ...ad?.buffers },
     workgroups: [OUT, 1, 1],
-    read: [{ group: 0, binding: 2 }],
+    read: ['y'],
   });
   return relErr(got.subarray(0, want.length), want);
 }
@@ -427,9 +422,9 @@ export async function checkArgmax(vocab: number, rows: number, seed: number, opt
     kernel: 'argmax',
     constants: { VOCAB: vocab },
     params: [rows, 0, off, rows],
-    group0: [undefined, x, new Uint32Array(rows).fill(0xdeadbeef)],
+    buffers: { logits: x, tokens: new Uint32Array(rows).fill(0xdeadbeef) },
     workgroups: [logitRows, 1, 1],
-    read: [{ group: 0, binding: 2 }],
+    read: ['tokens'],
   });
   const got = Array.from(new Uint32Array(out.buffer, out.byteOffset, rows));
   // Tokens past the logits rows are not the kernel's: they keep their old contents.

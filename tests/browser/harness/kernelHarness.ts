@@ -1,9 +1,11 @@
 /**
  * Runs one engine kernel on given inputs in the page (imported by tests/browser/kernels.spec.ts
- * through Vite). Buffers are bound in order; `read` names the bindings copied back.
+ * through Vite). Buffers are bound by their WGSL names through the engine's own binding table
+ * (kernels.ts BINDINGS, bindKernel), so a wrong slot there fails these checks; `read` names the
+ * buffers copied back.
  */
 import { createGpuContext, type GpuContext } from '../../../src/engine/gpu.ts';
-import { PipelineCache, bindGroup, type KernelName, type KernelVariant } from '../../../src/engine/kernels.ts';
+import { PipelineCache, bindKernel, type KernelBuffers, type KernelName, type KernelVariant } from '../../../src/engine/kernels.ts';
 
 let ctx: GpuContext | null = null;
 let pipes: PipelineCache | null = null;
@@ -15,11 +17,10 @@ export interface KernelRun {
   variant?: KernelVariant;
   constants: Record<string, number>;
   params: [rows: number, startPos: number, xRowOffset: number, kvLen: number];
-  group0: Init[]; // binding 0 is the Params uniform: pass undefined there
-  group1?: Init[];
-  group2?: Init[]; // a fused adapter's z, U and scales (matmul kernels' adapterAdd variant)
+  /** Every binding but the Params uniform `p` (which `params` fills), by name: weights, a fused adapter's adapterZ/U/Scales too. */
+  buffers: Record<string, Init>;
   workgroups: [number, number, number];
-  read: { group: 0 | 1 | 2; binding: number }[];
+  read: string[];
 }
 
 export async function runKernel(run: KernelRun): Promise<Float32Array[]> {
@@ -41,20 +42,21 @@ export async function runKernel(run: KernelRun): Promise<Float32Array[]> {
   };
   const params = device.createBuffer({ size: 16, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
   device.queue.writeBuffer(params, 0, new Uint32Array(run.params));
-  const g0 = run.group0.map((init, i) => (i === 0 ? params : make(init)));
-  const g1 = (run.group1 ?? []).map(make);
-  const g2 = (run.group2 ?? []).map(make);
-  const groups = [bindGroup(device, pipeline, 0, g0, 'g0')];
-  if (run.group1) groups.push(bindGroup(device, pipeline, 1, g1, 'g1'));
-  if (run.group2) groups.push(bindGroup(device, pipeline, 2, g2, 'g2'));
+  const made: Record<string, GPUBuffer> = { p: params };
+  for (const [name, init] of Object.entries(run.buffers)) {
+    const b = make(init);
+    if (b) made[name] = b;
+  }
+  const groups = bindKernel(device, pipeline, run.kernel, made as KernelBuffers<KernelName>, run.kernel);
   const enc = device.createCommandEncoder();
   const pass = enc.beginComputePass();
   pass.setPipeline(pipeline);
   groups.forEach((g, i) => pass.setBindGroup(i, g));
   pass.dispatchWorkgroups(...run.workgroups);
   pass.end();
-  const staging = run.read.map(({ group, binding }) => {
-    const src = [g0, g1, g2][group][binding]!;
+  const staging = run.read.map((name) => {
+    const src = made[name];
+    if (!src) throw new Error(`${run.kernel} has no buffer ${name} to read`);
     const dst = device.createBuffer({ size: src.size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
     enc.copyBufferToBuffer(src, 0, dst, 0, src.size);
     return dst;
@@ -69,6 +71,6 @@ export async function runKernel(run: KernelRun): Promise<Float32Array[]> {
     s.unmap();
     s.destroy();
   }
-  for (const b of [...g0, ...g1, ...g2]) b?.destroy();
+  for (const b of Object.values(made)) b.destroy();
   return out;
 }

@@ -51,3 +51,6 @@ export class PromptTooLongError extends EngineError {
     super(`The longest prompt has ${promptTokens} tokens, more than this model's ${contextWindow}-token context window: choose a shorter prompt.`);
   }
 }
+
+/** The engine cannot do this at all (e.g. adapters or batching with WebLLM): the message says what to use instead. */
+export class NotSupportedError extends EngineError {}

@@ -67,12 +67,12 @@ class AdaptersStore {
     if (!info) {
       this.loading = id;
       try {
-        info = await engine.loadAdapter(choice.location);
+        info = await engine.loadAdapter(choice.location, locationKey(choice.location));
       } finally {
         this.loading = null;
       }
     }
-    await engine.useAdapter(info.name);
+    await engine.useAdapter(info.id);
     this.lastUsed = id;
     return info;
   }

@@ -53,6 +53,8 @@ export function describeError(e: unknown): { title: string; message: string } {
     WorkerError: 'The engine stopped',
     NotStoredError: 'The model is not downloaded',
     AdapterError: 'The adapter does not fit this model',
+    PromptTooLongError: 'The prompt is too long for this model',
+    NotSupportedError: 'Not possible with this engine',
   };
   return { title: titles[err.name] ?? 'Something went wrong', message: err.message };
 }

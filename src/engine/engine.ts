@@ -66,17 +66,14 @@ async function sourceFor(from: ModelLocation | ModelSource): Promise<ModelSource
 /** The source, keeping the JSON files read through it (the adapter base check reuses the base's). */
 function keepingJson(source: ModelSource): { source: ModelSource; json: Map<string, unknown> } {
   const json = new Map<string, unknown>();
-  return {
-    json,
-    source: {
-      ...source,
-      readJson: async (path) => {
-        const v = await source.readJson(path);
-        json.set(path, v);
-        return v;
-      },
-    },
+  // Everything else (readShard, any streaming reader a source offers) comes from the source itself.
+  const keeping = Object.create(source) as ModelSource;
+  keeping.readJson = async (path) => {
+    const v = await source.readJson(path);
+    json.set(path, v);
+    return v;
   };
+  return { json, source: keeping };
 }
 
 /** What load made, beside the model itself. */

@@ -13,6 +13,7 @@ import { convertPeftAdapter } from '../formats/adapterConversion.ts';
 import { randomPeftAdapter } from '../formats/randomAdapter.ts';
 import type { ModelSource } from '../formats/tensorCacheTypes.ts';
 import type { QuantMode } from '../formats/llamaConfig.ts';
+import type { LoadedAdapter } from '../engine/reasoningEngine.ts';
 
 export interface BenchOptions {
   model: { url: string } | { synthetic: { layers: number; mode: QuantMode } };
@@ -108,7 +109,8 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
   const source = 'url' in o.model ? httpModelSource(o.model.url) : syntheticModelSource(llama2_7bShape(o.model.synthetic.layers), o.model.synthetic.mode);
   const engine = new Engine();
   const info = await engine.load(source, { contextLength: o.promptLen + o.gen + 2, maxBatch: o.batch });
-  const model = engine.model!;
+  // The raw decode paths are what the bench times: the LlamaModel beneath the engine interface.
+  const model = engine.llamaModel();
   const device = model.gpu.device;
   const copyBytesPerSecond = await copyBandwidth(device);
   const prompt = (seq: number) => Array.from({ length: o.promptLen }, (_, i) => 1 + ((i * 7919 + seq * 104729) % (info.config.vocabSize - 1)));
@@ -127,8 +129,8 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
       await model.prefillSlot(s, prompt(s));
     }
   };
-  const measureDecode = async (adapter: string | null, adapterBytes: number) => {
-    engine.useAdapter(adapter);
+  const measureDecode = async (adapter: LoadedAdapter | null, adapterBytes: number) => {
+    await engine.useAdapter(adapter?.id ?? null);
     await prefillSlots();
     const entries = Array.from({ length: o.batch }, (_, s) => ({ slot: s, token: 29871 % info.config.vocabSize }));
     await model.decodeBatch(entries); // warm-up (this adapter's pipelines)
@@ -151,7 +153,7 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
       efficiency: (bytesPerStep * (1000 / ms)) / copyBytesPerSecond,
       overhead: baseMs !== undefined && adapter ? ms / baseMs - 1 : null,
     });
-    decode.push({ adapter, bytesPerStep, ...timing(msPerStep, base?.msPerStep), greedy: timing(greedyMsPerStep, base?.greedy.msPerStep) });
+    decode.push({ adapter: adapter?.name ?? null, bytesPerStep, ...timing(msPerStep, base?.msPerStep), greedy: timing(greedyMsPerStep, base?.greedy.msPerStep) });
   };
   await measureDecode(null, 0);
   // Beam search at N = batch beams against the greedy step at batch N: it should cost no more
@@ -161,10 +163,10 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
   const beam = { numBeams: o.batch, msPerStep: beamMs, vsGreedyStep: beamMs / decode[0].greedy.msPerStep, vsReadBackStep: beamMs / decode[0].msPerStep };
   for (const a of o.adapters) {
     const src = a.startsWith('paper:') ? await paperAdapter(source, a.slice(6) as AdapterKind) : httpModelSource(a);
-    const name = await engine.loadAdapter(src);
-    await measureDecode(name, model.adapterBytes(name));
+    const adapter = await engine.loadAdapter(src, a);
+    await measureDecode(adapter, model.adapterBytes(adapter.id));
   }
-  engine.unload();
+  await engine.unload();
   return {
     gpuAdapter: info.adapterInfo,
     model: 'url' in o.model ? o.model.url : `synthetic Llama-2-7B shape, ${o.model.synthetic.layers} layers`,

@@ -59,16 +59,15 @@ async function main() {
         const info = await engine.load(httpModelSource('/cli-model/'), { contextLength });
         let adapterName: string | null = null;
         if (adapter) {
-          adapterName = await engine.loadAdapter(httpModelSource('/cli-adapter/'));
-          engine.useAdapter(adapterName);
+          const loaded = await engine.loadAdapter(httpModelSource('/cli-adapter/'), 'cli-adapter');
+          await engine.useAdapter(loaded.id);
+          adapterName = loaded.name;
         }
-        const r = await engine.generate(promptIds, {
-          maxNewTokens,
-          temperature,
-          topP,
-          seed,
-          onToken: (id: number) => void (window as unknown as { __onToken(id: number): void }).__onToken(id),
-        });
+        const r = await engine.generate(
+          promptIds,
+          { maxNewTokens, temperature, topP, seed },
+          { onToken: (t) => void (window as unknown as { __onToken(id: number): void }).__onToken(t.tokenId) },
+        );
         return { ...r, adapter: adapterName, memory: info.memory, gpuAdapter: info.adapterInfo };
       },
       {

@@ -1,12 +1,28 @@
 /**
- * The app's handle on the engine worker: promise-returning calls with progress and token
- * callbacks, and errors re-thrown with the worker's class name and message.
+ * The ReasoningEngine over the engine worker (worker.ts), as the app uses it: the same calls as
+ * the in-thread Engine, sent as protocol.ts messages; callbacks fire as the worker reports, and
+ * errors are re-thrown with the worker's class name and message.
  */
-import type { EngineRequest, EngineResponse, ModelLocation, WireGenerateOptions, WireGenerateResult } from './protocol.ts';
+import type { EngineRequest, EngineResponse } from './protocol.ts';
+import type {
+  BatchCallbacks,
+  BatchOptions,
+  BatchResult,
+  BatchShape,
+  EngineInfo,
+  GenerateCallbacks,
+  GenerateOptions,
+  GenerateResult,
+  LoadedAdapter,
+  LoadOptions,
+  ModelLocation,
+  Prompt,
+  ReasoningEngine,
+  TokenEvent,
+} from './reasoningEngine.ts';
 import type { LoadProgress } from './weights.ts';
 
 type WithoutId<T> = T extends unknown ? Omit<T, 'id'> : never;
-type LoadedInfo = Extract<EngineResponse, { type: 'loaded' }>['info'];
 
 export class EngineWorkerError extends Error {
   constructor(name: string, message: string) {
@@ -15,24 +31,24 @@ export class EngineWorkerError extends Error {
   }
 }
 
+/** A request waiting for its answer, with the callbacks its progress messages go to. */
 interface Pending {
   resolve(v: unknown): void;
   reject(e: Error): void;
   onProgress?: (p: LoadProgress) => void;
-  onToken?: (t: { tokenId: number; index: number; textDelta: string }) => void;
-  batch?: BatchCallbacks;
+  onToken?: (t: TokenEvent) => void;
+  batch?: Omit<BatchCallbacks, 'signal'> & { shape?: BatchShape; results: GenerateResult[] };
 }
 
-/** What a batch generation reports as it goes (sequence numbers index the prompts). */
-export interface BatchCallbacks {
-  onStart?: (shape: { maxBatch: number; contextLength: number }) => void;
-  onToken?: (seq: number, t: { tokenId: number; index: number; textDelta: string }) => void;
-  onDone?: (seq: number, result: WireGenerateResult) => void;
+/** A TokenEvent without the message's own fields. */
+function tokenEvent(m: TokenEvent): TokenEvent {
+  return { tokenId: m.tokenId, index: m.index, textDelta: m.textDelta };
 }
 
-export class EngineClient {
+export class EngineClient implements ReasoningEngine {
   private nextId = 1;
   private readonly pending = new Map<number, Pending>();
+  private loadedInfo: EngineInfo | null = null;
 
   constructor(private readonly worker: Worker = new Worker(new URL('./worker.ts', import.meta.url), { type: 'module' })) {
     worker.onmessage = (e: MessageEvent<EngineResponse>) => this.receive(e.data);
@@ -43,110 +59,103 @@ export class EngineClient {
     };
   }
 
+  /** The model the worker loaded, as its load reported it (null before). */
+  get info(): EngineInfo | null {
+    return this.loadedInfo;
+  }
+
   private receive(msg: EngineResponse) {
     const p = this.pending.get(msg.id);
     if (!p) return;
+    const settle = (v: unknown) => {
+      this.pending.delete(msg.id);
+      p.resolve(v);
+    };
     switch (msg.type) {
       case 'progress':
-        p.onProgress?.(msg.progress);
-        return;
+        return p.onProgress?.(msg.progress);
       case 'token':
-        p.onToken?.(msg);
-        return;
+        return p.onToken?.(tokenEvent(msg));
       case 'batchStart':
-        p.batch?.onStart?.(msg);
-        return;
+        p.batch!.shape = { maxBatch: msg.maxBatch, contextLength: msg.contextLength };
+        return p.batch!.onStart?.(p.batch!.shape);
       case 'seqToken':
-        p.batch?.onToken?.(msg.seq, msg);
-        return;
+        return p.batch!.onToken?.(msg.seq, tokenEvent(msg));
       case 'seqDone':
-        p.batch?.onDone?.(msg.seq, msg.result);
-        return;
+        p.batch!.results[msg.seq] = msg.result;
+        return p.batch!.onDone?.(msg.seq, msg.result);
       case 'batchDone':
-        this.pending.delete(msg.id);
-        p.resolve({ maxBatch: msg.maxBatch });
-        return;
+        return settle({ ...p.batch!.shape!, results: p.batch!.results } satisfies BatchResult);
       case 'error':
         this.pending.delete(msg.id);
-        p.reject(new EngineWorkerError(msg.name, msg.message));
-        return;
+        return p.reject(new EngineWorkerError(msg.name, msg.message));
       case 'loaded':
-        this.pending.delete(msg.id);
-        p.resolve(msg.info);
-        return;
+        return settle(msg.info);
       case 'tokens':
-        this.pending.delete(msg.id);
-        p.resolve(msg.ids);
-        return;
+        return settle(msg.ids);
       case 'done':
-        this.pending.delete(msg.id);
-        p.resolve(msg.result);
-        return;
+        return settle(msg.result);
       case 'adapter':
-        this.pending.delete(msg.id);
-        p.resolve({ name: msg.name, kind: msg.kind });
-        return;
-      case 'unloaded':
-        this.pending.delete(msg.id);
-        p.resolve(undefined);
-        return;
+        return settle(msg.adapter);
+      case 'ok':
+        return settle(undefined);
     }
   }
 
-  private request<T>(req: WithoutId<EngineRequest>, callbacks: Omit<Pending, 'resolve' | 'reject'> = {}): { id: number; promise: Promise<T> } {
+  private request<T>(req: WithoutId<EngineRequest>, callbacks: Omit<Pending, 'resolve' | 'reject'> = {}, signal?: AbortSignal): Promise<T> {
     const id = this.nextId++;
     const promise = new Promise<T>((resolve, reject) => {
       this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject, ...callbacks });
     });
     this.worker.postMessage({ ...req, id } as EngineRequest);
-    return { id, promise };
+    if (signal) {
+      // The worker ends the generation after its current token; the answer still comes back.
+      const cancel = () => this.worker.postMessage({ type: 'cancel', id: this.nextId++, target: id } satisfies EngineRequest);
+      if (signal.aborted) cancel();
+      else {
+        signal.addEventListener('abort', cancel, { once: true });
+        const done = () => signal.removeEventListener('abort', cancel);
+        promise.then(done, done);
+      }
+    }
+    return promise;
   }
 
-  load(location: ModelLocation, opts: { contextLength?: number; onProgress?: (p: LoadProgress) => void } = {}): Promise<LoadedInfo> {
-    return this.request<LoadedInfo>({ type: 'load', location, contextLength: opts.contextLength }, { onProgress: opts.onProgress }).promise;
+  async load(location: ModelLocation, opts: LoadOptions = {}): Promise<EngineInfo> {
+    this.loadedInfo = null;
+    const info = await this.request<EngineInfo>({ type: 'load', location, contextLength: opts.contextLength }, { onProgress: opts.onProgress });
+    this.loadedInfo = info;
+    return info;
   }
 
   tokenize(text: string): Promise<number[]> {
-    return this.request<number[]>({ type: 'tokenize', text }).promise;
+    return this.request<number[]>({ type: 'tokenize', text });
   }
 
-  /** Start a generation; `cancel()` stops it after the current token (the promise then resolves with stopReason 'cancelled'). */
-  generate(
-    prompt: string | number[],
-    options: WireGenerateOptions,
-    onToken?: (t: { tokenId: number; index: number; textDelta: string }) => void,
-  ): { promise: Promise<WireGenerateResult>; cancel(): void } {
-    const { id, promise } = this.request<WireGenerateResult>({ type: 'generate', prompt, options }, { onToken });
-    return { promise, cancel: () => this.worker.postMessage({ type: 'cancel', id: this.nextId++, target: id } satisfies EngineRequest) };
+  generate(prompt: Prompt, options: GenerateOptions, callbacks: GenerateCallbacks = {}): Promise<GenerateResult> {
+    return this.request<GenerateResult>({ type: 'generate', prompt, options }, { onToken: callbacks.onToken }, callbacks.signal);
   }
 
-  /**
-   * Generate for many prompts with continuous batching (greedy or sampled, as `options` say);
-   * each sequence reports its tokens and result through `callbacks` as it goes. `cancel()` ends
-   * the sequences in flight (reported with stopReason 'cancelled') and starts no more.
-   */
-  generateBatch(
-    prompts: (string | number[])[],
-    options: WireGenerateOptions,
-    callbacks: BatchCallbacks & { maxBatch?: number | 'auto'; memoryBudget?: number } = {},
-  ): { promise: Promise<{ maxBatch: number }>; cancel(): void } {
-    const { maxBatch, memoryBudget, ...batch } = callbacks;
-    const { id, promise } = this.request<{ maxBatch: number }>({ type: 'generateBatch', prompts, options, maxBatch, memoryBudget }, { batch });
-    return { promise, cancel: () => this.worker.postMessage({ type: 'cancel', id: this.nextId++, target: id } satisfies EngineRequest) };
+  generateBatch(prompts: Prompt[], options: BatchOptions, callbacks: BatchCallbacks = {}): Promise<BatchResult> {
+    const { signal, ...batch } = callbacks;
+    return this.request<BatchResult>({ type: 'generateBatch', prompts, options }, { batch: { ...batch, results: new Array(prompts.length) } }, signal);
   }
 
-  /** Make a converted adapter resident beside the base (checked against it); resolves with its name and kind. */
-  loadAdapter(location: ModelLocation): Promise<{ name: string; kind: string }> {
-    return this.request<{ name: string; kind: string }>({ type: 'loadAdapter', location }).promise;
+  loadAdapter(location: ModelLocation, id: string): Promise<LoadedAdapter> {
+    return this.request<LoadedAdapter>({ type: 'loadAdapter', location, adapterId: id });
   }
 
-  /** Use a resident adapter (by name) for the next generations, or none (null). */
-  useAdapter(name: string | null): Promise<{ name: string | null; kind: string | null }> {
-    return this.request<{ name: string | null; kind: string | null }>({ type: 'useAdapter', name }).promise;
+  useAdapter(id: string | null): Promise<void> {
+    return this.request<void>({ type: 'useAdapter', adapterId: id });
   }
 
-  unload(): Promise<void> {
-    return this.request<void>({ type: 'unload' }).promise;
+  unloadAdapter(id: string): Promise<void> {
+    return this.request<void>({ type: 'unloadAdapter', adapterId: id });
+  }
+
+  async unload(): Promise<void> {
+    await this.request<void>({ type: 'unload' });
+    this.loadedInfo = null;
   }
 
   terminate() {

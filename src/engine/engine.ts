@@ -1,104 +1,199 @@
 /**
- * The public engine API (load, generate with a token stream, cancel, unload), in the spirit of
- * WebLLM's engine: progress callbacks while loading, errors as named classes. No DOM, no UI:
- * it runs in a Web Worker in the app and in a page driven by the headless CLI.
+ * The ReasoningEngine (reasoningEngine.ts) on this thread, in the spirit of WebLLM's MLCEngine:
+ * load with progress callbacks, generate with a token stream, adapters, continuous batching,
+ * errors as named classes. No DOM, no UI. The engine worker (worker.ts) is a message pump around
+ * one of these; the CLI pages and the test pages use it directly. It owns the text layer: the
+ * tokenizer, stream decoding, stop strings and the final text.
  */
 import type { ModelSource } from '../formats/tensorCacheTypes.ts';
-import type { LlamaConfig, QuantMode } from '../formats/llamaConfig.ts';
-import { loadModelManifest } from '../formats/modelFiles.ts';
+import { httpModelSource, loadModelManifest } from '../formats/modelFiles.ts';
+import { loadTokenizer, type Tokenizer } from '../formats/tokenizer.ts';
+import { ADAPTER_MANIFEST_FILE, checkAdapterAgainstBase, parseAdapterManifest, readAdapterTensors } from '../formats/adapterFormat.ts';
 import { createGpuContext, type GpuContext } from './gpu.ts';
 import { LlamaModel, type ModelLoadOptions } from './llama.ts';
 import { Sampler, type SamplingOptions } from './sampling.ts';
-import { EngineError } from './errors.ts';
+import { EngineError, PromptTooLongError } from './errors.ts';
+import { SequenceText } from './sequenceText.ts';
 import { beamSearch, type BeamSearchOptions, type BeamSearchResult, type BeamStepper } from './beamSearch.ts';
-import { ADAPTER_MANIFEST_FILE, checkAdapterAgainstBase, parseAdapterManifest, readAdapterTensors } from '../formats/adapterFormat.ts';
+import type {
+  BatchCallbacks,
+  BatchOptions,
+  BatchResult,
+  BatchShape,
+  EngineInfo,
+  GenerateCallbacks,
+  GenerateOptions,
+  GenerateResult,
+  LoadedAdapter,
+  ModelLocation,
+  Prompt,
+  ReasoningEngine,
+  StopReason,
+  TokenEvent,
+} from './reasoningEngine.ts';
 
-export interface GenerateOptions extends SamplingOptions {
-  maxNewTokens: number;
-  /** Token ids that end the generation (the model's EOS by default); the stop id is included in the output. */
-  stopTokenIds?: number[];
-  /** Called after each token; return true to stop (stop strings are checked by the caller, which has the tokenizer). */
-  onToken?: (id: number, index: number) => boolean | void;
-  signal?: AbortSignal;
+/** KV cache + activations a batch run may take when the caller does not say (WebGPU cannot tell what is free). */
+export const DEFAULT_BATCH_MEMORY = 2 * 2 ** 30;
+
+/** On this thread a token callback may also end its sequence: returning true stops it there (stopReason 'stop'). */
+export interface InThreadGenerateCallbacks extends Omit<GenerateCallbacks, 'onToken'> {
+  onToken?: (t: TokenEvent) => boolean | void;
+}
+export interface InThreadBatchCallbacks extends Omit<BatchCallbacks, 'onToken'> {
+  onToken?: (seq: number, t: TokenEvent) => boolean | void;
 }
 
-export type StopReason = 'eos' | 'stop' | 'length' | 'cancelled';
-
-export interface GenerateResult {
-  ids: number[];
-  stopReason: StopReason;
-  prefillTokens: number;
-  prefillMs: number;
-  decodeTokens: number;
-  decodeMs: number;
-}
-
-export interface LoadedModelInfo {
-  config: LlamaConfig;
-  mode: QuantMode;
-  contextLength: number;
-  memory: LlamaModel['memory'];
-  adapterInfo: string;
-  hasF16: boolean;
-  hasSubgroups: boolean;
-  tokenizerJson: object | null;
-  tokenizerConfig: object | null;
-}
+/** A generation's ids and timings, before the text layer adds the prompt and text. */
+type IdsResult = Omit<GenerateResult, 'promptIds' | 'text'>;
 
 /**
  * Why a sequence ends with the token it has just been given (its `count`-th), or null: the
- * caller's onToken asked to stop ('stop'), a stop id ('eos'), or it reached its length.
+ * text layer or the caller asked to stop ('stop'), a stop id ('eos'), or it reached its length.
  */
-function endReason(id: number, count: number, maxNew: number, stop: Set<number>, onTokenSaidStop: boolean | void): StopReason | null {
-  if (onTokenSaidStop === true) return 'stop';
+function endReason(id: number, count: number, maxNew: number, stop: Set<number>, saidStop: boolean): StopReason | null {
+  if (saidStop) return 'stop';
   if (stop.has(id)) return 'eos';
   return count >= maxNew ? 'length' : null;
 }
 
-export class Engine {
-  private gpu: GpuContext | null = null;
-  private baseSource: ModelSource | null = null;
-  model: LlamaModel | null = null;
-  info: LoadedModelInfo | null = null;
+/** Beams a generation asks for: 1 (greedy or sampling) unless options.numBeams says more. */
+function beamCount(options: GenerateOptions): number {
+  return options.numBeams ?? 1;
+}
 
-  async load(source: ModelSource, opts: ModelLoadOptions = {}): Promise<LoadedModelInfo> {
-    this.unload();
-    const manifest = await loadModelManifest(source);
-    this.gpu ??= await createGpuContext();
-    this.model = await LlamaModel.load(this.gpu, source, manifest.config, manifest.mode, manifest.cache, opts);
-    this.baseSource = source;
-    const tokenizerConfig = (await source.readJson('tokenizer_config.json').catch(() => null)) as object | null;
-    this.info = {
-      config: manifest.config,
-      mode: manifest.mode,
-      contextLength: this.model.contextLength,
-      memory: this.model.memory,
-      adapterInfo: this.gpu.adapterInfo,
-      hasF16: this.gpu.hasF16,
-      hasSubgroups: this.gpu.hasSubgroups,
-      tokenizerJson: manifest.tokenizerJson,
-      tokenizerConfig,
-    };
-    return this.info;
+/** A location resolved to the files behind it (IndexedDB code is imported only when used). */
+async function sourceFor(from: ModelLocation | ModelSource): Promise<ModelSource> {
+  if (!('kind' in from)) return from;
+  if (from.kind === 'http') return httpModelSource(new URL(from.baseUrl, globalThis.location?.href).href);
+  const { idbModelSource } = await import('../storage/source.ts');
+  return idbModelSource(from.modelId);
+}
+
+/** The source, keeping the JSON files read through it (the adapter base check reuses the base's). */
+function keepingJson(source: ModelSource): { source: ModelSource; json: Map<string, unknown> } {
+  const json = new Map<string, unknown>();
+  // Everything else (readShard, any streaming reader a source offers) comes from the source itself.
+  const keeping = Object.create(source) as ModelSource;
+  keeping.readJson = async (path) => {
+    const v = await source.readJson(path);
+    json.set(path, v);
+    return v;
+  };
+  return { json, source: keeping };
+}
+
+/** What load made, beside the model itself. */
+interface Loaded {
+  model: LlamaModel;
+  tokenizer: Tokenizer | null;
+  /** The base's mlc-chat-config.json and tensor cache as load read them (for loadAdapter's check). */
+  baseChatConfig: unknown;
+  baseTensorCache: unknown;
+  /** The shape single generations run with (a batch run reshapes; the next generation restores it). */
+  home: BatchShape;
+  /** Resident adapters by the caller's id. */
+  adapters: Map<string, LoadedAdapter>;
+  static: Omit<EngineInfo, 'contextLength' | 'maxBatch' | 'memory'>;
+}
+
+export class Engine implements ReasoningEngine {
+  private gpu: GpuContext | null = null;
+  private loaded: Loaded | null = null;
+
+  /** The model as single generations run it, or null when none is loaded. */
+  get info(): EngineInfo | null {
+    const l = this.loaded;
+    if (!l) return null;
+    return { ...l.static, ...l.home, memory: l.model.memory };
   }
 
-  private requireModel(): LlamaModel {
-    if (!this.model) throw new EngineError('No model is loaded. Load a model first.');
-    return this.model;
+  /** Load a base model from a location or any ModelSource (replacing the loaded one and its adapters). */
+  async load(from: ModelLocation | ModelSource, opts: ModelLoadOptions = {}): Promise<EngineInfo> {
+    this.release();
+    const { source, json } = keepingJson(await sourceFor(from));
+    const manifest = await loadModelManifest(source);
+    this.gpu ??= await createGpuContext();
+    const model = await LlamaModel.load(this.gpu, source, manifest.config, manifest.mode, manifest.cache, opts);
+    try {
+      const tokenizerConfig = (await source.readJson('tokenizer_config.json').catch(() => null)) as object | null;
+      const tokenizer = manifest.tokenizerJson ? await loadTokenizer(manifest.tokenizerJson, tokenizerConfig ?? undefined) : null;
+      this.loaded = {
+        model,
+        tokenizer,
+        baseChatConfig: json.get('mlc-chat-config.json'),
+        baseTensorCache: json.get('tensor-cache.json') ?? json.get('ndarray-cache.json'),
+        home: { contextLength: model.contextLength, maxBatch: model.maxBatch },
+        adapters: new Map(),
+        static: {
+          config: manifest.config,
+          mode: manifest.mode,
+          adapterInfo: this.gpu.adapterInfo,
+          hasF16: this.gpu.hasF16,
+          hasSubgroups: this.gpu.hasSubgroups,
+          hasTokenizer: tokenizer !== null,
+        },
+      };
+    } catch (e) {
+      model.destroy();
+      throw e;
+    }
+    return this.info!;
+  }
+
+  private requireLoaded(): Loaded {
+    if (!this.loaded) throw new EngineError('No model is loaded. Load a model first.');
+    return this.loaded;
+  }
+
+  /**
+   * The loaded LlamaModel itself, beneath this interface: only for the bench's raw decode timings
+   * and the tests' oracle comparisons (dispatch labels, memory plan, KV positions).
+   */
+  llamaModel(): LlamaModel {
+    return this.requireLoaded().model;
+  }
+
+  async tokenize(text: string): Promise<number[]> {
+    return this.encode(this.requireLoaded(), text);
+  }
+
+  private encode(l: Loaded, prompt: Prompt): number[] {
+    if (typeof prompt !== 'string') return prompt;
+    if (!l.tokenizer) throw new EngineError('This model has no tokenizer: send token ids instead of text.');
+    return l.tokenizer.encode(prompt);
   }
 
   /** Logits of a fresh sequence: the last token's, or every token's with allLogits. */
   async logits(ids: number[], opts: { allLogits?: boolean; keepCache?: boolean } = {}): Promise<Float32Array> {
-    const model = this.requireModel();
+    const model = this.requireLoaded().model;
     if (!opts.keepCache) model.reset();
     return model.forward(ids, opts);
   }
 
-  /** Generate after a prompt, one sequence, from an empty cache. */
-  async generate(promptIds: number[], opts: GenerateOptions): Promise<GenerateResult> {
-    const model = this.requireModel();
+  /** Generate after a prompt, one sequence, from an empty cache, with the shape single generations have. */
+  async generate(prompt: Prompt, options: GenerateOptions, callbacks: InThreadGenerateCallbacks = {}): Promise<GenerateResult> {
+    const l = this.requireLoaded();
+    const promptIds = this.encode(l, prompt);
+    // A batch run may have left the model with a short context: give it the usual one back.
+    await this.reshape({ ...l.home });
+    if (beamCount(options) > 1) return this.generateByBeams(promptIds, { ...l.home }, options, callbacks);
+    const text = new SequenceText(l.tokenizer, promptIds, options.stopStrings);
+    const r = await this.generateIds(this.requireLoaded().model, promptIds, options, callbacks.signal, (tokenId, index) => {
+      const textDelta = text.push(tokenId);
+      return callbacks.onToken?.({ tokenId, index, textDelta }) === true || text.stopped;
+    });
+    return { promptIds, ...r, text: text.final(r.ids, r.stopReason) };
+  }
+
+  private async generateIds(
+    model: LlamaModel,
+    promptIds: number[],
+    opts: GenerateOptions & SamplingOptions,
+    signal: AbortSignal | undefined,
+    onToken: (id: number, index: number) => boolean,
+  ): Promise<IdsResult> {
     model.reset(0);
-    const stop = new Set(opts.stopTokenIds ?? this.info!.config.eosTokenIds);
+    const stop = new Set(opts.stopTokenIds ?? model.config.eosTokenIds);
     const sampler = new Sampler(opts);
     const maxNew = Math.min(opts.maxNewTokens, model.contextLength - promptIds.length);
     if (maxNew <= 0) throw new EngineError(`The prompt (${promptIds.length} tokens) leaves no room in the ${model.contextLength}-token context.`);
@@ -107,21 +202,21 @@ export class Engine {
     /** Give the sequence its next token (the same checks on both decoding paths); true while it goes on. */
     const accept = (id: number): boolean => {
       ids.push(id);
-      reason = endReason(id, ids.length, maxNew, stop, opts.onToken?.(id, ids.length - 1));
+      reason = endReason(id, ids.length, maxNew, stop, onToken(id, ids.length - 1));
       return reason === null;
     };
     const t0 = performance.now();
     let logits = await model.forward(promptIds);
     const prefillMs = performance.now() - t0;
     const t1 = performance.now();
-    if (opts.signal?.aborted) reason = 'cancelled';
+    if (signal?.aborted) reason = 'cancelled';
     else if (accept(sampler.next(logits))) {
       if (sampler.greedy) {
         // Every later id is chosen on the GPU (model.decodeGreedy), which runs ahead: ids of steps
         // still in flight after the end are dropped.
         await model.decodeGreedy([{ slot: 0, token: ids[0] }], maxNew - 1, (out) => {
           if (reason !== null) return false;
-          if (opts.signal?.aborted) reason = 'cancelled';
+          if (signal?.aborted) reason = 'cancelled';
           else accept(out[0]);
           return reason === null;
         });
@@ -130,7 +225,7 @@ export class Engine {
       } else {
         while (reason === null) {
           logits = await model.forward([ids[ids.length - 1]]);
-          if (opts.signal?.aborted) reason = 'cancelled';
+          if (signal?.aborted) reason = 'cancelled';
           else accept(sampler.next(logits));
         }
       }
@@ -147,73 +242,139 @@ export class Engine {
 
   /**
    * Make a converted adapter (adapter.json + shards) resident beside the base, after checking it
-   * was made for this base. Returns its name; several can be resident, useAdapter picks one.
+   * was made for this base (against the base files load read). Several can be resident, keyed by
+   * the caller's `id`; useAdapter picks one.
    */
-  async loadAdapter(source: ModelSource): Promise<string> {
-    const model = this.requireModel();
+  async loadAdapter(from: ModelLocation | ModelSource, id: string): Promise<LoadedAdapter> {
+    const l = this.requireLoaded();
+    const source = await sourceFor(from);
     const json = await source.readJson(ADAPTER_MANIFEST_FILE);
     if (json === null) throw new EngineError(`${ADAPTER_MANIFEST_FILE} not found: is this a converted adapter directory? (npm run convert-adapter)`);
     const manifest = parseAdapterManifest(json);
-    const [chat, cache] = await Promise.all([
-      this.baseSource!.readJson('mlc-chat-config.json'),
-      this.baseSource!.readJson('tensor-cache.json').then((c) => c ?? this.baseSource!.readJson('ndarray-cache.json')),
-    ]);
-    await checkAdapterAgainstBase(manifest, chat, cache);
+    await checkAdapterAgainstBase(manifest, l.baseChatConfig, l.baseTensorCache);
     const shards = new Map<string, ArrayBuffer>();
     for (const s of manifest.shards) shards.set(s.dataPath, await source.readShard(s.dataPath));
     const tensors = await readAdapterTensors(manifest, shards);
-    await model.addAdapter(manifest, tensors);
-    return manifest.name;
+    if (this.loaded !== l) throw new EngineError('The base model was replaced while the adapter loaded: load the adapter again.');
+    // The model keys its adapters by name: here by the caller's id, so two adapters that share a name can both be resident.
+    await l.model.addAdapter({ ...manifest, name: id }, tensors);
+    const adapter: LoadedAdapter = { id, kind: manifest.kind, name: manifest.name };
+    l.adapters.set(id, adapter);
+    return adapter;
+  }
+
+  /** Use a resident adapter (by the id it was loaded with) for the next generations; null: the base alone. */
+  async useAdapter(id: string | null): Promise<void> {
+    const l = this.requireLoaded();
+    if (id !== null && !l.adapters.has(id)) throw new EngineError(`No adapter "${id}" is loaded.`);
+    l.model.useAdapter(id);
+  }
+
+  async unloadAdapter(id: string): Promise<void> {
+    const l = this.requireLoaded();
+    l.model.removeAdapter(id);
+    l.adapters.delete(id);
+  }
+
+  /** The resident adapters, by the ids they were loaded with. */
+  get adapters(): LoadedAdapter[] {
+    return [...(this.loaded?.adapters.values() ?? [])];
   }
 
   /**
-   * Give the loaded model another context length and batch without reloading its weights (an
-   * evaluation: many short sequences; the playground: one long one). On failure the old shape is
-   * kept and the error thrown; if even that cannot be made again, the model is unloaded.
+   * Give the loaded model another context length and batch for single generations, without
+   * reloading its weights. On failure the old shape is kept and the error thrown; if even that
+   * cannot be made again, the model is unloaded.
    */
-  async configure(opts: { contextLength: number; maxBatch: number | 'auto'; memoryBudget?: number }): Promise<{ contextLength: number; maxBatch: number }> {
-    const model = this.requireModel();
-    const want = Math.min(Math.floor(opts.contextLength), model.config.contextWindowSize);
-    if (model.contextLength === want && model.maxBatch === opts.maxBatch) return { contextLength: want, maxBatch: model.maxBatch };
+  async configure(opts: { contextLength: number; maxBatch: number | 'auto'; memoryBudget?: number }): Promise<BatchShape> {
+    const shape = await this.reshape(opts);
+    this.requireLoaded().home = shape;
+    return shape;
+  }
+
+  /** Reshape the model (weights kept), as configure says; a no-op when it has that shape already. */
+  private async reshape(opts: { contextLength: number; maxBatch: number | 'auto'; memoryBudget?: number }): Promise<BatchShape> {
+    const l = this.requireLoaded();
+    const want = Math.min(Math.floor(opts.contextLength), l.model.config.contextWindowSize);
+    if (l.model.contextLength === want && l.model.maxBatch === opts.maxBatch) return { contextLength: want, maxBatch: l.model.maxBatch };
     let reshaped: Awaited<ReturnType<LlamaModel['reshape']>>;
     try {
-      reshaped = await model.reshape(opts);
+      reshaped = await l.model.reshape(opts);
     } catch (e) {
       // Not even the old shape could be made again: nothing is usable.
-      this.unload();
+      this.release();
       throw e;
     }
-    this.model = reshaped.model;
-    this.info = { ...this.info!, contextLength: this.model.contextLength, memory: this.model.memory };
+    l.model = reshaped.model;
     if (reshaped.error) throw reshaped.error;
-    return { contextLength: this.model.contextLength, maxBatch: this.model.maxBatch };
-  }
-
-  /** Use a resident adapter for the next generations (null: the base alone). */
-  useAdapter(name: string | null) {
-    this.requireModel().useAdapter(name);
-  }
-
-  unloadAdapter(name: string) {
-    this.requireModel().removeAdapter(name);
+    return { contextLength: l.model.contextLength, maxBatch: l.model.maxBatch };
   }
 
   /**
-   * Generate for many prompts with continuous batching: up to `model.maxBatch` sequences decode
-   * together (the weights are read once per step for all of them); a finished sequence frees its
-   * slot and the next prompt joins. Each sequence gets exactly the ids it would get alone.
-   * Results come back in prompt order; onToken and onDone report as they happen.
+   * Generate for many prompts with continuous batching (reasoningEngine.ts): the context is sized
+   * to the longest prompt plus maxNewTokens and the batch to options.maxBatch; each sequence gets
+   * exactly the ids it would get alone. onToken and onDone report as they happen.
    */
-  async generateBatch(
-    prompts: number[][],
-    opts: Omit<GenerateOptions, 'onToken'> & {
-      onToken?: (seq: number, id: number, index: number) => boolean | void;
-      onDone?: (seq: number, result: GenerateResult) => void;
-    },
-  ): Promise<GenerateResult[]> {
-    const model = this.requireModel();
-    const stop = new Set(opts.stopTokenIds ?? this.info!.config.eosTokenIds);
+  async generateBatch(prompts: Prompt[], options: BatchOptions, callbacks: InThreadBatchCallbacks = {}): Promise<BatchResult> {
+    const l = this.requireLoaded();
+    const promptIds = prompts.map((p) => this.encode(l, p));
+    const window = l.model.config.contextWindowSize;
+    const longest = promptIds.reduce((m, ids) => Math.max(m, ids.length), 0);
+    if (longest + 1 > window) throw new PromptTooLongError(longest, window);
+    if (beamCount(options) > 1) {
+      // Beam search solves one prompt at a time, its beams the batch's slots.
+      const shape = { contextLength: longest + options.maxNewTokens, maxBatch: beamCount(options) };
+      callbacks.onStart?.(await this.reshape(shape));
+      const results: GenerateResult[] = [];
+      for (const [seq, ids] of promptIds.entries()) {
+        if (callbacks.signal?.aborted) break;
+        results[seq] = await this.generateByBeams(ids, shape, options, {
+          signal: callbacks.signal,
+          onToken: (t) => callbacks.onToken?.(seq, t),
+        });
+        callbacks.onDone?.(seq, results[seq]);
+      }
+      return { contextLength: l.model.contextLength, maxBatch: l.model.maxBatch, results };
+    }
+    // Only the context this batch needs, so more sequences fit beside the weights.
+    const shape = await this.reshape({
+      contextLength: longest + options.maxNewTokens,
+      maxBatch: options.maxBatch ?? 'auto',
+      memoryBudget: options.memoryBudget ?? DEFAULT_BATCH_MEMORY,
+    });
+    callbacks.onStart?.(shape);
+    const texts = promptIds.map((ids) => new SequenceText(l.tokenizer, ids, options.stopStrings));
     const results: GenerateResult[] = new Array(prompts.length);
+    await this.generateBatchIds(
+      this.requireLoaded().model,
+      promptIds,
+      options,
+      callbacks.signal,
+      (seq, tokenId, index) => {
+        const textDelta = texts[seq].push(tokenId);
+        return callbacks.onToken?.(seq, { tokenId, index, textDelta }) === true || texts[seq].stopped;
+      },
+      (seq, r) => {
+        results[seq] = { promptIds: promptIds[seq], ...r, text: texts[seq].final(r.ids, r.stopReason) };
+        callbacks.onDone?.(seq, results[seq]);
+      },
+    );
+    return { ...shape, results };
+  }
+
+  /**
+   * Continuous batching over token ids: up to `model.maxBatch` sequences decode together; a
+   * finished sequence frees its slot and the next prompt joins.
+   */
+  private async generateBatchIds(
+    model: LlamaModel,
+    prompts: number[][],
+    opts: GenerateOptions & SamplingOptions,
+    signal: AbortSignal | undefined,
+    onToken: (seq: number, id: number, index: number) => boolean,
+    onDone: (seq: number, result: IdsResult) => void,
+  ): Promise<void> {
+    const stop = new Set(opts.stopTokenIds ?? model.config.eosTokenIds);
     interface Active {
       seq: number;
       slot: number;
@@ -228,7 +389,7 @@ export class Engine {
     const active: Active[] = [];
     let next = 0;
     const finish = (a: Active, stopReason: StopReason) => {
-      const r: GenerateResult = {
+      const r: IdsResult = {
         ids: a.ids,
         stopReason,
         prefillTokens: prompts[a.seq].length,
@@ -236,15 +397,14 @@ export class Engine {
         decodeTokens: Math.max(a.ids.length - 1, 0),
         decodeMs: performance.now() - a.decodeStart,
       };
-      results[a.seq] = r;
       freeSlots.push(a.slot);
       active.splice(active.indexOf(a), 1);
-      opts.onDone?.(a.seq, r);
+      onDone(a.seq, r);
     };
     /** Give a sequence its next token; true when it has ended. */
     const accept = (a: Active, id: number): boolean => {
       a.ids.push(id);
-      const reason = endReason(id, a.ids.length, a.maxNew, stop, opts.onToken?.(a.seq, id, a.ids.length - 1));
+      const reason = endReason(id, a.ids.length, a.maxNew, stop, onToken(a.seq, id, a.ids.length - 1));
       if (reason) finish(a, reason);
       return reason !== null;
     };
@@ -252,7 +412,7 @@ export class Engine {
     const advance = (a: Active): boolean => accept(a, a.sampler.next(a.logits));
     const greedy = new Sampler(opts).greedy;
     while (next < prompts.length || active.length > 0) {
-      if (opts.signal?.aborted) {
+      if (signal?.aborted) {
         for (const a of [...active]) finish(a, 'cancelled');
         break;
       }
@@ -281,7 +441,7 @@ export class Engine {
           batch.map((a) => ({ slot: a.slot, token: a.ids[a.ids.length - 1] })),
           steps,
           (out) => {
-            if (opts.signal?.aborted) return false;
+            if (signal?.aborted) return false;
             // Steps in flight after a sequence ended still carry valid ids for the others.
             batch.forEach((a, i) => {
               if (active.includes(a) && accept(a, out[i])) ended = true;
@@ -298,33 +458,44 @@ export class Engine {
         advance(a);
       });
     }
-    return results;
   }
 
-  unload() {
-    this.model?.destroy();
-    this.model = null;
-    this.baseSource = null;
-    this.info = null;
-  }
+  // ---- Beam search (the algorithm is in beamSearch.ts) ----
 
-  // ---- Beam search (issue 14): self-contained; the algorithm is in beamSearch.ts ----
+  /**
+   * One prompt by beam search, with the text layer: the beams decode as slots of one batch (the
+   * model is given `shape`, with at least numBeams slots), then the best hypothesis' ids are
+   * reported token by token and its text cut at the first stop string, as the greedy path does.
+   * As LLM-Adapters' evaluate.py decodes, beams end only at a stop id or the length.
+   */
+  private async generateByBeams(promptIds: number[], shape: BatchShape, options: GenerateOptions, callbacks: InThreadGenerateCallbacks): Promise<GenerateResult> {
+    const l = this.requireLoaded();
+    await this.reshape({ contextLength: shape.contextLength, maxBatch: Math.max(shape.maxBatch, beamCount(options)) });
+    const r = await this.generateBeams(promptIds, { numBeams: beamCount(options), maxNewTokens: options.maxNewTokens, stopTokenIds: options.stopTokenIds, signal: callbacks.signal });
+    const text = new SequenceText(l.tokenizer, promptIds, options.stopStrings);
+    r.ids.forEach((tokenId, index) => callbacks.onToken?.({ tokenId, index, textDelta: text.push(tokenId) }));
+    const { score: _score, ...ids } = r;
+    // Stop strings cut the text only: the search itself ran to a stop id or the length.
+    return { promptIds, ...ids, text: text.final(r.ids, text.stopped ? 'stop' : r.stopReason) };
+  }
 
   /**
    * Beam search after a prompt, as LLM-Adapters' evaluate.py decodes (transformers' BeamSearchScorer:
    * see beamSearch.ts): the beams are slots 0..numBeams-1 of the batch, decoded together, and a
    * forked beam copies its KV cache rows. Returns the best hypothesis (its stop id last when one
-   * ended it) and its length-normalized score.
+   * ended it) and its length-normalized score. Token ids only (the text layer is generateByBeams).
    */
   async generateBeams(
     promptIds: number[],
     opts: { numBeams: number; maxNewTokens: number; stopTokenIds?: number[]; lengthPenalty?: number; signal?: AbortSignal; onStep?: BeamSearchOptions['onStep'] },
-  ): Promise<GenerateResult & { score: number }> {
-    const model = this.requireModel();
+  ): Promise<IdsResult & { score: number }> {
+    const model = this.requireLoaded().model;
     const n = opts.numBeams;
     if (typeof n !== 'number' || !Number.isInteger(n) || n < 1) throw new EngineError(`numBeams must be a whole number of at least 1, not ${n}.`);
     if (n > model.maxBatch) {
-      throw new EngineError(`${n} beams need ${n} sequences decoded together, but the model was loaded with room for ${model.maxBatch} (maxBatch): use at most ${model.maxBatch} beams, or load or configure it with maxBatch ${n}.`);
+      throw new EngineError(
+        `${n} beams need ${n} sequences decoded together, but the model was loaded with room for ${model.maxBatch} (maxBatch): use at most ${model.maxBatch} beams, or load or configure it with maxBatch ${n}.`,
+      );
     }
     const maxNew = Math.min(opts.maxNewTokens, model.contextLength - promptIds.length);
     if (maxNew <= 0) throw new EngineError(`The prompt (${promptIds.length} tokens) leaves no room in the ${model.contextLength}-token context.`);
@@ -343,12 +514,29 @@ export class Engine {
     const t0 = performance.now();
     let r: BeamSearchResult;
     try {
-      r = await beamSearch(stepper, promptIds, { numBeams: n, maxNewTokens: maxNew, stopTokenIds: opts.stopTokenIds ?? this.info!.config.eosTokenIds, lengthPenalty: opts.lengthPenalty, signal: opts.signal, onStep: opts.onStep });
+      r = await beamSearch(stepper, promptIds, {
+        numBeams: n,
+        maxNewTokens: maxNew,
+        stopTokenIds: opts.stopTokenIds ?? model.config.eosTokenIds,
+        lengthPenalty: opts.lengthPenalty,
+        signal: opts.signal,
+        onStep: opts.onStep,
+      });
     } catch (e) {
       if (e instanceof RangeError) throw new EngineError(e.message);
       throw e;
     }
     // decodeTokens: batched decode steps (each gives every beam one token).
     return { ids: r.ids, score: r.score, stopReason: r.stopReason, prefillTokens: promptIds.length, prefillMs, decodeTokens: r.steps, decodeMs: performance.now() - t0 - prefillMs };
+  }
+
+  async unload(): Promise<void> {
+    this.release();
+  }
+
+  /** Free the model's GPU buffers (the device stays for the next load). */
+  private release() {
+    this.loaded?.model.destroy();
+    this.loaded = null;
   }
 }

@@ -41,3 +41,16 @@ export class GenerationCancelledError extends EngineError {
     super('Generation was cancelled.');
   }
 }
+
+/** A batch's longest prompt leaves no room for a token in the model's context window. */
+export class PromptTooLongError extends EngineError {
+  constructor(
+    readonly promptTokens: number,
+    readonly contextWindow: number,
+  ) {
+    super(`The longest prompt has ${promptTokens} tokens, more than this model's ${contextWindow}-token context window: choose a shorter prompt.`);
+  }
+}
+
+/** The engine cannot do this at all (e.g. adapters or batching with WebLLM): the message says what to use instead. */
+export class NotSupportedError extends EngineError {}

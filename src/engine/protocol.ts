@@ -1,54 +1,38 @@
 /**
- * The one small typed message protocol between the app and the engine worker.
+ * The one small typed message protocol between the app's EngineClient and the engine worker:
+ * each ReasoningEngine call as a request, its callbacks and its answer as responses.
  * Requests carry an id; every response names the request it answers.
  */
-import type { LoadedModelInfo, GenerateResult } from './engine.ts';
+import type { BatchOptions, BatchShape, EngineInfo, GenerateOptions, GenerateResult, LoadedAdapter, ModelLocation, Prompt, TokenEvent } from './reasoningEngine.ts';
 import type { LoadProgress } from './weights.ts';
 
-/** Where the worker reads a model from: a URL directory (HTTP) or the IndexedDB store. */
-export type ModelLocation = { kind: 'http'; baseUrl: string } | { kind: 'idb'; modelId: string };
-
-export interface WireGenerateOptions {
-  maxNewTokens: number;
-  temperature?: number;
-  topP?: number;
-  seed?: number;
-  /** Generation stops once the decoded text contains one of these (the stop text is trimmed from `text`). */
-  stopStrings?: string[];
-}
+export type { ModelLocation };
 
 export type EngineRequest =
   | { type: 'load'; id: number; location: ModelLocation; contextLength?: number }
-  | { type: 'generate'; id: number; prompt: string | number[]; options: WireGenerateOptions }
-  /**
-   * Many prompts with continuous batching (an evaluation run): the worker sizes the context to the
-   * longest prompt + maxNewTokens and the batch to `memoryBudget` bytes of KV cache and activations.
-   */
-  | { type: 'generateBatch'; id: number; prompts: (string | number[])[]; options: WireGenerateOptions; maxBatch?: number | 'auto'; memoryBudget?: number }
   | { type: 'tokenize'; id: number; text: string }
-  /** Make a converted adapter resident (HTTP directory or IndexedDB id); answers 'adapter' with its name. */
-  | { type: 'loadAdapter'; id: number; location: ModelLocation }
-  /** Use a resident adapter for the next generations; null: the base model alone. */
-  | { type: 'useAdapter'; id: number; name: string | null }
+  | { type: 'generate'; id: number; prompt: Prompt; options: GenerateOptions }
+  | { type: 'generateBatch'; id: number; prompts: Prompt[]; options: BatchOptions }
+  /** `adapterId`: the caller's key for the adapter (useAdapter and unloadAdapter take it). */
+  | { type: 'loadAdapter'; id: number; location: ModelLocation; adapterId: string }
+  | { type: 'useAdapter'; id: number; adapterId: string | null }
+  | { type: 'unloadAdapter'; id: number; adapterId: string }
+  /** Ends the generation `target` after its current token. */
   | { type: 'cancel'; id: number; target: number }
   | { type: 'unload'; id: number };
 
-export interface WireGenerateResult extends GenerateResult {
-  promptIds: number[];
-  text: string | null;
-}
-
 export type EngineResponse =
   | { type: 'progress'; id: number; progress: LoadProgress }
-  | { type: 'loaded'; id: number; info: Omit<LoadedModelInfo, 'tokenizerJson' | 'tokenizerConfig'> & { hasTokenizer: boolean } }
+  | { type: 'loaded'; id: number; info: EngineInfo }
   | { type: 'tokens'; id: number; ids: number[] }
-  | { type: 'adapter'; id: number; name: string | null; kind: string | null }
-  | { type: 'token'; id: number; tokenId: number; index: number; textDelta: string }
-  | { type: 'done'; id: number; result: WireGenerateResult }
+  | { type: 'adapter'; id: number; adapter: LoadedAdapter }
+  | ({ type: 'token'; id: number } & TokenEvent)
+  | { type: 'done'; id: number; result: GenerateResult }
   /** A batch's shape, once the model has been given it (before the first token). */
-  | { type: 'batchStart'; id: number; maxBatch: number; contextLength: number }
-  | { type: 'seqToken'; id: number; seq: number; tokenId: number; index: number; textDelta: string }
-  | { type: 'seqDone'; id: number; seq: number; result: WireGenerateResult }
-  | { type: 'batchDone'; id: number; maxBatch: number }
-  | { type: 'unloaded'; id: number }
+  | ({ type: 'batchStart'; id: number } & BatchShape)
+  | ({ type: 'seqToken'; id: number; seq: number } & TokenEvent)
+  | { type: 'seqDone'; id: number; seq: number; result: GenerateResult }
+  | { type: 'batchDone'; id: number }
+  /** useAdapter, unloadAdapter and unload have nothing to say but that they are done. */
+  | { type: 'ok'; id: number }
   | { type: 'error'; id: number; name: string; message: string };

@@ -10,6 +10,8 @@
  * back as a WebLLMUnavailableError whose message says what to do.
  */
 import type { AppConfig, InitProgressReport, MLCEngine, ModelRecord } from '@mlc-ai/web-llm';
+import { NotSupportedError } from './errors.ts';
+import type { BatchResult, GenerateCallbacks, GenerateOptions, GenerateResult, LoadedAdapter, Prompt, ReasoningEngine, StopReason } from './reasoningEngine.ts';
 
 /** WebLLM could not be loaded here (offline, no WebGPU, no shader-f16, unknown model id, …). */
 export class WebLLMUnavailableError extends Error {
@@ -271,4 +273,76 @@ export async function unloadWebLLM(): Promise<void> {
   const c = current;
   current = null;
   if (c) await c.engine.unload().catch(() => {});
+}
+
+/** What WebLLM cannot do, in words that say what to use instead. */
+export const WEBLLM_NO_ADAPTERS =
+  'Adapters are off with WebLLM: it runs MLC’s compiled base model as published, with hard prompts only. ' +
+  'Choose the Reasoning Lab engine to use LoRA, series or parallel adapters.';
+export const WEBLLM_NO_BATCH = 'WebLLM generates one prompt at a time here: choose the Reasoning Lab engine for batched evaluation runs.';
+export const WEBLLM_NO_TOKENIZE = 'WebLLM does not expose its tokenizer here: choose the Reasoning Lab engine to count tokens.';
+
+/**
+ * WebLLM behind the ReasoningEngine interface, where it can be: text generation with a token
+ * stream and cancellation. It loads by WebLLM model id (loadWebLLM), not a ModelLocation, and
+ * has no EngineInfo; adapters, batching and tokenizing are refused with NotSupportedError.
+ */
+export class WebLLMEngine implements Omit<ReasoningEngine, 'load' | 'info'> {
+  load(modelId: string, opts: WebLLMLoadOptions = {}): Promise<{ modelId: string }> {
+    return loadWebLLM(modelId, opts);
+  }
+
+  /** The WebLLM model id loaded now, or null. */
+  get modelId(): string | null {
+    return loadedWebLLMModel();
+  }
+
+  /**
+   * Complete a text prompt (greedy unless a temperature is given; topP, seed and stopTokenIds are
+   * WebLLM's own defaults). Token ids are not reported: each event carries tokenId -1 and its text.
+   */
+  async generate(prompt: Prompt, options: GenerateOptions, callbacks: GenerateCallbacks = {}): Promise<GenerateResult> {
+    if (typeof prompt !== 'string') throw new NotSupportedError('WebLLM takes text prompts only.');
+    let index = 0;
+    const r = await generateWebLLM(prompt, { maxNewTokens: options.maxNewTokens, temperature: options.temperature ?? 0, stop: options.stopStrings, signal: callbacks.signal }, (textDelta) =>
+      callbacks.onToken?.({ tokenId: -1, index: index++, textDelta }),
+    );
+    const stopReason: StopReason = r.finishReason === 'cancelled' ? 'cancelled' : r.finishReason === 'stop' ? 'stop' : 'length';
+    const ms = (tokens: number, perSecond: number) => (perSecond > 0 ? (tokens * 1000) / perSecond : 0);
+    return {
+      ids: [],
+      promptIds: [],
+      text: r.text,
+      stopReason,
+      prefillTokens: r.promptTokens,
+      prefillMs: ms(r.promptTokens, r.prefillTokensPerSecond),
+      decodeTokens: Math.max(0, r.completionTokens - 1),
+      decodeMs: ms(Math.max(0, r.completionTokens - 1), r.decodeTokensPerSecond),
+    };
+  }
+
+  async generateBatch(): Promise<BatchResult> {
+    throw new NotSupportedError(WEBLLM_NO_BATCH);
+  }
+
+  async tokenize(): Promise<number[]> {
+    throw new NotSupportedError(WEBLLM_NO_TOKENIZE);
+  }
+
+  async loadAdapter(): Promise<LoadedAdapter> {
+    throw new NotSupportedError(WEBLLM_NO_ADAPTERS);
+  }
+
+  /** The base alone (null) is all WebLLM runs; any adapter is refused. */
+  async useAdapter(id: string | null): Promise<void> {
+    if (id !== null) throw new NotSupportedError(WEBLLM_NO_ADAPTERS);
+  }
+
+  async unloadAdapter(): Promise<void> {
+    throw new NotSupportedError(WEBLLM_NO_ADAPTERS);
+  }
+
+  unload(): Promise<void> {
+    return unloadWebLLM();
+  }
 }

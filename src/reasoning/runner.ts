@@ -1,8 +1,8 @@
 /**
- * The evaluation runner: hands a dataset's remaining problems to any generator with the
- * EngineClient's `generateBatch` shape, scoring each answer and handing back the updated run after
- * every problem (so the UI can redraw accuracy and persist it); solveProblem solves one with the
- * `generate` shape. Engine-agnostic and DOM-free.
+ * The evaluation runner: hands a dataset's remaining problems to any ReasoningEngine's
+ * `generateBatch`, scoring each answer and handing back the updated run after every problem (so
+ * the UI can redraw accuracy and persist it); solveProblem solves one with its `generate`.
+ * Engine-agnostic (only the interface's types) and DOM-free.
  */
 import type { DatasetName, Problem } from './datasets.ts';
 import { selectProblems } from './datasets.ts';
@@ -10,43 +10,13 @@ import { buildPrompt, cutAtStop, type PromptConfig } from './prompts.ts';
 import { scoreOutput, type ScoredItem } from './score.ts';
 import { addRunItem, createRun, remainingIndices, type Run, type RunConfig, type RunItem } from './runs.ts';
 import { paperAccuracy } from './paper.ts';
+import type { ReasoningEngine } from '../engine/reasoningEngine.ts';
 
-export interface GenerateOptions {
-  maxNewTokens: number;
-  temperature?: number;
-  topP?: number;
-  seed?: number;
-  stopStrings?: string[];
-}
+/** What solveProblem needs from an engine: ReasoningEngine.generate (the UI store's has the same shape). */
+export type GenerateFn = ReasoningEngine['generate'];
 
-export interface GenerateOutcome {
-  text: string | null;
-  stopReason?: string;
-  prefillTokens?: number;
-  prefillMs?: number;
-  decodeTokens?: number;
-  decodeMs?: number;
-}
-
-export type TokenCallback = (t: { tokenId: number; index: number; textDelta: string }) => void;
-
-/** What the runner needs from an engine: EngineClient.generate's signature. */
-export type GenerateFn = (
-  prompt: string | number[],
-  options: GenerateOptions,
-  onToken?: TokenCallback,
-) => { promise: Promise<GenerateOutcome>; cancel(): void };
-
-/** Many prompts at once with continuous batching: EngineClient.generateBatch's signature. */
-export type GenerateBatchFn = (
-  prompts: string[],
-  options: GenerateOptions,
-  callbacks: {
-    onStart?: (shape: { maxBatch: number; contextLength: number }) => void;
-    onToken?: (seq: number, t: { tokenId: number; index: number; textDelta: string }) => void;
-    onDone?: (seq: number, outcome: GenerateOutcome) => void;
-  },
-) => { promise: Promise<{ maxBatch: number }>; cancel(): void };
+/** Many prompts at once with continuous batching: ReasoningEngine.generateBatch. */
+export type GenerateBatchFn = ReasoningEngine['generateBatch'];
 
 export interface Solution extends ScoredItem {
   prompt: string;
@@ -90,18 +60,17 @@ export async function solveProblem(
   const prompt = buildPrompt(config, problem);
   const t0 = performance.now();
   let streamed = '';
-  const handle = generate(prompt, { maxNewTokens: options.maxNewTokens, temperature: 0, stopStrings: config.stopSequences }, (t) => {
-    streamed += t.textDelta;
-    options.onText?.(cutAtStop(streamed, config.stopSequences));
-  });
-  const onAbort = () => handle.cancel();
-  options.signal?.addEventListener('abort', onAbort, { once: true });
-  let result: GenerateOutcome;
-  try {
-    result = await handle.promise;
-  } finally {
-    options.signal?.removeEventListener('abort', onAbort);
-  }
+  const result = await generate(
+    prompt,
+    { maxNewTokens: options.maxNewTokens, temperature: 0, stopStrings: config.stopSequences },
+    {
+      signal: options.signal,
+      onToken: (t) => {
+        streamed += t.textDelta;
+        options.onText?.(cutAtStop(streamed, config.stopSequences));
+      },
+    },
+  );
   // A cancelled generation is not an answer: it must not be scored.
   if (options.signal?.aborted || result.stopReason === 'cancelled') throw new RunCancelled();
   const output = cutAtStop(result.text ?? streamed, config.stopSequences);
@@ -184,10 +153,15 @@ export async function runEvaluation(opts: RunOptions): Promise<Run> {
   };
   // Saves happen one after another, in the order problems finish.
   let saving: Promise<void> = Promise.resolve();
-  const handle = opts.generateBatch(
+  // Stopped by the caller, or by a result that cannot be saved.
+  const stop = new AbortController();
+  const onAbort = () => stop.abort();
+  opts.signal?.addEventListener('abort', onAbort, { once: true });
+  const generating = opts.generateBatch(
     problems.map((p) => buildPrompt(opts.config, p)),
     { maxNewTokens: opts.maxNewTokens, temperature: 0, stopStrings: stops },
     {
+      signal: stop.signal,
       onStart: (shape) => opts.onBatchStart?.(shape),
       onToken: (seq, t) => {
         texts[seq] += t.textDelta;
@@ -202,21 +176,19 @@ export async function runEvaluation(opts: RunOptions): Promise<Run> {
         const problem = problems[seq];
         const output = cutAtStop(outcome.text ?? texts[seq], stops);
         const s = scoreOutput(run.dataset, problem, output);
-        const item: RunItem = { index: problem.index, pred: s.pred, gold: s.gold, correct: s.correct, target: s.target, modes: s.modes, output, generatedTokens: outcome.decodeTokens, ms: Math.round((outcome.prefillMs ?? 0) + (outcome.decodeMs ?? 0)) };
+        const item: RunItem = { index: problem.index, pred: s.pred, gold: s.gold, correct: s.correct, target: s.target, modes: s.modes, output, generatedTokens: outcome.decodeTokens, ms: Math.round(outcome.prefillMs + outcome.decodeMs) };
         saving = saving.then(async () => {
           run = addRunItem(run, item);
           await opts.save?.(run);
           opts.onProgress?.(run, item);
         });
         // A result that cannot be saved stops the run (the error surfaces below).
-        saving.catch(() => handle.cancel());
+        saving.catch(() => stop.abort());
       },
     },
   );
-  const onAbort = () => handle.cancel();
-  opts.signal?.addEventListener('abort', onAbort, { once: true });
   try {
-    await handle.promise;
+    await generating;
   } finally {
     opts.signal?.removeEventListener('abort', onAbort);
     await saving;

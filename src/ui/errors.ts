@@ -13,6 +13,8 @@ const TITLES: Record<string, string> = {
   EngineError: 'The engine could not do that',
   WorkerError: 'The engine stopped',
   WebLLMUnavailableError: 'WebLLM could not start',
+  PromptTooLongError: 'The prompt is too long for this model',
+  NotSupportedError: 'Not possible with this engine',
   // src/storage
   NetworkError: 'The download could not reach the server',
   HttpError: 'The server refused a file',
@@ -29,11 +31,17 @@ const TITLES: Record<string, string> = {
   TensorCacheError: 'The tensor cache could not be read',
   MlcChatConfigError: 'The model configuration could not be read',
   ModelFilesError: 'The model files are incomplete',
+  TorchPickleError: 'The PyTorch file could not be read safely',
   // src/reasoning
   DatasetDownloadError: 'The dataset could not be downloaded',
   DatasetParseError: 'The dataset could not be read',
   ScoreError: 'The predictions could not be scored',
   RunCancelled: 'The run was stopped',
+  ShardSpecError: 'The shard is not valid',
+  MergeError: 'The result files do not form one run',
+  // src/training, src/cli
+  TrainingDataError: 'The training data could not be used',
+  CheckpointError: 'The checkpoint could not be read',
 };
 
 /** A user-facing title and message for anything thrown by the engine, storage, formats or the browser. */

@@ -154,10 +154,10 @@ test.describe('bring your own adapter', () => {
       await e.load(httpModelSource('/models/tiny/q4f32_1/'), { contextLength: 64 });
       const prompt = [1, 450, 4996, 17354, 1701];
       const base = (await e.generate(prompt, { maxNewTokens: 6 })).ids;
-      const name = await e.loadAdapter(S.idbModelSource('user-adapter-my-lora-tiny-q4f32_1'));
-      e.useAdapter(name);
+      const { id, name } = await e.loadAdapter(S.idbModelSource('user-adapter-my-lora-tiny-q4f32_1'), 'user-adapter-my-lora-tiny-q4f32_1');
+      await e.useAdapter(id);
       const adapted = (await e.generate(prompt, { maxNewTokens: 6 })).ids;
-      e.unload();
+      await e.unload();
       return { name, changed: JSON.stringify(base) !== JSON.stringify(adapted) };
     });
     expect(r).toEqual({ name: 'my-lora', changed: true });

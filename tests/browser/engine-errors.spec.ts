@@ -30,7 +30,7 @@ test('a lost GPU device fails the next generation with DeviceLostError saying to
     const engine = new Engine();
     await engine.load(httpModelSource('/models/tiny/q4f32_1/'));
     const before = (await engine.generate([1, 450], { maxNewTokens: 2 })).ids.length;
-    engine.model!.gpu.device.destroy(); // what a driver reset looks like from the page
+    engine.llamaModel().gpu.device.destroy(); // what a driver reset looks like from the page
     try {
       await engine.generate([1, 450], { maxNewTokens: 2 });
       return { before, error: null };
@@ -58,7 +58,7 @@ test('a device lost while greedy steps are in flight fails the generation with D
     let error: { name: string; message: string } | null = null;
     try {
       // Token 3 arrives while the next steps' readbacks are pending: lose the device then.
-      await engine.generate([1, 450], { maxNewTokens: 30, onToken: (_id: number, i: number) => void ((seen = i + 1) === 3 && engine.model!.gpu.device.destroy()) });
+      await engine.generate([1, 450], { maxNewTokens: 30 }, { onToken: ({ index }: { index: number }) => void ((seen = index + 1) === 3 && engine.llamaModel().gpu.device.destroy()) });
     } catch (e) {
       error = { name: (e as Error).name, message: (e as Error).message };
     }

@@ -54,7 +54,7 @@ test('after a download, with the network cut, the model loads from IndexedDB and
         (e: Error) => `${e.name}: ${e.message}`,
       );
       await w.client.load({ kind: 'http', baseUrl: base });
-      const r = await w.client.generate(prompt, { maxNewTokens: n }).promise;
+      const r = await w.client.generate(prompt, { maxNewTokens: n });
       const manifest = w.S.parseManifest(
         {
           schema: 1,
@@ -103,7 +103,7 @@ test('after a download, with the network cut, the model loads from IndexedDB and
       const w = window as unknown as Win;
       const progress: number[] = [];
       const info = await w.client.load({ kind: 'idb', modelId: id }, { onProgress: (p) => progress.push(p.bytesLoaded) });
-      const r = await w.client.generate(prompt, { maxNewTokens: n }).promise;
+      const r = await w.client.generate(prompt, { maxNewTokens: n });
       // The tokenizer, read from IndexedDB (tokenizer.json through readJson), in the page.
       const src = w.S.idbModelSource(id);
       const tokJson = (await src.readJson('tokenizer.json')) as object;

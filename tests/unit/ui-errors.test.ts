@@ -14,6 +14,11 @@ import { DatasetParseError } from '../../src/reasoning/datasets.ts';
 import { DatasetDownloadError } from '../../src/reasoning/datasetStore.ts';
 import { ScoreError } from '../../src/reasoning/score.ts';
 import { RunCancelled } from '../../src/reasoning/runner.ts';
+import { TorchPickleError } from '../../src/formats/torchPickle.ts';
+import { ShardSpecError } from '../../src/reasoning/runRecord.ts';
+import { MergeError } from '../../src/reasoning/mergeResults.ts';
+import { TrainingDataError } from '../../src/training/data.ts';
+import { CheckpointError } from '../../src/cli/hfCheckpoint.ts';
 
 type ErrorClass = new (...args: never[]) => Error;
 
@@ -38,6 +43,11 @@ const classes: ErrorClass[] = [
   DatasetDownloadError,
   ScoreError,
   RunCancelled,
+  TorchPickleError,
+  ShardSpecError,
+  MergeError,
+  TrainingDataError,
+  CheckpointError,
 ];
 
 /** An instance whatever the constructor takes (strings, numbers, lists: each class's messages only format them). */

@@ -2,35 +2,32 @@
  * The page's one engine: which model is loaded, load progress, the current generation, and the
  * last error in words a user can act on. Components read this; only these methods change it.
  */
-import { EngineClient, type BatchCallbacks } from '../../engine/client.ts';
+import { EngineClient } from '../../engine/client.ts';
 import type { LoadProgress } from '../../engine/weights.ts';
-import type { ModelLocation, WireGenerateOptions, WireGenerateResult } from '../../engine/protocol.ts';
-import type { AdapterKind } from '../../formats/adapterFormat.ts';
+import type {
+  BatchCallbacks,
+  BatchOptions,
+  BatchResult,
+  EngineInfo,
+  GenerateCallbacks,
+  GenerateOptions,
+  GenerateResult,
+  LoadedAdapter,
+  ModelLocation,
+  Prompt,
+} from '../../engine/reasoningEngine.ts';
 import { describeError } from '../errors.ts';
 
-export type LoadedInfo = Awaited<ReturnType<EngineClient['load']>>;
-export type TokenEvent = { tokenId: number; index: number; textDelta: string };
+export type LoadedInfo = EngineInfo;
+export type { TokenEvent } from '../../engine/reasoningEngine.ts';
 
 export interface ModelChoice {
-  /** Stable id (also used in share links and run records): "tiny/q4f32_1", or a stored model's id. */
+  /** The model's catalog manifest id (also used in share links and run records), e.g. "tiny-q4f32_1". */
   id: string;
   label: string;
   location: ModelLocation;
   /** Shown beside the name (e.g. "random weights: shows the pipeline, not the reasoning"). */
   note?: string;
-}
-
-export const TINY_MODES = ['q4f32_1', 'q4f16_1', 'q0f32', 'q0f16'] as const;
-export const TINY_NOTE = 'random weights: shows the pipeline, not the reasoning';
-
-/** The offline demo models the dev server / static site serve at models/tiny/<mode>/. */
-export function tinyModelChoices(): ModelChoice[] {
-  return TINY_MODES.map((mode) => ({
-    id: `tiny/${mode}`,
-    label: `Tiny demo model (${mode})`,
-    note: TINY_NOTE,
-    location: { kind: 'http', baseUrl: new URL(`models/tiny/${mode}/`, document.baseURI).href },
-  }));
 }
 
 export { describeError };
@@ -46,16 +43,12 @@ export const NO_WEBGPU_MESSAGE =
 
 export type EngineStatus = 'idle' | 'loading' | 'ready' | 'error';
 
-/** A resident adapter: the id it was loaded under, its name (from adapter.json) and kind. */
-export interface AdapterInfo {
-  id: string;
-  kind: AdapterKind;
-  name: string;
-}
+/** An adapter as the engine knows it: the id it was loaded under, its kind, and its name (from adapter.json). */
+export type AdapterInfo = LoadedAdapter;
 
-/** A stable key for where an adapter is read from (several can be resident at once). */
-export function locationKey(location: ModelLocation): string {
-  return location.kind === 'http' ? `http:${location.baseUrl}` : `idb:${location.modelId}`;
+/** What the store's generations also take: the label `busy` shows while one runs. */
+export interface Labelled {
+  label?: string;
 }
 
 class EngineStore {
@@ -72,7 +65,8 @@ class EngineStore {
   resident = $state<Record<string, AdapterInfo>>({});
 
   private client: EngineClient | null = null;
-  private current: { cancel(): void } | null = null;
+  /** Aborts the generation running now. */
+  private current: AbortController | null = null;
 
   readonly ready = $derived(this.status === 'ready');
   readonly loadFraction = $derived(this.progress && this.progress.bytesTotal > 0 ? this.progress.bytesLoaded / this.progress.bytesTotal : 0);
@@ -106,8 +100,9 @@ class EngineStore {
   }
 
   /**
-   * Make the adapter at `location` resident beside the loaded base under `id` (a no-op when it
-   * already is). Rejects with the engine's own words when it does not fit the base.
+   * Make the adapter at `location` resident beside the loaded base under `id` (the caller's key:
+   * a manifest id or a stored location's key); a no-op when that id already is. Rejects with the
+   * engine's own words when it does not fit the base.
    */
   async loadAdapter(location: ModelLocation, id: string): Promise<AdapterInfo> {
     const known = this.resident[id];
@@ -115,9 +110,7 @@ class EngineStore {
     if (!this.client || this.status !== 'ready') throw new Error('Load a model first.');
     if (this.busy) throw new Error(`Wait for "${this.busy}" to finish, or stop it.`);
     const client = this.client;
-    const loaded = await client.loadAdapter(location);
-    // The worker reports one of the three kinds adapter.json allows.
-    const info: AdapterInfo = { id, kind: loaded.kind as AdapterKind, name: loaded.name };
+    const info = await client.loadAdapter(location, id);
     // The base may have been replaced while the adapter loaded: then it is not resident any more.
     if (client === this.client && this.status === 'ready') this.resident[id] = info;
     return info;
@@ -127,12 +120,10 @@ class EngineStore {
   async useAdapter(id: string | null): Promise<void> {
     if (!this.client || this.status !== 'ready') throw new Error('Load a model first.');
     if ((this.adapter?.id ?? null) === id) return;
-    const info = id === null ? null : this.resident[id];
-    if (info === undefined) throw new Error(`The adapter "${id}" is not loaded.`);
+    if (id !== null && !this.resident[id]) throw new Error(`The adapter "${id}" is not loaded: load it first.`);
     if (this.busy) throw new Error(`Wait for "${this.busy}" to finish, or stop it.`);
-    // The worker keys its resident adapters by name.
-    const r = await this.client.useAdapter(info?.name ?? null);
-    this.adapter = info && r.name ? info : null;
+    await this.client.useAdapter(id);
+    this.adapter = id === null ? null : this.resident[id];
   }
 
   async tokenize(text: string): Promise<number[]> {
@@ -141,37 +132,31 @@ class EngineStore {
   }
 
   /**
-   * Generate with the loaded model. Same shape as EngineClient.generate (what the evaluation
-   * runner takes), plus bookkeeping: `busy` while it runs, errors shown in the banner.
+   * Generate with the loaded model: ReasoningEngine.generate (what the evaluation runner takes),
+   * plus bookkeeping: `busy` (with `label`) while it runs, errors shown in the banner.
    */
-  generate = (
-    prompt: string | number[],
-    options: WireGenerateOptions,
-    onToken?: (t: TokenEvent) => void,
-    label = 'Generating',
-  ): { promise: Promise<WireGenerateResult>; cancel(): void } => this.track(label, (client) => client.generate(prompt, options, onToken));
+  generate = (prompt: Prompt, options: GenerateOptions, callbacks: GenerateCallbacks & Labelled = {}): Promise<GenerateResult> =>
+    this.track(callbacks, (client, signal) => client.generate(prompt, options, { ...callbacks, signal }));
 
   /**
    * Generate for many prompts with continuous batching (an evaluation run); same bookkeeping as
-   * generate. The worker sizes the batch to the prompts and the memory budget.
+   * generate. The engine sizes the batch to the prompts and the memory budget.
    */
-  generateBatch = (
-    prompts: (string | number[])[],
-    options: WireGenerateOptions,
-    callbacks: BatchCallbacks & { maxBatch?: number | 'auto' },
-    label = 'Generating',
-  ): { promise: Promise<{ maxBatch: number }>; cancel(): void } => this.track(label, (client) => client.generateBatch(prompts, options, callbacks));
+  generateBatch = (prompts: Prompt[], options: BatchOptions, callbacks: BatchCallbacks & Labelled = {}): Promise<BatchResult> =>
+    this.track(callbacks, (client, signal) => client.generateBatch(prompts, options, { ...callbacks, signal }));
 
-  /** One generation at a time: `busy` while it runs, its errors shown in the banner. */
-  private track<T>(label: string, start: (client: EngineClient) => { promise: Promise<T>; cancel(): void }): { promise: Promise<T>; cancel(): void } {
-    if (!this.client || this.status !== 'ready') {
-      return { promise: Promise.reject(new Error('Load a model first.')), cancel() {} };
-    }
-    if (this.busy) return { promise: Promise.reject(new Error(`Wait for "${this.busy}" to finish, or stop it.`)), cancel() {} };
-    this.busy = label;
-    const handle = start(this.client);
-    this.current = handle;
-    const promise = handle.promise
+  /** One generation at a time: `busy` while it runs, its errors shown in the banner; cancel() or the caller's signal stops it. */
+  private track<T>(callbacks: { signal?: AbortSignal; label?: string }, start: (client: EngineClient, signal: AbortSignal) => Promise<T>): Promise<T> {
+    if (!this.client || this.status !== 'ready') return Promise.reject(new Error('Load a model first.'));
+    if (this.busy) return Promise.reject(new Error(`Wait for "${this.busy}" to finish, or stop it.`));
+    this.busy = callbacks.label ?? 'Generating';
+    const abort = new AbortController();
+    const outer = callbacks.signal;
+    const onAbort = () => abort.abort();
+    if (outer?.aborted) onAbort();
+    outer?.addEventListener('abort', onAbort, { once: true });
+    this.current = abort;
+    return start(this.client, abort.signal)
       .catch((e: unknown) => {
         const d = describeError(e);
         // The GPU is gone: the model must be loaded again.
@@ -180,14 +165,15 @@ class EngineStore {
         throw e;
       })
       .finally(() => {
-        if (this.current === handle) this.current = null;
+        outer?.removeEventListener('abort', onAbort);
+        if (this.current === abort) this.current = null;
         this.busy = null;
       });
-    return { promise, cancel: () => handle.cancel() };
   }
 
+  /** Stop the generation running now (it ends after its current token). */
   cancel() {
-    this.current?.cancel();
+    this.current?.abort();
   }
 
   dismissError() {

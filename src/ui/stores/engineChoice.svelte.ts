@@ -3,16 +3,13 @@
  * (the base model with hard prompts only). WebLLM's state lives here; ours stays in `engine`.
  * The WebLLM package itself is imported only when a WebLLM model is loaded (engine/webllm.ts).
  */
-import { engine, type TokenEvent } from './engine.svelte.ts';
-import { WEBLLM_APP_MODELS, WEBLLM_MODEL_FOR_MANIFEST, loadWebLLM, generateWebLLM } from '../../engine/webllm.ts';
-import type { WireGenerateOptions, WireGenerateResult } from '../../engine/protocol.ts';
-import type { StopReason } from '../../engine/engine.ts';
+import { engine, type Labelled } from './engine.svelte.ts';
+import { WEBLLM_APP_MODELS, WEBLLM_MODEL_FOR_MANIFEST, WEBLLM_NO_ADAPTERS, WebLLMEngine } from '../../engine/webllm.ts';
+import type { GenerateCallbacks, GenerateOptions, GenerateResult, Prompt } from '../../engine/reasoningEngine.ts';
 
 export type EngineKind = 'ours' | 'webllm';
 
-export const WEBLLM_ADAPTERS_OFF =
-  'Adapters are off with WebLLM: it runs MLC’s compiled base model as published, with hard prompts only. ' +
-  'Choose the Reasoning Lab engine to use LoRA, series or parallel adapters.';
+export const WEBLLM_ADAPTERS_OFF = WEBLLM_NO_ADAPTERS;
 
 /** The WebLLM ids offered in the app, base models first (the ones the paper's prompts were run on). */
 export const WEBLLM_CHOICES = WEBLLM_APP_MODELS.map((id) => ({
@@ -31,6 +28,7 @@ class EngineChoiceStore {
   error = $state<{ title: string; message: string } | null>(null);
   private generating = $state<string | null>(null);
   private abort: AbortController | null = null;
+  private readonly webllmEngine = new WebLLMEngine();
 
   readonly webllm = $derived(this.kind === 'webllm');
   /** The chosen engine can generate now. */
@@ -46,7 +44,7 @@ class EngineChoiceStore {
     this.loaded = null;
     this.abort = new AbortController();
     try {
-      await loadWebLLM(id, { onProgress: (p) => (this.progress = p), signal: this.abort.signal });
+      await this.webllmEngine.load(id, { onProgress: (p) => (this.progress = p), signal: this.abort.signal });
       this.loaded = id;
       this.status = 'ready';
     } catch (e) {
@@ -63,43 +61,19 @@ class EngineChoiceStore {
     this.abort?.abort();
   }
 
-  /** Same shape as engine.generate, so the Generate view calls either. Text prompts only. */
-  generate = (
-    prompt: string | number[],
-    options: WireGenerateOptions,
-    onToken?: (t: TokenEvent) => void,
-    label = 'Generating',
-  ): { promise: Promise<WireGenerateResult>; cancel(): void } => {
-    if (this.kind !== 'webllm') return engine.generate(prompt, options, onToken, label);
-    if (this.status !== 'ready') return { promise: Promise.reject(new Error('Load a WebLLM model first.')), cancel() {} };
-    if (this.generating) return { promise: Promise.reject(new Error(`Wait for "${this.generating}" to finish, or stop it.`)), cancel() {} };
-    if (typeof prompt !== 'string') return { promise: Promise.reject(new Error('WebLLM takes text prompts only.')), cancel() {} };
-    const abort = new AbortController();
-    this.generating = label;
-    let index = 0;
-    const promise = generateWebLLM(prompt, { maxNewTokens: options.maxNewTokens, temperature: options.temperature ?? 0, stop: options.stopStrings, signal: abort.signal }, (textDelta) =>
-      onToken?.({ tokenId: -1, index: index++, textDelta }),
-    )
-      .then((r): WireGenerateResult => {
-        const stopReason: StopReason = r.finishReason === 'cancelled' ? 'cancelled' : r.finishReason === 'stop' ? 'stop' : 'length';
-        const ms = (tokens: number, perSecond: number) => (perSecond > 0 ? (tokens * 1000) / perSecond : 0);
-        return {
-          ids: [],
-          promptIds: [],
-          text: r.text,
-          stopReason,
-          prefillTokens: r.promptTokens,
-          prefillMs: ms(r.promptTokens, r.prefillTokensPerSecond),
-          decodeTokens: Math.max(0, r.completionTokens - 1),
-          decodeMs: ms(Math.max(0, r.completionTokens - 1), r.decodeTokensPerSecond),
-        };
-      })
+  /** Same shape as engine.generate (ReasoningEngine.generate plus a label), so the Generate view calls either. */
+  generate = (prompt: Prompt, options: GenerateOptions, callbacks: GenerateCallbacks & Labelled = {}): Promise<GenerateResult> => {
+    if (this.kind !== 'webllm') return engine.generate(prompt, options, callbacks);
+    if (this.status !== 'ready') return Promise.reject(new Error('Load a WebLLM model first.'));
+    if (this.generating) return Promise.reject(new Error(`Wait for "${this.generating}" to finish, or stop it.`));
+    this.generating = callbacks.label ?? 'Generating';
+    return this.webllmEngine
+      .generate(prompt, options, callbacks)
       .catch((e: unknown) => {
         this.error = { title: 'WebLLM stopped', message: (e as Error).message || String(e) };
         throw e;
       })
       .finally(() => (this.generating = null));
-    return { promise, cancel: () => abort.abort() };
   };
 
   dismissError() {

@@ -174,7 +174,7 @@ class RunsStore {
     try {
       await runEvaluation({
         // Problems decode together (the weights are read once per step for all of them).
-        generateBatch: (p, o, callbacks) => engine.generateBatch(p, o, { ...callbacks, maxBatch: this.batch }, `Evaluating ${config.label}`),
+        generateBatch: (p, o, callbacks) => engine.generateBatch(p, { ...o, maxBatch: this.batch }, { ...callbacks, label: `Evaluating ${config.label}` }),
         onBatchStart: ({ maxBatch }) => (this.throughput = { batch: maxBatch, perMinute: null }),
         run,
         problems: data.problems,

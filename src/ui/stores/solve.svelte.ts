@@ -67,7 +67,7 @@ class SolveStore {
       try {
         slot.adapter = await adapters.ensure(adapterIds[key]);
         slot.done = await solveProblem(
-          (p, o, t) => engine.generate(p, o, t, `Solving with ${config.label}`),
+          (p, o, c) => engine.generate(p, o, { ...c, label: `Solving with ${config.label}` }),
           config,
           dataset,
           problem,

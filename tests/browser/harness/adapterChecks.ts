@@ -66,21 +66,21 @@ export async function checkAdapter(url: string, kind: AdapterKind, opts: RandomA
   const name = `${kind}-${JSON.stringify(opts)}`;
   const converted = await makeAdapter(url, kind, opts, name);
   const engine = await engineFor(url);
-  const loaded = await engine.loadAdapter(memorySource(converted.shards, { 'adapter.json': converted.manifest as unknown as Record<string, unknown> }));
+  const { id: loaded } = await engine.loadAdapter(memorySource(converted.shards, { 'adapter.json': converted.manifest as unknown as Record<string, unknown> }), name);
   const tensors = await readAdapterTensors(converted.manifest, converted.shards);
   const ref = await loadReferenceLlama(httpModelSource(url), referenceAdapterFromManifest(converted.manifest, tensors));
 
-  engine.useAdapter(loaded);
+  await engine.useAdapter(loaded);
   const got = await engine.logits(promptIds);
   ref.reset();
   const want = ref.forward(promptIds);
-  engine.useAdapter(null);
+  await engine.useAdapter(null);
   const base = await engine.logits(promptIds);
   const baseIds = (await engine.generate(promptIds, { maxNewTokens: newTokens })).ids;
-  engine.useAdapter(loaded);
+  await engine.useAdapter(loaded);
   const gotIds = (await engine.generate(promptIds, { maxNewTokens: newTokens })).ids;
   const wantIds = ref.greedyGenerate(promptIds, newTokens);
-  engine.useAdapter(null);
+  await engine.useAdapter(null);
   return { logitsErr: relErr(got, want), baseVsAdapter: relErr(base, want), gotIds, wantIds, baseIds };
 }
 
@@ -97,13 +97,13 @@ export async function checkAdapterGpuKernels(url: string, kind: AdapterKind, opt
   const name = `gpu-kernels-${kind}-${JSON.stringify(opts)}`;
   const converted = await makeAdapter(url, kind, opts, name);
   const engine = await engineFor(url, { q4Decode: 'workgroup', prefillMatmul: 'tiled' });
-  const loaded = await engine.loadAdapter(memorySource(converted.shards, { 'adapter.json': converted.manifest as unknown as Record<string, unknown> }));
+  const { id: loaded } = await engine.loadAdapter(memorySource(converted.shards, { 'adapter.json': converted.manifest as unknown as Record<string, unknown> }), name);
   const tensors = await readAdapterTensors(converted.manifest, converted.shards);
   const ref = await loadReferenceLlama(httpModelSource(url), referenceAdapterFromManifest(converted.manifest, tensors));
   const worst = (got: Float32Array[], want: Float32Array[]) => Math.max(...got.map((g, i) => relErr(g, want[i])));
 
-  engine.useAdapter(loaded);
-  const model = engine.model!;
+  await engine.useAdapter(loaded);
+  const model = engine.llamaModel();
   const V = model.config.vocabSize;
   const prefill = await engine.logits(promptIds, { allLogits: true });
   ref.reset();
@@ -127,9 +127,9 @@ export async function checkAdapterGpuKernels(url: string, kind: AdapterKind, opt
   const decodeErr = worst(stepped, wantSteps);
 
   const labels = model.bodyDispatchLabels(loaded);
-  engine.useAdapter(null);
+  await engine.useAdapter(null);
   const base = await engine.logits(promptIds);
-  engine.unloadAdapter(loaded);
+  await engine.unloadAdapter(loaded);
   return { prefillErr, decodeErr, baseVsAdapter: relErr(base, wantPrefill[wantPrefill.length - 1]), gotIds, wantIds, labels };
 }
 
@@ -139,11 +139,11 @@ export async function dispatchCounts(url: string, cases: { kind: AdapterKind; op
   const names: string[] = [];
   for (const [i, c] of cases.entries()) {
     const converted = await makeAdapter(url, c.kind, c.opts, `count-${i}-${c.kind}`);
-    names.push(await engine.loadAdapter(memorySource(converted.shards, { 'adapter.json': converted.manifest as unknown as Record<string, unknown> })));
+    names.push((await engine.loadAdapter(memorySource(converted.shards, { 'adapter.json': converted.manifest as unknown as Record<string, unknown> }), `count-${i}-${c.kind}`)).id);
   }
-  const model = engine.model!;
+  const model = engine.llamaModel();
   const result = { layers: model.config.numLayers, base: model.bodyDispatchLabels(null), adapters: names.map((n) => model.bodyDispatchLabels(n)) };
-  for (const n of names) engine.unloadAdapter(n);
+  for (const n of names) await engine.unloadAdapter(n);
   return result;
 }
 
@@ -152,7 +152,7 @@ export async function loadIntoOtherBase(adapterBaseUrl: string, otherUrl: string
   const converted = await makeAdapter(adapterBaseUrl, 'lora', { seed: 3 }, 'mismatched');
   const engine = await engineFor(otherUrl);
   try {
-    await engine.loadAdapter(memorySource(converted.shards, { 'adapter.json': converted.manifest as unknown as Record<string, unknown> }));
+    await engine.loadAdapter(memorySource(converted.shards, { 'adapter.json': converted.manifest as unknown as Record<string, unknown> }), 'mismatched');
     return 'loaded';
   } catch (e) {
     return (e as Error).message;
@@ -169,18 +169,20 @@ export async function checkReshape(url: string, promptIds: number[][], newTokens
   const converted = await makeAdapter(url, 'parallel', { seed: 11 }, 'reshape-parallel');
   const engine = new Engine();
   await engine.load(httpModelSource(url));
-  const before = { contextLength: engine.model!.contextLength, maxBatch: engine.model!.maxBatch };
-  const name = await engine.loadAdapter(memorySource(converted.shards, { 'adapter.json': converted.manifest as unknown as Record<string, unknown> }));
-  engine.useAdapter(name);
+  const { contextLength, maxBatch } = engine.info!;
+  const before = { contextLength, maxBatch };
+  const { id: name } = await engine.loadAdapter(memorySource(converted.shards, { 'adapter.json': converted.manifest as unknown as Record<string, unknown> }), 'reshape-parallel');
+  await engine.useAdapter(name);
   const tensors = await readAdapterTensors(converted.manifest, converted.shards);
   const ref = await loadReferenceLlama(httpModelSource(url), referenceAdapterFromManifest(converted.manifest, tensors));
   const wantIds = promptIds.map((p) => ref.greedyGenerate(p, newTokens));
 
   const longest = Math.max(...promptIds.map((p) => p.length));
   const shape = await engine.configure({ contextLength: longest + newTokens, maxBatch: 3 });
-  const m = engine.model!;
+  const m = engine.llamaModel();
   const planned = planMemory(m.config, m.mode, m.contextLength, m.prefillChunk, m.maxBatch);
-  const batched = (await engine.generateBatch(promptIds, { maxNewTokens: newTokens })).map((r) => r.ids);
+  // The shape configure gave: the batch run keeps it (its context is the same longest prompt + new tokens).
+  const batched = (await engine.generateBatch(promptIds, { maxNewTokens: newTokens, maxBatch: 3 })).results.map((r) => r.ids);
 
   let refused = '';
   try {
@@ -190,11 +192,11 @@ export async function checkReshape(url: string, promptIds: number[][], newTokens
   } catch (e) {
     refused = `${(e as Error).name}: ${(e as Error).message}`;
   }
-  const after = { contextLength: engine.model!.contextLength, maxBatch: engine.model!.maxBatch };
+  const after = { contextLength: engine.llamaModel().contextLength, maxBatch: engine.llamaModel().maxBatch };
   const afterIds = (await engine.generate(promptIds[0], { maxNewTokens: newTokens })).ids;
   const restored = await engine.configure({ contextLength: before.contextLength, maxBatch: 1 });
   const restoredIds = (await engine.generate(promptIds[0], { maxNewTokens: newTokens })).ids;
-  const adapterStillActive = engine.model!.adapterNames.includes(name);
-  engine.unload();
+  const adapterStillActive = engine.llamaModel().adapterNames.includes(name);
+  await engine.unload();
   return { before, shape, planned, actual: m.memory, batched, wantIds, refused, after, afterIds, restored, restoredIds, adapterStillActive };
 }

@@ -43,7 +43,7 @@ export async function copySlotThenDecode(url: string, ids: number[], keep: numbe
   const { relErr } = await import('./kernelChecks.ts');
   const engine = await engineFor(url, { maxBatch: BEAM_SLOTS });
   const ref = await referenceFor(url);
-  const model = engine.model!;
+  const model = engine.llamaModel();
   for (let s = 0; s < BEAM_SLOTS; s++) model.reset(s);
   await model.prefillSlot(0, ids);
   // Slot 2 holds something else first: the copy must replace it.
@@ -75,7 +75,7 @@ export async function beamMisuse(url: string) {
   await attempt(() => engine.generateBeams(prompt, { numBeams: 0, maxNewTokens: 4 }));
   await attempt(() => engine.generateBeams(prompt, { numBeams: 2.5, maxNewTokens: 4 }));
   await attempt(() => engine.generateBeams(prompt, { numBeams: BEAM_SLOTS + 1, maxNewTokens: 4 }));
-  const model = engine.model!;
+  const model = engine.llamaModel();
   model.reset(0);
   await model.prefillSlot(0, prompt);
   await attempt(() => model.copySlot(0, 1, prompt.length + 1));

@@ -3,6 +3,7 @@
  * (src/engine/reference.ts) on the generated tiny model, read from the same shards.
  */
 import { Engine } from '../../../src/engine/engine.ts';
+import { LlamaModel } from '../../../src/engine/llama.ts';
 import { ReferenceLlama, referenceWeightsFromRecords } from '../../../src/engine/reference.ts';
 import { httpModelSource, iterateShardTensors, loadModelManifest } from '../../../src/formats/modelFiles.ts';
 import { seededRng } from '../../../src/formats/random.ts';
@@ -46,7 +47,7 @@ export async function memoryReport(url: string) {
   const { planMemory } = await import('../../../src/engine/memoryPlan.ts');
   const engine = await engineFor(url);
   const info = engine.info!;
-  return { actual: info.memory, planned: planMemory(info.config, info.mode, info.contextLength, engine.model!.prefillChunk, engine.model!.maxBatch) };
+  return { actual: info.memory, planned: planMemory(info.config, info.mode, info.contextLength, engine.llamaModel().prefillChunk, info.maxBatch) };
 }
 
 export function randomIds(n: number, seed: number, vocab = 32000): number[] {
@@ -71,7 +72,7 @@ export async function checkAllLogits(url: string, ids: number[], opts: { prefill
 export async function checkPrefillThenDecode(url: string, ids: number[], prefill: number) {
   const engine = await engineFor(url);
   const ref = await referenceFor(url);
-  const model = engine.model!;
+  const model = engine.llamaModel();
   model.reset();
   const stepped: Float32Array[] = [];
   for (const id of ids) stepped.push(await model.forward([id]));
@@ -106,17 +107,20 @@ export async function batchedVsAlone(url: string, prompts: number[][], maxBatch:
   const engine = await engineFor(url, { maxBatch });
   const ref = await referenceFor(url);
   const joinOrder: number[] = [];
-  const batched = await engine.generateBatch(prompts, {
-    maxNewTokens,
-    onToken: (seq, _id, index) => {
-      if (index === 0) joinOrder.push(seq);
-      return index + 1 >= stopAfter[seq];
+  const { results: batched } = await engine.generateBatch(
+    prompts,
+    { maxNewTokens, maxBatch },
+    {
+      onToken: (seq, { index }) => {
+        if (index === 0) joinOrder.push(seq);
+        return index + 1 >= stopAfter[seq];
+      },
     },
-  });
+  );
   const alone: number[][] = [];
   const want: number[][] = [];
   for (const [i, p] of prompts.entries()) {
-    alone.push((await engine.generate(p, { maxNewTokens, onToken: (_id, index) => index + 1 >= stopAfter[i] })).ids);
+    alone.push((await engine.generate(p, { maxNewTokens }, { onToken: ({ index }) => index + 1 >= stopAfter[i] })).ids);
     want.push(ref.greedyGenerate(p, Math.min(maxNewTokens, stopAfter[i])));
   }
   return { batched: batched.map((r) => r.ids), stopReasons: batched.map((r) => r.stopReason), alone, want, joinOrder };
@@ -131,7 +135,7 @@ export async function greedyStopInFlight(url: string, prompt: number[], stopAt: 
   const { argmax } = await import('../../../src/engine/sampling.ts');
   const engine = await engineFor(url);
   const ref = await referenceFor(url);
-  const model = engine.model!;
+  const model = engine.llamaModel();
   model.reset(0);
   const ids = [argmax(await model.forward(prompt))];
   const stepsSeen: number[] = [];
@@ -153,8 +157,8 @@ export async function greedyStopInFlight(url: string, prompt: number[], stopAt: 
 export async function generateThenContinue(url: string, prompt: number[], maxNewTokens: number, stopAfter: number, more: number) {
   const engine = await engineFor(url);
   const ref = await referenceFor(url);
-  const r = await engine.generate(prompt, { maxNewTokens, onToken: (_id, index) => index + 1 >= stopAfter });
-  const model = engine.model!;
+  const r = await engine.generate(prompt, { maxNewTokens }, { onToken: ({ index }) => index + 1 >= stopAfter });
+  const model = engine.llamaModel();
   const position = model.positions[0];
   const ids = [...r.ids];
   await model.decodeGreedy([{ slot: 0, token: ids[ids.length - 1] }], more, (out) => void ids.push(out[0]));
@@ -164,7 +168,7 @@ export async function generateThenContinue(url: string, prompt: number[], maxNew
 /** decodeGreedy's refusals (as EngineError messages), and recovery after onStep throws mid-pipeline. */
 export async function greedyMisuse(url: string) {
   const engine = await engineFor(url, { maxBatch: 2, contextLength: 32 });
-  const model = engine.model!;
+  const model = engine.llamaModel();
   const errors: string[] = [];
   const attempt = async (f: () => Promise<unknown>) => {
     try {
@@ -201,19 +205,23 @@ export async function greedyMisuse(url: string) {
 export async function samplingPath(url: string, prompts: number[][], maxNewTokens: number) {
   const engine = await engineFor(url, { maxBatch: 2 });
   const ref = await referenceFor(url);
-  const model = engine.model!;
-  const original = model.decodeGreedy;
+  // Counted on the prototype: a batch run reshapes the model (a new LlamaModel, the weights kept).
+  const proto = LlamaModel.prototype;
+  const original = proto.decodeGreedy;
   let greedyCalls = 0;
-  model.decodeGreedy = (...a) => (greedyCalls++, original.apply(model, a));
+  proto.decodeGreedy = function (this: LlamaModel, ...a: Parameters<LlamaModel['decodeGreedy']>) {
+    greedyCalls++;
+    return original.apply(this, a);
+  };
   try {
     const temperature = 1e-6;
     const alone = [];
     for (const p of prompts) alone.push((await engine.generate(p, { maxNewTokens, temperature })).ids);
-    const batched = (await engine.generateBatch(prompts, { maxNewTokens, temperature })).map((r) => r.ids);
+    const batched = (await engine.generateBatch(prompts, { maxNewTokens, temperature, maxBatch: 2 })).results.map((r) => r.ids);
     const samplingCalls = greedyCalls;
     await engine.generate(prompts[0], { maxNewTokens: 3 });
     return { alone, batched, samplingCalls, greedyCalls, want: prompts.map((p) => ref.greedyGenerate(p, maxNewTokens)) };
   } finally {
-    model.decodeGreedy = original;
+    proto.decodeGreedy = original;
   }
 }

@@ -53,7 +53,8 @@ chmod +x "$BIN/node" 2>/dev/null || true
 if [ "$BIN" != "$KIT" ]; then cp "$KIT/kit.mjs" "$BIN/kit.mjs"; fi
 # NVIDIA's Vulkan driver where the lent machines keep it, unless a driver was named already.
 if [ -z "\${VK_ICD_FILENAMES:-}" ] && [ -z "\${VK_DRIVER_FILES:-}" ] && [ -f /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json ]; then
-  export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+  # (VK_ICD_FILENAMES too: loaders before 1.3.207 know only that name.)
+  export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json VK_ICD_FILENAMES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
 fi
 has_vulkan() {
   if command -v ldconfig >/dev/null 2>&1 && ldconfig -p 2>/dev/null | grep -q libvulkan.so.1; then return 0; fi

@@ -8,12 +8,15 @@
 import { Engine } from '../engine/engine.ts';
 import { PipelineCache, bindGroup } from '../engine/kernels.ts';
 import { decodeBytesPerStep } from '../engine/memoryPlan.ts';
-import { llama2_7bShape, syntheticModelSource } from '../formats/syntheticModel.ts';
-import type { QuantMode } from '../formats/llamaConfig.ts';
+import { syntheticModelSource } from '../formats/syntheticModel.ts';
+import type { LlamaConfig, QuantMode } from '../formats/llamaConfig.ts';
 import { profileDecodeStep, type KernelProfile } from './profile.ts';
 
 export interface BenchOptions {
-  layers: number;
+  /** The model's shape: Llama-2-7B's (llama2_7bShape) with some layers, or a smaller one (quick runs on SwiftShader). */
+  shape: LlamaConfig;
+  /** How the report names the shape. */
+  shapeName: string;
   mode: QuantMode;
   batches: number[];
   promptLen: number;
@@ -137,9 +140,9 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
   const maxBatch = Math.max(...o.batches);
   const engine = new Engine();
   const t0 = performance.now();
-  const info = await engine.load(syntheticModelSource(llama2_7bShape(o.layers), o.mode), { contextLength: o.promptLen + o.steps + o.profileSteps + 8, maxBatch });
+  const info = await engine.load(syntheticModelSource(o.shape, o.mode), { contextLength: o.promptLen + o.steps + o.profileSteps + 8, maxBatch });
   const loadMs = performance.now() - t0;
-  o.log(`bench: loaded ${o.layers} layers (${(info.memory.total / 2 ** 30).toFixed(2)} GiB) in ${(loadMs / 1000).toFixed(1)} s`);
+  o.log(`bench: loaded ${o.shapeName} (${(info.memory.total / 2 ** 30).toFixed(2)} GiB) in ${(loadMs / 1000).toFixed(1)} s`);
   const model = engine.model!;
   const device = model.gpu.device;
   const copy = await copyBandwidth(device, o.copyBytes);
@@ -211,7 +214,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
   const b32 = decode.find((d) => d.batch === 32);
   engine.unload();
   return {
-    model: `synthetic Llama-2-7B shape, ${o.layers} layers`,
+    model: o.shapeName,
     mode: info.mode,
     layers: info.config.numLayers,
     loadMs,

@@ -20,12 +20,8 @@ type FusedCase = readonly [IN: number, OUT: number, rows: number, r: number, seg
 export function kernelChecks(): Check[] {
   const out: Check[] = [];
   const rel = (group: string, name: string, f: () => Promise<number>, quick = false) => out.push({ group, name, fullOnly: !quick, run: async () => ({ maxErr: await f(), tol: TOL }) });
-  const q = (...pairs: [string, string][]) => new Set(pairs.map(([a, b]) => `${a}|${b}`));
-  const QUICK = q(
-    ['f32', '37x29 rows 11'], ['f16', '64x130 rows 3'], ['q4f32', '96x33 rows 1'], ['q4f16', '64x130 rows 9'],
-    ['tiled f32', '37x29 rows 9'], ['tiled q4f16', '96x33 rows 9'],
-  );
-  const isQuick = (tiled: boolean, f: string, shape: string) => QUICK.has(`${tiled ? 'tiled ' : ''}${f}|${shape}`);
+  const QUICK = new Set(['f32 37x29 rows 11', 'f16 64x130 rows 3', 'q4f32 96x33 rows 1', 'q4f16 64x130 rows 9', 'tiled f32 37x29 rows 9', 'tiled q4f16 96x33 rows 9']);
+  const isQuick = (tiled: boolean, f: string, shape: string) => QUICK.has(`${tiled ? 'tiled ' : ''}${f} ${shape}`);
 
   for (const [IN, OUT, rows] of [[37, 29, 1], [37, 29, 11], [64, 130, 3], [5, 1, 2]] as const)
     for (const f of ['f32', 'f16'] as const) rel('matmul', `${f} ${IN}x${OUT} rows ${rows}`, () => checkMatmul(f, IN, OUT, rows), isQuick(false, f, `${IN}x${OUT} rows ${rows}`));

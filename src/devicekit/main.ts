@@ -2,7 +2,7 @@
  * The device kit's program (started by entry.ts, bundled into device-kit/kit.mjs by
  * `npm run device-kit`): on the GPU that Dawn's Node bindings find, report the adapter, run the kernel
  * and whole-model oracle checks of the browser tests, then the bench, and write one JSON report.
- *   node kit.mjs [--quick] [--out DIR] [--no-bench] [--no-checks]
+ *   node kit.mjs [--quick] [--out DIR] [--no-bench] [--no-checks] [--bench-layers N]
  * DIR defaults to $OUT, else the current folder. Exit status 0 only when every check passed and
  * the bench ran.
  */
@@ -15,6 +15,7 @@ import { kernelChecks } from './kernelCases.ts';
 import { modelChecks, serveTinyModels } from './modelCases.ts';
 import { runBench, type BenchReport } from './bench.ts';
 import { formatReport } from './table.ts';
+import { llama2_7bShape } from '../formats/syntheticModel.ts';
 
 export interface AdapterReport {
   vendor: string;
@@ -137,11 +138,17 @@ export async function runKit(dawn: Dawn): Promise<never> {
 
     if (!flag('--no-bench')) {
       try {
+        const layersArg = argv.indexOf('--bench-layers');
+        const layers = layersArg >= 0 ? Number(argv[layersArg + 1]) : quick ? 0 : 32;
+        if (!Number.isInteger(layers) || layers < 0 || layers > 32) throw new Error(`--bench-layers wants 1 to 32 layers of Llama-2-7B's shape (0: the narrow quick shape), not ${argv[layersArg + 1]}`);
+        // Quick (SwiftShader on a CI machine): 7B layers are far too slow there (a prefill of 8 tokens
+        // through two of them took minutes), so a narrow Llama with the same structure, unless --bench-layers.
+        const shape = layers > 0 ? llama2_7bShape(layers) : { ...llama2_7bShape(2), hiddenSize: 512, intermediateSize: 1376, numHeads: 4, numKvHeads: 4, vocabSize: 4096 };
+        const shapeName = layers > 0 ? `synthetic:${layers} (Llama-2-7B shapes, ${layers} layers)` : 'synthetic narrow Llama (2 layers, hidden 512, ffn 1376, vocab 4096: quick)';
         report.bench = await runBench(
           quick
-            ? // Enough to see every part run on SwiftShader, where a batch-32 step of two 7B layers takes seconds.
-              { layers: 2, mode: 'q4f16_1', batches: [1, 8, 32], promptLen: 8, steps: 1, profileSteps: 1, profileBatches: [1], copyBytes: 16 * 2 ** 20, warmUp: false, logitsPath: false, log }
-            : { layers: 32, mode: 'q4f16_1', batches: [1, 8, 32], promptLen: 900, steps: 48, profileSteps: 5, profileBatches: [1, 32], copyBytes: 256 * 2 ** 20, warmUp: true, logitsPath: true, log },
+            ? { shape, shapeName, mode: 'q4f16_1', batches: [1, 8, 32], promptLen: 8, steps: 1, profileSteps: 1, profileBatches: [1], copyBytes: 16 * 2 ** 20, warmUp: false, logitsPath: false, log }
+            : { shape, shapeName, mode: 'q4f16_1', batches: [1, 8, 32], promptLen: 900, steps: 48, profileSteps: 5, profileBatches: [1, 32], copyBytes: 256 * 2 ** 20, warmUp: true, logitsPath: true, log },
         );
       } catch (e) {
         report.benchError = `${(e as Error).name}: ${(e as Error).message}`;

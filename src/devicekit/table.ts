@@ -31,12 +31,12 @@ export function formatReport(r: KitReport): string {
   }
   const b = r.bench;
   if (b) {
-    out.push(`bench: ${b.model}, ${b.mode}, ${gb(b.memory.total)} GB on the GPU, loaded in ${(b.loadMs / 1000).toFixed(1)} s; kernels ${b.kernels.q4Decode}/${b.kernels.prefillMatmul}`);
+    out.push(`bench: ${b.model}, ${b.mode}, ${(b.memory.total / 1e6).toFixed(0)} MB on the GPU, loaded in ${(b.loadMs / 1000).toFixed(1)} s; kernels ${b.kernels.q4Decode}/${b.kernels.prefillMatmul}`);
     out.push(`copy bandwidth ${gb(b.copy.bytesPerSecond)} GB/s (copyBufferToBuffer ${gb(b.copy.copyBufferToBuffer)}, kernel ${gb(b.copy.kernel)}); prefill ${b.prefill.tokens} tokens: ${b.prefill.tokensPerSecond.toFixed(1)} tok/s (${b.prefill.ms.toFixed(0)} ms)`);
     out.push(
       pad([
-        ['batch', 'from pos', 'ms/step', 'tok/s', 'greedy ms/step', 'greedy tok/s', 'GB/step', 'efficiency'],
-        ...b.decode.map((d) => [String(d.batch), String(d.position), d.msPerStep?.toFixed(2) ?? '-', d.tokensPerSecond?.toFixed(1) ?? '-', d.greedyMsPerStep.toFixed(2), d.greedyTokensPerSecond.toFixed(1), gb(d.bytesPerStep), d.efficiency.toFixed(3)]),
+        ['batch', 'from pos', 'ms/step', 'tok/s', 'greedy ms/step', 'greedy tok/s', 'MB/step', 'efficiency'],
+        ...b.decode.map((d) => [String(d.batch), String(d.position), d.msPerStep?.toFixed(2) ?? '-', d.tokensPerSecond?.toFixed(1) ?? '-', d.greedyMsPerStep.toFixed(2), d.greedyTokensPerSecond.toFixed(1), (d.bytesPerStep / 1e6).toFixed(1), d.efficiency.toFixed(3)]),
       ]),
     );
     if (b.gsm8k) {

@@ -2,7 +2,7 @@
  * The device kit's program (started by entry.ts, bundled into device-kit/kit.mjs by
  * `npm run device-kit`): on the GPU that Dawn's Node bindings find, report the adapter, run the kernel
  * and whole-model oracle checks of the browser tests, then the bench, and write one JSON report.
- *   node kit.mjs [--quick] [--out DIR] [--no-bench] [--no-checks] [--bench-layers N]
+ *   node kit.mjs [--quick] [--out DIR] [--no-bench] [--no-checks] [--bench-layers N] [--bench-prompt P] [--bench-steps S] [--checks GROUP_PREFIX]
  * DIR defaults to $OUT, else the current folder. Exit status 0 only when every check passed and
  * the bench ran.
  */
@@ -13,7 +13,7 @@ import { createGpuContext, provideGpu } from '../engine/gpu.ts';
 import { runCheck, type Check, type CheckResult } from './checks.ts';
 import { kernelChecks } from './kernelCases.ts';
 import { modelChecks, serveTinyModels } from './modelCases.ts';
-import { runBench, type BenchReport } from './bench.ts';
+import { runBench, type BenchOptions, type BenchReport } from './bench.ts';
 import { formatReport } from './table.ts';
 import { llama2_7bShape } from '../formats/syntheticModel.ts';
 
@@ -118,7 +118,8 @@ export async function runKit(dawn: Dawn): Promise<never> {
       log('making the tiny models');
       await serveTinyModels(tinyDir);
       checks.push(...modelChecks({ quick, hasF16: report.adapter.engine.hasF16 }));
-      const todo = checks.filter((c) => !quick || !c.fullOnly);
+      const only = argv.indexOf('--checks'); // a group prefix ('model', 'q4 matvec', …): rerun a part
+      const todo = checks.filter((c) => (!quick || !c.fullOnly) && (only < 0 || c.group.startsWith(argv[only + 1])));
       // One group after another (the log and the table go by group), in the order groups first appear.
       const groupOrder = [...new Set(todo.map((c) => c.group))];
       todo.sort((a, b) => groupOrder.indexOf(a.group) - groupOrder.indexOf(b.group));
@@ -145,11 +146,20 @@ export async function runKit(dawn: Dawn): Promise<never> {
         // through two of them took minutes), so a narrow Llama with the same structure, unless --bench-layers.
         const shape = layers > 0 ? llama2_7bShape(layers) : { ...llama2_7bShape(2), hiddenSize: 512, intermediateSize: 1376, numHeads: 4, numKvHeads: 4, vocabSize: 4096 };
         const shapeName = layers > 0 ? `synthetic:${layers} (Llama-2-7B shapes, ${layers} layers)` : 'synthetic narrow Llama (2 layers, hidden 512, ffn 1376, vocab 4096: quick)';
-        report.bench = await runBench(
-          quick
-            ? { shape, shapeName, mode: 'q4f16_1', batches: [1, 8, 32], promptLen: 8, steps: 1, profileSteps: 1, profileBatches: [1], copyBytes: 16 * 2 ** 20, warmUp: false, logitsPath: false, log }
-            : { shape, shapeName, mode: 'q4f16_1', batches: [1, 8, 32], promptLen: 900, steps: 48, profileSteps: 5, profileBatches: [1, 32], copyBytes: 256 * 2 ** 20, warmUp: true, logitsPath: true, log },
-        );
+        const opts: BenchOptions = quick
+          ? { shape, shapeName, mode: 'q4f16_1', batches: [1, 8, 32], promptLen: 8, steps: 1, profileSteps: 1, profileBatches: [1], copyBytes: 16 * 2 ** 20, warmUp: false, logitsPath: false, log }
+          : { shape, shapeName, mode: 'q4f16_1', batches: [1, 8, 32], promptLen: 900, steps: 48, profileSteps: 5, profileBatches: [1, 32], copyBytes: 256 * 2 ** 20, warmUp: true, logitsPath: true, log };
+        // Shorter runs where time is short (or to try the full path on a slow adapter).
+        const positive = (name: string) => {
+          const i = argv.indexOf(name);
+          if (i < 0) return undefined;
+          const n = Number(argv[i + 1]);
+          if (!Number.isInteger(n) || n < 1) throw new Error(`${name} wants a whole number >= 1, not ${argv[i + 1]}`);
+          return n;
+        };
+        opts.promptLen = positive('--bench-prompt') ?? opts.promptLen;
+        opts.steps = positive('--bench-steps') ?? opts.steps;
+        report.bench = await runBench(opts);
       } catch (e) {
         report.benchError = `${(e as Error).name}: ${(e as Error).message}`;
         log(`bench failed: ${report.benchError}`);

@@ -30,17 +30,19 @@ const rawImports: Plugin = {
   },
 };
 
-/** run.sh: POSIX sh, from any folder; the kit's folder may be read-only (then it unpacks into a temp folder). */
+/**
+ * run.sh: POSIX sh, from any folder. It unpacks into a temporary folder, removed afterwards, never
+ * into the kit: the kit must stay small enough to travel (the device tool carries at most 64 MiB).
+ */
 const RUN_SH = `#!/bin/sh
 # Runs the device kit: the engine's kernel and model oracle checks and the bench on this machine's GPU
-# through Dawn (Vulkan). Usage: run.sh [--quick] [--out DIR] [--no-bench] [--no-checks]
+# through Dawn (Vulkan). Usage: run.sh [--quick] [--out DIR] [--no-bench] [--no-checks] (see kit.mjs)
 # The JSON report goes to DIR, else $OUT, else the current folder; a short table goes to stdout.
 set -eu
 KIT=$(cd "$(dirname "$0")" && pwd)
-BIN=$KIT
-if ! [ -w "$KIT" ]; then BIN=$(mktemp -d); fi
-unpack() { # $1: file name in the kit; leaves it uncompressed in $BIN
-  if [ -f "$BIN/$1" ]; then return; fi
+BIN=$(mktemp -d "\${TMPDIR:-/tmp}/device-kit.XXXXXX")
+trap 'rm -rf "$BIN"' EXIT
+unpack() { # $1: file name in the kit; leaves it uncompressed (or linked) in $BIN
   if [ -f "$KIT/$1" ]; then ln -s "$KIT/$1" "$BIN/$1"; return; fi
   if ! [ -f "$KIT/$1.xz" ]; then echo "device kit: $1 is missing" >&2; exit 2; fi
   if command -v xz >/dev/null 2>&1; then xz -dc "$KIT/$1.xz" > "$BIN/$1.part"
@@ -50,7 +52,7 @@ unpack() { # $1: file name in the kit; leaves it uncompressed in $BIN
 unpack node
 unpack dawn.node
 chmod +x "$BIN/node" 2>/dev/null || true
-if [ "$BIN" != "$KIT" ]; then cp "$KIT/kit.mjs" "$BIN/kit.mjs"; fi
+cp "$KIT/kit.mjs" "$BIN/kit.mjs"
 # NVIDIA's Vulkan driver where the lent machines keep it, unless a driver was named already.
 if [ -z "\${VK_ICD_FILENAMES:-}" ] && [ -z "\${VK_DRIVER_FILES:-}" ] && [ -f /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json ]; then
   # (VK_ICD_FILENAMES too: loaders before 1.3.207 know only that name.)
@@ -64,7 +66,9 @@ has_vulkan() {
 if ! has_vulkan; then
   echo "device kit: no libvulkan in ldconfig's cache; Dawn will find no adapter (unpack the Vulkan loader first)" >&2
 fi
-exec "$BIN/node" "$BIN/kit.mjs" "$@"
+status=0
+"$BIN/node" "$BIN/kit.mjs" "$@" || status=$?
+exit $status
 `;
 
 async function xz(src: string, dst: string) {

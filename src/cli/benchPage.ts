@@ -4,7 +4,7 @@
  * ratios compare like with like.
  */
 import { Engine } from '../engine/engine.ts';
-import { PipelineCache, bindKernel } from '../engine/kernels.ts';
+import { measureCopyBandwidth } from '../engine/bandwidth.ts';
 import { decodeBytesPerStep } from '../engine/memoryPlan.ts';
 import { httpModelSource } from '../formats/modelFiles.ts';
 import { syntheticModelSource, llama2_7bShape } from '../formats/syntheticModel.ts';
@@ -53,41 +53,6 @@ export interface BenchResult {
   beam: { numBeams: number; msPerStep: number; vsGreedyStep: number; vsReadBackStep: number };
 }
 
-/** Bytes per second a large buffer copy moves (counting the read and the write), best of a few runs. */
-async function copyBandwidth(device: GPUDevice): Promise<number> {
-  const size = Math.min(256 * 2 ** 20, Math.floor(device.limits.maxStorageBufferBindingSize / 16) * 16, Math.floor(device.limits.maxBufferSize / 16) * 16);
-  const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
-  const src = device.createBuffer({ size, usage });
-  const dst = device.createBuffer({ size, usage });
-  const pipes = new PipelineCache(device);
-  const pipeline = pipes.get('bandwidthCopy', {}, { N: size / 16 });
-  const [group] = bindKernel(device, pipeline, 'bandwidthCopy', { src, dst }, 'copy');
-  const run = async (reps: number, kernel: boolean) => {
-    const enc = device.createCommandEncoder();
-    for (let r = 0; r < reps; r++) {
-      if (kernel) {
-        const pass = enc.beginComputePass();
-        pass.setPipeline(pipeline);
-        pass.setBindGroup(0, group);
-        pass.dispatchWorkgroups(Math.min(4096, Math.ceil(size / 16 / 256)));
-        pass.end();
-      } else enc.copyBufferToBuffer(src, 0, dst, 0, size);
-    }
-    const t0 = performance.now();
-    device.queue.submit([enc.finish()]);
-    await device.queue.onSubmittedWorkDone();
-    return (2 * size * reps) / ((performance.now() - t0) / 1000);
-  };
-  let best = 0;
-  for (const kernel of [false, true]) {
-    await run(1, kernel); // warm-up
-    for (let i = 0; i < 3; i++) best = Math.max(best, await run(4, kernel));
-  }
-  src.destroy();
-  dst.destroy();
-  return best;
-}
-
 function memorySource(files: Map<string, Uint8Array>, json: Record<string, unknown>): ModelSource {
   return {
     readJson: async (p) => json[p] ?? null,
@@ -112,7 +77,7 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
   // The raw decode paths are what the bench times: the LlamaModel beneath the engine interface.
   const model = engine.llamaModel();
   const device = model.gpu.device;
-  const copyBytesPerSecond = await copyBandwidth(device);
+  const copyBytesPerSecond = (await measureCopyBandwidth(device)).bytesPerSecond;
   const prompt = (seq: number) => Array.from({ length: o.promptLen }, (_, i) => 1 + ((i * 7919 + seq * 104729) % (info.config.vocabSize - 1)));
 
   // Prefill: once to compile every pipeline, then measured.

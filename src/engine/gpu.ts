@@ -19,8 +19,19 @@ export interface GpuContext {
   onLost: ((err: DeviceLostError) => void)[];
 }
 
-export async function createGpuContext(): Promise<GpuContext> {
-  const gpu = (globalThis.navigator as Navigator | undefined)?.gpu;
+/** A GPU object given by the host where there is no navigator.gpu (Node with Dawn's bindings: the device kit). */
+let providedGpu: GPU | null = null;
+
+/**
+ * Make every later createGpuContext() without an argument use `gpu` (null: navigator.gpu again).
+ * The engine creates its context itself, so a host without navigator.gpu registers its GPU here.
+ */
+export function provideGpu(gpu: GPU | null): void {
+  providedGpu = gpu;
+}
+
+export async function createGpuContext(given?: GPU): Promise<GpuContext> {
+  const gpu = given ?? providedGpu ?? (globalThis.navigator as Navigator | undefined)?.gpu;
   if (!gpu) throw new WebGPUUnavailableError('navigator.gpu is missing; WebGPU also needs a secure context (https or localhost)');
   const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
   if (!adapter) throw new WebGPUUnavailableError('no GPU adapter was found');
@@ -29,6 +40,8 @@ export async function createGpuContext(): Promise<GpuContext> {
   const requiredFeatures: GPUFeatureName[] = [];
   if (hasF16) requiredFeatures.push('shader-f16');
   if (hasSubgroups) requiredFeatures.push('subgroups' as GPUFeatureName);
+  // Lets a profiler time passes (the device kit's per-kernel profile); the engine itself never writes timestamps.
+  if (adapter.features.has('timestamp-query')) requiredFeatures.push('timestamp-query');
   const l = adapter.limits;
   const device = await adapter.requestDevice({
     requiredFeatures,

@@ -367,6 +367,22 @@ export class LlamaModel {
     return kvLen;
   }
 
+  /**
+   * What a greedy decode step dispatches, in order (encodeRows with the argmax): the body, the
+   * final norm, the LM head and the argmax of the adapter in use. For the device kit's per-kernel
+   * profile, which replays them one pass each (WebGPU times passes, not dispatches); with
+   * prepareRows, which queues a step's row params as every call does first.
+   */
+  decodeStepDispatches(): Dispatch[] {
+    const f = this.forwards.get(this.activeAdapter)!;
+    return [...f.body, f.finalNorm, f.lmHead, f.argmax];
+  }
+
+  /** Queue the params of a call over `rows` (writeRows; headRow0 0: every row's logits). Returns kvLen. */
+  prepareRows(rows: { slot: number; pos: number }[], headRow0 = 0): number {
+    return this.writeRows(rows, headRow0);
+  }
+
   private contextFull(): EngineError {
     return new EngineError(`The context window is full (${this.contextLength} tokens). Start a new conversation or shorten the prompt.`);
   }

@@ -3,7 +3,7 @@
  * x86-64 Linux with a Vulkan loader and no Node, no browser and no network (the lent GPU machine):
  *   node(.xz)      this machine's Node binary (xz-compressed unless --no-compress)
  *   dawn.node(.xz) Dawn's Node bindings, linux-x64, from node_modules/webgpu
- *   kit.mjs        src/devicekit/main.ts with the engine, the reference and the browser tests' checks, bundled
+ *   kit.mjs        tests/devicekit/main.ts with the engine, the reference and the browser tests' checks, bundled
  *   run.sh         unpacks what is compressed (xz, else python3's lzma) and runs kit.mjs
  *   manifest.json  what was built from which commit
  *   npm run device-kit [-- --no-compress] [--out device-kit]
@@ -92,7 +92,7 @@ export async function buildDeviceKit(o: DeviceKitOptions): Promise<Record<string
 
   let t = performance.now();
   await build({
-    entryPoints: ['src/devicekit/entry.ts'],
+    entryPoints: ['tests/devicekit/entry.ts'],
     outfile: join(o.outDir, 'kit.mjs'),
     bundle: true,
     platform: 'node',

@@ -5,7 +5,7 @@ import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildDeviceKit } from '../../src/cli/deviceKit.ts';
-import type { KitReport } from '../../src/devicekit/main.ts';
+import type { KitReport } from '../devicekit/main.ts';
 
 /**
  * npm run device-kit's kit, built uncompressed, run in quick mode outside any browser on the

@@ -7,7 +7,7 @@
  * The dispatch list comes from LlamaModel.decodeStepDispatches and the row params from
  * prepareRows, as a decode call queues them.
  */
-import type { LlamaModel } from '../engine/llama.ts';
+import type { LlamaModel } from '../../src/engine/llama.ts';
 
 export interface KernelProfile {
   batch: number;

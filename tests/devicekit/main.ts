@@ -9,13 +9,13 @@
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { createGpuContext, provideGpu } from '../engine/gpu.ts';
+import { createGpuContext, provideGpu } from '../../src/engine/gpu.ts';
 import { runCheck, type Check, type CheckResult } from './checks.ts';
 import { kernelChecks } from './kernelCases.ts';
 import { modelChecks, serveTinyModels } from './modelCases.ts';
 import { runBench, type BenchOptions, type BenchReport } from './bench.ts';
 import { formatReport } from './table.ts';
-import { llama2_7bShape } from '../formats/syntheticModel.ts';
+import { llama2_7bShape } from '../../src/formats/syntheticModel.ts';
 
 export interface AdapterReport {
   vendor: string;

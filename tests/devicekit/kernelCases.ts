@@ -4,7 +4,7 @@
  * reference's pieces or a plain loop), the same cases and the same tolerance. Keep the cases in
  * step with that spec.
  */
-import { checkArgmax, checkAttention, checkEmbedding, checkMatmul, checkQ4MatVec, checkRmsnorm, checkRopeKvWrite, checkSwiglu } from '../../tests/browser/harness/kernelChecks.ts';
+import { checkArgmax, checkAttention, checkEmbedding, checkMatmul, checkQ4MatVec, checkRmsnorm, checkRopeKvWrite, checkSwiglu } from '../browser/harness/kernelChecks.ts';
 import type { Check } from './checks.ts';
 
 /** f32 paths: 1e-4 (kernels.spec.ts TOL). */

@@ -5,11 +5,11 @@
  * test-set time estimate from those numbers. Decode rows start at `promptLen` without prefilling
  * every slot (the cache's contents do not change a step's work, only its length does).
  */
-import { Engine } from '../engine/engine.ts';
-import { measureCopyBandwidth } from '../engine/bandwidth.ts';
-import { decodeBytesPerStep } from '../engine/memoryPlan.ts';
-import { syntheticModelSource } from '../formats/syntheticModel.ts';
-import type { LlamaConfig, QuantMode } from '../formats/llamaConfig.ts';
+import { Engine } from '../../src/engine/engine.ts';
+import { measureCopyBandwidth } from '../../src/engine/bandwidth.ts';
+import { decodeBytesPerStep } from '../../src/engine/memoryPlan.ts';
+import { syntheticModelSource } from '../../src/formats/syntheticModel.ts';
+import type { LlamaConfig, QuantMode } from '../../src/formats/llamaConfig.ts';
 import { profileDecodeStep, type KernelProfile } from './profile.ts';
 
 export interface BenchOptions {

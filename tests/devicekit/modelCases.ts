@@ -7,8 +7,8 @@
  */
 import { readFile } from 'node:fs/promises';
 import { join, normalize } from 'node:path';
-import { makeTinyModel } from '../cli/makeTinyModel.ts';
-import { batchedVsAlone, checkAllLogits, checkPrefillThenDecode, greedyBoth, randomIds } from '../../tests/browser/harness/modelChecks.ts';
+import { makeTinyModel } from '../../src/cli/makeTinyModel.ts';
+import { batchedVsAlone, checkAllLogits, checkPrefillThenDecode, greedyBoth, randomIds } from '../browser/harness/modelChecks.ts';
 import type { Check } from './checks.ts';
 
 /** The origin under which the kit serves the models it made (".invalid" never resolves: RFC 2606). */

@@ -3,7 +3,8 @@
  * generator and converter, into a temporary folder) so no model travels, and run through the
  * browser tests' own check code (tests/browser/harness/modelChecks.ts: the WebGPU engine against the
  * reference forward pass). Those checks read a model by URL with fetch; the kit answers fetches of
- * its own made-up origin from the temporary folder, every other URL goes to the real fetch.
+ * its own made-up origin from the temporary folder (tokenizers left out: the checks use token ids),
+ * every other URL goes to the real fetch.
  */
 import { readFile } from 'node:fs/promises';
 import { join, normalize } from 'node:path';
@@ -23,6 +24,9 @@ export async function serveTinyModels(dir: string): Promise<void> {
     if (url.origin !== ORIGIN) return realFetch(input, init);
     const path = normalize(decodeURIComponent(url.pathname)).replace(/^\/+/, '');
     if (path.startsWith('..')) return new Response('outside the models folder', { status: 403 });
+    // The checks compare token ids: the kit serves no tokenizer, so the engine loads none (and the
+    // bundle needs no transformers.js).
+    if (/(^|\/)tokenizer(_config)?\.json$/.test(path)) return new Response('not found', { status: 404, statusText: 'Not Found' });
     try {
       return new Response(await readFile(join(dir, path)), { status: 200 });
     } catch {

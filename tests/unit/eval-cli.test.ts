@@ -148,7 +148,7 @@ describe('npm run eval', () => {
     const summary = JSON.parse(r.last);
     expect(summary).toMatchObject({ total: 2, decoding: { kind: 'beam', numBeams: 2 } });
     // Beams decode as the batch's slots: the model is loaded with exactly 2.
-    expect(r.stderr).toMatch(/batch of 2\n/);
+    expect(r.stderr).toMatch(/batch of 2 \(context: /);
     const lines = readLines(beamOut);
     expect(lines.map((l) => l.index).sort()).toEqual([0, 1]);
     for (const line of lines) {

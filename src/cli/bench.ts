@@ -28,7 +28,10 @@ const USAGE =
   'usage: npm run bench -- --model <dir|synthetic:LAYERS[:MODE]> [--adapter <dir|paper:KIND>,...] [--batch B] [--prompt-len P] [--gen G] [--gpu|--no-gpu] [--json] [--webllm <model-id> [--webllm-stall S]]';
 
 async function main() {
-  const { values, flags } = parseArgs(process.argv.slice(2), { strings: ['model', 'adapter', 'batch', 'prompt-len', 'gen', 'webllm', 'webllm-stall'], flags: ['json', 'gpu', 'no-gpu'] });
+  const { values, flags } = parseArgs(process.argv.slice(2), {
+    strings: ['model', 'adapter', 'batch', 'prompt-len', 'gen', 'webllm', 'webllm-stall'],
+    flags: ['json', 'gpu', 'no-gpu'],
+  });
   if (!values.model) throw new UsageError('--model is required.');
   const mounts: Record<string, string> = {};
   let model: BenchOptions['model'];
@@ -49,7 +52,10 @@ async function main() {
     .map((a, i) => {
       if (/^paper:(lora|series|parallel)$/.test(a)) return a;
       const dir = resolve(a);
-      if (!existsSync(join(dir, ADAPTER_MANIFEST_FILE))) throw new Error(`${dir} is not a converted adapter directory (no ${ADAPTER_MANIFEST_FILE}); use npm run convert-adapter, or paper:lora|series|parallel.`);
+      if (!existsSync(join(dir, ADAPTER_MANIFEST_FILE)))
+        throw new Error(
+          `${dir} is not a converted adapter directory (no ${ADAPTER_MANIFEST_FILE}); use npm run convert-adapter, or paper:lora|series|parallel.`,
+        );
       mounts[`/bench-adapter-${i}`] = dir;
       return `/bench-adapter-${i}/`;
     });
@@ -78,18 +84,29 @@ async function main() {
     }, opts);
     // After ours (whose GPU memory is freed by then), on the same page and GPU.
     if (values.webllm) {
-      webllm = await session.page.evaluate(async (o) => {
-        const { runWebLLMBench } = (await import(/* @vite-ignore */ '/src/cli/benchPage.ts' as string)) as typeof import('./benchPage.ts');
-        return runWebLLMBench(o);
-      }, { modelId: values.webllm, promptLen: opts.promptLen, gen: opts.gen, stallMs: webllmStallMs });
+      webllm = await session.page.evaluate(
+        async (o) => {
+          const { runWebLLMBench } = (await import(/* @vite-ignore */ '/src/cli/benchPage.ts' as string)) as typeof import('./benchPage.ts');
+          return runWebLLMBench(o);
+        },
+        { modelId: values.webllm, promptLen: opts.promptLen, gen: opts.gen, stallMs: webllmStallMs },
+      );
     }
   } finally {
     await session.close();
   }
   if (flags.has('json')) {
-    const w = webllm && ('skipped' in webllm
-      ? { model_id: webllm.modelId, skipped: webllm.skipped }
-      : { model_id: webllm.modelId, prefill_tokens_per_s: webllm.prefillTokensPerSecond, decode_tokens_per_s: webllm.decodeTokensPerSecond, prompt_tokens: webllm.promptTokens, gen_tokens: webllm.genTokens });
+    const w =
+      webllm &&
+      ('skipped' in webllm
+        ? { model_id: webllm.modelId, skipped: webllm.skipped }
+        : {
+            model_id: webllm.modelId,
+            prefill_tokens_per_s: webllm.prefillTokensPerSecond,
+            decode_tokens_per_s: webllm.decodeTokensPerSecond,
+            prompt_tokens: webllm.promptTokens,
+            gen_tokens: webllm.genTokens,
+          });
     process.stdout.write(JSON.stringify(w ? { ...r, webllm: w } : r) + '\n');
     return;
   }
@@ -103,10 +120,7 @@ async function main() {
     '',
     `decode, batch ${r.batch}`,
     `${'adapter'.padEnd(26)}${'tokens/s'.padStart(10)}${'ms/step'.padStart(10)}${'bytes/step'.padStart(13)}${'efficiency'.padStart(12)}${'overhead'.padStart(10)}`,
-    ...r.decode.flatMap((d) => [
-      decodeRow(d.adapter ?? 'none (base)', d, d.bytesPerStep),
-      decodeRow('  GPU argmax, pipelined', d.greedy, d.bytesPerStep),
-    ]),
+    ...r.decode.flatMap((d) => [decodeRow(d.adapter ?? 'none (base)', d, d.bytesPerStep), decodeRow('  GPU argmax, pipelined', d.greedy, d.bytesPerStep)]),
     `${`beam search, ${r.beam.numBeams} beams`.padEnd(26)}${''.padStart(10)}${r.beam.msPerStep.toFixed(2).padStart(10)}   ${r.beam.vsGreedyStep.toFixed(2)}x the GPU-argmax step, ${r.beam.vsReadBackStep.toFixed(2)}x the read-back step (batch ${r.batch})`,
     '',
     'efficiency = bytes one decode step must read (weights, scales, KV cache, adapter) x steps/s / copy bandwidth',

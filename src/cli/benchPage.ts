@@ -66,7 +66,12 @@ async function paperAdapter(base: ModelSource, kind: AdapterKind): Promise<Model
   const chat = await base.readJson('mlc-chat-config.json');
   const config = parseMlcChatConfig(chat).config;
   const peft = randomPeftAdapter(config, kind, kind === 'lora' ? { r: 32, alpha: 64, std: 0.01 } : { r: 256, std: 0.01 });
-  const converted = await convertPeftAdapter({ ...peft, baseChatConfig: chat, baseTensorCache: await base.readJson('tensor-cache.json'), name: `paper ${kind}` });
+  const converted = await convertPeftAdapter({
+    ...peft,
+    baseChatConfig: chat,
+    baseTensorCache: await base.readJson('tensor-cache.json'),
+    name: `paper ${kind}`,
+  });
   return memorySource(converted.shards, { 'adapter.json': converted.manifest });
 }
 
@@ -118,7 +123,12 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
       efficiency: (bytesPerStep * (1000 / ms)) / copyBytesPerSecond,
       overhead: baseMs !== undefined && adapter ? ms / baseMs - 1 : null,
     });
-    decode.push({ adapter: adapter?.name ?? null, bytesPerStep, ...timing(msPerStep, base?.msPerStep), greedy: timing(greedyMsPerStep, base?.greedy.msPerStep) });
+    decode.push({
+      adapter: adapter?.name ?? null,
+      bytesPerStep,
+      ...timing(msPerStep, base?.msPerStep),
+      greedy: timing(greedyMsPerStep, base?.greedy.msPerStep),
+    });
   };
   await measureDecode(null, 0);
   // Beam search at N = batch beams against the greedy step at batch N: it should cost no more

@@ -15,9 +15,7 @@ export function chromiumLaunchOptions(opts: { gpu?: boolean } = {}) {
     '--no-first-run',
     '--disable-dev-shm-usage',
   ];
-  const adapter = gpu
-    ? ['--enable-features=Vulkan', '--ignore-gpu-blocklist']
-    : ['--enable-unsafe-swiftshader', '--use-webgpu-adapter=swiftshader'];
+  const adapter = gpu ? ['--enable-features=Vulkan', '--ignore-gpu-blocklist'] : ['--enable-unsafe-swiftshader', '--use-webgpu-adapter=swiftshader'];
   return {
     executablePath: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium',
     args: [...common, ...adapter],

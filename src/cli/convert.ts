@@ -21,8 +21,16 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { f32ArrayToF16 } from '../formats/f16.ts';
 import {
-  EMBED_NAME, FINAL_NORM_NAME, LM_HEAD_NAME, QUANT_MODES, floatDtype, isQ4, layerLinearNames, layerNormNames,
-  type LlamaConfig, type QuantMode,
+  EMBED_NAME,
+  FINAL_NORM_NAME,
+  LM_HEAD_NAME,
+  QUANT_MODES,
+  floatDtype,
+  isQ4,
+  layerLinearNames,
+  layerNormNames,
+  type LlamaConfig,
+  type QuantMode,
 } from '../formats/llamaConfig.ts';
 import { writeMlcChatConfig } from '../formats/mlcChatConfig.ts';
 import { MLC_CHAT_CONFIG_FILE, SENTENCEPIECE_MODEL_FILE, TENSOR_CACHE_FILE, TOKENIZER_CONFIG_FILE, TOKENIZER_FILE } from '../formats/baseModelFiles.ts';
@@ -54,9 +62,7 @@ interface Segment {
   src: string;
   rows: number;
 }
-type Param =
-  | { kind: 'linear'; base: string; segments: Segment[]; cols: number; colsWhat: string }
-  | { kind: 'norm'; name: string; src: string; size: number };
+type Param = { kind: 'linear'; base: string; segments: Segment[]; cols: number; colsWhat: string } | { kind: 'norm'; name: string; src: string; size: number };
 
 /** The MLC parameters of a Llama, in MLC's order, with their HF sources. */
 export function planParams(c: LlamaConfig): Param[] {
@@ -68,16 +74,26 @@ export function planParams(c: LlamaConfig): Param[] {
     const n = layerLinearNames(i);
     const hf = `model.layers.${i}`;
     params.push(
-      lin(n.qkv, [
-        { src: `${hf}.self_attn.q_proj.weight`, rows: qRows },
-        { src: `${hf}.self_attn.k_proj.weight`, rows: kvRows },
-        { src: `${hf}.self_attn.v_proj.weight`, rows: kvRows },
-      ], c.hiddenSize, 'hidden_size'),
+      lin(
+        n.qkv,
+        [
+          { src: `${hf}.self_attn.q_proj.weight`, rows: qRows },
+          { src: `${hf}.self_attn.k_proj.weight`, rows: kvRows },
+          { src: `${hf}.self_attn.v_proj.weight`, rows: kvRows },
+        ],
+        c.hiddenSize,
+        'hidden_size',
+      ),
       lin(n.o, [{ src: `${hf}.self_attn.o_proj.weight`, rows: c.hiddenSize }], qRows, 'num_attention_heads·head_dim'),
-      lin(n.gateUp, [
-        { src: `${hf}.mlp.gate_proj.weight`, rows: c.intermediateSize },
-        { src: `${hf}.mlp.up_proj.weight`, rows: c.intermediateSize },
-      ], c.hiddenSize, 'hidden_size'),
+      lin(
+        n.gateUp,
+        [
+          { src: `${hf}.mlp.gate_proj.weight`, rows: c.intermediateSize },
+          { src: `${hf}.mlp.up_proj.weight`, rows: c.intermediateSize },
+        ],
+        c.hiddenSize,
+        'hidden_size',
+      ),
       lin(n.down, [{ src: `${hf}.mlp.down_proj.weight`, rows: c.hiddenSize }], c.intermediateSize, 'intermediate_size'),
     );
     const norms = layerNormNames(i);

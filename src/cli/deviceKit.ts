@@ -79,7 +79,8 @@ export async function buildDeviceKit(o: DeviceKitOptions): Promise<Record<string
   const log = o.log ?? (() => {});
   const dawnNode = resolve('node_modules/webgpu/dist/linux-x64/dawn.node');
   if (!existsSync(dawnNode)) throw new Error(`${dawnNode} is missing: the webgpu package (Dawn's Node bindings) is not installed`);
-  if (process.platform !== 'linux' || process.arch !== 'x64') throw new Error(`the kit carries this machine's Node binary, which must be linux-x64 (this is ${process.platform}-${process.arch})`);
+  if (process.platform !== 'linux' || process.arch !== 'x64')
+    throw new Error(`the kit carries this machine's Node binary, which must be linux-x64 (this is ${process.platform}-${process.arch})`);
   if (o.compress) {
     try {
       execFileSync('xz', ['--version'], { stdio: 'ignore' });
@@ -111,7 +112,10 @@ export async function buildDeviceKit(o: DeviceKitOptions): Promise<Record<string
   });
   log(`kit.mjs bundled in ${(performance.now() - t).toFixed(0)} ms`);
 
-  for (const [src, name] of [[process.execPath, 'node'], [dawnNode, 'dawn.node']] as const) {
+  for (const [src, name] of [
+    [process.execPath, 'node'],
+    [dawnNode, 'dawn.node'],
+  ] as const) {
     t = performance.now();
     if (o.compress) await xz(src, join(o.outDir, `${name}.xz`));
     else await copyFile(src, join(o.outDir, name));
@@ -124,12 +128,17 @@ export async function buildDeviceKit(o: DeviceKitOptions): Promise<Record<string
   for (const f of ['kit.mjs', 'run.sh', ...(o.compress ? ['node.xz', 'dawn.node.xz'] : ['node', 'dawn.node'])]) files[f] = (await stat(join(o.outDir, f))).size;
   let commit = 'unknown';
   try {
-    commit = execFileSync('git', ['rev-parse', 'HEAD'], { encoding: 'utf8' }).trim() + (execFileSync('git', ['status', '--porcelain', '--untracked-files=no'], { encoding: 'utf8' }).trim() ? ' (with uncommitted changes)' : '');
+    commit =
+      execFileSync('git', ['rev-parse', 'HEAD'], { encoding: 'utf8' }).trim() +
+      (execFileSync('git', ['status', '--porcelain', '--untracked-files=no'], { encoding: 'utf8' }).trim() ? ' (with uncommitted changes)' : '');
   } catch {
     // not a checkout: the manifest says unknown
   }
   const webgpu = JSON.parse(await readFile('node_modules/webgpu/package.json', 'utf8')) as { version: string };
-  await writeFile(join(o.outDir, 'manifest.json'), JSON.stringify({ builtAt: new Date().toISOString(), commit, node: process.version, webgpu: webgpu.version, compressed: o.compress, files }, null, 2));
+  await writeFile(
+    join(o.outDir, 'manifest.json'),
+    JSON.stringify({ builtAt: new Date().toISOString(), commit, node: process.version, webgpu: webgpu.version, compressed: o.compress, files }, null, 2),
+  );
   return files;
 }
 
@@ -142,7 +151,11 @@ if (isMain) {
   buildDeviceKit({ outDir, compress: !argv.includes('--no-compress'), log: (m) => console.log(m) })
     .then((files) => {
       const total = Object.values(files).reduce((a, b) => a + b, 0);
-      console.log(`${outDir}: ${Object.entries(files).map(([f, n]) => `${f} ${(n / 2 ** 20).toFixed(1)} MiB`).join(', ')}; ${(total / 2 ** 20).toFixed(1)} MiB in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+      console.log(
+        `${outDir}: ${Object.entries(files)
+          .map(([f, n]) => `${f} ${(n / 2 ** 20).toFixed(1)} MiB`)
+          .join(', ')}; ${(total / 2 ** 20).toFixed(1)} MiB in ${((performance.now() - t0) / 1000).toFixed(1)} s`,
+      );
     })
     .catch((e: Error) => {
       console.error(`device-kit: ${e.message}`);

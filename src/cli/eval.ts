@@ -34,10 +34,30 @@ import { parseArgs, runMain, UsageError } from './args.ts';
 import type { EvalPageOptions, EvalPageResult } from './evalPage.ts';
 import { ADAPTER_MANIFEST_FILE } from '../formats/adapterFormat.ts';
 import { MLC_CHAT_CONFIG_FILE } from '../formats/baseModelFiles.ts';
-import { DATASET_NAMES, DATASETS, describeSkipped, isDatasetName, parseDataset, selectProblems, type DatasetName, type Problem } from '../reasoning/datasets.ts';
+import {
+  DATASET_NAMES,
+  DATASETS,
+  describeSkipped,
+  isDatasetName,
+  parseDataset,
+  selectProblems,
+  type DatasetName,
+  type Problem,
+} from '../reasoning/datasets.ts';
 import { customPrompt, getPromptConfig, PROMPT_CONFIGS, type PromptConfig } from '../reasoning/prompts.ts';
 import { scoreOutput, summarize, type ModeResult, type ScoringMode } from '../reasoning/score.ts';
-import { buildRunRecord, parseShard, RECORD_FREE_FIELDS, recordDifferences, sha256OfText, shardIndices, ShardSpecError, type Decoding, type RunRecord, type Shard } from '../reasoning/runRecord.ts';
+import {
+  buildRunRecord,
+  parseShard,
+  RECORD_FREE_FIELDS,
+  recordDifferences,
+  sha256OfText,
+  shardIndices,
+  ShardSpecError,
+  type Decoding,
+  type RunRecord,
+  type Shard,
+} from '../reasoning/runRecord.ts';
 import { lmEvalSampleFields, resultSummary, scoresOf, type LmEvalSampleFields } from '../reasoning/export.ts';
 import { parseManifest } from '../formats/manifest.ts';
 import { baseFingerprintOf, httpModelSource } from '../formats/modelFiles.ts';
@@ -130,7 +150,12 @@ async function main() {
   const selection = selectProblems(parsed.problems, { limit, seed });
   // A shard is a slice of the selected list (positions i mod N = K), so shards of one selection
   // partition it whatever --seed and --limit chose.
-  const mine = new Set(shardIndices(selection.map((p) => p.index), shard));
+  const mine = new Set(
+    shardIndices(
+      selection.map((p) => p.index),
+      shard,
+    ),
+  );
   const selected = selection.filter((p) => mine.has(p.index));
 
   const run: RunIdentity = {
@@ -160,7 +185,26 @@ async function main() {
   const todo = selected.filter((p) => !done.has(p.index));
   if (done.size > 0) process.stderr.write(`resuming ${displayPath(outPath!)}: ${done.size} problems already done, ${todo.length} to go\n`);
 
-  const session = todo.length === 0 ? null : await runInBrowser({ model, adapterDir, config, promptId, dataset, todo, selected, maxNewTokens, batch, numBeams, outPath, done, run, record, gpu: flags.has('gpu') ? true : flags.has('no-gpu') ? false : undefined });
+  const session =
+    todo.length === 0
+      ? null
+      : await runInBrowser({
+          model,
+          adapterDir,
+          config,
+          promptId,
+          dataset,
+          todo,
+          selected,
+          maxNewTokens,
+          batch,
+          numBeams,
+          outPath,
+          done,
+          run,
+          record,
+          gpu: flags.has('gpu') ? true : flags.has('no-gpu') ? false : undefined,
+        });
 
   const { scores, ...summary } = resultSummary(DATASETS[dataset].answerKind, [...done.values()]);
   process.stdout.write(
@@ -219,7 +263,8 @@ function resolveModel(arg: string): ResolvedModel {
     }
   }
   dir = dir.replace(/[\\/]+$/, '');
-  if (!existsSync(join(dir, MLC_CHAT_CONFIG_FILE))) throw new Error(`${dir} is not a converted model directory (no ${MLC_CHAT_CONFIG_FILE}). Run npm run convert first.`);
+  if (!existsSync(join(dir, MLC_CHAT_CONFIG_FILE)))
+    throw new Error(`${dir} is not a converted model directory (no ${MLC_CHAT_CONFIG_FILE}). Run npm run convert first.`);
   return { id: displayPath(dir), dir, url: null };
 }
 
@@ -258,7 +303,9 @@ function readResults(outPath: string, run: RunIdentity, record: RunRecord): Resu
         truncateSync(outPath, lineStart);
         break;
       }
-      throw new Error(`${displayPath(outPath)} line ${i + 1} is not a result line (${(e as Error).message}); fix or remove it, or use another --out.`, { cause: e });
+      throw new Error(`${displayPath(outPath)} line ${i + 1} is not a result line (${(e as Error).message}); fix or remove it, or use another --out.`, {
+        cause: e,
+      });
     }
     const mismatch = describeMismatch(line.run, run) ?? describeRecordMismatch(line.record, record);
     if (mismatch) {
@@ -328,7 +375,13 @@ async function adapterRecord(dir: string): Promise<NonNullable<RunRecord['adapte
     // Left to the page's loader to report.
   }
   const str = (v: unknown) => (typeof v === 'string' ? v : null);
-  return { name: str(json.name), kind: str(json.kind) ?? str(json.method), fingerprint: await sha256OfText(text), baseFingerprint: str(json.base?.fingerprint), source: displayPath(dir) };
+  return {
+    name: str(json.name),
+    kind: str(json.kind) ?? str(json.method),
+    fingerprint: await sha256OfText(text),
+    baseFingerprint: str(json.base?.fingerprint),
+    source: displayPath(dir),
+  };
 }
 
 interface RunContext {
@@ -442,7 +495,11 @@ async function gpuAdapterDescription(): Promise<string | null> {
   return [info?.vendor, info?.architecture, info?.device, info?.description].filter(Boolean).join(' ') || 'unknown adapter';
 }
 
-function progressLine(ctx: RunContext, selected: Set<number>, s: { problems: number; ms: number; decodeTokens: number; decodeMs: number; newTokens: number }): string {
+function progressLine(
+  ctx: RunContext,
+  selected: Set<number>,
+  s: { problems: number; ms: number; decodeTokens: number; decodeMs: number; newTokens: number },
+): string {
   const doneSelected = [...ctx.done.keys()].filter((i) => selected.has(i)).length;
   const all = summarize([...ctx.done.values()]);
   const pct = (x: number) => `${(x * 100).toFixed(1)}%`;

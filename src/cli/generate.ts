@@ -24,7 +24,8 @@ async function main() {
   });
   if (!values.model) throw new UsageError('--model is required.');
   const modelDir = resolve(values.model);
-  if (!existsSync(join(modelDir, MLC_CHAT_CONFIG_FILE))) throw new Error(`${modelDir} is not a converted model directory (no ${MLC_CHAT_CONFIG_FILE}). Run npm run convert first.`);
+  if (!existsSync(join(modelDir, MLC_CHAT_CONFIG_FILE)))
+    throw new Error(`${modelDir} is not a converted model directory (no ${MLC_CHAT_CONFIG_FILE}). Run npm run convert first.`);
   if ((values.prompt === undefined) === (values['prompt-ids'] === undefined)) throw new UsageError('Give exactly one of --prompt or --prompt-ids.');
   const maxNewTokens = intArg(values['max-new-tokens'] ?? '64', 'max-new-tokens');
   const json = flags.has('json');

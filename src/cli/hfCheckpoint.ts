@@ -10,7 +10,11 @@ import { join } from 'node:path';
 import type { LlamaConfig } from '../formats/llamaConfig.ts';
 import { parseEosTokenIds, validateLlamaConfig } from '../formats/mlcChatConfig.ts';
 import {
-  decodeFloatBytes, floatDtypeBytes, parseSafetensorsHeader, safetensorsHeaderLength, writeSafetensors,
+  decodeFloatBytes,
+  floatDtypeBytes,
+  parseSafetensorsHeader,
+  safetensorsHeaderLength,
+  writeSafetensors,
   type SafetensorsInput,
 } from '../formats/safetensors.ts';
 import type { ShardFile, ShardSink } from '../formats/tensorCache.ts';
@@ -73,7 +77,8 @@ export function parseHfLlamaConfig(cfg: Json, gen: Json | null = null, where = '
   }
   const int = (k: string, fallback?: number): number => {
     const v = cfg[k] ?? fallback;
-    if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0) throw new CheckpointError(`${where}: ${k} must be a positive integer, got ${JSON.stringify(cfg[k])}`);
+    if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0)
+      throw new CheckpointError(`${where}: ${k} must be a positive integer, got ${JSON.stringify(cfg[k])}`);
     return v;
   };
   const hiddenSize = int('hidden_size');
@@ -198,7 +203,8 @@ export class HfCheckpoint {
     const eb = floatDtypeBytes(t.dtype, name);
     const rowElems = t.shape.length <= 1 ? (t.shape[0] ?? 1) : t.shape.slice(1).reduce((a, b) => a * b, 1);
     const rows = t.shape.length <= 1 ? 1 : t.shape[0];
-    if (rowStart < 0 || rowStart + rowCount > rows) throw new CheckpointError(`${name}: rows [${rowStart}, ${rowStart + rowCount}) out of range (${rows} rows)`);
+    if (rowStart < 0 || rowStart + rowCount > rows)
+      throw new CheckpointError(`${name}: rows [${rowStart}, ${rowStart + rowCount}) out of range (${rows} rows)`);
     const nbytes = rowCount * rowElems * eb;
     const buf = Buffer.alloc(nbytes);
     const fh = await this.handle(t.file);

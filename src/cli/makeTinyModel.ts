@@ -73,7 +73,14 @@ export function tinyHfTensors(s: TinyShape, seed = TINY_SEED, dtype: 'F32' | 'F1
   const rng = new Rng(seed);
   const headDim = s.hidden / s.heads;
   const t = (name: string, shape: number[], std: number, mean = 0): SafetensorsInput => ({
-    name, dtype, shape, data: rng.normalArray(shape.reduce((a, b) => a * b, 1), std, mean),
+    name,
+    dtype,
+    shape,
+    data: rng.normalArray(
+      shape.reduce((a, b) => a * b, 1),
+      std,
+      mean,
+    ),
   });
   const out: SafetensorsInput[] = [t('model.embed_tokens.weight', [s.vocab, s.hidden], 0.5)];
   for (let i = 0; i < s.layers; i++) {
@@ -140,7 +147,13 @@ async function writeTinyAdapters(outRoot: string, baseDir: string, mode: QuantMo
     // The PEFT source too, so `npm run convert-adapter` can be tried on it.
     await writeFile(join(dir, 'peft', PEFT_CONFIG_FILE), JSON.stringify(peft.adapterConfig, null, 2));
     await writeFile(join(dir, 'peft', PEFT_WEIGHTS_FILE), peft.adapterWeights);
-    const converted = await convertPeftAdapter({ adapterConfig: peft.adapterConfig, adapterWeights: peft.adapterWeights, baseChatConfig: chat, baseTensorCache: cache, name: `tiny ${kind} (random)` });
+    const converted = await convertPeftAdapter({
+      adapterConfig: peft.adapterConfig,
+      adapterWeights: peft.adapterWeights,
+      baseChatConfig: chat,
+      baseTensorCache: cache,
+      name: `tiny ${kind} (random)`,
+    });
     await writeFile(join(dir, ADAPTER_MANIFEST_FILE), JSON.stringify(converted.manifest, null, 2));
     for (const [path, bytes] of converted.shards) await writeFile(join(dir, path), bytes);
   }
@@ -148,7 +161,9 @@ async function writeTinyAdapters(outRoot: string, baseDir: string, mode: QuantMo
 
 export async function makeTinyModel(outRoot: string, opts: { ifMissing?: boolean; log?: (m: string) => void } = {}) {
   const log = opts.log ?? (() => {});
-  const done = () => TINY_MODELS.every((m) => existsSync(join(outRoot, m.dir, TENSOR_CACHE_FILE))) && existsSync(join(outRoot, 'adapters', 'q4f16_1-parallel', ADAPTER_MANIFEST_FILE));
+  const done = () =>
+    TINY_MODELS.every((m) => existsSync(join(outRoot, m.dir, TENSOR_CACHE_FILE))) &&
+    existsSync(join(outRoot, 'adapters', 'q4f16_1-parallel', ADAPTER_MANIFEST_FILE));
   if (opts.ifMissing && done()) {
     log(`${outRoot}: all tiny models present, skipping`);
     return;

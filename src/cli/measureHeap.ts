@@ -198,7 +198,16 @@ export async function downloadIntoPage(page: Page, modelUrl: string, id: string)
       const S = (await import(/* @vite-ignore */ '/src/storage/index.ts' as string)) as typeof import('../storage/index.ts');
       await S.deleteModel(id, true);
       const manifest = S.parseManifest(
-        { schema: 1, id, name: 'Heap test model (1 GB, q0f32)', kind: 'base', baseUrl: modelUrl, quantization: 'q0f32', shardIndex: [tensorCacheFile], files: [{ path: chatConfigFile, size: null }] },
+        {
+          schema: 1,
+          id,
+          name: 'Heap test model (1 GB, q0f32)',
+          kind: 'base',
+          baseUrl: modelUrl,
+          quantization: 'q0f32',
+          shardIndex: [tensorCacheFile],
+          files: [{ path: chatConfigFile, size: null }],
+        },
         'heap test manifest',
       );
       await S.downloadModel(manifest, { retryDelayMs: 10 });
@@ -272,7 +281,15 @@ export async function measureHeapWhileLoading(page: Page, modelUrl: string, gen:
   const downloadSeconds = await downloadIntoPage(page, modelUrl, id);
   const asIs = await measureLoad(page, id, false);
   const retained = await measureLoad(page, id, true);
-  return { weightBytes: gen.weightBytes, shardCount: gen.shardCount, largestShard: gen.largestShard, largestTensor: gen.largestTensor, downloadSeconds, asIs, retained };
+  return {
+    weightBytes: gen.weightBytes,
+    shardCount: gen.shardCount,
+    largestShard: gen.largestShard,
+    largestTensor: gen.largestTensor,
+    downloadSeconds,
+    asIs,
+    retained,
+  };
 }
 
 const MiB = 1024 * 1024;

@@ -20,20 +20,24 @@ const USAGE = 'usage: npm run merge -- <results.jsonl ...> [--out merged.jsonl]'
 function readLines(path: string): MergeInput {
   if (!existsSync(path)) throw new Error(`${path}: no such file.`);
   const lines: MergeLine[] = [];
-  readFileSync(path, 'utf8').split('\n').forEach((raw, i) => {
-    if (raw.trim() === '') return;
-    let line: unknown;
-    try {
-      line = JSON.parse(raw);
-    } catch (e) {
-      throw new Error(`${path} line ${i + 1} is not JSON (${(e as Error).message}); a part cut off mid-write is finished by resuming it with npm run eval.`, { cause: e });
-    }
-    const l = line as Partial<MergeLine>;
-    if (typeof line !== 'object' || line === null || !Number.isInteger(l.index) || typeof l.output !== 'string') {
-      throw new Error(`${path} line ${i + 1} is not a result line of npm run eval (no "index" and "output").`);
-    }
-    lines.push(line as MergeLine);
-  });
+  readFileSync(path, 'utf8')
+    .split('\n')
+    .forEach((raw, i) => {
+      if (raw.trim() === '') return;
+      let line: unknown;
+      try {
+        line = JSON.parse(raw);
+      } catch (e) {
+        throw new Error(`${path} line ${i + 1} is not JSON (${(e as Error).message}); a part cut off mid-write is finished by resuming it with npm run eval.`, {
+          cause: e,
+        });
+      }
+      const l = line as Partial<MergeLine>;
+      if (typeof line !== 'object' || line === null || !Number.isInteger(l.index) || typeof l.output !== 'string') {
+        throw new Error(`${path} line ${i + 1} is not a result line of npm run eval (no "index" and "output").`);
+      }
+      lines.push(line as MergeLine);
+    });
   return { name: path, lines };
 }
 
@@ -51,7 +55,9 @@ async function main() {
     process.stderr.write(`note: problems ${describeIndices(merged.duplicates)} appear more than once with the same output; counted once\n`);
   }
   if (merged.environments.length > 1) {
-    process.stderr.write(`note: the parts ran in ${merged.environments.length} environments: ${merged.environments.map((e) => `${e.browser} on ${e.gpuAdapter}`).join('; ')}\n`);
+    process.stderr.write(
+      `note: the parts ran in ${merged.environments.length} environments: ${merged.environments.map((e) => `${e.browser} on ${e.gpuAdapter}`).join('; ')}\n`,
+    );
   }
   const { record } = merged;
   const started = merged.lines.map((l) => l.record!.dates.started).sort()[0];

@@ -16,7 +16,17 @@ import { readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { DATASET_NAMES, describeSkipped, isDatasetName, parseDataset, type Problem } from '../reasoning/datasets.ts';
 import { DATASETS } from '../reasoning/datasets.ts';
-import { DEFAULT_SCORING_MODE, isScoringMode, modeResult, modesFor, SCORING_MODES, scoreOutput, summarize, type Prediction, type ScoredItem } from '../reasoning/score.ts';
+import {
+  DEFAULT_SCORING_MODE,
+  isScoringMode,
+  modeResult,
+  modesFor,
+  SCORING_MODES,
+  scoreOutput,
+  summarize,
+  type Prediction,
+  type ScoredItem,
+} from '../reasoning/score.ts';
 import { resultSummary } from '../reasoning/export.ts';
 
 class CliError extends Error {}
@@ -108,12 +118,25 @@ function main(argv: string[]): void {
 
   const rows = items.map((it) => {
     const r = modeResult(kind, it, mode)!;
-    return { index: it.index, pred: r.pred, gold: mode === 'llm-adapters' ? it.gold : it.target ?? String(it.gold), correct: r.correct };
+    return { index: it.index, pred: r.pred, gold: mode === 'llm-adapters' ? it.gold : (it.target ?? String(it.gold)), correct: r.correct };
   });
   if (values.out) writeFileSync(values.out, rows.map((r) => JSON.stringify(r)).join('\n') + (rows.length ? '\n' : ''));
   const summary = summarize(rows);
-  const { scores } = resultSummary(kind, items.map((it) => ({ ...it, scores: it.modes })));
-  console.log(JSON.stringify({ dataset, mode, accuracy: summary.accuracy, correct: summary.correct, total: summary.total, wilson95: [summary.interval.lower, summary.interval.upper], scores }));
+  const { scores } = resultSummary(
+    kind,
+    items.map((it) => ({ ...it, scores: it.modes })),
+  );
+  console.log(
+    JSON.stringify({
+      dataset,
+      mode,
+      accuracy: summary.accuracy,
+      correct: summary.correct,
+      total: summary.total,
+      wilson95: [summary.interval.lower, summary.interval.upper],
+      scores,
+    }),
+  );
 }
 
 try {

@@ -98,7 +98,8 @@ export async function createGpuAdapter(device: GPUDevice, c: LlamaConfig, manife
         if (!modules.some((m) => manifest.targets.includes(m))) continue;
         let mode: SiteMode = 'add';
         if (manifest.kind === 'series') mode = site === 'down' ? 'seriesOutput' : site === 'gateUp' ? 'seriesInput' : 'add';
-        if (manifest.kind === 'series' && (site === 'qkv' || site === 'o')) throw new EngineError(`Series adapters on ${modules.join('/')} are not supported (LLM-Adapters has none there).`);
+        if (manifest.kind === 'series' && (site === 'qkv' || site === 'o'))
+          throw new EngineError(`Series adapters on ${modules.join('/')} are not supported (LLM-Adapters has none there).`);
         // Down-projection input width and each segment's (down input, up output) widths.
         const [inDim] = mode === 'seriesOutput' ? [d] : features[modules[0]];
         const segOut = modules.map((m) => (mode === 'seriesInput' ? d : mode === 'seriesOutput' ? d : features[m][1]));

@@ -14,7 +14,11 @@ export interface CopyBandwidth {
 
 /** Bytes per second a large buffer copy moves (read + write), best of a few runs: copyBufferToBuffer and the copy kernel. */
 export async function measureCopyBandwidth(device: GPUDevice, bytes = 256 * 2 ** 20): Promise<CopyBandwidth> {
-  const size = Math.min(Math.floor(bytes / 16) * 16, Math.floor(device.limits.maxStorageBufferBindingSize / 16) * 16, Math.floor(device.limits.maxBufferSize / 16) * 16);
+  const size = Math.min(
+    Math.floor(bytes / 16) * 16,
+    Math.floor(device.limits.maxStorageBufferBindingSize / 16) * 16,
+    Math.floor(device.limits.maxBufferSize / 16) * 16,
+  );
   const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
   const src = device.createBuffer({ size, usage });
   const dst = device.createBuffer({ size, usage });
@@ -49,4 +53,3 @@ export async function measureCopyBandwidth(device: GPUDevice, bytes = 256 * 2 **
   dst.destroy();
   return { bytesPerSecond: Math.max(best.copyBufferToBuffer, best.kernel), ...best };
 }
-

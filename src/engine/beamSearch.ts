@@ -167,7 +167,8 @@ interface Beam {
 export async function beamSearch(stepper: BeamStepper, promptIds: number[], opts: BeamSearchOptions): Promise<BeamSearchResult> {
   const N = opts.numBeams;
   if (!Number.isInteger(N) || N < 1) throw new RangeError(`numBeams must be a whole number of at least 1, not ${N}.`);
-  if (!Number.isInteger(opts.maxNewTokens) || opts.maxNewTokens < 1) throw new RangeError(`maxNewTokens must be a whole number of at least 1, not ${opts.maxNewTokens}.`);
+  if (!Number.isInteger(opts.maxNewTokens) || opts.maxNewTokens < 1)
+    throw new RangeError(`maxNewTokens must be a whole number of at least 1, not ${opts.maxNewTokens}.`);
   if (promptIds.length === 0) throw new RangeError('Beam search needs a prompt of at least one token.');
   const lp = opts.lengthPenalty ?? 1.0;
   const stop = new Set(opts.stopTokenIds);
@@ -183,7 +184,7 @@ export async function beamSearch(stepper: BeamStepper, promptIds: number[], opts
   let cancelled = false;
   let steps = 0;
   // curLen: transformers' input_ids.shape[-1] before this step's token is appended.
-  for (let curLen = P; ; ) {
+  for (let curLen = P; ;) {
     const candidates = topCandidates(
       beams.map((b) => b.score),
       rows,
@@ -201,7 +202,9 @@ export async function beamSearch(stepper: BeamStepper, promptIds: number[], opts
       if (next.length === N) break;
     }
     if (next.length < N) {
-      throw new RangeError(`At most ${N} of the ${2 * N} best next tokens (${candidates.map((c) => c.token).join(', ')}) can be stop tokens (${[...stop].join(', ')}): fewer stop ids, or fewer beams.`);
+      throw new RangeError(
+        `At most ${N} of the ${2 * N} best next tokens (${candidates.map((c) => c.token).join(', ')}) can be stop tokens (${[...stop].join(', ')}): fewer stop ids, or fewer beams.`,
+      );
     }
     done ||= finished.isDone(candidates[0].score, curLen);
     curLen += 1;
@@ -221,7 +224,10 @@ export async function beamSearch(stepper: BeamStepper, promptIds: number[], opts
       claimed.add(slot);
       return { slot, ids: [...n.from.ids, n.token], score: n.score };
     });
-    opts.onStep?.(steps, beams.map((b) => ({ ids: b.ids, score: b.score })));
+    opts.onStep?.(
+      steps,
+      beams.map((b) => ({ ids: b.ids, score: b.score })),
+    );
 
     if (done || curLen >= maxLength) break;
     if (opts.signal?.aborted) {

@@ -54,11 +54,17 @@ export interface ModelBuffers {
  * Allocate a shape's buffers and fill the rotary table; on failure frees what it made. A buffer
  * over the device's binding limit is refused as out of memory (a shader binds each one whole).
  */
-export async function allocateModelBuffers(device: GPUDevice, c: LlamaConfig, mode: QuantMode, shape: { contextLength: number; rows: number; slots: number }): Promise<ModelBuffers> {
+export async function allocateModelBuffers(
+  device: GPUDevice,
+  c: LlamaConfig,
+  mode: QuantMode,
+  shape: { contextLength: number; rows: number; slots: number },
+): Promise<ModelBuffers> {
   const { contextLength: ctx, rows, slots } = shape;
   const own: GPUBuffer[] = [];
   const mk = async (what: string, size: number, usage = STORAGE) => {
-    if (usage & GPUBufferUsage.STORAGE && size > device.limits.maxStorageBufferBindingSize) throw new GPUOutOfMemoryError(`${what} (over the device's binding limit)`, size);
+    if (usage & GPUBufferUsage.STORAGE && size > device.limits.maxStorageBufferBindingSize)
+      throw new GPUOutOfMemoryError(`${what} (over the device's binding limit)`, size);
     const b = await createBufferChecked(device, what, size, usage);
     own.push(b);
     return b;

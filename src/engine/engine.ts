@@ -426,7 +426,16 @@ export class Engine implements ReasoningEngine {
         model.reset(slot);
         const t0 = performance.now();
         const logits = await model.prefillSlot(slot, prompt);
-        const a: Active = { seq, slot, ids: [], sampler: new Sampler({ ...opts, seed: (opts.seed ?? 0) + seq }), maxNew, logits, prefillMs: performance.now() - t0, decodeStart: performance.now() };
+        const a: Active = {
+          seq,
+          slot,
+          ids: [],
+          sampler: new Sampler({ ...opts, seed: (opts.seed ?? 0) + seq }),
+          maxNew,
+          logits,
+          prefillMs: performance.now() - t0,
+          decodeStart: performance.now(),
+        };
         active.push(a);
         advance(a);
       }
@@ -468,10 +477,20 @@ export class Engine implements ReasoningEngine {
    * reported token by token and its text cut at the first stop string, as the greedy path does.
    * As LLM-Adapters' evaluate.py decodes, beams end only at a stop id or the length.
    */
-  private async generateByBeams(promptIds: number[], shape: BatchShape, options: GenerateOptions, callbacks: InThreadGenerateCallbacks): Promise<GenerateResult> {
+  private async generateByBeams(
+    promptIds: number[],
+    shape: BatchShape,
+    options: GenerateOptions,
+    callbacks: InThreadGenerateCallbacks,
+  ): Promise<GenerateResult> {
     const l = this.requireLoaded();
     await this.reshape({ contextLength: shape.contextLength, maxBatch: Math.max(shape.maxBatch, beamCount(options)) });
-    const r = await this.generateBeams(promptIds, { numBeams: beamCount(options), maxNewTokens: options.maxNewTokens, stopTokenIds: options.stopTokenIds, signal: callbacks.signal });
+    const r = await this.generateBeams(promptIds, {
+      numBeams: beamCount(options),
+      maxNewTokens: options.maxNewTokens,
+      stopTokenIds: options.stopTokenIds,
+      signal: callbacks.signal,
+    });
     const text = new SequenceText(l.tokenizer, promptIds, options.stopStrings);
     r.ids.forEach((tokenId, index) => callbacks.onToken?.({ tokenId, index, textDelta: text.push(tokenId) }));
     const { score: _score, ...ids } = r;
@@ -487,7 +506,14 @@ export class Engine implements ReasoningEngine {
    */
   async generateBeams(
     promptIds: number[],
-    opts: { numBeams: number; maxNewTokens: number; stopTokenIds?: number[]; lengthPenalty?: number; signal?: AbortSignal; onStep?: BeamSearchOptions['onStep'] },
+    opts: {
+      numBeams: number;
+      maxNewTokens: number;
+      stopTokenIds?: number[];
+      lengthPenalty?: number;
+      signal?: AbortSignal;
+      onStep?: BeamSearchOptions['onStep'];
+    },
   ): Promise<IdsResult & { score: number }> {
     const model = this.requireLoaded().model;
     const n = opts.numBeams;
@@ -527,7 +553,15 @@ export class Engine implements ReasoningEngine {
       throw e;
     }
     // decodeTokens: batched decode steps (each gives every beam one token).
-    return { ids: r.ids, score: r.score, stopReason: r.stopReason, prefillTokens: promptIds.length, prefillMs, decodeTokens: r.steps, decodeMs: performance.now() - t0 - prefillMs };
+    return {
+      ids: r.ids,
+      score: r.score,
+      stopReason: r.stopReason,
+      prefillTokens: promptIds.length,
+      prefillMs,
+      decodeTokens: r.steps,
+      decodeMs: performance.now() - t0 - prefillMs,
+    };
   }
 
   async unload(): Promise<void> {

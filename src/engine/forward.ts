@@ -74,10 +74,30 @@ export function recordForward(parts: ForwardParts, adapter: GpuAdapter | null): 
     if (site.qkv) body.push(rec.adapterDown(`${at} adapter qkv down`, site.qkv, b.xn)); // z [rows, 3 r] = act(D xn)
     body.push(rec.matmul(lw.qkv, b.xn, b.qkv, { adapter: site.qkv })); // qkv [rows, (H + 2 KV) hd] (+ scale U z)
     // One thread per q pair, one per adjacent k/v pair: (H + KV) hd/2 threads per row.
-    body.push(rec.kernel(`${at} rope + kv write`, 'ropeKvWrite', kv, heads, { qkv: b.qkv, cosSin: b.cosSin, rowInfo: b.rowInfo, kCache, vCache }, (rows) => [ceil((H + KV) * (hd / 2), 64), rows, 1])); // q = rope(q) in qkv; cache[slot, pos] = rope(k), v
-    body.push(rec.kernel(`${at} scores`, 'attnScores', kv, heads, { qkv: b.qkv, scores: b.scores, kCache, rowInfo: b.rowInfo }, (rows, kvLen) => [ceil(kvLen, 64), rows * H, 1])); // scores [rows, H, ctx] = q k^T / sqrt(hd), pos <= row's
-    body.push(rec.kernel(`${at} softmax`, 'attnSoftmax', {}, { N_HEADS: H, CTX: parts.contextLength }, { scores: b.scores, rowInfo: b.rowInfo }, (rows) => [rows * H, 1, 1])); // scores [rows, H, ctx] = softmax over visible keys
-    body.push(rec.kernel(`${at} attn out`, 'attnOutput', kv, heads, { scores: b.scores, o: b.attn, vCache, rowInfo: b.rowInfo }, (rows) => [ceil(H * hd, 64), rows, 1])); // attn [rows, H hd] = scores v
+    body.push(
+      rec.kernel(`${at} rope + kv write`, 'ropeKvWrite', kv, heads, { qkv: b.qkv, cosSin: b.cosSin, rowInfo: b.rowInfo, kCache, vCache }, (rows) => [
+        ceil((H + KV) * (hd / 2), 64),
+        rows,
+        1,
+      ]),
+    ); // q = rope(q) in qkv; cache[slot, pos] = rope(k), v
+    body.push(
+      rec.kernel(`${at} scores`, 'attnScores', kv, heads, { qkv: b.qkv, scores: b.scores, kCache, rowInfo: b.rowInfo }, (rows, kvLen) => [
+        ceil(kvLen, 64),
+        rows * H,
+        1,
+      ]),
+    ); // scores [rows, H, ctx] = q k^T / sqrt(hd), pos <= row's
+    body.push(
+      rec.kernel(`${at} softmax`, 'attnSoftmax', {}, { N_HEADS: H, CTX: parts.contextLength }, { scores: b.scores, rowInfo: b.rowInfo }, (rows) => [
+        rows * H,
+        1,
+        1,
+      ]),
+    ); // scores [rows, H, ctx] = softmax over visible keys
+    body.push(
+      rec.kernel(`${at} attn out`, 'attnOutput', kv, heads, { scores: b.scores, o: b.attn, vCache, rowInfo: b.rowInfo }, (rows) => [ceil(H * hd, 64), rows, 1]),
+    ); // attn [rows, H hd] = scores v
     if (site.o) body.push(rec.adapterDown(`${at} adapter o down`, site.o, b.attn)); // z [rows, r] = act(D attn)
     body.push(rec.matmul(lw.o, b.attn, b.x, { accumulate: true, adapter: site.o })); // x [rows, dim] += W_o attn (+ scale U z)
 
@@ -133,7 +153,15 @@ class DispatchRecorder {
   }
 
   /** A kernel over the call's rows with its Params uniform `p` bound to `params`. */
-  kernel<K extends KernelName>(label: string, kernel: K, variant: KernelVariant, constants: Record<string, number>, buffers: CallBuffers<K>, workgroups: Dispatch['workgroups'], params = this.parts.buffers.params): Dispatch {
+  kernel<K extends KernelName>(
+    label: string,
+    kernel: K,
+    variant: KernelVariant,
+    constants: Record<string, number>,
+    buffers: CallBuffers<K>,
+    workgroups: Dispatch['workgroups'],
+    params = this.parts.buffers.params,
+  ): Dispatch {
     const pipeline = this.parts.pipes.get(kernel, variant, constants);
     return { label, pipeline, bindGroups: bindKernel(this.device, pipeline, kernel, { p: params, ...buffers } as KernelBuffers<K>, label), workgroups };
   }
@@ -143,7 +171,12 @@ class DispatchRecorder {
     const pipeline = this.parts.pipes.get('embedding', { weight: e.format }, { IN: e.cols });
     const chunk = e.format.startsWith('q4') ? 8 : 4;
     const buffers = { p: this.parts.buffers.params, tokens, x, wData: e.data, wScale: e.scale };
-    return { label: 'embedding', pipeline, bindGroups: bindKernel(this.device, pipeline, 'embedding', buffers, 'embedding'), workgroups: (rows) => [Math.ceil(Math.ceil(e.cols / chunk) / 64), rows, 1] };
+    return {
+      label: 'embedding',
+      pipeline,
+      bindGroups: bindKernel(this.device, pipeline, 'embedding', buffers, 'embedding'),
+      workgroups: (rows) => [Math.ceil(Math.ceil(e.cols / chunk) / 64), rows, 1],
+    };
   }
 
   rmsnorm(label: string, x: GPUBuffer, y: GPUBuffer, w: GPUBuffer): Dispatch {
@@ -156,7 +189,12 @@ class DispatchRecorder {
    * site whose z = act(D x) the adapter's down-projection has just written), the same dispatch
    * adds scale[seg] U z to every output (adapterAdd.wgsl): no separate up-projection pass.
    */
-  matmul(w: GpuMatrix, x: GPUBuffer, y: GPUBuffer, o: { accumulate?: boolean; params?: GPUBuffer; act?: number; splitRow?: number; adapter?: AdapterSite } = {}): Dispatch {
+  matmul(
+    w: GpuMatrix,
+    x: GPUBuffer,
+    y: GPUBuffer,
+    o: { accumulate?: boolean; params?: GPUBuffer; act?: number; splitRow?: number; adapter?: AdapterSite } = {},
+  ): Dispatch {
     const constants: Record<string, number> = { IN: w.cols, OUT: w.rows, ACCUMULATE: o.accumulate ? 1 : 0, ACT: o.act ?? 0 };
     if (o.splitRow !== undefined) constants.SPLIT_ROW = o.splitRow;
     const ad = o.adapter;
@@ -165,8 +203,20 @@ class DispatchRecorder {
       Object.assign(constants, { R: ad.r, SEG1: ad.seg1, SEG2: ad.seg2, Z_STRIDE: ad.segments * ad.r });
     }
     const variant = (v: KernelVariant): KernelVariant => (ad ? { ...v, adapterAdd: true } : v);
-    const buffers = { p: o.params ?? this.parts.buffers.params, x, y, wData: w.data, wScale: w.scale, ...(ad ? { adapterZ: this.scratch().z, adapterU: ad.up, adapterScales: ad.scales } : {}) };
-    const dispatch = (label: string, kernel: 'matmul' | 'matmulTiled' | 'q4MatVec', pipeline: GPUComputePipeline, workgroups: Dispatch['workgroups']): Dispatch => ({
+    const buffers = {
+      p: o.params ?? this.parts.buffers.params,
+      x,
+      y,
+      wData: w.data,
+      wScale: w.scale,
+      ...(ad ? { adapterZ: this.scratch().z, adapterU: ad.up, adapterScales: ad.scales } : {}),
+    };
+    const dispatch = (
+      label: string,
+      kernel: 'matmul' | 'matmulTiled' | 'q4MatVec',
+      pipeline: GPUComputePipeline,
+      workgroups: Dispatch['workgroups'],
+    ): Dispatch => ({
       label,
       pipeline,
       bindGroups: bindKernel(this.device, pipeline, kernel, buffers, w.name),
@@ -174,18 +224,31 @@ class DispatchRecorder {
     });
     const pipes = this.parts.pipes;
     const choice = this.parts.kernels;
-    let general = dispatch(`matmul ${w.name}`, 'matmul', pipes.get('matmul', variant({ weight: w.format }), constants), (rows) => [Math.ceil(w.rows / 64), Math.ceil(rows / 8), 1]);
+    let general = dispatch(`matmul ${w.name}`, 'matmul', pipes.get('matmul', variant({ weight: w.format }), constants), (rows) => [
+      Math.ceil(w.rows / 64),
+      Math.ceil(rows / 8),
+      1,
+    ]);
     // Many rows (prefill) on a GPU: the tiled kernel, from 9 rows up. (Split inputs keep the general one.)
     if (choice.tiled && o.splitRow === undefined) {
       const { SPLIT_ROW: _s, ...tiledConstants } = constants;
-      const tiled = dispatch(`tiled matmul ${w.name}`, 'matmulTiled', pipes.get('matmulTiled', variant({ weight: w.format }), tiledConstants), (rows) => [Math.ceil(w.rows / 64), Math.ceil(rows / 64), 1]);
+      const tiled = dispatch(`tiled matmul ${w.name}`, 'matmulTiled', pipes.get('matmulTiled', variant({ weight: w.format }), tiledConstants), (rows) => [
+        Math.ceil(w.rows / 64),
+        Math.ceil(rows / 64),
+        1,
+      ]);
       general = { ...general, maxRows: 8, alt: tiled };
     }
     if ((w.format !== 'q4f16' && w.format !== 'q4f32') || !choice.q4MatVec) return general;
     // q4 decode (up to 8 rows: one token, or a small batch): the wide-load matrix-vector kernel.
     const { ACT: _act, ...q4Constants } = constants;
     const x65535 = Math.min(w.rows, 65535);
-    const mv = dispatch(`q4 matvec ${w.name}`, 'q4MatVec', pipes.get('q4MatVec', variant({ weight: w.format, subgroups: choice.subgroups }), q4Constants), () => [x65535, Math.ceil(w.rows / x65535), 1]);
+    const mv = dispatch(
+      `q4 matvec ${w.name}`,
+      'q4MatVec',
+      pipes.get('q4MatVec', variant({ weight: w.format, subgroups: choice.subgroups }), q4Constants),
+      () => [x65535, Math.ceil(w.rows / x65535), 1],
+    );
     return { ...mv, maxRows: 8, alt: general.alt ?? general };
   }
 
@@ -202,7 +265,16 @@ class DispatchRecorder {
   adapterUp(label: string, site: AdapterSite, y: GPUBuffer, res: GPUBuffer): Dispatch {
     if (site.mode === 'add') throw new EngineError(`${label}: 'add' adapters are fused into their base matmul.`);
     const dim = this.parts.config.hiddenSize;
-    const constants = { N: site.n, R: site.r, SEG1: site.seg1, SEG2: site.seg2, Z_STRIDE: site.segments * site.r, OUT_W: dim, SEG_W: dim, SPLIT_OUT: site.mode === 'seriesInput' ? 1 : 0 };
+    const constants = {
+      N: site.n,
+      R: site.r,
+      SEG1: site.seg1,
+      SEG2: site.seg2,
+      Z_STRIDE: site.segments * site.r,
+      OUT_W: dim,
+      SEG_W: dim,
+      SPLIT_OUT: site.mode === 'seriesInput' ? 1 : 0,
+    };
     const buffers = { z: this.scratch().z, y, res, scales: site.scales, U: site.up };
     return this.kernel(label, 'adapterUp', {}, constants, buffers, (rows) => [Math.ceil(site.n / 64), rows, 1]);
   }

@@ -60,7 +60,9 @@ export async function createGpuContext(given?: GPU): Promise<GpuContext> {
     adapterInfo: [info?.vendor, info?.architecture, info?.device, info?.description].filter(Boolean).join(' ') || 'unknown adapter',
     hasF16,
     hasSubgroups,
-    isSoftware: Boolean((info as { isFallbackAdapter?: boolean } | undefined)?.isFallbackAdapter) || /swiftshader|llvmpipe|lavapipe/i.test(`${info?.vendor} ${info?.architecture} ${info?.device} ${info?.description}`),
+    isSoftware:
+      Boolean((info as { isFallbackAdapter?: boolean } | undefined)?.isFallbackAdapter) ||
+      /swiftshader|llvmpipe|lavapipe/i.test(`${info?.vendor} ${info?.architecture} ${info?.device} ${info?.description}`),
     lost: null,
     onLost: [],
   };
@@ -73,12 +75,7 @@ export async function createGpuContext(given?: GPU): Promise<GpuContext> {
 }
 
 /** Allocate a storage buffer, turning an out-of-memory validation into a readable error. */
-export async function createBufferChecked(
-  device: GPUDevice,
-  what: string,
-  size: number,
-  usage: GPUBufferUsageFlags,
-): Promise<GPUBuffer> {
+export async function createBufferChecked(device: GPUDevice, what: string, size: number, usage: GPUBufferUsageFlags): Promise<GPUBuffer> {
   device.pushErrorScope('out-of-memory');
   device.pushErrorScope('validation');
   const buf = device.createBuffer({ size: Math.max(4, alignTo(size, 4)), usage, label: what });

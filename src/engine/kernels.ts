@@ -199,7 +199,13 @@ type SlotName<K extends KernelName, G extends 0 | 1 | 2> = G extends keyof Group
 export type KernelBuffers<K extends KernelName> = { [N in SlotName<K, 0>]: GPUBuffer } & { [N in SlotName<K, 1> | SlotName<K, 2>]?: GPUBuffer };
 
 /** The bind groups of one dispatch of `kernel`, from its buffers by name (groups 0.., none skipped). */
-export function bindKernel<K extends KernelName>(device: GPUDevice, pipeline: GPUComputePipeline, kernel: K, buffers: KernelBuffers<K>, label: string): GPUBindGroup[] {
+export function bindKernel<K extends KernelName>(
+  device: GPUDevice,
+  pipeline: GPUComputePipeline,
+  kernel: K,
+  buffers: KernelBuffers<K>,
+  label: string,
+): GPUBindGroup[] {
   const named = buffers as Record<string, GPUBuffer | undefined>;
   const tables = BINDINGS[kernel] as Record<string, Record<string, number>>;
   const unknown = Object.keys(named).filter((n) => !Object.values(tables).some((slots) => n in slots));
@@ -213,7 +219,9 @@ export function bindKernel<K extends KernelName>(device: GPUDevice, pipeline: GP
     }
     if (entries.length === 0) continue;
     if (Number(group) !== groups.length) throw new Error(`${label}: bind group ${group} of ${kernel} without group ${groups.length}`);
-    groups.push(device.createBindGroup({ layout: pipeline.getBindGroupLayout(Number(group)), entries, label: Number(group) === 0 ? label : `${label} group ${group}` }));
+    groups.push(
+      device.createBindGroup({ layout: pipeline.getBindGroupLayout(Number(group)), entries, label: Number(group) === 0 ? label : `${label} group ${group}` }),
+    );
   }
   return groups;
 }

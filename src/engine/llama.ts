@@ -14,7 +14,15 @@ import { createGpuAdapter, adapterZWidth, type GpuAdapter } from './adapters.ts'
 import type { AdapterManifest } from '../formats/adapterFormat.ts';
 import { takeModelWeights, uploadTensors, type LoadProgress, type ModelWeights, type UploadedTensors } from './weights.ts';
 import { batchForBudget, kvLayerBytes, DEFAULT_PREFILL_CHUNK, GREEDY_PIPELINE_DEPTH, type MemoryPlan } from './memoryPlan.ts';
-import { allocateAdapterScratch, allocateModelBuffers, destroyAdapterScratch, destroyModelBuffers, maxRowsPerCall, type AdapterScratch, type ModelBuffers } from './buffers.ts';
+import {
+  allocateAdapterScratch,
+  allocateModelBuffers,
+  destroyAdapterScratch,
+  destroyModelBuffers,
+  maxRowsPerCall,
+  type AdapterScratch,
+  type ModelBuffers,
+} from './buffers.ts';
 import { recordForward, type ForwardParts, type KernelChoice, type RecordedForward } from './forward.ts';
 
 export { maxRowsPerCall };
@@ -96,13 +104,21 @@ export class LlamaModel {
     this.forwards.set(null, recordForward(this.forwardParts(), null));
   }
 
-  static async load(gpu: GpuContext, source: ModelSource, config: LlamaConfig, mode: QuantMode, cache: TensorCache, opts: ModelLoadOptions = {}): Promise<LlamaModel> {
+  static async load(
+    gpu: GpuContext,
+    source: ModelSource,
+    config: LlamaConfig,
+    mode: QuantMode,
+    cache: TensorCache,
+    opts: ModelLoadOptions = {},
+  ): Promise<LlamaModel> {
     // The KV cache and score rows are sized for the context we allocate, not the model's maximum
     // (some checkpoints declare 128k positions): default to at most DEFAULT_CONTEXT tokens.
     const ctx = Math.min(opts.contextLength ?? DEFAULT_CONTEXT, config.contextWindowSize);
     const prefillChunk = Math.min(opts.prefillChunk ?? DEFAULT_PREFILL_CHUNK, ctx);
     if (config.headDim % 2 !== 0) throw new EngineError(`head_dim ${config.headDim} must be even for rotary embeddings.`);
-    if (config.numHeads % config.numKvHeads !== 0) throw new EngineError(`num_attention_heads ${config.numHeads} is not a multiple of num_key_value_heads ${config.numKvHeads}.`);
+    if (config.numHeads % config.numKvHeads !== 0)
+      throw new EngineError(`num_attention_heads ${config.numHeads} is not a multiple of num_key_value_heads ${config.numKvHeads}.`);
 
     const tensors = await uploadTensors(gpu.device, source, cache, opts.onProgress);
     // GPUs get the workgroup kernels; a CPU-emulated adapter, whose barriers are slow, the per-row ones.
@@ -121,10 +137,17 @@ export class LlamaModel {
    * Allocate for a batch; 'auto' starts at the largest batch the memory budget allows (or
    * AUTO_BATCH_LIMIT) and halves while allocation fails, since WebGPU does not say what is free.
    */
-  private static async allocateFitting(parts: ModelParts, shape: Omit<ModelShape, 'maxBatch'>, batch: number | 'auto', memoryBudget?: number): Promise<LlamaModel> {
+  private static async allocateFitting(
+    parts: ModelParts,
+    shape: Omit<ModelShape, 'maxBatch'>,
+    batch: number | 'auto',
+    memoryBudget?: number,
+  ): Promise<LlamaModel> {
     const { contextLength: ctx, prefillChunk } = shape;
     const auto = batch === 'auto';
-    let maxBatch = auto ? batchForBudget(parts.config, parts.mode, ctx, prefillChunk, memoryBudget ?? Infinity, AUTO_BATCH_LIMIT) : Math.max(1, Math.floor(batch));
+    let maxBatch = auto
+      ? batchForBudget(parts.config, parts.mode, ctx, prefillChunk, memoryBudget ?? Infinity, AUTO_BATCH_LIMIT)
+      : Math.max(1, Math.floor(batch));
     for (; ; maxBatch = Math.floor(maxBatch / 2)) {
       try {
         const rows = maxRowsPerCall(prefillChunk, maxBatch);
@@ -149,7 +172,8 @@ export class LlamaModel {
    */
   async reshape(opts: { contextLength: number; maxBatch: number | 'auto'; memoryBudget?: number }): Promise<{ model: LlamaModel; error: unknown }> {
     const ctx = Math.max(1, Math.min(Math.floor(opts.contextLength), this.config.contextWindowSize));
-    const again = (c: number, b: number | 'auto', budget?: number) => LlamaModel.allocateFitting(this.parts, { contextLength: c, prefillChunk: Math.min(this.prefillChunk, c) }, b, budget);
+    const again = (c: number, b: number | 'auto', budget?: number) =>
+      LlamaModel.allocateFitting(this.parts, { contextLength: c, prefillChunk: Math.min(this.prefillChunk, c) }, b, budget);
     this.releaseActivations();
     let next: LlamaModel;
     let error: unknown = null;
@@ -441,7 +465,10 @@ export class LlamaModel {
     let stop = false;
     const submit = (step: number) => {
       // Queue writes are ordered with submits: this step's params land after the previous step ran.
-      const kvLen = this.writeRows(entries.map((e, i) => ({ slot: e.slot, pos: start[i] + step })), 0);
+      const kvLen = this.writeRows(
+        entries.map((e, i) => ({ slot: e.slot, pos: start[i] + step })),
+        0,
+      );
       const enc = this.device.createCommandEncoder();
       this.encodeRows(enc, n, kvLen, 0, true);
       const buffer = this.buf.idStaging[step % GREEDY_PIPELINE_DEPTH];
@@ -497,7 +524,8 @@ export class LlamaModel {
     this.checkSlot(from);
     this.checkSlot(to);
     if (from === to) throw new EngineError(`copySlot needs two different slots, not ${from} twice.`);
-    if (!Number.isInteger(length) || length < 0 || length > this.positions[from]) throw new EngineError(`Cannot copy ${length} tokens of slot ${from}, which holds ${this.positions[from]}.`);
+    if (!Number.isInteger(length) || length < 0 || length > this.positions[from])
+      throw new EngineError(`Cannot copy ${length} tokens of slot ${from}, which holds ${this.positions[from]}.`);
     if (this.gpu.lost) throw this.gpu.lost;
     const rowBytes = kvLayerBytes(this.config, this.mode, 1);
     const bytes = length * rowBytes;

@@ -3,7 +3,17 @@
  * each ReasoningEngine call as a request, its callbacks and its answer as responses.
  * Requests carry an id; every response names the request it answers.
  */
-import type { BatchOptions, BatchShape, EngineInfo, GenerateOptions, GenerateResult, LoadedAdapter, ModelLocation, Prompt, TokenEvent } from './reasoningEngine.ts';
+import type {
+  BatchOptions,
+  BatchShape,
+  EngineInfo,
+  GenerateOptions,
+  GenerateResult,
+  LoadedAdapter,
+  ModelLocation,
+  Prompt,
+  TokenEvent,
+} from './reasoningEngine.ts';
 import type { LoadProgress } from './weights.ts';
 
 export type { ModelLocation };

@@ -88,8 +88,7 @@ export function referenceWeightsFromRecords(
   shapes: Map<string, number[]> | Record<string, number[]>,
   mode: QuantMode,
 ): Map<string, Float32Array> {
-  const shapeOf = (name: string): number[] | undefined =>
-    shapes instanceof Map ? shapes.get(name) : (shapes as Record<string, number[]>)[name];
+  const shapeOf = (name: string): number[] | undefined => (shapes instanceof Map ? shapes.get(name) : (shapes as Record<string, number[]>)[name]);
   const dense = new Map<string, Float32Array>();
   for (const [name, data] of records) {
     if (isQ4(mode) && name.endsWith('.q_weight')) {
@@ -185,10 +184,7 @@ export function referenceAdapterFromManifest(manifest: AdapterManifest, tensors:
     activation: bn.nonLinearity,
     layers: Array.from({ length: n }, (_, l) =>
       Object.fromEntries(
-        manifest.targets.map((m, i) => [
-          m,
-          { down: get(`layers.${l}.${m}.adapter_down`), up: get(`layers.${l}.${m}.adapter_up`), scaling: bn.scales[l][i] },
-        ]),
+        manifest.targets.map((m, i) => [m, { down: get(`layers.${l}.${m}.adapter_down`), up: get(`layers.${l}.${m}.adapter_up`), scaling: bn.scales[l][i] }]),
       ),
     ),
   };

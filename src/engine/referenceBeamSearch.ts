@@ -72,7 +72,14 @@ export interface ReferenceBeamResult {
  * `model.generate(input_ids, GenerationConfig(num_beams=N), max_new_tokens=M)` for one prompt,
  * with `eos_token_id` the given list (transformers appends eos_token_id[0] to a finished hypothesis).
  */
-export function referenceBeamSearch(nextTokenLogits: NextTokenLogits, prompt: number[], num_beams: number, max_new_tokens: number, eos_token_id: number[], length_penalty = 1.0): ReferenceBeamResult {
+export function referenceBeamSearch(
+  nextTokenLogits: NextTokenLogits,
+  prompt: number[],
+  num_beams: number,
+  max_new_tokens: number,
+  eos_token_id: number[],
+  length_penalty = 1.0,
+): ReferenceBeamResult {
   const max_length = prompt.length + max_new_tokens; // generation_config.max_length
   const beam_hyp = new BeamHypotheses(num_beams, length_penalty);
   let done = false;

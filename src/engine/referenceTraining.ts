@@ -266,7 +266,8 @@ class TrainingModel {
     if (T === 0) throw new Error('training sequences must not be empty');
     if (batch.labels.length !== B) throw new Error(`batch has ${B} input sequences but ${batch.labels.length} label sequences`);
     for (let b = 0; b < B; b++) {
-      if (batch.inputIds[b].length !== T) throw new Error(`sequence ${b} has ${batch.inputIds[b].length} tokens, expected ${T} (pad every sequence to one length)`);
+      if (batch.inputIds[b].length !== T)
+        throw new Error(`sequence ${b} has ${batch.inputIds[b].length} tokens, expected ${T} (pad every sequence to one length)`);
       if (batch.labels[b].length !== T) throw new Error(`labels of sequence ${b} have ${batch.labels[b].length} entries, expected ${T}`);
       for (const id of batch.inputIds[b]) {
         if (!Number.isInteger(id) || id < 0 || id >= config.vocabSize) throw new Error(`token id ${id} in sequence ${b} is out of range`);
@@ -290,7 +291,15 @@ class TrainingModel {
   }
 
   /** One module's slice of a (fused) linear with its adapter: x [N, cols] -> [N, rows]. */
-  linear(layer: number, module: AdapterModule, w: Float32Array, rowStart: number, rows: number, cols: number, x: Float64Array): { y: Float64Array; cache: LinearCache } {
+  linear(
+    layer: number,
+    module: AdapterModule,
+    w: Float32Array,
+    rowStart: number,
+    rows: number,
+    cols: number,
+    x: Float64Array,
+  ): { y: Float64Array; cache: LinearCache } {
     const n = this.n;
     const ad = this.adapter;
     const m = ad?.layers[layer]?.[module];
@@ -543,7 +552,8 @@ class TrainingModel {
       for (let t = 0; t + 1 < T; t++) {
         const y = this.batch.labels[b][t + 1];
         if (y === IGNORE_INDEX) continue;
-        if (!Number.isInteger(y) || y < 0 || y >= V) throw new Error(`label ${y} at sequence ${b}, position ${t + 1} is out of range (use ${IGNORE_INDEX} to ignore)`);
+        if (!Number.isInteger(y) || y < 0 || y >= V)
+          throw new Error(`label ${y} at sequence ${b}, position ${t + 1} is out of range (use ${IGNORE_INDEX} to ignore)`);
         numTokens++;
       }
     }
@@ -657,7 +667,10 @@ export function zeroGradients(adapter: TrainableAdapter | undefined, numLayers: 
     const out: AdapterGradients[number] = {};
     const layer = adapter?.layers[l] ?? {};
     for (const [m, t] of Object.entries(layer) as Array<[AdapterModule, TrainableLoraModule | TrainableBottleneckModule]>) {
-      out[m] = 'a' in t ? { a: new Float64Array(t.a.length), b: new Float64Array(t.b.length) } : { down: new Float64Array(t.down.length), up: new Float64Array(t.up.length) };
+      out[m] =
+        'a' in t
+          ? { a: new Float64Array(t.a.length), b: new Float64Array(t.b.length) }
+          : { down: new Float64Array(t.down.length), up: new Float64Array(t.up.length) };
     }
     return out;
   });

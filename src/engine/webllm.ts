@@ -188,10 +188,15 @@ export async function loadWebLLM(modelId: string, opts: WebLLMLoadOptions = {}):
   const stopped = new Promise<never>((_, reject) => {
     stop = (reason) => reject(new WebLLMUnavailableError(modelId, reason));
   });
-  const timer = setInterval(() => {
-    if (Date.now() - last > stallMs)
-      stop(`nothing arrived for ${Math.round(stallMs / 1000)} s while fetching its model library or weights (${hostOf(record.model_lib)}, ${hostOf(record.model)}): the network is down or blocked.`);
-  }, Math.min(1000, stallMs));
+  const timer = setInterval(
+    () => {
+      if (Date.now() - last > stallMs)
+        stop(
+          `nothing arrived for ${Math.round(stallMs / 1000)} s while fetching its model library or weights (${hostOf(record.model_lib)}, ${hostOf(record.model)}): the network is down or blocked.`,
+        );
+    },
+    Math.min(1000, stallMs),
+  );
   const onAbort = () => stop('loading was stopped.');
   opts.signal?.addEventListener('abort', onAbort);
   try {
@@ -304,8 +309,10 @@ export class WebLLMEngine implements Omit<ReasoningEngine, 'load' | 'info'> {
   async generate(prompt: Prompt, options: GenerateOptions, callbacks: GenerateCallbacks = {}): Promise<GenerateResult> {
     if (typeof prompt !== 'string') throw new NotSupportedError('WebLLM takes text prompts only.');
     let index = 0;
-    const r = await generateWebLLM(prompt, { maxNewTokens: options.maxNewTokens, temperature: options.temperature ?? 0, stop: options.stopStrings, signal: callbacks.signal }, (textDelta) =>
-      callbacks.onToken?.({ tokenId: -1, index: index++, textDelta }),
+    const r = await generateWebLLM(
+      prompt,
+      { maxNewTokens: options.maxNewTokens, temperature: options.temperature ?? 0, stop: options.stopStrings, signal: callbacks.signal },
+      (textDelta) => callbacks.onToken?.({ tokenId: -1, index: index++, textDelta }),
     );
     const stopReason: StopReason = r.finishReason === 'cancelled' ? 'cancelled' : r.finishReason === 'stop' ? 'stop' : 'length';
     const ms = (tokens: number, perSecond: number) => (perSecond > 0 ? (tokens * 1000) / perSecond : 0);

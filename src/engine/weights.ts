@@ -48,7 +48,9 @@ function elementCount(shape: number[]): number {
 function recordUpload(record: TensorRecord, shard: ArrayBuffer, forceF32: boolean): { bytes: Uint8Array; dtype: 'float32' | 'float16' | 'uint32' } {
   const n = elementCount(record.shape);
   if (record.byteOffset + record.nbytes > shard.byteLength) {
-    throw new ModelFormatError(`Tensor ${record.name} lies outside its shard (offset ${record.byteOffset} + ${record.nbytes} bytes > ${shard.byteLength}); the shard is truncated.`);
+    throw new ModelFormatError(
+      `Tensor ${record.name} lies outside its shard (offset ${record.byteOffset} + ${record.nbytes} bytes > ${shard.byteLength}); the shard is truncated.`,
+    );
   }
   // A view on the shard, not a copy: writeBuffer reads it directly, so loading holds one shard.
   const raw = new Uint8Array(shard, record.byteOffset, record.nbytes);
@@ -97,11 +99,14 @@ export async function uploadTensors(
         const up = recordUpload(record, data!, wantsF32(record.name));
         const buffer = await createBufferChecked(device, record.name, up.bytes.byteLength, STORAGE);
         // writeBuffer needs a multiple of 4 bytes; odd f16 counts are padded with a zero half.
-        const padded = up.bytes.byteLength % 4 === 0 ? up.bytes : (() => {
-          const p = new Uint8Array(Math.ceil(up.bytes.byteLength / 4) * 4);
-          p.set(up.bytes);
-          return p;
-        })();
+        const padded =
+          up.bytes.byteLength % 4 === 0
+            ? up.bytes
+            : (() => {
+                const p = new Uint8Array(Math.ceil(up.bytes.byteLength / 4) * 4);
+                p.set(up.bytes);
+                return p;
+              })();
         device.queue.writeBuffer(buffer, 0, padded as Uint8Array<ArrayBuffer>);
         buffers.set(record.name, { record, buffer, uploadedDtype: up.dtype });
         bytes += buffer.size;

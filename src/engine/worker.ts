@@ -28,7 +28,10 @@ async function cancellable(id: number, work: (signal: AbortSignal) => Promise<vo
 async function handle(req: EngineRequest) {
   switch (req.type) {
     case 'load': {
-      const info = await engine.load(req.location, { contextLength: req.contextLength, onProgress: (progress) => post({ type: 'progress', id: req.id, progress }) });
+      const info = await engine.load(req.location, {
+        contextLength: req.contextLength,
+        onProgress: (progress) => post({ type: 'progress', id: req.id, progress }),
+      });
       post({ type: 'loaded', id: req.id, info });
       return;
     }

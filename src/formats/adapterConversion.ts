@@ -90,7 +90,9 @@ const TORCH_TO_SAFETENSORS_DTYPE: Record<string, string> = { float32: 'F32', flo
  * a safetensors file with its little-endian header length.
  */
 function checkpointTensors(file: Uint8Array, name?: string): CheckpointTensors {
-  const torch = name ? name === PEFT_PICKLED_WEIGHTS_FILE : file.length >= 2 && ((file[0] === 0x50 && file[1] === 0x4b) || (file[0] === 0x80 && file[1] === 0x02));
+  const torch = name
+    ? name === PEFT_PICKLED_WEIGHTS_FILE
+    : file.length >= 2 && ((file[0] === 0x50 && file[1] === 0x4b) || (file[0] === 0x80 && file[1] === 0x02));
   if (torch) {
     let tensors;
     try {
@@ -138,7 +140,10 @@ export async function convertPeftAdapter(input: ConvertAdapterInput): Promise<Co
   const base = baseInfo.config;
   const fingerprint = await baseFingerprint(input.baseChatConfig, input.baseTensorCache);
 
-  const ckpt = checkpointTensors(input.adapterWeights instanceof Uint8Array ? input.adapterWeights : new Uint8Array(input.adapterWeights), input.adapterWeightsFile);
+  const ckpt = checkpointTensors(
+    input.adapterWeights instanceof Uint8Array ? input.adapterWeights : new Uint8Array(input.adapterWeights),
+    input.adapterWeightsFile,
+  );
   const WEIGHTS = ckpt.file;
 
   // Index the checkpoint's tensors by (layer, module, role); refuse anything else.
@@ -156,9 +161,7 @@ export async function convertPeftAdapter(input: ConvertAdapterInput): Promise<Co
       throw new AdapterError(`${WEIGHTS}: tensor ${key} does not belong to a ${cfg.peftType} adapter (peft_type in ${PEFT_CONFIG_FILE})`);
     }
     if (p.layer >= base.numLayers) {
-      throw new AdapterError(
-        `layer count mismatch: ${WEIGHTS} has ${key} (layer ${p.layer}) but the base model has ${base.numLayers} layers`,
-      );
+      throw new AdapterError(`layer count mismatch: ${WEIGHTS} has ${key} (layer ${p.layer}) but the base model has ${base.numLayers} layers`);
     }
     maxLayer = Math.max(maxLayer, p.layer);
     found.set(`${p.layer}.${p.module}.${p.role}`, key);
@@ -240,7 +243,12 @@ export async function convertPeftAdapter(input: ConvertAdapterInput): Promise<Co
             } else if (cfg.fanInFanOut && t.shape.length === 2 && t.shape[0] === want[1] && t.shape[1] === want[0]) {
               data = transpose(t.data, want[1], want[0]); // fan_in_fan_out layout [in, r] / [r, out]
             } else {
-              throw shapeError(t.key, t.shape, want, role === 'lora_A' ? `lora_A is [r = ${r}, in features of ${m}]` : `lora_B is [out features of ${m}, r = ${r}]`);
+              throw shapeError(
+                t.key,
+                t.shape,
+                want,
+                role === 'lora_A' ? `lora_A is [r = ${r}, in features of ${m}]` : `lora_B is [out features of ${m}, r = ${r}]`,
+              );
             }
           }
           tensors.push({ name: adapterTensorName(l, m, role), shape: want, data });

@@ -50,7 +50,10 @@ export function moduleParent(m: AdapterModule): 'self_attn' | 'mlp' {
 }
 
 /** [in, out] features of a module's nn.Linear in a Llama of this shape. */
-export function moduleFeatures(c: Pick<LlamaConfig, 'hiddenSize' | 'intermediateSize' | 'numHeads' | 'numKvHeads' | 'headDim'>, m: AdapterModule): [number, number] {
+export function moduleFeatures(
+  c: Pick<LlamaConfig, 'hiddenSize' | 'intermediateSize' | 'numHeads' | 'numKvHeads' | 'headDim'>,
+  m: AdapterModule,
+): [number, number] {
   const q = c.numHeads * c.headDim;
   const kv = c.numKvHeads * c.headDim;
   switch (m) {
@@ -147,7 +150,10 @@ export function parseAdapterManifest(input: unknown, source = ADAPTER_MANIFEST_F
   const bad = (why: string): never => {
     throw new AdapterError(`${source}: ${why}`);
   };
-  if (m.format !== ADAPTER_FORMAT) bad(`format must be "${ADAPTER_FORMAT}", got ${JSON.stringify(m.format)} (is this a converted adapter? convert PEFT adapters with npm run convert-adapter)`);
+  if (m.format !== ADAPTER_FORMAT)
+    bad(
+      `format must be "${ADAPTER_FORMAT}", got ${JSON.stringify(m.format)} (is this a converted adapter? convert PEFT adapters with npm run convert-adapter)`,
+    );
   if (m.version !== ADAPTER_FORMAT_VERSION) bad(`version ${JSON.stringify(m.version)} is not supported (this app reads version ${ADAPTER_FORMAT_VERSION})`);
   if (m.kind !== 'lora' && m.kind !== 'series' && m.kind !== 'parallel') bad(`kind must be lora, series or parallel, got ${JSON.stringify(m.kind)}`);
   if (typeof m.name !== 'string') bad('name must be a string');
@@ -174,11 +180,14 @@ export function parseAdapterManifest(input: unknown, source = ADAPTER_MANIFEST_F
   }
   if (!Array.isArray(m.shards) || m.shards.length === 0) bad('shards must be a non-empty list');
   for (const s of m.shards as unknown[]) {
-    if (!isObj(s) || typeof s.dataPath !== 'string' || !Number.isInteger(s.nbytes) || !Array.isArray(s.records)) bad('every shard needs dataPath, nbytes and records');
+    if (!isObj(s) || typeof s.dataPath !== 'string' || !Number.isInteger(s.nbytes) || !Array.isArray(s.records))
+      bad('every shard needs dataPath, nbytes and records');
     const sh = s as Obj;
-    if (sh.dataPath === '' || (sh.dataPath as string).includes('/') || (sh.dataPath as string).includes('\\')) bad(`shard dataPath ${JSON.stringify(sh.dataPath)} must be a plain file name`);
+    if (sh.dataPath === '' || (sh.dataPath as string).includes('/') || (sh.dataPath as string).includes('\\'))
+      bad(`shard dataPath ${JSON.stringify(sh.dataPath)} must be a plain file name`);
     for (const r of sh.records as unknown[]) {
-      if (!isObj(r) || typeof r.name !== 'string' || !Array.isArray(r.shape) || (r.dtype !== 'float32' && r.dtype !== 'float16')) bad('every record needs name, shape and dtype float32 or float16');
+      if (!isObj(r) || typeof r.name !== 'string' || !Array.isArray(r.shape) || (r.dtype !== 'float32' && r.dtype !== 'float16'))
+        bad('every record needs name, shape and dtype float32 or float16');
       const rec = r as unknown as AdapterTensorRecord;
       const n = rec.shape.reduce((a, x) => a * x, 1) * (rec.dtype === 'float16' ? 2 : 4);
       if (rec.nbytes !== n || !Number.isInteger(rec.byteOffset) || rec.byteOffset + rec.nbytes > (sh.nbytes as number)) {
@@ -232,7 +241,8 @@ export async function readAdapterTensors(
     const raw = shards.get(s.dataPath);
     if (!raw) throw new AdapterError(`adapter shard ${s.dataPath} is missing`);
     const bytes = raw instanceof Uint8Array ? raw : new Uint8Array(raw);
-    if (bytes.length !== s.nbytes) throw new AdapterError(`adapter shard ${s.dataPath} has ${bytes.length} bytes, ${ADAPTER_MANIFEST_FILE} says ${s.nbytes} (truncated?)`);
+    if (bytes.length !== s.nbytes)
+      throw new AdapterError(`adapter shard ${s.dataPath} has ${bytes.length} bytes, ${ADAPTER_MANIFEST_FILE} says ${s.nbytes} (truncated?)`);
     if (opts.verify !== false && (await sha256Hex(bytes)) !== s.sha256) {
       throw new AdapterError(`adapter shard ${s.dataPath} is corrupt: its sha256 does not match ${ADAPTER_MANIFEST_FILE}`);
     }
@@ -244,4 +254,3 @@ export async function readAdapterTensors(
   }
   return out;
 }
-

@@ -11,10 +11,7 @@ export function isJsonObject(x: unknown): x is JsonObject {
  * parsed already (passed through once checked to be an object). Each parser words the two
  * failures in its own error class, naming its file: `notJson` gets JSON.parse's message.
  */
-export function parseJsonObject(
-  input: unknown,
-  fail: { notJson: (detail: string) => Error; notObject: () => Error },
-): JsonObject {
+export function parseJsonObject(input: unknown, fail: { notJson: (detail: string) => Error; notObject: () => Error }): JsonObject {
   let json = input;
   const text = input instanceof Uint8Array || input instanceof ArrayBuffer ? new TextDecoder().decode(input) : input;
   if (typeof text === 'string') {

@@ -126,10 +126,8 @@ export function parseManifest(input: string | unknown, source = 'manifest', mani
   const raw = parseManifestJson(input, source);
   const p: string[] = [];
 
-  if (raw.schema !== MANIFEST_SCHEMA_VERSION)
-    p.push(`"schema" must be ${MANIFEST_SCHEMA_VERSION} (got ${describe(raw.schema)})`);
-  if (typeof raw.id !== 'string' || !ID_RE.test(raw.id))
-    p.push(`"id" must be lowercase letters, digits, '.', '_' or '-' (got ${describe(raw.id)})`);
+  if (raw.schema !== MANIFEST_SCHEMA_VERSION) p.push(`"schema" must be ${MANIFEST_SCHEMA_VERSION} (got ${describe(raw.schema)})`);
+  if (typeof raw.id !== 'string' || !ID_RE.test(raw.id)) p.push(`"id" must be lowercase letters, digits, '.', '_' or '-' (got ${describe(raw.id)})`);
   if (typeof raw.name !== 'string' || raw.name.trim() === '') p.push('"name" is missing');
   if (raw.kind !== 'base' && raw.kind !== 'adapter') p.push(`"kind" must be "base" or "adapter" (got ${describe(raw.kind)})`);
   for (const k of ['description', 'license', 'baseUrl', 'fingerprint'] as const) {
@@ -148,8 +146,7 @@ export function parseManifest(input: string | unknown, source = 'manifest', mani
     const a = raw.adapter;
     if (!isObject(a)) p.push('an adapter needs "adapter": { "method", "baseFingerprint" }');
     else {
-      if (!METHODS.includes(a.method as AdapterMethod))
-        p.push(`"adapter.method" must be one of ${METHODS.join(', ')} (got ${describe(a.method)})`);
+      if (!METHODS.includes(a.method as AdapterMethod)) p.push(`"adapter.method" must be one of ${METHODS.join(', ')} (got ${describe(a.method)})`);
       if (typeof a.baseModel !== 'string' || !ID_RE.test(a.baseModel))
         p.push(`"adapter.baseModel" must be the id of the base model's manifest (got ${describe(a.baseModel)})`);
       if (!('baseFingerprint' in a)) p.push('"adapter.baseFingerprint" is missing (64 hex digits, or null when adapter.json records it)');

@@ -68,9 +68,7 @@ export function parseMlcChatConfig(input: unknown, where = MLC_CHAT_CONFIG_FILE)
   }
   const quantization = top.quantization;
   if (typeof quantization !== 'string' || !(QUANT_MODES as readonly string[]).includes(quantization)) {
-    throw new MlcChatConfigError(
-      `${where}: unsupported quantization ${JSON.stringify(quantization)}; supported: ${QUANT_MODES.join(', ')}`,
-    );
+    throw new MlcChatConfigError(`${where}: unsupported quantization ${JSON.stringify(quantization)}; supported: ${QUANT_MODES.join(', ')}`);
   }
   const mc = top.model_config;
   if (!mc || typeof mc !== 'object') throw new MlcChatConfigError(`${where}: missing model_config`);

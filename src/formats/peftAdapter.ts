@@ -141,7 +141,7 @@ export function parsePeftAdapterConfig(input: unknown, source = PEFT_CONFIG_FILE
     refuse('target_parameters', 'parameter targets');
     refuse('use_qalora', 'QA-LoRA');
     refuse('enable_lora', 'merged-linear LoRA of old PEFT');
-    refuse('layer_replication', 'it changes the base model\'s layer stack');
+    refuse('layer_replication', "it changes the base model's layer stack");
     const r = positiveInt('r', 8);
     const alpha = cfg.lora_alpha ?? 8; // PEFT's default
     if (typeof alpha !== 'number' || !Number.isFinite(alpha)) throw new AdapterError(`${source}: lora_alpha must be a number`);

@@ -41,10 +41,7 @@ export function q4ScaleCols(cols: number): number {
 /** Throw a clear error when a q4 mode cannot quantize a [rows, cols] weight. */
 export function assertQ4Quantizable(name: string, cols: number, what = 'input dimension', mode = 'q4'): void {
   if (cols % Q4_GROUP_SIZE !== 0) {
-    throw new Error(
-      `${mode}: ${name} has ${what} ${cols}, which is not a multiple of the group size ${Q4_GROUP_SIZE}; ` +
-        `use q0f16 or q0f32 for this model`,
-    );
+    throw new Error(`${mode}: ${name} has ${what} ${cols}, which is not a multiple of the group size ${Q4_GROUP_SIZE}; ` + `use q0f16 or q0f32 for this model`);
   }
 }
 
@@ -52,12 +49,7 @@ export function assertQ4Quantizable(name: string, cols: number, what = 'input di
  * Quantize a row-major [rows, cols] weight. `computeDtype` is the model dtype MLC computes in:
  * 'float16' for q4f16_1 (default), 'float32' for q4f32_1.
  */
-export function quantizeQ4(
-  weight: Float32Array,
-  rows: number,
-  cols: number,
-  computeDtype: 'float16' | 'float32' = 'float16',
-): Q4Tensor {
+export function quantizeQ4(weight: Float32Array, rows: number, cols: number, computeDtype: 'float16' | 'float32' = 'float16'): Q4Tensor {
   if (weight.length !== rows * cols) {
     throw new Error(`quantizeQ4: weight has ${weight.length} values, expected ${rows}×${cols}`);
   }

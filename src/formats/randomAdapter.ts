@@ -28,7 +28,11 @@ export const PAPER_TARGETS: Record<AdapterKind, AdapterModule[]> = {
   parallel: ['up_proj', 'down_proj'],
 };
 
-export function randomPeftAdapter(c: LlamaConfig, kind: AdapterKind, o: RandomAdapterOptions = {}): { adapterConfig: Record<string, unknown>; adapterWeights: Uint8Array } {
+export function randomPeftAdapter(
+  c: LlamaConfig,
+  kind: AdapterKind,
+  o: RandomAdapterOptions = {},
+): { adapterConfig: Record<string, unknown>; adapterWeights: Uint8Array } {
   const rng = seededRng(o.seed ?? 1);
   const r = o.r ?? (kind === 'lora' ? 4 : 8);
   const targets = o.targets ?? PAPER_TARGETS[kind];
@@ -54,7 +58,17 @@ export function randomPeftAdapter(c: LlamaConfig, kind: AdapterKind, o: RandomAd
   }
   const adapterConfig: Record<string, unknown> =
     kind === 'lora'
-      ? { peft_type: 'LORA', task_type: 'CAUSAL_LM', r, lora_alpha: o.alpha ?? 2 * r, target_modules: targets, lora_dropout: 0.05, bias: 'none', fan_in_fan_out: false, use_rslora: o.useRslora ?? false }
+      ? {
+          peft_type: 'LORA',
+          task_type: 'CAUSAL_LM',
+          r,
+          lora_alpha: o.alpha ?? 2 * r,
+          target_modules: targets,
+          lora_dropout: 0.05,
+          bias: 'none',
+          fan_in_fan_out: false,
+          use_rslora: o.useRslora ?? false,
+        }
       : {
           peft_type: 'BOTTLENECK',
           task_type: 'CAUSAL_LM',

@@ -8,8 +8,21 @@
 import { bf16ArrayToF32, f16ArrayToF32, f32ArrayToBf16, f32ArrayToF16 } from './f16.ts';
 
 export const SAFETENSORS_DTYPE_BYTES: Record<string, number> = {
-  F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, I16: 2, I8: 1, U64: 8, U32: 4, U16: 2, U8: 1,
-  BOOL: 1, F8_E4M3: 1, F8_E5M2: 1,
+  F64: 8,
+  F32: 4,
+  F16: 2,
+  BF16: 2,
+  I64: 8,
+  I32: 4,
+  I16: 2,
+  I8: 1,
+  U64: 8,
+  U32: 4,
+  U16: 2,
+  U8: 1,
+  BOOL: 1,
+  F8_E4M3: 1,
+  F8_E5M2: 1,
 };
 
 export type SafetensorsFloatDtype = 'F32' | 'F16' | 'BF16';
@@ -63,19 +76,14 @@ function numel(shape: number[]): number {
  * Parse and validate the header. `prefix` holds at least the first 8 + N bytes (or the whole file);
  * `fileSize` is the full file length (defaults to prefix length) and is used to detect truncation.
  */
-export function parseSafetensorsHeader(
-  prefix: Uint8Array | ArrayBuffer,
-  opts: { fileSize?: number; source?: string } = {},
-): SafetensorsHeader {
+export function parseSafetensorsHeader(prefix: Uint8Array | ArrayBuffer, opts: { fileSize?: number; source?: string } = {}): SafetensorsHeader {
   const u8 = toU8(prefix);
   const source = opts.source ?? 'safetensors file';
   const fileSize = opts.fileSize ?? u8.length;
   const headerLength = safetensorsHeaderLength(u8, source);
   const dataStart = 8 + headerLength;
   if (fileSize < dataStart) {
-    throw new SafetensorsError(
-      `${source}: truncated: header says ${headerLength} bytes of JSON but the file has only ${fileSize} bytes`,
-    );
+    throw new SafetensorsError(`${source}: truncated: header says ${headerLength} bytes of JSON but the file has only ${fileSize} bytes`);
   }
   if (u8.length < dataStart) {
     throw new SafetensorsError(`${source}: need the first ${dataStart} bytes to parse the header, got ${u8.length}`);
@@ -119,9 +127,7 @@ export function parseSafetensorsHeader(
       );
     }
     if (end > dataSize) {
-      throw new SafetensorsError(
-        `${source}: truncated: tensor ${name} ends at data byte ${end} but the file holds only ${dataSize} data bytes`,
-      );
+      throw new SafetensorsError(`${source}: truncated: tensor ${name} ends at data byte ${end} but the file holds only ${dataSize} data bytes`);
     }
     tensors.set(name, { name, dtype: info.dtype, shape, dataOffsets: [begin, end] });
   }
@@ -130,9 +136,7 @@ export function parseSafetensorsHeader(
     const prev = sorted[i - 1];
     const cur = sorted[i];
     if (cur.dataOffsets[0] < prev.dataOffsets[1] && cur.dataOffsets[1] > cur.dataOffsets[0]) {
-      throw new SafetensorsError(
-        `${source}: tensors ${prev.name} [${prev.dataOffsets}] and ${cur.name} [${cur.dataOffsets}] overlap`,
-      );
+      throw new SafetensorsError(`${source}: tensors ${prev.name} [${prev.dataOffsets}] and ${cur.name} [${cur.dataOffsets}] overlap`);
     }
   }
   return { headerLength, dataStart, metadata, tensors };
@@ -159,11 +163,7 @@ export function decodeFloatBytes(dtype: string, bytes: Uint8Array, name = 'tenso
 }
 
 /** Read one tensor of a whole in-memory file as float32. */
-export function readSafetensorsTensor(
-  file: Uint8Array | ArrayBuffer,
-  name: string,
-  header: SafetensorsHeader = parseSafetensorsHeader(file),
-): Float32Array {
+export function readSafetensorsTensor(file: Uint8Array | ArrayBuffer, name: string, header: SafetensorsHeader = parseSafetensorsHeader(file)): Float32Array {
   const u8 = toU8(file);
   const info = header.tensors.get(name);
   if (!info) throw new SafetensorsError(`tensor ${name} not found in safetensors file`);

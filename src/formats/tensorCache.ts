@@ -86,9 +86,7 @@ export function parseTensorCache(input: unknown, source: string = TENSOR_CACHE_F
         );
       }
       if (rec.byteOffset + rec.nbytes > shard.nbytes!) {
-        throw new TensorCacheError(
-          `${rw}: byteOffset ${rec.byteOffset} + nbytes ${rec.nbytes} is beyond the end of ${shard.dataPath} (${shard.nbytes} bytes)`,
-        );
+        throw new TensorCacheError(`${rw}: byteOffset ${rec.byteOffset} + nbytes ${rec.nbytes} is beyond the end of ${shard.dataPath} (${shard.nbytes} bytes)`);
       }
       if (seen.has(rec.name)) throw new TensorCacheError(`${rw}: duplicate record name`);
       seen.add(rec.name);

@@ -123,10 +123,15 @@ function wrap(inner: XenovaTokenizer, config: JsonObject): Tokenizer {
     const start = all.length;
     let emitted = '';
     return {
-      get ids() { return all.slice(start); },
-      get text() { return emitted; },
+      get ids() {
+        return all.slice(start);
+      },
+      get text() {
+        return emitted;
+      },
       push(newIds) {
-        if (typeof newIds === 'number') all.push(newIds); else all.push(...newIds);
+        if (typeof newIds === 'number') all.push(newIds);
+        else all.push(...newIds);
         const prefixText = decode(all.slice(prefixOffset, readOffset));
         const newText = decode(all.slice(prefixOffset));
         if (newText.length > prefixText.length && !newText.endsWith('\uFFFD') && newText.startsWith(prefixText)) {

@@ -351,7 +351,9 @@ function contiguous(name: string, t: Tensor, storageBytes: Uint8Array): TorchTen
   let last = base;
   for (let d = 0; d < t.size.length; d++) if (t.size[d] > 0) last += (t.size[d] - 1) * t.stride[d];
   if (numel > 0 && (base < 0 || (last + 1) * el > storageBytes.length))
-    throw new TorchPickleError(`tensor "${name}" reaches past the end of its storage "${t.storage.key}" (${storageBytes.length} bytes): the file is truncated or corrupt`);
+    throw new TorchPickleError(
+      `tensor "${name}" reaches past the end of its storage "${t.storage.key}" (${storageBytes.length} bytes): the file is truncated or corrupt`,
+    );
   const out = new Uint8Array(numel * el);
   const idx = new Array<number>(t.size.length).fill(0);
   for (let i = 0; i < numel; i++) {
@@ -419,7 +421,8 @@ export function readTorchStateDict(file: Uint8Array, what = 'the .bin file'): Ma
   } catch {
     throw new TorchPickleError(`${what} is neither a zip nor a legacy torch.save file`);
   }
-  if (typeof magic !== 'bigint' || magic !== LEGACY_MAGIC) throw new TorchPickleError(`${what} is neither a zip nor a legacy torch.save file (wrong magic number)`);
+  if (typeof magic !== 'bigint' || magic !== LEGACY_MAGIC)
+    throw new TorchPickleError(`${what} is neither a zip nor a legacy torch.save file (wrong magic number)`);
   const version = next('protocol version');
   if (version !== 1001) throw new TorchPickleError(`${what} has torch.save protocol version ${describe(version)}; only 1001 is known`);
   const sysInfo = next('sys_info');

@@ -54,7 +54,10 @@ export async function loadDatasetText(name: DatasetName, options: DatasetSourceO
 }
 
 /** Download (or read from cache) and parse a dataset. */
-export async function loadDataset(name: DatasetName, options: DatasetSourceOptions = {}): Promise<ParsedDataset & { url: string; cached: boolean; sha256: string }> {
+export async function loadDataset(
+  name: DatasetName,
+  options: DatasetSourceOptions = {},
+): Promise<ParsedDataset & { url: string; cached: boolean; sha256: string }> {
   const { url, text, cached } = await loadDatasetText(name, options);
   // For run records: the file's text as UTF-8 (the bytes served, for a file without a BOM).
   return { ...parseDataset(text, name), url, cached, sha256: await sha256OfText(text) };

@@ -33,17 +33,27 @@ export function parseCsv(text: string): string[][] {
   for (let i = 0; i < text.length; i++) {
     const c = text[i];
     if (quoted) {
-      if (c === '"' && text[i + 1] === '"') { field += '"'; i++; }
-      else if (c === '"') quoted = false;
+      if (c === '"' && text[i + 1] === '"') {
+        field += '"';
+        i++;
+      } else if (c === '"') quoted = false;
       else field += c;
     } else if (c === '"') quoted = true;
-    else if (c === ',') { row.push(field); field = ''; }
-    else if (c === '\n' || c === '\r') {
+    else if (c === ',') {
+      row.push(field);
+      field = '';
+    } else if (c === '\n' || c === '\r') {
       if (c === '\r' && text[i + 1] === '\n') i++;
-      row.push(field); rows.push(row); row = []; field = '';
+      row.push(field);
+      rows.push(row);
+      row = [];
+      field = '';
     } else field += c;
   }
-  if (field !== '' || row.length > 0) { row.push(field); rows.push(row); }
+  if (field !== '' || row.length > 0) {
+    row.push(field);
+    rows.push(row);
+  }
   return rows;
 }
 
@@ -108,8 +118,14 @@ export interface ScoredLine {
 }
 
 /** The accuracy part of a run summary (eval and merge print the same): LLM-Adapters' at the top, every mode under `scores`. */
-export function resultSummary(kind: AnswerKind, lines: readonly ScoredLine[]): ReturnType<typeof summaryJson> & { scores: Partial<Record<ScoringMode, ReturnType<typeof summaryJson>>> } {
-  const byMode = summarizeModes(kind, lines.map((l) => ({ ...l, modes: l.scores })));
+export function resultSummary(
+  kind: AnswerKind,
+  lines: readonly ScoredLine[],
+): ReturnType<typeof summaryJson> & { scores: Partial<Record<ScoringMode, ReturnType<typeof summaryJson>>> } {
+  const byMode = summarizeModes(
+    kind,
+    lines.map((l) => ({ ...l, modes: l.scores })),
+  );
   return {
     ...summaryJson(summarize(lines)),
     scores: Object.fromEntries(Object.entries(byMode).map(([mode, s]) => [mode, summaryJson(s)])),

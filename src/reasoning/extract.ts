@@ -38,9 +38,15 @@ export function extractAnswer(dataset: DatasetName | AnswerKind, output: string)
  * sentences (at ". ", "! ", "? " before a capital, a digit or "$", never inside "3.5").
  */
 export function splitSteps(solution: string): string[] {
-  const lines = solution.split(/\r?\n/).map((l) => l.trim()).filter((l) => l.length > 0);
+  const lines = solution
+    .split(/\r?\n/)
+    .map((l) => l.trim())
+    .filter((l) => l.length > 0);
   if (lines.length !== 1) return lines;
-  return lines[0].split(/(?<=[.!?])\s+(?=[A-Z0-9$(])/).map((s) => s.trim()).filter((s) => s.length > 0);
+  return lines[0]
+    .split(/(?<=[.!?])\s+(?=[A-Z0-9$(])/)
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -71,12 +77,31 @@ function lex(expr: string): Tok[] | null {
   let i = 0;
   while (i < s.length) {
     const c = s[i];
-    if (/\s/.test(c)) { i++; continue; }
+    if (/\s/.test(c)) {
+      i++;
+      continue;
+    }
     const num = /^(\d+\.?\d*|\.\d+)/.exec(s.slice(i));
-    if (num) { toks.push({ t: 'num', v: parseFloat(num[1]) }); i += num[1].length; continue; }
-    if ('+-*/()%'.includes(c)) { toks.push({ t: 'op', v: c }); i++; continue; }
-    if (c === 'x' || c === 'X' || c === '×' || c === '·') { toks.push({ t: 'op', v: '*' }); i++; continue; }
-    if (c === '÷') { toks.push({ t: 'op', v: '/' }); i++; continue; }
+    if (num) {
+      toks.push({ t: 'num', v: parseFloat(num[1]) });
+      i += num[1].length;
+      continue;
+    }
+    if ('+-*/()%'.includes(c)) {
+      toks.push({ t: 'op', v: c });
+      i++;
+      continue;
+    }
+    if (c === 'x' || c === 'X' || c === '×' || c === '·') {
+      toks.push({ t: 'op', v: '*' });
+      i++;
+      continue;
+    }
+    if (c === '÷') {
+      toks.push({ t: 'op', v: '/' });
+      i++;
+      continue;
+    }
     return null;
   }
   return toks;
@@ -95,17 +120,29 @@ export function evaluateArithmetic(expr: string): number | null {
   const primary = (): number | null => {
     const tok = peek();
     if (!tok) return null;
-    if (tok.t === 'op' && tok.v === '-') { pos++; const v = primary(); return v === null ? null : -v; }
-    if (tok.t === 'op' && tok.v === '+') { pos++; return primary(); }
+    if (tok.t === 'op' && tok.v === '-') {
+      pos++;
+      const v = primary();
+      return v === null ? null : -v;
+    }
+    if (tok.t === 'op' && tok.v === '+') {
+      pos++;
+      return primary();
+    }
     let value: number | null;
-    if (tok.t === 'num') { pos++; value = tok.v; }
-    else if (tok.v === '(') {
+    if (tok.t === 'num') {
+      pos++;
+      value = tok.v;
+    } else if (tok.v === '(') {
       pos++;
       value = sum();
       if (!isOp(')')) return null;
       pos++;
     } else return null;
-    while (value !== null && isOp('%')) { pos++; value /= 100; }
+    while (value !== null && isOp('%')) {
+      pos++;
+      value /= 100;
+    }
     return value;
   };
   const product = (): number | null => {
@@ -159,8 +196,14 @@ export function findArithmetic(solution: string): ArithmeticCheck[] {
     if (!Number.isFinite(claimed)) continue;
     const actual = evaluateArithmetic(m[1]);
     checks.push({
-      kind: 'annotation', text: m[0], start: m.index, end: m.index + m[0].length,
-      expression: m[1].trim(), claimed, actual, correct: actual === null ? null : agrees(actual, claimedText, claimed),
+      kind: 'annotation',
+      text: m[0],
+      start: m.index,
+      end: m.index + m[0].length,
+      expression: m[1].trim(),
+      claimed,
+      actual,
+      correct: actual === null ? null : agrees(actual, claimedText, claimed),
     });
   }
   // Mask the annotations (same length, not blank) so neither their insides nor the GSM8K
@@ -175,8 +218,14 @@ export function findArithmetic(solution: string): ArithmeticCheck[] {
     const start = m.index + lead;
     const actual = evaluateArithmetic(lhs);
     checks.push({
-      kind: 'statement', text: solution.slice(start, m.index + m[0].length), start, end: m.index + m[0].length,
-      expression: lhs.trim(), claimed, actual, correct: actual === null ? null : agrees(actual, claimedText, claimed),
+      kind: 'statement',
+      text: solution.slice(start, m.index + m[0].length),
+      start,
+      end: m.index + m[0].length,
+      expression: lhs.trim(),
+      claimed,
+      actual,
+      correct: actual === null ? null : agrees(actual, claimedText, claimed),
     });
   }
   return checks.sort((a, b) => a.start - b.start);

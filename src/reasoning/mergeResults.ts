@@ -45,7 +45,7 @@ export class MergeError extends Error {
 export function describeIndices(indices: readonly number[], max = 40): string {
   const sorted = [...indices].sort((a, b) => a - b);
   const parts: string[] = [];
-  for (let i = 0; i < sorted.length; ) {
+  for (let i = 0; i < sorted.length;) {
     let j = i;
     while (j + 1 < sorted.length && sorted[j + 1] === sorted[j] + 1) j++;
     parts.push(j === i ? String(sorted[i]) : `${sorted[i]}-${sorted[j]}`);
@@ -85,7 +85,9 @@ export function mergeResults(inputs: readonly MergeInput[]): Merged {
   if (stray.length > 0) throw new MergeError(`Problems ${describeIndices(stray)} are not in the run's selection of ${selection.size} problems.`);
   const missing = record.dataset.indices.filter((i) => !byIndex.has(i));
   if (missing.length > 0) {
-    throw new MergeError(`${missing.length} of the run's ${selection.size} problems are missing: ${describeIndices(missing)}. Run (or resume) the shards that hold them.`);
+    throw new MergeError(
+      `${missing.length} of the run's ${selection.size} problems are missing: ${describeIndices(missing)}. Run (or resume) the shards that hold them.`,
+    );
   }
   const whole = (r: RunRecord): RunRecord => ({ ...r, dataset: { ...r.dataset, shard: null } });
   const lines = record.dataset.indices.map((i) => {

@@ -91,7 +91,11 @@ export async function solveProblem(
 /** A new run over the whole dataset, or the first `limit` problems of the order seeded by `seed`. */
 export function planRun(config: RunConfig, problems: readonly Problem[], now = Date.now()): Run {
   const picked = selectProblems(problems, { limit: config.limit, seed: config.seed });
-  return createRun(config, picked.map((p) => p.index), now);
+  return createRun(
+    config,
+    picked.map((p) => p.index),
+    now,
+  );
 }
 
 export interface RunOptions {
@@ -176,7 +180,17 @@ export async function runEvaluation(opts: RunOptions): Promise<Run> {
         const problem = problems[seq];
         const output = cutAtStop(outcome.text ?? texts[seq], stops);
         const s = scoreOutput(run.dataset, problem, output);
-        const item: RunItem = { index: problem.index, pred: s.pred, gold: s.gold, correct: s.correct, target: s.target, modes: s.modes, output, generatedTokens: outcome.decodeTokens, ms: Math.round(outcome.prefillMs + outcome.decodeMs) };
+        const item: RunItem = {
+          index: problem.index,
+          pred: s.pred,
+          gold: s.gold,
+          correct: s.correct,
+          target: s.target,
+          modes: s.modes,
+          output,
+          generatedTokens: outcome.decodeTokens,
+          ms: Math.round(outcome.prefillMs + outcome.decodeMs),
+        };
         saving = saving.then(async () => {
           run = addRunItem(run, item);
           await opts.save?.(run);

@@ -112,9 +112,29 @@ export function runJsonlRows(run: Run): ExportRow[] {
 
 /** Columns of the summary CSV: one row per (run, scoring mode), with the record's identifying fields. */
 export const SUMMARY_COLUMNS = [
-  'run', 'dataset', 'prompt', 'adapter', 'model', 'mode', 'correct', 'total', 'accuracy', 'wilson95_lower', 'wilson95_upper',
-  'model_fingerprint', 'adapter_fingerprint', 'prompt_sha256', 'decoding', 'max_new_tokens', 'dataset_url', 'dataset_sha256',
-  'app_version', 'browser', 'gpu_adapter', 'engine', 'started',
+  'run',
+  'dataset',
+  'prompt',
+  'adapter',
+  'model',
+  'mode',
+  'correct',
+  'total',
+  'accuracy',
+  'wilson95_lower',
+  'wilson95_upper',
+  'model_fingerprint',
+  'adapter_fingerprint',
+  'prompt_sha256',
+  'decoding',
+  'max_new_tokens',
+  'dataset_url',
+  'dataset_sha256',
+  'app_version',
+  'browser',
+  'gpu_adapter',
+  'engine',
+  'started',
 ] as const;
 
 /** One summary row per scoring mode that applies to the run's dataset. */
@@ -124,12 +144,29 @@ export function runSummaryRows(run: Run): ExportRow[] {
   return Object.entries(modes).map(([mode, s]) => {
     const j = summaryJson(s);
     return {
-      run: run.id, dataset: run.dataset, prompt: run.promptId, adapter: run.adapter, model: run.model, mode,
-      correct: j.correct, total: j.total, accuracy: j.accuracy, wilson95_lower: j.wilson95[0], wilson95_upper: j.wilson95[1],
-      model_fingerprint: r?.model.fingerprint ?? null, adapter_fingerprint: r?.adapter?.fingerprint ?? null, prompt_sha256: r?.prompt.sha256 ?? null,
-      decoding: r ? (r.decoding.kind === 'beam' ? `beam ${r.decoding.numBeams}` : 'greedy') : null, max_new_tokens: r?.decoding.maxNewTokens ?? null,
-      dataset_url: r?.dataset.url ?? null, dataset_sha256: r?.dataset.sha256 ?? null, app_version: r?.appVersion ?? null,
-      browser: r?.environment.browser ?? null, gpu_adapter: r?.environment.gpuAdapter ?? null, engine: r?.environment.engine ?? null, started: r?.dates.started ?? null,
+      run: run.id,
+      dataset: run.dataset,
+      prompt: run.promptId,
+      adapter: run.adapter,
+      model: run.model,
+      mode,
+      correct: j.correct,
+      total: j.total,
+      accuracy: j.accuracy,
+      wilson95_lower: j.wilson95[0],
+      wilson95_upper: j.wilson95[1],
+      model_fingerprint: r?.model.fingerprint ?? null,
+      adapter_fingerprint: r?.adapter?.fingerprint ?? null,
+      prompt_sha256: r?.prompt.sha256 ?? null,
+      decoding: r ? (r.decoding.kind === 'beam' ? `beam ${r.decoding.numBeams}` : 'greedy') : null,
+      max_new_tokens: r?.decoding.maxNewTokens ?? null,
+      dataset_url: r?.dataset.url ?? null,
+      dataset_sha256: r?.dataset.sha256 ?? null,
+      app_version: r?.appVersion ?? null,
+      browser: r?.environment.browser ?? null,
+      gpu_adapter: r?.environment.gpuAdapter ?? null,
+      engine: r?.environment.engine ?? null,
+      started: r?.dates.started ?? null,
     };
   });
 }

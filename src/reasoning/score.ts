@@ -85,7 +85,10 @@ export function scoreModes(kind: AnswerKind, output: string, gold: number | stri
   const pred = extractAnswer(kind, output);
   const modes: ModeResults = { 'llm-adapters': { pred, correct: isCorrect(pred, gold, kind) } };
   if (kind === 'number') {
-    for (const [mode, spec] of [['lm-eval-strict', GSM8K_COT_STRICT], ['lm-eval-flexible', GSM8K_COT_FLEXIBLE]] as const) {
+    for (const [mode, spec] of [
+      ['lm-eval-strict', GSM8K_COT_STRICT],
+      ['lm-eval-flexible', GSM8K_COT_FLEXIBLE],
+    ] as const) {
       const filtered = regexFilter(output, spec);
       modes[mode] = { pred: filtered, correct: exactMatch(filtered, target) };
     }

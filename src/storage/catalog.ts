@@ -111,7 +111,11 @@ export async function importManifestFromFile(file: Blob & { name?: string }): Pr
  * files to downloadModel as `localFiles` to store them without any network.
  * @param files the picked files; their `webkitRelativePath` or `name` gives the path
  */
-export function manifestForLocalFolder(id: string, name: string, files: (Blob & { name: string; webkitRelativePath?: string })[]): {
+export function manifestForLocalFolder(
+  id: string,
+  name: string,
+  files: (Blob & { name: string; webkitRelativePath?: string })[],
+): {
   manifest: ModelManifest;
   localFiles: Map<string, Blob>;
 } {

@@ -7,37 +7,10 @@
  * complete (or carries on from where the first tab stopped, if it failed).
  */
 
-import {
-  fileUrl,
-  parseManifestJson,
-  parseShardIndex,
-  withIndexedShards,
-  type ManifestFile,
-  type ModelManifest,
-} from '../formats/manifest.ts';
+import { fileUrl, parseManifestJson, parseShardIndex, withIndexedShards, type ManifestFile, type ModelManifest } from '../formats/manifest.ts';
 import { activeDownloads, lockName } from './active.ts';
-import {
-  chunkKey,
-  fileKey,
-  getChunks,
-  getFile,
-  getFiles,
-  getModel,
-  modelKey,
-  putEntries,
-  resetFile,
-  type StoredFile,
-  type StoredModel,
-} from './db.ts';
-import {
-  CancelledError,
-  errorInfo,
-  HttpError,
-  IntegrityError,
-  isQuotaExceeded,
-  NetworkError,
-  QuotaError,
-} from './errors.ts';
+import { chunkKey, fileKey, getChunks, getFile, getFiles, getModel, modelKey, putEntries, resetFile, type StoredFile, type StoredModel } from './db.ts';
+import { CancelledError, errorInfo, HttpError, IntegrityError, isQuotaExceeded, NetworkError, QuotaError } from './errors.ts';
 import { emit, onCancelRequest } from './events.ts';
 import { computeState } from './models.ts';
 import { createSha256, restoreHashState } from '../formats/hashes.ts';

@@ -107,7 +107,10 @@ export class NotStoredError extends Error {
 /** Another tab holds the model (downloading it); the action must wait or be done there. */
 export class BusyError extends Error {
   override name = 'BusyError';
-  constructor(readonly modelId: string, action: string) {
+  constructor(
+    readonly modelId: string,
+    action: string,
+  ) {
     super(`Model ${modelId} is being downloaded in another tab; ${action}`);
   }
 }

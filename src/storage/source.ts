@@ -6,7 +6,6 @@ import { getChunks, getFile, type StoredFile } from './db.ts';
 import { IntegrityError, NotStoredError } from './errors.ts';
 import { createSha256 } from '../formats/hashes.ts';
 
-
 export interface IdbModelSource extends ModelSource {
   /**
    * The chunks of one stored file, in order, one IndexedDB read at a time (each chunk a fresh

@@ -61,9 +61,7 @@ export function serviceWorkerPlugin(options: ServiceWorkerPluginOptions): Plugin
         },
       });
       const results = Array.isArray(out) ? out : [out];
-      const chunk = results
-        .flatMap((r) => ('output' in r ? r.output : []))
-        .find((o) => o.type === 'chunk');
+      const chunk = results.flatMap((r) => ('output' in r ? r.output : [])).find((o) => o.type === 'chunk');
       if (!chunk || chunk.type !== 'chunk') throw new Error('service worker build produced no chunk');
       this.emitFile({ type: 'asset', fileName: SW_FILE, source: chunk.code });
     },

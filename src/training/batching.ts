@@ -56,7 +56,8 @@ export interface OrderOptions {
 export function microBatchIndices(step: number, micro: number, o: OrderOptions, permCache?: Map<number, Uint32Array>): number[] {
   const { numExamples: n, microBatch: B, gradAccum: G } = o;
   if (n < 1) throw new Error('no training examples');
-  if (!Number.isInteger(B) || B < 1 || !Number.isInteger(G) || G < 1) throw new Error(`micro batch ${B} and gradient accumulation ${G} must be positive integers`);
+  if (!Number.isInteger(B) || B < 1 || !Number.isInteger(G) || G < 1)
+    throw new Error(`micro batch ${B} and gradient accumulation ${G} must be positive integers`);
   if (micro < 0 || micro >= G) throw new Error(`micro-batch ${micro} out of range (gradient accumulation ${G})`);
   const out: number[] = [];
   for (let j = 0; j < B; j++) {

@@ -49,7 +49,16 @@ export function adapterTensorList(a: TrainableAdapter): NamedTensor[] {
   const out: NamedTensor[] = [];
   a.layers.forEach((L, layer) => {
     for (const [module, m] of Object.entries(L) as Array<[AdapterModule, Record<string, Float32Array | Float64Array>]>) {
-      const roles: Array<[string, NamedTensor['role']]> = a.kind === 'lora' ? [['a', 'lora_A'], ['b', 'lora_B']] : [['down', 'adapter_down'], ['up', 'adapter_up']];
+      const roles: Array<[string, NamedTensor['role']]> =
+        a.kind === 'lora'
+          ? [
+              ['a', 'lora_A'],
+              ['b', 'lora_B'],
+            ]
+          : [
+              ['down', 'adapter_down'],
+              ['up', 'adapter_up'],
+            ];
       for (const [key, role] of roles) {
         const data = m[key];
         if (!(data instanceof Float32Array)) throw new Error(`layers.${layer}.${module}.${role} must be a Float32Array in trainer state`);
@@ -120,7 +129,8 @@ export function parseTrainerState(text: string): TrainerState {
   } catch (e) {
     throw new Error(`training state is not valid JSON: ${(e as Error).message}`, { cause: e });
   }
-  if (j.format !== CHECKPOINT_FORMAT || j.version !== 1) throw new Error(`not a training state (format ${JSON.stringify(j.format)}, version ${JSON.stringify(j.version)})`);
+  if (j.format !== CHECKPOINT_FORMAT || j.version !== 1)
+    throw new Error(`not a training state (format ${JSON.stringify(j.format)}, version ${JSON.stringify(j.version)})`);
   const shape = j.adapter as { kind: TrainableAdapter['kind']; r?: number; scaling?: number; bottleneckSize?: number; activation?: string };
   const modules = j.modules as string[][];
   const scalings = j.scalings as Array<Record<string, number>> | undefined;
@@ -142,7 +152,9 @@ export function parseTrainerState(text: string): TrainerState {
     ),
   );
   const adapter = (
-    shape.kind === 'lora' ? { kind: 'lora', r: shape.r, scaling: shape.scaling, layers } : { kind: shape.kind, bottleneckSize: shape.bottleneckSize, activation: shape.activation, layers }
+    shape.kind === 'lora'
+      ? { kind: 'lora', r: shape.r, scaling: shape.scaling, layers }
+      : { kind: shape.kind, bottleneckSize: shape.bottleneckSize, activation: shape.activation, layers }
   ) as TrainableAdapter;
   return { spec: j.spec as AdapterSpec, hyper: j.hyper as TrainingHyper, step: j.step as number, adapter, optim };
 }

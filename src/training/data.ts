@@ -107,7 +107,8 @@ function pretokenizedRow(x: Obj, where: string, vocabSize: number | undefined): 
   if (!Array.isArray(labels)) throw new TrainingDataError(`${where}: "labels" is missing (pre-tokenized rows need input_ids and labels)`);
   if (labels.length !== ids.length) throw new TrainingDataError(`${where}: ${ids.length} input_ids but ${labels.length} labels`);
   ids.forEach((id, i) => {
-    if (!Number.isInteger(id) || id < 0 || (vocabSize !== undefined && id >= vocabSize)) throw new TrainingDataError(`${where}: input_ids[${i}] = ${JSON.stringify(id)} is not a token id${vocabSize ? ` below ${vocabSize}` : ''}`);
+    if (!Number.isInteger(id) || id < 0 || (vocabSize !== undefined && id >= vocabSize))
+      throw new TrainingDataError(`${where}: input_ids[${i}] = ${JSON.stringify(id)} is not a token id${vocabSize ? ` below ${vocabSize}` : ''}`);
   });
   labels.forEach((y, i) => {
     if (!Number.isInteger(y) || (y !== IGNORE_INDEX && (y < 0 || (vocabSize !== undefined && y >= vocabSize)))) {
@@ -151,7 +152,10 @@ export function parseTrainingFile(text: string, fileName = 'training data', voca
     }
     if (!isObj(x)) throw new TrainingDataError(`${where}: expected a JSON object`);
     const k = 'input_ids' in x ? 'pretokenized' : 'instructions';
-    if (kind && k !== kind) throw new TrainingDataError(`${where}: a ${k === 'pretokenized' ? 'pre-tokenized row' : 'text record'} in a file of ${kind === 'pretokenized' ? 'pre-tokenized rows' : 'text records'}`);
+    if (kind && k !== kind)
+      throw new TrainingDataError(
+        `${where}: a ${k === 'pretokenized' ? 'pre-tokenized row' : 'text record'} in a file of ${kind === 'pretokenized' ? 'pre-tokenized rows' : 'text records'}`,
+      );
     kind = k;
     if (k === 'pretokenized') rows.push(pretokenizedRow(x, where, vocabSize));
     else records.push(instructionRecord(x, where));

@@ -10,7 +10,15 @@ export function exportTrainedAdapter(c: LlamaConfig, spec: AdapterSpec, adapter:
   const cfg: PeftExportConfig =
     spec.kind === 'lora'
       ? { kind: 'lora', r: spec.r, alpha: spec.alpha, dropout: spec.dropout, targets: spec.targets }
-      : { kind: spec.kind, bottleneckSize: spec.bottleneckSize, nonLinearity: spec.nonLinearity, dropout: spec.dropout, scaling: spec.scaling, targets: spec.targets, initWeights: spec.initWeights };
+      : {
+          kind: spec.kind,
+          bottleneckSize: spec.bottleneckSize,
+          nonLinearity: spec.nonLinearity,
+          dropout: spec.dropout,
+          scaling: spec.scaling,
+          targets: spec.targets,
+          initWeights: spec.initWeights,
+        };
   const tensors = adapterTensorList(adapter).map((t) => {
     let shape: [number, number];
     if (spec.kind === 'lora') {

@@ -48,7 +48,8 @@ function dropoutMasks(config: LlamaConfig, state: TrainerState, micro: number, t
   const rng = new Rng(mixSeed(state.hyper.seed, state.step, micro, 0xd0));
   const masks: DropoutMasks = new Map();
   state.adapter.layers.forEach((L, l) => {
-    for (const m of Object.keys(L) as Array<keyof typeof L>) masks.set(dropoutMaskKey(l, m), makeDropoutMask(tokens * adapterInputWidth(config, state.spec.kind, m), p, rng));
+    for (const m of Object.keys(L) as Array<keyof typeof L>)
+      masks.set(dropoutMaskKey(l, m), makeDropoutMask(tokens * adapterInputWidth(config, state.spec.kind, m), p, rng));
   });
   return masks;
 }
@@ -70,12 +71,20 @@ export function trainStep(model: ReferenceModel, data: TokenizedExample[], state
   const order = { numExamples: data.length, microBatch: h.microBatch, gradAccum: h.gradAccum, shuffle: h.shuffle, seed: h.seed };
   const microLosses: number[] = [];
   for (let micro = 0; micro < h.gradAccum; micro++) {
-    const batch = padBatch(microBatchIndices(state.step, micro, order).map((i) => data[i]), 0, h.padToMultipleOf);
+    const batch = padBatch(
+      microBatchIndices(state.step, micro, order).map((i) => data[i]),
+      0,
+      h.padToMultipleOf,
+    );
     const tokens = batch.inputIds.length * batch.inputIds[0].length;
-    const r = trainingLossAndGrads(model.config, model.weights, state.adapter as TrainableAdapter, batch, { dropoutMasks: dropoutMasks(model.config, state, micro, tokens) });
+    const r = trainingLossAndGrads(model.config, model.weights, state.adapter as TrainableAdapter, batch, {
+      dropoutMasks: dropoutMasks(model.config, state, micro, tokens),
+    });
     microLosses.push(r.loss);
     for (const t of tensors) {
-      const g = (r.grads[t.layer][t.module] as Record<string, Float64Array>)[t.role === 'lora_A' ? 'a' : t.role === 'lora_B' ? 'b' : t.role === 'adapter_down' ? 'down' : 'up'];
+      const g = (r.grads[t.layer][t.module] as Record<string, Float64Array>)[
+        t.role === 'lora_A' ? 'a' : t.role === 'lora_B' ? 'b' : t.role === 'adapter_down' ? 'down' : 'up'
+      ];
       const a = acc.get(t.name)!;
       for (let i = 0; i < a.length; i++) a[i] += g[i] / h.gradAccum;
     }

@@ -42,7 +42,8 @@ export interface AdapterChoice {
  */
 export function locationOf(m: Pick<ModelStatus, 'id' | 'state' | 'manifest'>): ModelLocation | null {
   if (m.state === 'stored') return { kind: 'idb', modelId: m.id };
-  if (catalogExtras(m.manifest).servedWithApp && m.manifest.baseUrl && /^https?:/.test(m.manifest.baseUrl)) return { kind: 'http', baseUrl: m.manifest.baseUrl };
+  if (catalogExtras(m.manifest).servedWithApp && m.manifest.baseUrl && /^https?:/.test(m.manifest.baseUrl))
+    return { kind: 'http', baseUrl: m.manifest.baseUrl };
   return null;
 }
 

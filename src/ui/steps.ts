@@ -6,9 +6,7 @@
 import { findArithmetic, splitSteps, type ArithmeticCheck } from '../reasoning/extract.ts';
 
 export type Segment =
-  | { kind: 'text'; text: string }
-  | { kind: 'chip'; text: string; check: ArithmeticCheck }
-  | { kind: 'statement'; text: string; check: ArithmeticCheck };
+  { kind: 'text'; text: string } | { kind: 'chip'; text: string; check: ArithmeticCheck } | { kind: 'statement'; text: string; check: ArithmeticCheck };
 
 export interface Step {
   number: number;

@@ -25,11 +25,23 @@ const PROMPT = [1, 450, 4996, 17354, 1701, 29916, 432, 17204, 975];
 
 const CASES: Case[] = [
   { label: 'LoRA (paper targets q,k,v,up,down)', kind: 'lora', opts: { seed: 11, r: 4 } },
-  { label: 'LoRA on every module with rsLoRA', kind: 'lora', opts: { seed: 12, r: 3, useRslora: true, targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] } },
+  {
+    label: 'LoRA on every module with rsLoRA',
+    kind: 'lora',
+    opts: { seed: 12, r: 3, useRslora: true, targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] },
+  },
   { label: 'series (paper targets up,gate; tanh)', kind: 'series', opts: { seed: 13, r: 8 } },
-  { label: 'series on down_proj too, learned scaling, gelu', kind: 'series', opts: { seed: 14, r: 6, targets: ['gate_proj', 'up_proj', 'down_proj'], scaling: 'learned', nonLinearity: 'gelu' } },
+  {
+    label: 'series on down_proj too, learned scaling, gelu',
+    kind: 'series',
+    opts: { seed: 14, r: 6, targets: ['gate_proj', 'up_proj', 'down_proj'], scaling: 'learned', nonLinearity: 'gelu' },
+  },
   { label: 'parallel (paper targets up,down; tanh)', kind: 'parallel', opts: { seed: 15, r: 8 } },
-  { label: 'parallel on q,v,o with relu and scaling 2', kind: 'parallel', opts: { seed: 16, r: 5, targets: ['q_proj', 'v_proj', 'o_proj'], nonLinearity: 'relu', scaling: 2 } },
+  {
+    label: 'parallel on q,v,o with relu and scaling 2',
+    kind: 'parallel',
+    opts: { seed: 16, r: 5, targets: ['q_proj', 'v_proj', 'o_proj'], nonLinearity: 'relu', scaling: 2 },
+  },
 ];
 
 for (const mode of ['q0f32', 'q4f32_1'] as const) {
@@ -62,7 +74,12 @@ for (const c of [CASES[1], CASES[4]]) {
 }
 
 test('a LoRA or parallel site costs one dispatch per layer (the up-projection rides in the base matmul), a series site two', async ({ page }) => {
-  const r = await call(page, 'dispatchCounts', '/models/tiny/q4f32_1/', CASES.map(({ kind, opts }) => ({ kind, opts })));
+  const r = await call(
+    page,
+    'dispatchCounts',
+    '/models/tiny/q4f32_1/',
+    CASES.map(({ kind, opts }) => ({ kind, opts })),
+  );
   // Sites per layer: LoRA paper qkv, gate/up, down; LoRA everywhere + o; series paper gate/up
   // (down and input up-projections); series + down (down and output up-projections); parallel
   // paper gate/up, down; parallel q,v,o: qkv, o.

@@ -21,7 +21,10 @@ async function startRun(page: Page, n: number, batch: 'auto' | number = 'auto') 
 /** A run's items from its JSONL export, by problem index. */
 async function exportedItems(page: Page, row: ReturnType<Page['locator']>): Promise<Map<number, { output: string; pred: unknown; correct: boolean }>> {
   const [jsonl] = await Promise.all([page.waitForEvent('download'), row.getByRole('button', { name: 'JSONL' }).click()]);
-  const lines = readFileSync((await jsonl.path())!, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  const lines = readFileSync((await jsonl.path())!, 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l));
   return new Map(lines.map((l) => [l.index, { output: l.output, pred: l.pred, correct: l.correct }]));
 }
 
@@ -65,7 +68,10 @@ test('run 5 problems one at a time: accuracy, interval, chart and table update a
 
   // JSONL export too.
   const [jsonl] = await Promise.all([page.waitForEvent('download'), row.getByRole('button', { name: 'JSONL' }).click()]);
-  const lines = readFileSync((await jsonl.path())!, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  const lines = readFileSync((await jsonl.path())!, 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l));
   expect(lines.map((l) => String(l.index))).toEqual(body.map((r) => r[5]));
 });
 

@@ -31,13 +31,16 @@ async function generate(page: Page): Promise<string> {
 
 /** From now on, count DOM changes that leave an element matching `selector` in the page (window[counter]). */
 async function countAppearances(page: Page, selector: string, counter: string) {
-  await page.evaluate(({ selector, counter }) => {
-    const w = window as unknown as Record<string, number>;
-    w[counter] = 0;
-    new MutationObserver(() => {
-      if (document.querySelector(selector)) w[counter]++;
-    }).observe(document.body, { childList: true, subtree: true });
-  }, { selector, counter });
+  await page.evaluate(
+    ({ selector, counter }) => {
+      const w = window as unknown as Record<string, number>;
+      w[counter] = 0;
+      new MutationObserver(() => {
+        if (document.querySelector(selector)) w[counter]++;
+      }).observe(document.body, { childList: true, subtree: true });
+    },
+    { selector, counter },
+  );
 }
 
 function counted(page: Page, counter: string): Promise<number> {

@@ -40,7 +40,10 @@ test('model text is shown as text, never as HTML', async ({ page }) => {
   });
   expect(JSON.stringify(html)).toContain('<b>x</b>');
   // The custom prompt editor previews markup literally.
-  await page.getByRole('radio', { name: /Custom/ }).first().check();
+  await page
+    .getByRole('radio', { name: /Custom/ })
+    .first()
+    .check();
   await page.getByLabel('Template', { exact: true }).fill('<b>bold</b> {question} <img src=x>');
   const preview = page.getByTestId('prompt-preview-a');
   await expect(preview).toContainText('<b>bold</b>');

@@ -93,7 +93,11 @@ test('the explanation panel shows a diagram for hard prompts and each adapter', 
   await page.goto('./#view=lab&prompt=q_end');
   await page.getByText('What does this do?').click();
   await expect(page.getByRole('img', { name: /hard prompt/ })).toBeVisible();
-  for (const [label, name] of [['LoRA', /lora adapter/], ['Series adapter', /series adapter/], ['Parallel adapter', /parallel adapter/]] as const) {
+  for (const [label, name] of [
+    ['LoRA', /lora adapter/],
+    ['Series adapter', /series adapter/],
+    ['Parallel adapter', /parallel adapter/],
+  ] as const) {
     await page.getByRole('radio', { name: label, exact: true }).check();
     await expect(page.getByRole('img', { name })).toBeVisible();
   }

@@ -127,7 +127,9 @@ test.describe('bring your own adapter', () => {
 
   async function pick(page: Page, files: { name: string; bytes: Uint8Array }[]) {
     await page.getByTestId('adapter-base').selectOption('tiny-q4f32_1');
-    await page.getByTestId('adapter-files').setInputFiles(files.map((f) => ({ name: f.name, mimeType: 'application/octet-stream', buffer: Buffer.from(f.bytes) })));
+    await page
+      .getByTestId('adapter-files')
+      .setInputFiles(files.map((f) => ({ name: f.name, mimeType: 'application/octet-stream', buffer: Buffer.from(f.bytes) })));
   }
   const peftFiles = (p: { adapterConfig: object; adapterWeights: Uint8Array }) => [
     { name: 'adapter_config.json', bytes: new TextEncoder().encode(JSON.stringify(p.adapterConfig)) },
@@ -139,7 +141,9 @@ test.describe('bring your own adapter', () => {
     await page.getByTestId('adapter-base').selectOption('tiny-q4f32_1');
     await page.getByPlaceholder('from the folder name').fill('my-lora');
     await pick(page, peftFiles(randomPeftAdapter(config, 'lora', { seed: 5 })));
-    await expect(page.getByTestId('adapter-status')).toContainText('Stored my-lora (lora, yours): lora on q_proj, k_proj, v_proj, up_proj, down_proj', { timeout: 30_000 });
+    await expect(page.getByTestId('adapter-status')).toContainText('Stored my-lora (lora, yours): lora on q_proj, k_proj, v_proj, up_proj, down_proj', {
+      timeout: 30_000,
+    });
     await expect(page.getByTestId('your-adapters')).toContainText('my-lora (lora, yours)');
     // Also listed among the models, as a LoRA for its base.
     const c = card(page, 'user-adapter-my-lora-tiny-q4f32_1');
@@ -190,7 +194,12 @@ test.describe('bring your own adapter', () => {
     // Made for a wider model than the selected base: the converter's own message.
     const other = { ...config, hiddenSize: 128, headDim: 32 };
     const wrong = randomPeftAdapter(other, 'parallel', { seed: 2 });
-    const want = await convertPeftAdapter({ adapterConfig: wrong.adapterConfig, adapterWeights: wrong.adapterWeights, baseChatConfig: chat, baseTensorCache: cache }).then(
+    const want = await convertPeftAdapter({
+      adapterConfig: wrong.adapterConfig,
+      adapterWeights: wrong.adapterWeights,
+      baseChatConfig: chat,
+      baseTensorCache: cache,
+    }).then(
       () => 'converted?',
       (e: Error) => e.message,
     );

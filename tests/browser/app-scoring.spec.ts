@@ -28,7 +28,10 @@ test('every mode with its interval in the table and the summary CSV; JSONL lines
   const row = page.getByTestId('results-table').locator('tbody tr').first();
   await expect(row.getByTestId('run-done')).toHaveText('4 of 4', { timeout: 120_000 });
 
-  const lines = (await download(page, row.getByRole('button', { name: 'JSONL' }))).trim().split('\n').map((l) => JSON.parse(l));
+  const lines = (await download(page, row.getByRole('button', { name: 'JSONL' })))
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l));
   const text = readFileSync(GSM8K, 'utf8');
   const problems = parseDataset(text, 'gsm8k').problems;
   const byIndex = new Map(problems.map((p) => [p.index, p]));
@@ -67,7 +70,13 @@ test('every mode with its interval in the table and the summary CSV; JSONL lines
   const header = csv[0];
   const rows = csv.slice(1).map((r) => Object.fromEntries(header.map((h, i) => [h, r[i]])));
   expect(rows.map((r) => r.mode)).toEqual(['llm-adapters', 'lm-eval-strict', 'lm-eval-flexible']);
-  expect(rows[1]).toMatchObject({ correct: String(strict.correct), total: '4', prompt_sha256: record.prompt.sha256, dataset_sha256: record.dataset.sha256, decoding: 'greedy' });
+  expect(rows[1]).toMatchObject({
+    correct: String(strict.correct),
+    total: '4',
+    prompt_sha256: record.prompt.sha256,
+    dataset_sha256: record.dataset.sha256,
+    decoding: 'greedy',
+  });
   expect(rows[2].correct).toBe(String(flexible.correct));
   for (const r of rows) expect(Number(r.wilson95_lower)).toBeLessThanOrEqual(Number(r.accuracy));
 
@@ -76,7 +85,10 @@ test('every mode with its interval in the table and the summary CSV; JSONL lines
   const table = page.getByTestId('results-table').locator('tbody tr');
   await expect(table).toHaveCount(2);
   await expect(table.first().getByTestId('run-done')).toHaveText('4 of 4', { timeout: 120_000 });
-  const again = (await download(page, table.first().getByRole('button', { name: 'JSONL' }))).trim().split('\n').map((l) => JSON.parse(l));
+  const again = (await download(page, table.first().getByRole('button', { name: 'JSONL' })))
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l));
   expect(again[0].run).not.toBe(lines[0].run);
   const when = (r: Record<string, unknown>) => ({ ...r, dates: undefined });
   expect(when(again[0].record)).toEqual(when(record));

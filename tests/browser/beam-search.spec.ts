@@ -8,7 +8,12 @@ import { test, expect, type Page } from '@playwright/test';
 type Beams = typeof import('./harness/beamChecks.ts');
 type Models = typeof import('./harness/modelChecks.ts');
 
-async function call<M, K extends keyof M>(page: Page, file: string, name: K, ...args: M[K] extends (...a: infer A) => unknown ? A : never): Promise<M[K] extends (...a: never[]) => infer R ? Awaited<R> : never> {
+async function call<M, K extends keyof M>(
+  page: Page,
+  file: string,
+  name: K,
+  ...args: M[K] extends (...a: infer A) => unknown ? A : never
+): Promise<M[K] extends (...a: never[]) => infer R ? Awaited<R> : never> {
   return page.evaluate(
     async ({ file, name, args }) => {
       const m = (await import(/* @vite-ignore */ file)) as Record<string, (...a: unknown[]) => Promise<unknown>>;
@@ -17,7 +22,8 @@ async function call<M, K extends keyof M>(page: Page, file: string, name: K, ...
     { file, name: name as string, args: args as unknown[] },
   ) as never;
 }
-const beams = <K extends keyof Beams>(page: Page, name: K, ...args: Parameters<Beams[K]>) => call<Beams, K>(page, '/tests/browser/harness/beamChecks.ts', name, ...(args as never));
+const beams = <K extends keyof Beams>(page: Page, name: K, ...args: Parameters<Beams[K]>) =>
+  call<Beams, K>(page, '/tests/browser/harness/beamChecks.ts', name, ...(args as never));
 const randomIds = (page: Page, n: number, seed: number) => call<Models, 'randomIds'>(page, '/tests/browser/harness/modelChecks.ts', 'randomIds', n, seed);
 
 /** Scores are sums of f64 log-probabilities of f32 logits: the GPU's logits differ from the reference's by ~1e-6. */

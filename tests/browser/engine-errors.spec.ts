@@ -58,7 +58,11 @@ test('a device lost while greedy steps are in flight fails the generation with D
     let error: { name: string; message: string } | null = null;
     try {
       // Token 3 arrives while the next steps' readbacks are pending: lose the device then.
-      await engine.generate([1, 450], { maxNewTokens: 30 }, { onToken: ({ index }: { index: number }) => void ((seen = index + 1) === 3 && engine.llamaModel().gpu.device.destroy()) });
+      await engine.generate(
+        [1, 450],
+        { maxNewTokens: 30 },
+        { onToken: ({ index }: { index: number }) => void ((seen = index + 1) === 3 && engine.llamaModel().gpu.device.destroy()) },
+      );
     } catch (e) {
       error = { name: (e as Error).name, message: (e as Error).message };
     }

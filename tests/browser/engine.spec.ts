@@ -114,7 +114,9 @@ for (const mode of ['q0f32', 'q4f32_1'] as const) {
     expect(r.ids).toEqual(r.want);
   });
 
-  test(`${mode}: after a greedy generate() stopped early the cache holds prompt + ids - 1 tokens and decoding continues like the reference`, async ({ page }) => {
+  test(`${mode}: after a greedy generate() stopped early the cache holds prompt + ids - 1 tokens and decoding continues like the reference`, async ({
+    page,
+  }) => {
     const url = `/models/tiny/${mode}/`;
     const prompt = await call(page, 'randomIds', 5, 22);
     const r = await call(page, 'generateThenContinue', url, prompt, 30, 6, 4);

@@ -30,11 +30,20 @@ test.beforeEach(async ({ page }) => {
 const TOL = 1e-4;
 
 test('matmul over f32, f16 and q4 weights, odd sizes, several rows', async ({ page }) => {
-  for (const [IN, OUT, rows] of [[37, 29, 1], [37, 29, 11], [64, 130, 3], [5, 1, 2]] as const) {
+  for (const [IN, OUT, rows] of [
+    [37, 29, 1],
+    [37, 29, 11],
+    [64, 130, 3],
+    [5, 1, 2],
+  ] as const) {
     expect(await check(page, 'checkMatmul', 'f32', IN, OUT, rows), `f32 ${IN}x${OUT} rows ${rows}`).toBeLessThan(TOL);
     expect(await check(page, 'checkMatmul', 'f16', IN, OUT, rows), `f16 ${IN}x${OUT} rows ${rows}`).toBeLessThan(TOL);
   }
-  for (const [IN, OUT, rows] of [[96, 33, 1], [64, 130, 9], [32, 1, 3]] as const) {
+  for (const [IN, OUT, rows] of [
+    [96, 33, 1],
+    [64, 130, 9],
+    [32, 1, 3],
+  ] as const) {
     expect(await check(page, 'checkMatmul', 'q4f32', IN, OUT, rows), `q4f32 ${IN}x${OUT}`).toBeLessThan(TOL);
     expect(await check(page, 'checkMatmul', 'q4f16', IN, OUT, rows), `q4f16 ${IN}x${OUT}`).toBeLessThan(TOL);
   }
@@ -49,9 +58,19 @@ test('matmul accumulates into the residual and reads from a row offset (LM head 
 
 test('q4 decode matrix-vector kernel, shared-memory and subgroup reductions', async ({ page }) => {
   for (const subgroups of [false, true]) {
-    for (const [IN, OUT, rows] of [[32, 1, 1], [96, 33, 1], [4096, 7, 1], [320, 130, 8], [64, 65, 3]] as const) {
-      expect(await check(page, 'checkQ4MatVec', 'q4f16', IN, OUT, rows, { subgroups }), `q4f16 ${IN}x${OUT} rows ${rows} subgroups ${subgroups}`).toBeLessThan(TOL);
-      expect(await check(page, 'checkQ4MatVec', 'q4f32', IN, OUT, rows, { subgroups }), `q4f32 ${IN}x${OUT} rows ${rows} subgroups ${subgroups}`).toBeLessThan(TOL);
+    for (const [IN, OUT, rows] of [
+      [32, 1, 1],
+      [96, 33, 1],
+      [4096, 7, 1],
+      [320, 130, 8],
+      [64, 65, 3],
+    ] as const) {
+      expect(await check(page, 'checkQ4MatVec', 'q4f16', IN, OUT, rows, { subgroups }), `q4f16 ${IN}x${OUT} rows ${rows} subgroups ${subgroups}`).toBeLessThan(
+        TOL,
+      );
+      expect(await check(page, 'checkQ4MatVec', 'q4f32', IN, OUT, rows, { subgroups }), `q4f32 ${IN}x${OUT} rows ${rows} subgroups ${subgroups}`).toBeLessThan(
+        TOL,
+      );
     }
     expect(await check(page, 'checkQ4MatVec', 'q4f16', 128, 40, 4, { subgroups, accumulate: true })).toBeLessThan(TOL);
     expect(await check(page, 'checkQ4MatVec', 'q4f32', 64, 50, 6, { subgroups, xRowOffset: 5 })).toBeLessThan(TOL);
@@ -60,11 +79,20 @@ test('q4 decode matrix-vector kernel, shared-memory and subgroup reductions', as
 });
 
 test('tiled prefill matmul (workgroup memory) over f32, f16 and q4 weights, with partial tiles', async ({ page }) => {
-  for (const [IN, OUT, rows] of [[37, 29, 9], [64, 130, 70], [5, 1, 65], [100, 64, 64]] as const) {
+  for (const [IN, OUT, rows] of [
+    [37, 29, 9],
+    [64, 130, 70],
+    [5, 1, 65],
+    [100, 64, 64],
+  ] as const) {
     expect(await check(page, 'checkMatmul', 'f32', IN, OUT, rows, { tiled: true }), `f32 ${IN}x${OUT} rows ${rows}`).toBeLessThan(TOL);
     expect(await check(page, 'checkMatmul', 'f16', IN, OUT, rows, { tiled: true }), `f16 ${IN}x${OUT} rows ${rows}`).toBeLessThan(TOL);
   }
-  for (const [IN, OUT, rows] of [[96, 33, 9], [64, 130, 70], [32, 1, 65]] as const) {
+  for (const [IN, OUT, rows] of [
+    [96, 33, 9],
+    [64, 130, 70],
+    [32, 1, 65],
+  ] as const) {
     expect(await check(page, 'checkMatmul', 'q4f32', IN, OUT, rows, { tiled: true }), `q4f32 ${IN}x${OUT}`).toBeLessThan(TOL);
     expect(await check(page, 'checkMatmul', 'q4f16', IN, OUT, rows, { tiled: true }), `q4f16 ${IN}x${OUT}`).toBeLessThan(TOL);
   }
@@ -85,9 +113,21 @@ test('matmul with each adapter activation (tanh, relu, silu, gelu)', async ({ pa
 type FusedCase = readonly [IN: number, OUT: number, rows: number, r: number, segments: 1 | 2 | 3, accumulate: boolean];
 
 test('per-row matmul with a fused adapter over f32, f16 and q4 weights', async ({ page }) => {
-  const dense: FusedCase[] = [[37, 29, 1, 5, 1, false], [37, 29, 11, 3, 3, true], [64, 130, 3, 70, 2, false], [5, 7, 2, 1, 3, true]];
-  const q4: FusedCase[] = [[96, 33, 1, 4, 3, false], [64, 130, 9, 8, 2, true], [32, 5, 3, 130, 1, true]];
-  for (const [formats, cases] of [[['f32', 'f16'], dense], [['q4f32', 'q4f16'], q4]] as const) {
+  const dense: FusedCase[] = [
+    [37, 29, 1, 5, 1, false],
+    [37, 29, 11, 3, 3, true],
+    [64, 130, 3, 70, 2, false],
+    [5, 7, 2, 1, 3, true],
+  ];
+  const q4: FusedCase[] = [
+    [96, 33, 1, 4, 3, false],
+    [64, 130, 9, 8, 2, true],
+    [32, 5, 3, 130, 1, true],
+  ];
+  for (const [formats, cases] of [
+    [['f32', 'f16'], dense],
+    [['q4f32', 'q4f16'], q4],
+  ] as const) {
     for (const [IN, OUT, rows, r, segments, accumulate] of cases) {
       for (const format of formats) {
         const err = await check(page, 'checkMatmul', format, IN, OUT, rows, { accumulate, adapter: { r, segments } });
@@ -98,7 +138,13 @@ test('per-row matmul with a fused adapter over f32, f16 and q4 weights', async (
 });
 
 test('q4 decode matrix-vector kernel with a fused adapter, shared-memory and subgroup reductions', async ({ page }) => {
-  const cases: FusedCase[] = [[96, 33, 1, 4, 3, false], [320, 130, 8, 70, 2, true], [64, 65, 3, 256, 3, false], [32, 7, 1, 1, 1, true], [4096, 7, 1, 130, 2, true]];
+  const cases: FusedCase[] = [
+    [96, 33, 1, 4, 3, false],
+    [320, 130, 8, 70, 2, true],
+    [64, 65, 3, 256, 3, false],
+    [32, 7, 1, 1, 1, true],
+    [4096, 7, 1, 130, 2, true],
+  ];
   for (const subgroups of [false, true]) {
     for (const [IN, OUT, rows, r, segments, accumulate] of cases) {
       for (const format of ['q4f16', 'q4f32'] as const) {
@@ -110,9 +156,20 @@ test('q4 decode matrix-vector kernel with a fused adapter, shared-memory and sub
 });
 
 test('tiled prefill matmul with a fused adapter over f32, f16 and q4 weights, with partial tiles', async ({ page }) => {
-  const dense: FusedCase[] = [[37, 29, 9, 5, 3, true], [64, 130, 70, 70, 2, false], [100, 64, 64, 1, 1, true]];
-  const q4: FusedCase[] = [[96, 33, 9, 8, 3, false], [64, 130, 70, 130, 2, true], [32, 7, 65, 4, 3, true]];
-  for (const [formats, cases] of [[['f32', 'f16'], dense], [['q4f32', 'q4f16'], q4]] as const) {
+  const dense: FusedCase[] = [
+    [37, 29, 9, 5, 3, true],
+    [64, 130, 70, 70, 2, false],
+    [100, 64, 64, 1, 1, true],
+  ];
+  const q4: FusedCase[] = [
+    [96, 33, 9, 8, 3, false],
+    [64, 130, 70, 130, 2, true],
+    [32, 7, 65, 4, 3, true],
+  ];
+  for (const [formats, cases] of [
+    [['f32', 'f16'], dense],
+    [['q4f32', 'q4f16'], q4],
+  ] as const) {
     for (const [IN, OUT, rows, r, segments, accumulate] of cases) {
       for (const format of formats) {
         const err = await check(page, 'checkMatmul', format, IN, OUT, rows, { tiled: true, accumulate, adapter: { r, segments } });
@@ -172,7 +229,16 @@ test('causal grouped-query attention over the KV cache, f32 and f16 caches', asy
 
 test('greedy argmax: the first index of the maximum, as sampling.ts argmax (ties, NaN, infinities, odd vocab sizes)', async ({ page }) => {
   // Rows cycle through planted cases (see checkArgmax); 9 rows cover each once.
-  for (const [vocab, rows, seed] of [[32000, 9, 1], [32000, 18, 2], [1, 3, 3], [37, 9, 4], [255, 9, 5], [257, 9, 6], [1000, 11, 7], [4099, 9, 8]] as const) {
+  for (const [vocab, rows, seed] of [
+    [32000, 9, 1],
+    [32000, 18, 2],
+    [1, 3, 3],
+    [37, 9, 4],
+    [255, 9, 5],
+    [257, 9, 6],
+    [1000, 11, 7],
+    [4099, 9, 8],
+  ] as const) {
     const { got, want } = await call(page, 'checkArgmax', vocab, rows, seed);
     expect(got, `vocab ${vocab} rows ${rows}`).toEqual(want);
   }

@@ -46,7 +46,10 @@ test('the build ships sw.js, the shell and the model catalog', () => {
   expect(existsSync(join(outDir, 'models/index.json'))).toBe(true);
 });
 
-test('opened with the network off, the built app starts from the service worker, loads the stored model from IndexedDB, generates, and shows a GSM8K problem', async ({ context, page }) => {
+test('opened with the network off, the built app starts from the service worker, loads the stored model from IndexedDB, generates, and shows a GSM8K problem', async ({
+  context,
+  page,
+}) => {
   test.setTimeout(150_000);
   // Datasets from the same static host (data/ beside the app), as a classroom mirror would serve them.
   const site = `${server.url}lab/`;

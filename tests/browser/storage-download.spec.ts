@@ -40,7 +40,9 @@ test('downloads every file, verified, with progress events', async ({ page }) =>
   expect(await modelStatus(page, manifest)).toMatchObject({ state: 'not-stored', bytesStored: 0 });
   expect(await download(page, manifest, { chunkSize: CHUNK })).toEqual({ ok: true });
   await expectAllStored(page);
-  const events = await page.evaluate(() => (window as unknown as { events: { type: string; state?: string; bytesDone?: number; bytesTotal?: number; fileCount?: number }[] }).events);
+  const events = await page.evaluate(
+    () => (window as unknown as { events: { type: string; state?: string; bytesDone?: number; bytesTotal?: number; fileCount?: number }[] }).events,
+  );
   const progress = events.filter((e) => e.type === 'progress');
   expect(progress.length).toBeGreaterThan(0);
   const last = progress[progress.length - 1];
@@ -168,9 +170,10 @@ test('a quota too small: QuotaError before any byte is fetched or written', asyn
   const total = [...model.files.values()].reduce((s, b) => s + b.length, 0);
   const r = await download(page, manifest, { chunkSize: CHUNK, fakeRoom: 500_000 });
   expect(r).toMatchObject({ ok: false, name: 'QuotaError' });
-  if (!r.ok) expect(r.message).toBe(
-    `Not enough storage for Test model test-model: it needs ${Math.round(total / 1000)} kB more, but only 500 kB is available to this site. Free disk space or delete other models, then press Resume.`,
-  );
+  if (!r.ok)
+    expect(r.message).toBe(
+      `Not enough storage for Test model test-model: it needs ${Math.round(total / 1000)} kB more, but only 500 kB is available to this site. Free disk space or delete other models, then press Resume.`,
+    );
   expect(server.log.filter((l) => l.method === 'GET')).toEqual([]);
   expect((await modelStatus(page, manifest)).state).toBe('not-stored');
   expect(await storeProblems(page, model.id)).toEqual([]);
@@ -185,66 +188,70 @@ test.describe('the real quota', () => {
   // fails every attempt.
   test.describe.configure({ retries: 5 });
 
-test('the real quota, shrunk through CDP: a write over it becomes QuotaError and leaves nothing half-recorded', async ({ page, context }) => {
-  // navigator.storage.estimate() in Playwright's (incognito) context ignores the CDP override,
-  // so this case exercises the write path: sizes unknown, the up-front check passes, IndexedDB
-  // refuses a chunk. The up-front check is covered by the test above.
-  const cdp = await context.newCDPSession(page);
-  const origin = new URL(page.url()).origin;
-  // The override does not always reach IndexedDB (it can miss a storage partition still being set
-  // up): send it, then check that a 256 KiB write to a scratch database is refused; re-send if not.
-  const probe = () => page.evaluate(async () => {
-    const open = () =>
-      new Promise<IDBDatabase>((res, rej) => {
-        const r = indexedDB.open('quota-probe', 1);
-        r.onupgradeneeded = () => r.result.createObjectStore('p');
-        r.onsuccess = () => res(r.result);
-        r.onerror = () => rej(r.error);
-      });
-    const db = await open();
-    let refused = false;
-    for (let i = 0; i < 20 && !refused; i++) {
-      refused = await new Promise<boolean>((res) => {
-        const tx = db.transaction('p', 'readwrite');
-        tx.objectStore('p').put(new Uint8Array(256 * 1024), 'x');
-        tx.oncomplete = () => res(false);
-        tx.onabort = () => res(true);
-        tx.onerror = () => res(true);
-      });
-      if (!refused) {
-        await new Promise<void>((res) => {
-          const tx = db.transaction('p', 'readwrite');
-          tx.objectStore('p').delete('x');
-          tx.oncomplete = () => res();
+  test('the real quota, shrunk through CDP: a write over it becomes QuotaError and leaves nothing half-recorded', async ({ page, context }) => {
+    // navigator.storage.estimate() in Playwright's (incognito) context ignores the CDP override,
+    // so this case exercises the write path: sizes unknown, the up-front check passes, IndexedDB
+    // refuses a chunk. The up-front check is covered by the test above.
+    const cdp = await context.newCDPSession(page);
+    const origin = new URL(page.url()).origin;
+    // The override does not always reach IndexedDB (it can miss a storage partition still being set
+    // up): send it, then check that a 256 KiB write to a scratch database is refused; re-send if not.
+    const probe = () =>
+      page.evaluate(async () => {
+        const open = () =>
+          new Promise<IDBDatabase>((res, rej) => {
+            const r = indexedDB.open('quota-probe', 1);
+            r.onupgradeneeded = () => r.result.createObjectStore('p');
+            r.onsuccess = () => res(r.result);
+            r.onerror = () => rej(r.error);
+          });
+        const db = await open();
+        let refused = false;
+        for (let i = 0; i < 20 && !refused; i++) {
+          refused = await new Promise<boolean>((res) => {
+            const tx = db.transaction('p', 'readwrite');
+            tx.objectStore('p').put(new Uint8Array(256 * 1024), 'x');
+            tx.oncomplete = () => res(false);
+            tx.onabort = () => res(true);
+            tx.onerror = () => res(true);
+          });
+          if (!refused) {
+            await new Promise<void>((res) => {
+              const tx = db.transaction('p', 'readwrite');
+              tx.objectStore('p').delete('x');
+              tx.oncomplete = () => res();
+            });
+            await new Promise((r) => setTimeout(r, 50));
+          }
+        }
+        db.close();
+        await new Promise((res) => {
+          const d = indexedDB.deleteDatabase('quota-probe');
+          d.onsuccess = d.onerror = d.onblocked = res;
         });
-        await new Promise((r) => setTimeout(r, 50));
-      }
+        return refused;
+      });
+    let enforced = false;
+    for (let attempt = 0; attempt < 5 && !enforced; attempt++) {
+      await cdp.send('Storage.overrideQuotaForOrigin', { origin, quotaSize: 200_000 });
+      enforced = await probe();
     }
-    db.close();
-    await new Promise((res) => {
-      const d = indexedDB.deleteDatabase('quota-probe');
-      d.onsuccess = d.onerror = d.onblocked = res;
-    });
-    return refused;
+    expect(enforced).toBe(true);
+    const unsized = model.manifest(server.url, { sizes: false });
+    // A chunk larger than the whole quota: Chromium refuses that write whatever usage it has cached.
+    const r = await download(page, unsized, { chunkSize: 256 * 1024, retries: 0, concurrency: 1 });
+    expect(r).toMatchObject({ ok: false, name: 'QuotaError' });
+    if (!r.ok)
+      expect(r.message).toMatch(
+        /^Not enough storage for Test model test-model: the browser refused to store more of it \(.+ still to download\)\. Free disk space or delete other models, then press Resume\.$/,
+      );
+    expect(await storeProblems(page, model.id)).toEqual([]);
+    // 'partial' when some chunks fit before the refusal, 'not-stored' when the very first was refused.
+    expect(['partial', 'not-stored']).toContain((await modelStatus(page, unsized)).state);
+    await cdp.send('Storage.overrideQuotaForOrigin', { origin });
+    expect(await download(page, model.manifest(server.url), { chunkSize: CHUNK })).toEqual({ ok: true });
+    await expectAllStored(page);
   });
-  let enforced = false;
-  for (let attempt = 0; attempt < 5 && !enforced; attempt++) {
-    await cdp.send('Storage.overrideQuotaForOrigin', { origin, quotaSize: 200_000 });
-    enforced = await probe();
-  }
-  expect(enforced).toBe(true);
-  const unsized = model.manifest(server.url, { sizes: false });
-  // A chunk larger than the whole quota: Chromium refuses that write whatever usage it has cached.
-  const r = await download(page, unsized, { chunkSize: 256 * 1024, retries: 0, concurrency: 1 });
-  expect(r).toMatchObject({ ok: false, name: 'QuotaError' });
-  if (!r.ok) expect(r.message).toMatch(/^Not enough storage for Test model test-model: the browser refused to store more of it \(.+ still to download\)\. Free disk space or delete other models, then press Resume\.$/);
-  expect(await storeProblems(page, model.id)).toEqual([]);
-  // 'partial' when some chunks fit before the refusal, 'not-stored' when the very first was refused.
-  expect(['partial', 'not-stored']).toContain((await modelStatus(page, unsized)).state);
-  await cdp.send('Storage.overrideQuotaForOrigin', { origin });
-  expect(await download(page, model.manifest(server.url), { chunkSize: CHUNK })).toEqual({ ok: true });
-  await expectAllStored(page);
-});
 });
 
 test('a manifest without hashes, shards derived from tensor-cache.json: pinned on first download, verifyModel finds later corruption', async ({ page }) => {

@@ -35,7 +35,10 @@ test.afterEach(async ({ context }) => {
   await server.close();
 });
 
-test('after a download, with the network cut, the model loads from IndexedDB and generates the same ids as over HTTP and as the reference', async ({ page, context }) => {
+test('after a download, with the network cut, the model loads from IndexedDB and generates the same ids as over HTTP and as the reference', async ({
+  page,
+  context,
+}) => {
   await openStorage(page);
   const base = server.url;
 
@@ -89,13 +92,10 @@ test('after a download, with the network cut, the model loads from IndexedDB and
   // Cut the network: the model's server is gone and the browser is offline.
   await server.close();
   await context.setOffline(true);
-  const netCheck = await page.evaluate(
-    async (base) => {
-      const r = await Promise.allSettled([fetch(`${base}mlc-chat-config.json`, { cache: 'no-store' }), fetch('/models/index.json', { cache: 'no-store' })]);
-      return r.map((x) => x.status);
-    },
-    base,
-  );
+  const netCheck = await page.evaluate(async (base) => {
+    const r = await Promise.allSettled([fetch(`${base}mlc-chat-config.json`, { cache: 'no-store' }), fetch('/models/index.json', { cache: 'no-store' })]);
+    return r.map((x) => x.status);
+  }, base);
   expect(netCheck).toEqual(['rejected', 'rejected']);
 
   const offline = await page.evaluate(

@@ -19,7 +19,7 @@ test('incremental SHA-256 matches WebCrypto on random data, split anywhere, save
       if ((await S.sha256Hex(data)) !== want) failures.push(`whole ${n}`);
       // Random splits, with the state saved, structured-cloned (as IndexedDB would) and restored.
       let h = await S.createSha256();
-      for (let at = 0; at < n; ) {
+      for (let at = 0; at < n;) {
         const k = Math.min(n - at, 1 + Math.floor(Math.random() * 300));
         h.update(data.subarray(at, at + k));
         at += k;

@@ -70,7 +70,7 @@ test('a page reload in the middle: complete shards are kept, the partial one res
   expect(ranges[ranges.length - 1]).toBe(`bytes=${resumedFrom}-`);
 });
 
-test('two tabs at once: the second waits, shows the first one\'s progress, and nothing is fetched twice', async ({ context }) => {
+test("two tabs at once: the second waits, shows the first one's progress, and nothing is fetched twice", async ({ context }) => {
   const a = await context.newPage();
   const b = await context.newPage();
   await openStorage(a);

@@ -181,7 +181,9 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
     layers: info.config.numLayers,
     loadMs,
     memory: info.memory,
-    kernels: model.gpu.isSoftware ? { q4Decode: 'row (software adapter)', prefillMatmul: 'row (software adapter)' } : { q4Decode: 'workgroup', prefillMatmul: 'tiled' },
+    kernels: model.gpu.isSoftware
+      ? { q4Decode: 'row (software adapter)', prefillMatmul: 'row (software adapter)' }
+      : { q4Decode: 'workgroup', prefillMatmul: 'tiled' },
     copy,
     prefill,
     decode,

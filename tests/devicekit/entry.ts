@@ -17,7 +17,9 @@ import type { Dawn } from './main.ts';
  */
 function loadDawn(): Dawn {
   const main = resolve(process.argv[1] ?? 'kit.mjs');
-  const candidates = [process.env.DAWN_NODE, join(dirname(main), 'dawn.node'), resolve('node_modules/webgpu/dist/linux-x64/dawn.node')].filter((p): p is string => !!p);
+  const candidates = [process.env.DAWN_NODE, join(dirname(main), 'dawn.node'), resolve('node_modules/webgpu/dist/linux-x64/dawn.node')].filter(
+    (p): p is string => !!p,
+  );
   const path = candidates.find((p) => existsSync(p));
   if (!path) throw new Error(`dawn.node not found (looked at ${candidates.join(', ')})`);
   return createRequire(main)(path) as Dawn;

@@ -4,7 +4,16 @@
  * reference's pieces or a plain loop), the same cases and the same tolerance. Keep the cases in
  * step with that spec.
  */
-import { checkArgmax, checkAttention, checkEmbedding, checkMatmul, checkQ4MatVec, checkRmsnorm, checkRopeKvWrite, checkSwiglu } from '../browser/harness/kernelChecks.ts';
+import {
+  checkArgmax,
+  checkAttention,
+  checkEmbedding,
+  checkMatmul,
+  checkQ4MatVec,
+  checkRmsnorm,
+  checkRopeKvWrite,
+  checkSwiglu,
+} from '../browser/harness/kernelChecks.ts';
 import type { Check } from './checks.ts';
 
 /** f32 paths: 1e-4 (kernels.spec.ts TOL). */
@@ -19,14 +28,33 @@ type FusedCase = readonly [IN: number, OUT: number, rows: number, r: number, seg
  */
 export function kernelChecks(): Check[] {
   const out: Check[] = [];
-  const rel = (group: string, name: string, f: () => Promise<number>, quick = false) => out.push({ group, name, fullOnly: !quick, run: async () => ({ maxErr: await f(), tol: TOL }) });
-  const QUICK = new Set(['f32 37x29 rows 11', 'f16 64x130 rows 3', 'q4f32 96x33 rows 1', 'q4f16 64x130 rows 9', 'tiled f32 37x29 rows 9', 'tiled q4f16 96x33 rows 9']);
+  const rel = (group: string, name: string, f: () => Promise<number>, quick = false) =>
+    out.push({ group, name, fullOnly: !quick, run: async () => ({ maxErr: await f(), tol: TOL }) });
+  const QUICK = new Set([
+    'f32 37x29 rows 11',
+    'f16 64x130 rows 3',
+    'q4f32 96x33 rows 1',
+    'q4f16 64x130 rows 9',
+    'tiled f32 37x29 rows 9',
+    'tiled q4f16 96x33 rows 9',
+  ]);
   const isQuick = (tiled: boolean, f: string, shape: string) => QUICK.has(`${tiled ? 'tiled ' : ''}${f} ${shape}`);
 
-  for (const [IN, OUT, rows] of [[37, 29, 1], [37, 29, 11], [64, 130, 3], [5, 1, 2]] as const)
-    for (const f of ['f32', 'f16'] as const) rel('matmul', `${f} ${IN}x${OUT} rows ${rows}`, () => checkMatmul(f, IN, OUT, rows), isQuick(false, f, `${IN}x${OUT} rows ${rows}`));
-  for (const [IN, OUT, rows] of [[96, 33, 1], [64, 130, 9], [32, 1, 3]] as const)
-    for (const f of ['q4f32', 'q4f16'] as const) rel('matmul', `${f} ${IN}x${OUT} rows ${rows}`, () => checkMatmul(f, IN, OUT, rows), isQuick(false, f, `${IN}x${OUT} rows ${rows}`));
+  for (const [IN, OUT, rows] of [
+    [37, 29, 1],
+    [37, 29, 11],
+    [64, 130, 3],
+    [5, 1, 2],
+  ] as const)
+    for (const f of ['f32', 'f16'] as const)
+      rel('matmul', `${f} ${IN}x${OUT} rows ${rows}`, () => checkMatmul(f, IN, OUT, rows), isQuick(false, f, `${IN}x${OUT} rows ${rows}`));
+  for (const [IN, OUT, rows] of [
+    [96, 33, 1],
+    [64, 130, 9],
+    [32, 1, 3],
+  ] as const)
+    for (const f of ['q4f32', 'q4f16'] as const)
+      rel('matmul', `${f} ${IN}x${OUT} rows ${rows}`, () => checkMatmul(f, IN, OUT, rows), isQuick(false, f, `${IN}x${OUT} rows ${rows}`));
   rel('matmul', 'f32 accumulate', () => checkMatmul('f32', 37, 29, 5, { accumulate: true }));
   rel('matmul', 'q4f16 accumulate', () => checkMatmul('q4f16', 64, 70, 5, { accumulate: true }), true);
   rel('matmul', 'f32 row offset 4', () => checkMatmul('f32', 37, 29, 5, { xRowOffset: 4 }));
@@ -35,42 +63,116 @@ export function kernelChecks(): Check[] {
 
   for (const subgroups of [false, true]) {
     const g = `q4 matvec${subgroups ? ' subgroups' : ''}`;
-    for (const [IN, OUT, rows] of [[32, 1, 1], [96, 33, 1], [4096, 7, 1], [320, 130, 8], [64, 65, 3]] as const)
-      for (const f of ['q4f16', 'q4f32'] as const) rel(g, `${f} ${IN}x${OUT} rows ${rows}`, () => checkQ4MatVec(f, IN, OUT, rows, { subgroups }), (f === 'q4f16' && IN === 320) || (f === 'q4f32' && IN === 96));
+    for (const [IN, OUT, rows] of [
+      [32, 1, 1],
+      [96, 33, 1],
+      [4096, 7, 1],
+      [320, 130, 8],
+      [64, 65, 3],
+    ] as const)
+      for (const f of ['q4f16', 'q4f32'] as const)
+        rel(
+          g,
+          `${f} ${IN}x${OUT} rows ${rows}`,
+          () => checkQ4MatVec(f, IN, OUT, rows, { subgroups }),
+          (f === 'q4f16' && IN === 320) || (f === 'q4f32' && IN === 96),
+        );
     rel(g, 'q4f16 accumulate', () => checkQ4MatVec('q4f16', 128, 40, 4, { subgroups, accumulate: true }), true);
     rel(g, 'q4f32 row offset 5', () => checkQ4MatVec('q4f32', 64, 50, 6, { subgroups, xRowOffset: 5 }));
     rel(g, 'q4f16 split row 10', () => checkQ4MatVec('q4f16', 64, 20, 2, { subgroups, splitRow: 10 }), true);
-    const fused: FusedCase[] = [[96, 33, 1, 4, 3, false], [320, 130, 8, 70, 2, true], [64, 65, 3, 256, 3, false], [32, 7, 1, 1, 1, true], [4096, 7, 1, 130, 2, true]];
+    const fused: FusedCase[] = [
+      [96, 33, 1, 4, 3, false],
+      [320, 130, 8, 70, 2, true],
+      [64, 65, 3, 256, 3, false],
+      [32, 7, 1, 1, 1, true],
+      [4096, 7, 1, 130, 2, true],
+    ];
     for (const [IN, OUT, rows, r, segments, accumulate] of fused)
       for (const f of ['q4f16', 'q4f32'] as const)
-        rel(`${g} + adapter`, `${f} ${IN}x${OUT} rows ${rows} r ${r} seg ${segments}${accumulate ? ' acc' : ''}`, () => checkQ4MatVec(f, IN, OUT, rows, { subgroups, accumulate, adapter: { r, segments } }), f === 'q4f16' && IN === 320);
+        rel(
+          `${g} + adapter`,
+          `${f} ${IN}x${OUT} rows ${rows} r ${r} seg ${segments}${accumulate ? ' acc' : ''}`,
+          () => checkQ4MatVec(f, IN, OUT, rows, { subgroups, accumulate, adapter: { r, segments } }),
+          f === 'q4f16' && IN === 320,
+        );
   }
 
-  for (const [IN, OUT, rows] of [[37, 29, 9], [64, 130, 70], [5, 1, 65], [100, 64, 64]] as const)
-    for (const f of ['f32', 'f16'] as const) rel('matmul tiled', `${f} ${IN}x${OUT} rows ${rows}`, () => checkMatmul(f, IN, OUT, rows, { tiled: true }), isQuick(true, f, `${IN}x${OUT} rows ${rows}`));
-  for (const [IN, OUT, rows] of [[96, 33, 9], [64, 130, 70], [32, 1, 65]] as const)
-    for (const f of ['q4f32', 'q4f16'] as const) rel('matmul tiled', `${f} ${IN}x${OUT} rows ${rows}`, () => checkMatmul(f, IN, OUT, rows, { tiled: true }), isQuick(true, f, `${IN}x${OUT} rows ${rows}`));
+  for (const [IN, OUT, rows] of [
+    [37, 29, 9],
+    [64, 130, 70],
+    [5, 1, 65],
+    [100, 64, 64],
+  ] as const)
+    for (const f of ['f32', 'f16'] as const)
+      rel(
+        'matmul tiled',
+        `${f} ${IN}x${OUT} rows ${rows}`,
+        () => checkMatmul(f, IN, OUT, rows, { tiled: true }),
+        isQuick(true, f, `${IN}x${OUT} rows ${rows}`),
+      );
+  for (const [IN, OUT, rows] of [
+    [96, 33, 9],
+    [64, 130, 70],
+    [32, 1, 65],
+  ] as const)
+    for (const f of ['q4f32', 'q4f16'] as const)
+      rel(
+        'matmul tiled',
+        `${f} ${IN}x${OUT} rows ${rows}`,
+        () => checkMatmul(f, IN, OUT, rows, { tiled: true }),
+        isQuick(true, f, `${IN}x${OUT} rows ${rows}`),
+      );
   rel('matmul tiled', 'q4f16 accumulate', () => checkMatmul('q4f16', 64, 70, 20, { tiled: true, accumulate: true }));
   rel('matmul tiled', 'f32 row offset 4', () => checkMatmul('f32', 37, 29, 75, { tiled: true, xRowOffset: 4 }));
   for (const act of [1, 2, 3, 4]) rel('matmul tiled', `f32 act ${act}`, () => checkMatmul('f32', 37, 29, 12, { act, tiled: true }));
 
-  const fusedDense: FusedCase[] = [[37, 29, 1, 5, 1, false], [37, 29, 11, 3, 3, true], [64, 130, 3, 70, 2, false], [5, 7, 2, 1, 3, true]];
-  const fusedQ4: FusedCase[] = [[96, 33, 1, 4, 3, false], [64, 130, 9, 8, 2, true], [32, 5, 3, 130, 1, true]];
-  const fusedTiledDense: FusedCase[] = [[37, 29, 9, 5, 3, true], [64, 130, 70, 70, 2, false], [100, 64, 64, 1, 1, true]];
-  const fusedTiledQ4: FusedCase[] = [[96, 33, 9, 8, 3, false], [64, 130, 70, 130, 2, true], [32, 7, 65, 4, 3, true]];
+  const fusedDense: FusedCase[] = [
+    [37, 29, 1, 5, 1, false],
+    [37, 29, 11, 3, 3, true],
+    [64, 130, 3, 70, 2, false],
+    [5, 7, 2, 1, 3, true],
+  ];
+  const fusedQ4: FusedCase[] = [
+    [96, 33, 1, 4, 3, false],
+    [64, 130, 9, 8, 2, true],
+    [32, 5, 3, 130, 1, true],
+  ];
+  const fusedTiledDense: FusedCase[] = [
+    [37, 29, 9, 5, 3, true],
+    [64, 130, 70, 70, 2, false],
+    [100, 64, 64, 1, 1, true],
+  ];
+  const fusedTiledQ4: FusedCase[] = [
+    [96, 33, 9, 8, 3, false],
+    [64, 130, 70, 130, 2, true],
+    [32, 7, 65, 4, 3, true],
+  ];
   // Three segments with the residual add (dense), two (q4 decode rows), three (q4 tiled).
   const quickFused = new Set(['f32 37x29 rows 11', 'q4f16 64x130 rows 9', 'tiled f32 37x29 rows 9', 'tiled q4f16 96x33 rows 9']);
   for (const tiled of [false, true])
-    for (const [formats, cases] of [[['f32', 'f16'], tiled ? fusedTiledDense : fusedDense], [['q4f32', 'q4f16'], tiled ? fusedTiledQ4 : fusedQ4]] as const)
+    for (const [formats, cases] of [
+      [['f32', 'f16'], tiled ? fusedTiledDense : fusedDense],
+      [['q4f32', 'q4f16'], tiled ? fusedTiledQ4 : fusedQ4],
+    ] as const)
       for (const [IN, OUT, rows, r, segments, accumulate] of cases)
         for (const f of formats)
-          rel(`matmul${tiled ? ' tiled' : ''} + adapter`, `${f} ${IN}x${OUT} rows ${rows} r ${r} seg ${segments}${accumulate ? ' acc' : ''}`, () => checkMatmul(f, IN, OUT, rows, { tiled, accumulate, adapter: { r, segments } }), quickFused.has(`${tiled ? 'tiled ' : ''}${f} ${IN}x${OUT} rows ${rows}`));
+          rel(
+            `matmul${tiled ? ' tiled' : ''} + adapter`,
+            `${f} ${IN}x${OUT} rows ${rows} r ${r} seg ${segments}${accumulate ? ' acc' : ''}`,
+            () => checkMatmul(f, IN, OUT, rows, { tiled, accumulate, adapter: { r, segments } }),
+            quickFused.has(`${tiled ? 'tiled ' : ''}${f} ${IN}x${OUT} rows ${rows}`),
+          );
 
   rel('embedding', 'f32', () => checkEmbedding('f32', 50, 37, [0, 49, 7, 7]), true);
   rel('embedding', 'f16', () => checkEmbedding('f16', 50, 37, [3, 1]), true);
   rel('embedding', 'q4f32', () => checkEmbedding('q4f32', 50, 64, [0, 49, 12]), true);
   rel('embedding', 'q4f16', () => checkEmbedding('q4f16', 50, 96, [5]), true);
-  for (const [dim, rows] of [[37, 3], [4096, 2], [1, 1]] as const) rel('rmsnorm', `${dim} rows ${rows}`, () => checkRmsnorm(dim, rows), true);
+  for (const [dim, rows] of [
+    [37, 3],
+    [4096, 2],
+    [1, 1],
+  ] as const)
+    rel('rmsnorm', `${dim} rows ${rows}`, () => checkRmsnorm(dim, rows), true);
 
   const rope = [
     [4, 2, 16, 3, 0, 10000, 0, 1],
@@ -81,7 +183,12 @@ export function kernelChecks(): Check[] {
   ] as const;
   for (const kv of ['f32', 'f16'] as const)
     for (const [H, KV, hd, rows, pos, theta, slot, slots] of rope)
-      rel('rope + kv write', `${kv} ${H}/${KV} heads hd ${hd} pos ${pos} slot ${slot}/${slots}`, () => checkRopeKvWrite(kv, H, KV, hd, rows, pos, theta, slot, slots), true);
+      rel(
+        'rope + kv write',
+        `${kv} ${H}/${KV} heads hd ${hd} pos ${pos} slot ${slot}/${slots}`,
+        () => checkRopeKvWrite(kv, H, KV, hd, rows, pos, theta, slot, slots),
+        true,
+      );
   rel('swiglu', '37 rows 3', () => checkSwiglu(37, 3), true);
   rel('swiglu', '1 row 1', () => checkSwiglu(1, 1), true);
 
@@ -94,9 +201,23 @@ export function kernelChecks(): Check[] {
     ['f16', 2, 1, 6, 5, 1, 10, 1, 2],
   ] as const;
   for (const [kv, H, KV, hd, past, rows, ctx, slot, slots] of attention)
-    rel('attention', `${kv} ${H}/${KV} heads hd ${hd} past ${past} rows ${rows} slot ${slot}/${slots}`, () => checkAttention(kv, H, KV, hd, past, rows, ctx, slot, slots), true);
+    rel(
+      'attention',
+      `${kv} ${H}/${KV} heads hd ${hd} past ${past} rows ${rows} slot ${slot}/${slots}`,
+      () => checkAttention(kv, H, KV, hd, past, rows, ctx, slot, slots),
+      true,
+    );
 
-  for (const [vocab, rows, seed] of [[32000, 9, 1], [32000, 18, 2], [1, 3, 3], [37, 9, 4], [255, 9, 5], [257, 9, 6], [1000, 11, 7], [4099, 9, 8]] as const)
+  for (const [vocab, rows, seed] of [
+    [32000, 9, 1],
+    [32000, 18, 2],
+    [1, 3, 3],
+    [37, 9, 4],
+    [255, 9, 5],
+    [257, 9, 6],
+    [1000, 11, 7],
+    [4099, 9, 8],
+  ] as const)
     out.push({ group: 'argmax', name: `vocab ${vocab} rows ${rows}`, fullOnly: rows > 9, run: () => checkArgmax(vocab, rows, seed) });
   out.push({ group: 'argmax', name: 'vocab 500 head of the last 4 of 7 rows', run: () => checkArgmax(500, 7, 9, { xRowOffset: 3 }) });
   return out;

@@ -73,7 +73,13 @@ async function describeAdapter(gpu: GPU): Promise<AdapterReport> {
     subgroupMaxSize: info.subgroupMaxSize ?? null,
     features: [...adapter.features].map(String).sort(),
     limits,
-    engine: { adapterInfo: ctx.adapterInfo, isSoftware: ctx.isSoftware, hasF16: ctx.hasF16, hasSubgroups: ctx.hasSubgroups, deviceFeatures: [...ctx.device.features].map(String).sort() },
+    engine: {
+      adapterInfo: ctx.adapterInfo,
+      isSoftware: ctx.isSoftware,
+      hasF16: ctx.hasF16,
+      hasSubgroups: ctx.hasSubgroups,
+      deviceFeatures: [...ctx.device.features].map(String).sort(),
+    },
   };
   ctx.device.destroy();
   return report;
@@ -132,7 +138,10 @@ export async function runKit(dawn: Dawn): Promise<never> {
         }
         const r = await runCheck(c);
         report.checks.results.push(r);
-        if (!r.passed) log(`FAILED ${r.group}: ${r.name}${r.error ? ` (${r.error})` : r.maxErr !== undefined ? ` (error ${r.maxErr} >= ${r.tol})` : ` (first difference at ${r.firstDiff})`}`);
+        if (!r.passed)
+          log(
+            `FAILED ${r.group}: ${r.name}${r.error ? ` (${r.error})` : r.maxErr !== undefined ? ` (error ${r.maxErr} >= ${r.tol})` : ` (first difference at ${r.firstDiff})`}`,
+          );
       }
       await save();
     }
@@ -141,14 +150,45 @@ export async function runKit(dawn: Dawn): Promise<never> {
       try {
         const layersArg = argv.indexOf('--bench-layers');
         const layers = layersArg >= 0 ? Number(argv[layersArg + 1]) : quick ? 0 : 32;
-        if (!Number.isInteger(layers) || layers < 0 || layers > 32) throw new Error(`--bench-layers wants 1 to 32 layers of Llama-2-7B's shape (0: the narrow quick shape), not ${argv[layersArg + 1]}`);
+        if (!Number.isInteger(layers) || layers < 0 || layers > 32)
+          throw new Error(`--bench-layers wants 1 to 32 layers of Llama-2-7B's shape (0: the narrow quick shape), not ${argv[layersArg + 1]}`);
         // Quick (SwiftShader on a CI machine): 7B layers are far too slow there (a prefill of 8 tokens
         // through two of them took minutes), so a narrow Llama with the same structure, unless --bench-layers.
-        const shape = layers > 0 ? llama2_7bShape(layers) : { ...llama2_7bShape(2), hiddenSize: 512, intermediateSize: 1376, numHeads: 4, numKvHeads: 4, vocabSize: 4096 };
-        const shapeName = layers > 0 ? `synthetic:${layers} (Llama-2-7B shapes, ${layers} layers)` : 'synthetic narrow Llama (2 layers, hidden 512, ffn 1376, vocab 4096: quick)';
+        const shape =
+          layers > 0 ? llama2_7bShape(layers) : { ...llama2_7bShape(2), hiddenSize: 512, intermediateSize: 1376, numHeads: 4, numKvHeads: 4, vocabSize: 4096 };
+        const shapeName =
+          layers > 0
+            ? `synthetic:${layers} (Llama-2-7B shapes, ${layers} layers)`
+            : 'synthetic narrow Llama (2 layers, hidden 512, ffn 1376, vocab 4096: quick)';
         const opts: BenchOptions = quick
-          ? { shape, shapeName, mode: 'q4f16_1', batches: [1, 8, 32], promptLen: 8, steps: 1, profileSteps: 1, profileBatches: [1], copyBytes: 16 * 2 ** 20, warmUp: false, logitsPath: false, log }
-          : { shape, shapeName, mode: 'q4f16_1', batches: [1, 8, 32], promptLen: 900, steps: 48, profileSteps: 5, profileBatches: [1, 32], copyBytes: 256 * 2 ** 20, warmUp: true, logitsPath: true, log };
+          ? {
+              shape,
+              shapeName,
+              mode: 'q4f16_1',
+              batches: [1, 8, 32],
+              promptLen: 8,
+              steps: 1,
+              profileSteps: 1,
+              profileBatches: [1],
+              copyBytes: 16 * 2 ** 20,
+              warmUp: false,
+              logitsPath: false,
+              log,
+            }
+          : {
+              shape,
+              shapeName,
+              mode: 'q4f16_1',
+              batches: [1, 8, 32],
+              promptLen: 900,
+              steps: 48,
+              profileSteps: 5,
+              profileBatches: [1, 32],
+              copyBytes: 256 * 2 ** 20,
+              warmUp: true,
+              logitsPath: true,
+              log,
+            };
         // Shorter runs where time is short (or to try the full path on a slow adapter).
         const positive = (name: string) => {
           const i = argv.indexOf(name);

@@ -55,16 +55,36 @@ export function modelChecks(opts: { quick: boolean; hasF16: boolean }): Check[] 
     const group = `model ${mode}`;
     const ids = randomIds(24, 7);
     out.push({ group, name: 'all logits vs reference', run: async () => ({ maxErr: await checkAllLogits(url(mode), ids), tol }) });
-    out.push({ group, name: 'all logits, prefill chunks of 5', fullOnly: true, run: async () => ({ maxErr: await checkAllLogits(url(mode), ids, { prefillChunk: 5 }), tol }) });
+    out.push({
+      group,
+      name: 'all logits, prefill chunks of 5',
+      fullOnly: true,
+      run: async () => ({ maxErr: await checkAllLogits(url(mode), ids, { prefillChunk: 5 }), tol }),
+    });
     for (const prefillMatmul of ['tiled', 'row'] as const)
-      out.push({ group, name: `all logits, ${prefillMatmul} prefill matmul`, fullOnly: true, run: async () => ({ maxErr: await checkAllLogits(url(mode), randomIds(12, 9), { prefillMatmul, prefillChunk: 10 }), tol }) });
+      out.push({
+        group,
+        name: `all logits, ${prefillMatmul} prefill matmul`,
+        fullOnly: true,
+        run: async () => ({ maxErr: await checkAllLogits(url(mode), randomIds(12, 9), { prefillMatmul, prefillChunk: 10 }), tol }),
+      });
     // Greedy ids equal to the reference's in every mode; f16 modes with shader-f16 on where the adapter has it (the engine asks for it).
     const f16 = /f16/.test(mode) ? (opts.hasF16 ? ', shader-f16 on' : ', no shader-f16') : '';
     for (const seed of [1, 2])
-      out.push({ group, name: `greedy ${greedyTokens} tokens, seed ${seed}${f16}`, fullOnly: seed > 1, run: async () => greedyBoth(url(mode), randomIds(9, seed), greedyTokens) });
+      out.push({
+        group,
+        name: `greedy ${greedyTokens} tokens, seed ${seed}${f16}`,
+        fullOnly: seed > 1,
+        run: async () => greedyBoth(url(mode), randomIds(9, seed), greedyTokens),
+      });
     if (mode.startsWith('q4'))
       for (const q4Decode of ['workgroup', 'row'] as const)
-        out.push({ group, name: `greedy 8 tokens, ${q4Decode} q4 decode${f16}`, fullOnly: true, run: async () => greedyBoth(url(mode), randomIds(6, 5), 8, { q4Decode }) });
+        out.push({
+          group,
+          name: `greedy 8 tokens, ${q4Decode} q4 decode${f16}`,
+          fullOnly: true,
+          run: async () => greedyBoth(url(mode), randomIds(6, 5), 8, { q4Decode }),
+        });
     if (tol === 1e-4)
       out.push({
         group,

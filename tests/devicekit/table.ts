@@ -13,7 +13,9 @@ export function formatReport(r: KitReport): string {
   const a = r.adapter;
   out.push(`device kit (${r.kit.mode}, ${r.kit.seconds.toFixed(0)} s, node ${r.kit.node}): ${r.ok ? 'OK' : 'FAILED'}`);
   if (a) {
-    out.push(`adapter: ${a.engine.adapterInfo}${a.engine.isSoftware ? ' (software)' : ''}; subgroups ${a.subgroupMinSize ?? '?'}-${a.subgroupMaxSize ?? '?'}; shader-f16 ${a.engine.hasF16 ? 'yes' : 'no'}; timestamp-query ${a.features.includes('timestamp-query') ? 'yes' : 'no'}; maxBuffer ${gb(a.limits.maxBufferSize)} GB`);
+    out.push(
+      `adapter: ${a.engine.adapterInfo}${a.engine.isSoftware ? ' (software)' : ''}; subgroups ${a.subgroupMinSize ?? '?'}-${a.subgroupMaxSize ?? '?'}; shader-f16 ${a.engine.hasF16 ? 'yes' : 'no'}; timestamp-query ${a.features.includes('timestamp-query') ? 'yes' : 'no'}; maxBuffer ${gb(a.limits.maxBufferSize)} GB`,
+    );
   }
   if (r.error) out.push(`error: ${r.error}`);
   const groups = new Map<string, { n: number; passed: number; worst: number }>();
@@ -26,26 +28,51 @@ export function formatReport(r: KitReport): string {
   }
   if (groups.size > 0) {
     out.push(`checks: ${r.checks.passed} passed, ${r.checks.failed} failed`);
-    out.push(pad([['group', 'passed', 'worst err/tol'], ...[...groups.entries()].map(([k, g]) => [k, `${g.passed}/${g.n}`, g.worst ? g.worst.toFixed(3) : '-'])]));
-    for (const c of r.checks.results.filter((x) => !x.passed)) out.push(`  FAILED ${c.group}: ${c.name} ${c.error ?? (c.maxErr !== undefined ? `err ${c.maxErr.toExponential(2)} tol ${c.tol}` : `first difference at ${c.firstDiff}`)}`);
+    out.push(
+      pad([['group', 'passed', 'worst err/tol'], ...[...groups.entries()].map(([k, g]) => [k, `${g.passed}/${g.n}`, g.worst ? g.worst.toFixed(3) : '-'])]),
+    );
+    for (const c of r.checks.results.filter((x) => !x.passed))
+      out.push(
+        `  FAILED ${c.group}: ${c.name} ${c.error ?? (c.maxErr !== undefined ? `err ${c.maxErr.toExponential(2)} tol ${c.tol}` : `first difference at ${c.firstDiff}`)}`,
+      );
   }
   const b = r.bench;
   if (b) {
-    out.push(`bench: ${b.model}, ${b.mode}, ${(b.memory.total / 1e6).toFixed(0)} MB on the GPU, loaded in ${(b.loadMs / 1000).toFixed(1)} s; kernels ${b.kernels.q4Decode}/${b.kernels.prefillMatmul}`);
-    out.push(`copy bandwidth ${gb(b.copy.bytesPerSecond)} GB/s (copyBufferToBuffer ${gb(b.copy.copyBufferToBuffer)}, kernel ${gb(b.copy.kernel)}); prefill ${b.prefill.tokens} tokens: ${b.prefill.tokensPerSecond.toFixed(1)} tok/s (${b.prefill.ms.toFixed(0)} ms)`);
+    out.push(
+      `bench: ${b.model}, ${b.mode}, ${(b.memory.total / 1e6).toFixed(0)} MB on the GPU, loaded in ${(b.loadMs / 1000).toFixed(1)} s; kernels ${b.kernels.q4Decode}/${b.kernels.prefillMatmul}`,
+    );
+    out.push(
+      `copy bandwidth ${gb(b.copy.bytesPerSecond)} GB/s (copyBufferToBuffer ${gb(b.copy.copyBufferToBuffer)}, kernel ${gb(b.copy.kernel)}); prefill ${b.prefill.tokens} tokens: ${b.prefill.tokensPerSecond.toFixed(1)} tok/s (${b.prefill.ms.toFixed(0)} ms)`,
+    );
     out.push(
       pad([
         ['batch', 'from pos', 'ms/step', 'tok/s', 'greedy ms/step', 'greedy tok/s', 'MB/step', 'efficiency'],
-        ...b.decode.map((d) => [String(d.batch), String(d.position), d.msPerStep?.toFixed(2) ?? '-', d.tokensPerSecond?.toFixed(1) ?? '-', d.greedyMsPerStep.toFixed(2), d.greedyTokensPerSecond.toFixed(1), (d.bytesPerStep / 1e6).toFixed(1), d.efficiency.toFixed(3)]),
+        ...b.decode.map((d) => [
+          String(d.batch),
+          String(d.position),
+          d.msPerStep?.toFixed(2) ?? '-',
+          d.tokensPerSecond?.toFixed(1) ?? '-',
+          d.greedyMsPerStep.toFixed(2),
+          d.greedyTokensPerSecond.toFixed(1),
+          (d.bytesPerStep / 1e6).toFixed(1),
+          d.efficiency.toFixed(3),
+        ]),
       ]),
     );
     if (b.gsm8k) {
       const g = b.gsm8k;
-      out.push(`GSM8K estimate (${g.problems} problems, ${g.promptTokens}-token prompts, <= ${g.maxNewTokens} new, batch ${g.batch}): ${(g.totalSeconds / 60).toFixed(1)} min = prefill ${(g.prefillSeconds / 60).toFixed(1)} + decode ${(g.decodeSeconds / 60).toFixed(1)}`);
+      out.push(
+        `GSM8K estimate (${g.problems} problems, ${g.promptTokens}-token prompts, <= ${g.maxNewTokens} new, batch ${g.batch}): ${(g.totalSeconds / 60).toFixed(1)} min = prefill ${(g.prefillSeconds / 60).toFixed(1)} + decode ${(g.decodeSeconds / 60).toFixed(1)}`,
+      );
     }
     for (const p of b.profile ?? []) {
       out.push(`profile, batch ${p.batch} from pos ${p.position} (${p.dispatches} dispatches, one pass each): ${(p.totalUs / 1000).toFixed(2)} ms`);
-      out.push(pad([['kernel', 'count', 'us', 'share'], ...p.kernels.slice(0, 6).map((k) => [k.kernel, String(k.count), k.us.toFixed(0), `${(100 * k.share).toFixed(1)}%`])]));
+      out.push(
+        pad([
+          ['kernel', 'count', 'us', 'share'],
+          ...p.kernels.slice(0, 6).map((k) => [k.kernel, String(k.count), k.us.toFixed(0), `${(100 * k.share).toFixed(1)}%`]),
+        ]),
+      );
     }
     if (b.profileSkipped) out.push(`profile: ${b.profileSkipped}`);
   }

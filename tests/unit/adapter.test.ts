@@ -96,10 +96,30 @@ function loraPeft(opts: { targets?: AdapterModule[]; r?: number; dtype?: Dt; see
       const [inF, outF] = moduleFeatures(c, m);
       const a = randArray(r * inF, g);
       const b = randArray(outF * r, g);
-      tensors.push({ name: key(l, m, 'lora_A'), dtype: opts.dtype ?? 'F32', shape: opts.transpose ? [inF, r] : [r, inF], data: opts.transpose ? transpose(a, r, inF) : a });
-      tensors.push({ name: key(l, m, 'lora_B'), dtype: opts.dtype ?? 'F32', shape: opts.transpose ? [r, outF] : [outF, r], data: opts.transpose ? transpose(b, outF, r) : b });
+      tensors.push({
+        name: key(l, m, 'lora_A'),
+        dtype: opts.dtype ?? 'F32',
+        shape: opts.transpose ? [inF, r] : [r, inF],
+        data: opts.transpose ? transpose(a, r, inF) : a,
+      });
+      tensors.push({
+        name: key(l, m, 'lora_B'),
+        dtype: opts.dtype ?? 'F32',
+        shape: opts.transpose ? [r, outF] : [outF, r],
+        data: opts.transpose ? transpose(b, outF, r) : b,
+      });
     }
-  const config = { peft_type: 'LORA', task_type: 'CAUSAL_LM', r, lora_alpha: 8, lora_dropout: 0.05, bias: 'none', target_modules: targets, fan_in_fan_out: false, ...opts.config };
+  const config = {
+    peft_type: 'LORA',
+    task_type: 'CAUSAL_LM',
+    r,
+    lora_alpha: 8,
+    lora_dropout: 0.05,
+    bias: 'none',
+    target_modules: targets,
+    fan_in_fan_out: false,
+    ...opts.config,
+  };
   return { config, tensors };
 }
 
@@ -121,7 +141,8 @@ function bottleneckPeft(opts: { parallel?: boolean; targets?: AdapterModule[]; b
       const [dIn, dOut] = parallel ? [inF, outF] : m === 'down_proj' ? [outF, outF] : [inF, inF];
       tensors.push({ name: key(l, m, 'adapter_down'), dtype: 'F32', shape: [b, dIn], data: randArray(b * dIn, g) });
       tensors.push({ name: key(l, m, 'adapter_up'), dtype: 'F32', shape: [dOut, b], data: randArray(dOut * b, g) });
-      if (opts.scaling === 'learned') tensors.push({ name: key(l, m, 'adapter_scaling'), dtype: 'F32', shape: [1], data: new Float32Array([1 + l * 0.25 + targets.indexOf(m) * 0.125]) });
+      if (opts.scaling === 'learned')
+        tensors.push({ name: key(l, m, 'adapter_scaling'), dtype: 'F32', shape: [1], data: new Float32Array([1 + l * 0.25 + targets.indexOf(m) * 0.125]) });
     }
   const config = {
     peft_type: 'BOTTLENECK',
@@ -154,27 +175,70 @@ async function expectAdapterError(p: Promise<unknown>, re: RegExp) {
 describe('parsePeftAdapterConfig', () => {
   it('LoRA: r, lora_alpha, scaling alpha/r, rslora alpha/sqrt(r), fan_in_fan_out, dropout ignored', () => {
     const c = parsePeftAdapterConfig({ peft_type: 'LORA', r: 32, lora_alpha: 64, lora_dropout: 0.05, bias: 'none', target_modules: ['q_proj', 'v_proj'] });
-    expect(c).toMatchObject({ kind: 'lora', r: 32, loraAlpha: 64, scaling: 2, useRslora: false, fanInFanOut: false, targetModules: ['q_proj', 'v_proj'], layersToTransform: null });
+    expect(c).toMatchObject({
+      kind: 'lora',
+      r: 32,
+      loraAlpha: 64,
+      scaling: 2,
+      useRslora: false,
+      fanInFanOut: false,
+      targetModules: ['q_proj', 'v_proj'],
+      layersToTransform: null,
+    });
     const rs = parsePeftAdapterConfig(JSON.stringify({ peft_type: 'LORA', r: 16, lora_alpha: 8, use_rslora: true, target_modules: 'q_proj' }));
     expect(rs).toMatchObject({ useRslora: true, scaling: 2, targetModules: 'q_proj' });
-    expect(parsePeftAdapterConfig({ peft_type: 'LORA', r: 4, lora_alpha: 4, fan_in_fan_out: true, target_modules: ['q_proj'] })).toMatchObject({ fanInFanOut: true });
+    expect(parsePeftAdapterConfig({ peft_type: 'LORA', r: 4, lora_alpha: 4, fan_in_fan_out: true, target_modules: ['q_proj'] })).toMatchObject({
+      fanInFanOut: true,
+    });
     // PEFT defaults: r 8, alpha 8, llama targets q_proj + v_proj
-    expect(parsePeftAdapterConfig(new TextEncoder().encode('{"peft_type":"LORA"}'))).toMatchObject({ r: 8, loraAlpha: 8, scaling: 1, targetModules: ['q_proj', 'v_proj'] });
+    expect(parsePeftAdapterConfig(new TextEncoder().encode('{"peft_type":"LORA"}'))).toMatchObject({
+      r: 8,
+      loraAlpha: 8,
+      scaling: 1,
+      targetModules: ['q_proj', 'v_proj'],
+    });
     expect(parsePeftAdapterConfig({ peft_type: 'LORA', layers_to_transform: 1 })).toMatchObject({ layersToTransform: [1] });
     expect(parsePeftAdapterConfig({ peft_type: 'lora' })).toMatchObject({ peftType: 'LORA' });
-    expect(parsePeftAdapterConfig({ peft_type: 'LORA', base_model_name_or_path: 'meta-llama/Llama-2-7b-hf' })).toMatchObject({ baseModelNameOrPath: 'meta-llama/Llama-2-7b-hf' });
+    expect(parsePeftAdapterConfig({ peft_type: 'LORA', base_model_name_or_path: 'meta-llama/Llama-2-7b-hf' })).toMatchObject({
+      baseModelNameOrPath: 'meta-llama/Llama-2-7b-hf',
+    });
   });
 
   it('LoRA: a complete adapter_config.json as recent PEFT writes it parses', () => {
     const full = {
-      alpha_pattern: {}, auto_mapping: null, base_model_name_or_path: 'meta-llama/Llama-2-7b-hf', bias: 'none',
-      corda_config: null, eva_config: null, exclude_modules: null, fan_in_fan_out: false, inference_mode: true,
-      init_lora_weights: true, layer_replication: null, layers_pattern: null, layers_to_transform: null,
-      loftq_config: {}, lora_alpha: 64, lora_bias: false, lora_dropout: 0.05, megatron_config: null,
-      megatron_core: 'megatron.core', modules_to_save: null, peft_type: 'LORA', peft_version: '0.15.2',
-      qalora_group_size: 16, r: 32, rank_pattern: {}, revision: null,
-      target_modules: ['down_proj', 'k_proj', 'q_proj', 'up_proj', 'v_proj'], target_parameters: null,
-      task_type: 'CAUSAL_LM', trainable_token_indices: null, use_dora: false, use_qalora: false, use_rslora: false,
+      alpha_pattern: {},
+      auto_mapping: null,
+      base_model_name_or_path: 'meta-llama/Llama-2-7b-hf',
+      bias: 'none',
+      corda_config: null,
+      eva_config: null,
+      exclude_modules: null,
+      fan_in_fan_out: false,
+      inference_mode: true,
+      init_lora_weights: true,
+      layer_replication: null,
+      layers_pattern: null,
+      layers_to_transform: null,
+      loftq_config: {},
+      lora_alpha: 64,
+      lora_bias: false,
+      lora_dropout: 0.05,
+      megatron_config: null,
+      megatron_core: 'megatron.core',
+      modules_to_save: null,
+      peft_type: 'LORA',
+      peft_version: '0.15.2',
+      qalora_group_size: 16,
+      r: 32,
+      rank_pattern: {},
+      revision: null,
+      target_modules: ['down_proj', 'k_proj', 'q_proj', 'up_proj', 'v_proj'],
+      target_parameters: null,
+      task_type: 'CAUSAL_LM',
+      trainable_token_indices: null,
+      use_dora: false,
+      use_qalora: false,
+      use_rslora: false,
     };
     expect(parsePeftAdapterConfig(full)).toMatchObject({ r: 32, loraAlpha: 64, scaling: 2, targetModules: full.target_modules });
   });
@@ -204,10 +268,23 @@ describe('parsePeftAdapterConfig', () => {
   it('BOTTLENECK: defaults, series vs parallel, learned scaling, activations, use_adapterp', () => {
     const d = parsePeftAdapterConfig({ peft_type: 'BOTTLENECK', target_modules: ['gate_proj', 'up_proj'] });
     expect(d).toMatchObject({ kind: 'series', bottleneckSize: 256, nonLinearity: 'tanh', scaling: 1, useParallelAdapter: false, useAdapterp: false });
-    const p = parsePeftAdapterConfig({ peft_type: 'BOTTLENECK', bottleneck_size: 64, use_parallel_adapter: true, scaling: 'learned', non_linearity: 'gelu', target_modules: 'up_proj' });
+    const p = parsePeftAdapterConfig({
+      peft_type: 'BOTTLENECK',
+      bottleneck_size: 64,
+      use_parallel_adapter: true,
+      scaling: 'learned',
+      non_linearity: 'gelu',
+      target_modules: 'up_proj',
+    });
     expect(p).toMatchObject({ kind: 'parallel', bottleneckSize: 64, scaling: 'learned', nonLinearity: 'gelu', targetModules: 'up_proj' });
-    expect(parsePeftAdapterConfig({ peft_type: 'BOTTLENECK', scaling: 0.5, non_linearity: 'swish', target_modules: ['up_proj'] })).toMatchObject({ scaling: 0.5, nonLinearity: 'silu' });
-    expect(parsePeftAdapterConfig({ peft_type: 'BOTTLENECK', non_linearity: 'relu', use_adapterp: true, target_modules: ['up_proj'] })).toMatchObject({ nonLinearity: 'relu', useAdapterp: true });
+    expect(parsePeftAdapterConfig({ peft_type: 'BOTTLENECK', scaling: 0.5, non_linearity: 'swish', target_modules: ['up_proj'] })).toMatchObject({
+      scaling: 0.5,
+      nonLinearity: 'silu',
+    });
+    expect(parsePeftAdapterConfig({ peft_type: 'BOTTLENECK', non_linearity: 'relu', use_adapterp: true, target_modules: ['up_proj'] })).toMatchObject({
+      nonLinearity: 'relu',
+      useAdapterp: true,
+    });
   });
 
   it('BOTTLENECK: refuses unknown activations, bad scaling, biases, missing targets', () => {
@@ -236,7 +313,10 @@ describe('target modules and checkpoint keys', () => {
   const sets = (s: Set<AdapterModule>[]) => s.map((x) => [...x].sort());
 
   it('lists, regexes and all-linear select like PEFT / LLM-Adapters', () => {
-    expect(sets(resolveTargets(lora(['q_proj', 'v_proj']), 2))).toEqual([['q_proj', 'v_proj'], ['q_proj', 'v_proj']]);
+    expect(sets(resolveTargets(lora(['q_proj', 'v_proj']), 2))).toEqual([
+      ['q_proj', 'v_proj'],
+      ['q_proj', 'v_proj'],
+    ]);
     expect(sets(resolveTargets(lora('.*layers\\.1\\.self_attn\\.(q|k)_proj'), 2))).toEqual([[], ['k_proj', 'q_proj']]);
     expect(sets(resolveTargets(lora('all-linear'), 1))).toEqual([[...ADAPTER_MODULES].sort()]);
     expect(sets(resolveTargets(lora(['down_proj'], { layers_to_transform: [1] }), 2))).toEqual([[], ['down_proj']]);
@@ -259,10 +339,22 @@ describe('target modules and checkpoint keys', () => {
 
   it('maps PEFT keys to (layer, module, role)', () => {
     expect(parsePeftTensorKey('base_model.model.model.layers.12.self_attn.q_proj.lora_A.weight')).toEqual({ layer: 12, module: 'q_proj', role: 'lora_A' });
-    expect(parsePeftTensorKey('base_model.model.model.layers.0.mlp.down_proj.lora_B.default.weight')).toEqual({ layer: 0, module: 'down_proj', role: 'lora_B' });
-    expect(parsePeftTensorKey('base_model.model.model.layers.3.mlp.up_proj.adapter_down.weight')).toEqual({ layer: 3, module: 'up_proj', role: 'adapter_down' });
+    expect(parsePeftTensorKey('base_model.model.model.layers.0.mlp.down_proj.lora_B.default.weight')).toEqual({
+      layer: 0,
+      module: 'down_proj',
+      role: 'lora_B',
+    });
+    expect(parsePeftTensorKey('base_model.model.model.layers.3.mlp.up_proj.adapter_down.weight')).toEqual({
+      layer: 3,
+      module: 'up_proj',
+      role: 'adapter_down',
+    });
     expect(parsePeftTensorKey('base_model.model.model.layers.3.mlp.up_proj.adapter_up.weight')).toEqual({ layer: 3, module: 'up_proj', role: 'adapter_up' });
-    expect(parsePeftTensorKey('base_model.model.model.layers.3.mlp.gate_proj.adapter_scaling')).toEqual({ layer: 3, module: 'gate_proj', role: 'adapter_scaling' });
+    expect(parsePeftTensorKey('base_model.model.model.layers.3.mlp.gate_proj.adapter_scaling')).toEqual({
+      layer: 3,
+      module: 'gate_proj',
+      role: 'adapter_scaling',
+    });
     expect(parsePeftTensorKey('model.layers.1.self_attn.v_proj.lora_B.weight')).toEqual({ layer: 1, module: 'v_proj', role: 'lora_B' });
     expect(parsePeftTensorKey('base_model.model.model.layers.0.mlp.q_proj.lora_A.weight')).toBeNull(); // wrong parent
     expect(parsePeftTensorKey('base_model.model.lm_head.weight')).toBeNull();
@@ -327,7 +419,10 @@ describe('convertPeftAdapter', () => {
     const b = await readAdapterTensors(conv.manifest, conv.shards);
     for (const [name, v] of a) expect(Array.from(b.get(name)!)).toEqual(Array.from(v));
     // without the flag the transposed layout is a shape error
-    await expectAdapterError(convertPeftAdapter(input(loraPeft({ seed: 9, transpose: true }))), /module shape mismatch: .*lora_A.weight has shape \[16, 4\] but the base model needs \[4, 16\]/);
+    await expectAdapterError(
+      convertPeftAdapter(input(loraPeft({ seed: 9, transpose: true }))),
+      /module shape mismatch: .*lora_A.weight has shape \[16, 4\] but the base model needs \[4, 16\]/,
+    );
   });
 
   it('LoRA on some layers only: the others get zeros', async () => {
@@ -342,12 +437,34 @@ describe('convertPeftAdapter', () => {
 
   it('series and parallel bottlenecks: shapes, activation, float and learned scaling', async () => {
     const series = await convertPeftAdapter(input(bottleneckPeft({ act: 'silu', scaling: 0.5 })));
-    expect(series.manifest).toMatchObject({ kind: 'series', targets: ['gate_proj', 'up_proj'], bottleneck: { bottleneckSize: 3, nonLinearity: 'silu', scaling: 0.5, scales: [[0.5, 0.5], [0.5, 0.5]] } });
+    expect(series.manifest).toMatchObject({
+      kind: 'series',
+      targets: ['gate_proj', 'up_proj'],
+      bottleneck: {
+        bottleneckSize: 3,
+        nonLinearity: 'silu',
+        scaling: 0.5,
+        scales: [
+          [0.5, 0.5],
+          [0.5, 0.5],
+        ],
+      },
+    });
     expect(series.manifest.shards[0].records.find((r) => r.name === 'layers.0.up_proj.adapter_up')!.shape).toEqual([16, 3]);
     const withDown = await convertPeftAdapter(input(bottleneckPeft({ targets: ['up_proj', 'down_proj'] })));
     expect(withDown.manifest.shards[0].records.find((r) => r.name === 'layers.0.down_proj.adapter_down')!.shape).toEqual([3, 16]);
     const parallel = await convertPeftAdapter(input(bottleneckPeft({ parallel: true, scaling: 'learned' })));
-    expect(parallel.manifest).toMatchObject({ kind: 'parallel', targets: ['up_proj', 'down_proj'], bottleneck: { scaling: 'learned', scales: [[1, 1.125], [1.25, 1.375]] } });
+    expect(parallel.manifest).toMatchObject({
+      kind: 'parallel',
+      targets: ['up_proj', 'down_proj'],
+      bottleneck: {
+        scaling: 'learned',
+        scales: [
+          [1, 1.125],
+          [1.25, 1.375],
+        ],
+      },
+    });
     const recs = parallel.manifest.shards[0].records;
     expect(recs.find((r) => r.name === 'layers.1.down_proj.adapter_down')!.shape).toEqual([3, 24]);
     expect(recs.find((r) => r.name === 'layers.1.down_proj.adapter_up')!.shape).toEqual([16, 3]);
@@ -369,9 +486,15 @@ describe('convertPeftAdapter', () => {
     const wide = loraPeft({ c: { ...CONFIG, hiddenSize: 32 } });
     await expectAdapterError(convertPeftAdapter(input(wide)), /hidden size mismatch: the adapter has 32 where the base's hidden size is 16/);
     // wrong rank
-    await expectAdapterError(convertPeftAdapter(input(loraPeft({ config: { r: 8 } }))), /module shape mismatch: .*q_proj\.lora_A\.weight has shape \[4, 16\] but the base model needs \[8, 16\]/);
+    await expectAdapterError(
+      convertPeftAdapter(input(loraPeft({ config: { r: 8 } }))),
+      /module shape mismatch: .*q_proj\.lora_A\.weight has shape \[4, 16\] but the base model needs \[8, 16\]/,
+    );
     // wrong bottleneck size
-    await expectAdapterError(convertPeftAdapter(input({ ...bottleneckPeft(), config: { ...bottleneckPeft().config, bottleneck_size: 5 } })), /module shape mismatch: .*adapter_down/);
+    await expectAdapterError(
+      convertPeftAdapter(input({ ...bottleneckPeft(), config: { ...bottleneckPeft().config, bottleneck_size: 5 } })),
+      /module shape mismatch: .*adapter_down/,
+    );
     // a key the config does not select
     const extra = loraPeft({ targets: ['q_proj'] });
     extra.tensors.push(...loraPeft({ targets: ['o_proj'] }).tensors);
@@ -381,13 +504,22 @@ describe('convertPeftAdapter', () => {
     head.tensors.push({ name: 'base_model.model.lm_head.weight', dtype: 'F32', shape: [2], data: new Float32Array(2) });
     await expectAdapterError(convertPeftAdapter(input(head)), /unexpected tensor base_model\.model\.lm_head\.weight/);
     // LoRA keys in a bottleneck config
-    await expectAdapterError(convertPeftAdapter(input({ config: bottleneckPeft().config, tensors: loraPeft({ targets: ['gate_proj', 'up_proj'] }).tensors })), /does not belong to a BOTTLENECK adapter/);
+    await expectAdapterError(
+      convertPeftAdapter(input({ config: bottleneckPeft().config, tensors: loraPeft({ targets: ['gate_proj', 'up_proj'] }).tensors })),
+      /does not belong to a BOTTLENECK adapter/,
+    );
     // learned scaling without the scalars
     const noScale = bottleneckPeft();
-    await expectAdapterError(convertPeftAdapter(input({ ...noScale, config: { ...noScale.config, scaling: 'learned' } })), /missing key .*gate_proj\.adapter_scaling/);
+    await expectAdapterError(
+      convertPeftAdapter(input({ ...noScale, config: { ...noScale.config, scaling: 'learned' } })),
+      /missing key .*gate_proj\.adapter_scaling/,
+    );
     // scalars without learned scaling
     const scaled = bottleneckPeft({ scaling: 'learned' });
-    await expectAdapterError(convertPeftAdapter(input({ ...scaled, config: { ...scaled.config, scaling: 1.0 } })), /adapter_scaling is only used with scaling "learned"/);
+    await expectAdapterError(
+      convertPeftAdapter(input({ ...scaled, config: { ...scaled.config, scaling: 1.0 } })),
+      /adapter_scaling is only used with scaling "learned"/,
+    );
     // unknown peft type / target
     await expectAdapterError(convertPeftAdapter(input({ ...loraPeft(), config: { peft_type: 'IA3' } })), /peft_type "IA3" is not supported/);
     await expectAdapterError(convertPeftAdapter(input(loraPeft({ config: { target_modules: ['q_proj', 'query'] } }))), /unknown target module "query"/);
@@ -421,7 +553,9 @@ describe('base fingerprint and loading checks', () => {
       /this adapter was made for a different base model: hidden size 16 \(adapter\) vs 32 \(base\), layer count 2 \(adapter\) vs 3 \(base\)/,
     );
     const renamed = baseFiles(CONFIG, '_x');
-    await expect(checkAdapterAgainstBase(manifest, renamed.chat, renamed.cache)).rejects.toThrow(/this adapter was made for a different base model: its base fingerprint is/);
+    await expect(checkAdapterAgainstBase(manifest, renamed.chat, renamed.cache)).rejects.toThrow(
+      /this adapter was made for a different base model: its base fingerprint is/,
+    );
   });
 
   it('readAdapterTensors detects missing, truncated and corrupt shards; parseAdapterManifest rejects junk', async () => {
@@ -481,7 +615,11 @@ describe('converted adapters in the reference model', () => {
           Object.fromEntries(
             (['gate_proj', 'up_proj'] as AdapterModule[]).map((m) => [
               m,
-              { down: byName(bnS).get(key(l, m, 'adapter_down'))!, up: byName(bnS).get(key(l, m, 'adapter_up'))!, scaling: byName(bnS).get(key(l, m, 'adapter_scaling'))![0] },
+              {
+                down: byName(bnS).get(key(l, m, 'adapter_down'))!,
+                up: byName(bnS).get(key(l, m, 'adapter_up'))!,
+                scaling: byName(bnS).get(key(l, m, 'adapter_scaling'))![0],
+              },
             ]),
           ),
         ),
@@ -492,7 +630,10 @@ describe('converted adapters in the reference model', () => {
         activation: 'gelu',
         layers: [0, 1].map((l) =>
           Object.fromEntries(
-            (['up_proj', 'down_proj'] as AdapterModule[]).map((m) => [m, { down: byName(bnP).get(key(l, m, 'adapter_down'))!, up: byName(bnP).get(key(l, m, 'adapter_up'))!, scaling: 2 }]),
+            (['up_proj', 'down_proj'] as AdapterModule[]).map((m) => [
+              m,
+              { down: byName(bnP).get(key(l, m, 'adapter_down'))!, up: byName(bnP).get(key(l, m, 'adapter_up'))!, scaling: 2 },
+            ]),
           ),
         ),
       },
@@ -539,7 +680,11 @@ describe('npm run convert-adapter', () => {
     expect(stdout).toMatch(/wrote .*lora: lora adapter "peft-lora" on q_proj, k_proj, v_proj, up_proj, down_proj \(r=4 alpha=8 scaling=2\)/);
     expect(readdirSync(outDir).sort()).toEqual(['adapter.json', 'adapter_shard_0.bin']);
     const manifest = parseAdapterManifest(readFileSync(join(outDir, 'adapter.json'), 'utf8'));
-    await checkAdapterAgainstBase(manifest, JSON.parse(readFileSync(join(baseDir, 'mlc-chat-config.json'), 'utf8')), JSON.parse(readFileSync(join(baseDir, 'tensor-cache.json'), 'utf8')));
+    await checkAdapterAgainstBase(
+      manifest,
+      JSON.parse(readFileSync(join(baseDir, 'mlc-chat-config.json'), 'utf8')),
+      JSON.parse(readFileSync(join(baseDir, 'tensor-cache.json'), 'utf8')),
+    );
     const tensors = await readAdapterTensors(manifest, new Map([['adapter_shard_0.bin', readFileSync(join(outDir, 'adapter_shard_0.bin'))]]));
     expect(tensors.size).toBe(20);
   }, 30_000);
@@ -631,7 +776,9 @@ describe('npm run convert-adapter', () => {
     mkdirSync(binDir);
     writeFileSync(join(binDir, 'adapter_config.json'), JSON.stringify(bad.config));
     writeFileSync(join(binDir, 'adapter_model.bin'), 'x');
-    await expect(convertAdapterDir({ inDir: binDir, baseDir, outDir: join(root, 'y') })).rejects.toThrow(/adapter_model\.bin is neither a zip nor a legacy torch\.save file/);
+    await expect(convertAdapterDir({ inDir: binDir, baseDir, outDir: join(root, 'y') })).rejects.toThrow(
+      /adapter_model\.bin is neither a zip nor a legacy torch\.save file/,
+    );
     expect(existsSync(join(root, 'y'))).toBe(false);
   });
 });

@@ -163,8 +163,8 @@ describe('beam search against exhaustive enumeration (transformers scoring)', ()
     // sB = -1.45: -1/5 > -1.45/7, so A; dividing by generated tokens only (1 and 3) would pick B.
     // sB = -1.3: -1.3/7 > -1/5, so B; counting EOS in A's length (6) would pick A.
     for (const { sB, want, otherRule } of [
-      { sB: -1.45, want: [1, EOS], otherRule: sB1 => sB1 / 3 > sA / 1 },
-      { sB: -1.3, want: [2, 1, 2], otherRule: sB1 => sA / 6 > sB1 / 7 },
+      { sB: -1.45, want: [1, EOS], otherRule: (sB1) => sB1 / 3 > sA / 1 },
+      { sB: -1.3, want: [2, 1, 2], otherRule: (sB1) => sA / 6 > sB1 / 7 },
     ] as { sB: number; want: number[]; otherRule: (sB: number) => boolean }[]) {
       const q = Math.sqrt(Math.exp(sB) / 0.399);
       const t = table(q);

@@ -13,7 +13,18 @@ describe('npm run bench', () => {
   it('prints the efficiency table for the tiny model with each tiny adapter', async () => {
     const { stdout } = await run(
       'npx',
-      ['tsx', 'src/cli/bench.ts', '--model', 'models/tiny/q4f16_1', '--adapter', ['lora', 'series', 'parallel'].map((k) => `models/tiny/adapters/q4f16_1-${k}`).join(','), '--prompt-len', '16', '--gen', '6'],
+      [
+        'tsx',
+        'src/cli/bench.ts',
+        '--model',
+        'models/tiny/q4f16_1',
+        '--adapter',
+        ['lora', 'series', 'parallel'].map((k) => `models/tiny/adapters/q4f16_1-${k}`).join(','),
+        '--prompt-len',
+        '16',
+        '--gen',
+        '6',
+      ],
       { timeout: 150_000 },
     );
     console.log(stdout);
@@ -24,7 +35,11 @@ describe('npm run bench', () => {
   }, 160_000);
 
   it('reports JSON with batched decode and consistent byte counts', async () => {
-    const { stdout } = await run('npx', ['tsx', 'src/cli/bench.ts', '--model', 'models/tiny/q0f32', '--batch', '3', '--prompt-len', '8', '--gen', '4', '--json'], { timeout: 150_000 });
+    const { stdout } = await run(
+      'npx',
+      ['tsx', 'src/cli/bench.ts', '--model', 'models/tiny/q0f32', '--batch', '3', '--prompt-len', '8', '--gen', '4', '--json'],
+      { timeout: 150_000 },
+    );
     const r = JSON.parse(stdout.trim().split('\n').pop()!);
     expect(r.batch).toBe(3);
     expect(r.layers).toBe(2);
@@ -38,7 +53,11 @@ describe('npm run bench', () => {
   }, 160_000);
 
   it('times a beam-search step at N beams beside the greedy step at batch N', async () => {
-    const { stdout } = await run('npx', ['tsx', 'src/cli/bench.ts', '--model', 'models/tiny/q0f32', '--batch', '2', '--prompt-len', '8', '--gen', '4', '--json'], { timeout: 150_000 });
+    const { stdout } = await run(
+      'npx',
+      ['tsx', 'src/cli/bench.ts', '--model', 'models/tiny/q0f32', '--batch', '2', '--prompt-len', '8', '--gen', '4', '--json'],
+      { timeout: 150_000 },
+    );
     const r = JSON.parse(stdout.trim().split('\n').pop()!);
     // No speed is asserted (software adapter); the ratios must be the ratios of the reported times.
     expect(r.beam.numBeams).toBe(2);

@@ -50,18 +50,23 @@ describe('converter memory bound', () => {
     expect(fileSize).toBeGreaterThan(256 * MiB);
 
     const script = join(root, 'measure.mts');
-    await writeFile(script, `
+    await writeFile(
+      script,
+      `
       import { convertCheckpoint } from ${JSON.stringify(resolve('src/cli/convert.ts'))};
       const before = process.memoryUsage().rss;
       await convertCheckpoint({ inDir: process.argv[2], outDir: process.argv[3], quant: process.argv[4] as any });
       console.log(JSON.stringify({ before, peak: process.resourceUsage().maxRSS * 1024 }));
-    `);
+    `,
+    );
     for (const quant of ['q0f16', 'q4f16_1']) {
       const out = join(root, `out-${quant}`);
       const stdout = execFileSync(process.execPath, ['--import', 'tsx', script, hf, out, quant], { encoding: 'utf8', cwd: process.cwd() });
       const { before, peak } = JSON.parse(stdout.trim().split('\n').pop()!);
       const growth = peak - before;
-      console.log(`${quant}: file ${(fileSize / MiB).toFixed(0)} MiB, RSS before ${(before / MiB).toFixed(0)} MiB, peak ${(peak / MiB).toFixed(0)} MiB, growth ${(growth / MiB).toFixed(0)} MiB`);
+      console.log(
+        `${quant}: file ${(fileSize / MiB).toFixed(0)} MiB, RSS before ${(before / MiB).toFixed(0)} MiB, peak ${(peak / MiB).toFixed(0)} MiB, growth ${(growth / MiB).toFixed(0)} MiB`,
+      );
       expect(growth).toBeLessThan(160 * MiB);
       await rm(out, { recursive: true, force: true });
     }

@@ -21,10 +21,17 @@ interface Ckpt {
   tensors: Map<string, SafetensorsInput>;
 }
 
-async function makeCkpt(shape: TinyShape, opts: {
-  dtype?: 'F32' | 'F16' | 'BF16'; shards?: number; config?: Record<string, unknown>; tokenizer?: boolean;
-  generationConfig?: Record<string, unknown>; edit?: (t: SafetensorsInput[]) => SafetensorsInput[];
-} = {}): Promise<Ckpt> {
+async function makeCkpt(
+  shape: TinyShape,
+  opts: {
+    dtype?: 'F32' | 'F16' | 'BF16';
+    shards?: number;
+    config?: Record<string, unknown>;
+    tokenizer?: boolean;
+    generationConfig?: Record<string, unknown>;
+    edit?: (t: SafetensorsInput[]) => SafetensorsInput[];
+  } = {},
+): Promise<Ckpt> {
   const dir = join(root, `hf${counter++}`);
   let tensors = tinyHfTensors(shape, 42, opts.dtype ?? 'F32');
   if (opts.edit) tensors = opts.edit(tensors);
@@ -83,8 +90,19 @@ describe('convert: q0f32', () => {
     const { manifest, tensors, out } = await convertAndLoad(ck, 'q0f32');
     expect(manifest.mode).toBe('q0f32');
     expect(manifest.config).toMatchObject({
-      hiddenSize: 64, intermediateSize: 37, numHeads: 4, numKvHeads: 2, headDim: 16, numLayers: 2, vocabSize: 100,
-      ropeTheta: 10000, rmsNormEps: 1e-5, contextWindowSize: 512, tieWordEmbeddings: false, bosTokenId: 1, eosTokenIds: [2, 7],
+      hiddenSize: 64,
+      intermediateSize: 37,
+      numHeads: 4,
+      numKvHeads: 2,
+      headDim: 16,
+      numLayers: 2,
+      vocabSize: 100,
+      ropeTheta: 10000,
+      rmsNormEps: 1e-5,
+      contextWindowSize: 512,
+      tieWordEmbeddings: false,
+      bosTokenId: 1,
+      eosTokenIds: [2, 7],
     });
     const raw = (n: string) => ck.tensors.get(n)!.data as Float32Array;
     expect(tensors.get('model.embed_tokens.weight')!.data).toEqual(raw('model.embed_tokens.weight'));
@@ -111,9 +129,7 @@ describe('convert: q0f32', () => {
     expect(manifest.cache.metadata.ParamSize).toBe(15);
     expect(manifest.tokenizerFiles).toEqual([]); // no tokenizer in the checkpoint: still converts
     expect(manifest.tokenizerJson).toBeNull();
-    expect((await readdir(out)).sort()).toEqual(
-      ['mlc-chat-config.json', 'tensor-cache.json', ...manifest.cache.records.map((s) => s.dataPath)].sort(),
-    );
+    expect((await readdir(out)).sort()).toEqual(['mlc-chat-config.json', 'tensor-cache.json', ...manifest.cache.records.map((s) => s.dataPath)].sort());
   });
 
   it('reads sharded F16 and BF16 checkpoints (index.json) and copies the tokenizer', async () => {
@@ -122,11 +138,13 @@ describe('convert: q0f32', () => {
       expect(existsSync(join(ck.dir, 'model.safetensors.index.json'))).toBe(true);
       const { tensors, manifest, out } = await convertAndLoad(ck, 'q0f32');
       expect(tensors.get('model.layers.1.mlp.down_proj.weight')!.data).toEqual(await inputValues(ck, 'model.layers.1.mlp.down_proj.weight'));
-      expect(tensors.get('model.layers.0.self_attn.qkv_proj.weight')!.data).toEqual(concat(
-        await inputValues(ck, 'model.layers.0.self_attn.q_proj.weight'),
-        await inputValues(ck, 'model.layers.0.self_attn.k_proj.weight'),
-        await inputValues(ck, 'model.layers.0.self_attn.v_proj.weight'),
-      ));
+      expect(tensors.get('model.layers.0.self_attn.qkv_proj.weight')!.data).toEqual(
+        concat(
+          await inputValues(ck, 'model.layers.0.self_attn.q_proj.weight'),
+          await inputValues(ck, 'model.layers.0.self_attn.k_proj.weight'),
+          await inputValues(ck, 'model.layers.0.self_attn.v_proj.weight'),
+        ),
+      );
       expect(manifest.tokenizerFiles).toEqual(['tokenizer.json']);
       expect(manifest.tokenizerJson).toEqual({ model: { type: 'BPE' } });
       expect(await readFile(join(out, 'tokenizer.json'), 'utf8')).toBe('{"model":{"type":"BPE"}}');
@@ -166,7 +184,12 @@ describe('convert: q0f16 / q4', () => {
       check('model.embed_tokens', raw('model.embed_tokens.weight'), 100, 64);
       check('lm_head', raw('lm_head.weight'), 100, 64);
       const p = 'model.layers.1';
-      check(`${p}.self_attn.qkv_proj`, concat(raw(`${p}.self_attn.q_proj.weight`), raw(`${p}.self_attn.k_proj.weight`), raw(`${p}.self_attn.v_proj.weight`)), 128, 64);
+      check(
+        `${p}.self_attn.qkv_proj`,
+        concat(raw(`${p}.self_attn.q_proj.weight`), raw(`${p}.self_attn.k_proj.weight`), raw(`${p}.self_attn.v_proj.weight`)),
+        128,
+        64,
+      );
       check(`${p}.mlp.gate_up_proj`, concat(raw(`${p}.mlp.gate_proj.weight`), raw(`${p}.mlp.up_proj.weight`)), 128, 64);
       check(`${p}.mlp.down_proj`, raw(`${p}.mlp.down_proj.weight`), 64, 64);
       check(`${p}.self_attn.o_proj`, raw(`${p}.self_attn.o_proj.weight`), 64, 64);
@@ -192,8 +215,11 @@ describe('convert: errors leave nothing behind', () => {
   }
 
   it('q4 with a width not divisible by 32 names the tensor', async () => {
-    await expectFailure(await makeCkpt(SMALL), 'q4f16_1',
-      /q4f16_1: model\.layers\.0\.mlp\.down_proj has input dimension \(intermediate_size\) = 37, which is not a multiple of the group size 32/);
+    await expectFailure(
+      await makeCkpt(SMALL),
+      'q4f16_1',
+      /q4f16_1: model\.layers\.0\.mlp\.down_proj has input dimension \(intermediate_size\) = 37, which is not a multiple of the group size 32/,
+    );
   });
   it('missing tensor', async () => {
     const ck = await makeCkpt(SMALL, { edit: (t) => t.filter((x) => x.name !== 'model.layers.1.self_attn.k_proj.weight') });

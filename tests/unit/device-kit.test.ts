@@ -59,7 +59,21 @@ describe('device kit', () => {
     const failed = results.filter((r) => !r.passed);
     expect(failed, JSON.stringify(failed, null, 2)).toEqual([]);
     const groups = new Set(results.map((r) => r.group));
-    for (const g of ['matmul', 'matmul tiled', 'q4 matvec', 'q4 matvec subgroups', 'q4 matvec + adapter', 'matmul + adapter', 'matmul tiled + adapter', 'embedding', 'rmsnorm', 'rope + kv write', 'swiglu', 'attention', 'argmax'])
+    for (const g of [
+      'matmul',
+      'matmul tiled',
+      'q4 matvec',
+      'q4 matvec subgroups',
+      'q4 matvec + adapter',
+      'matmul + adapter',
+      'matmul tiled + adapter',
+      'embedding',
+      'rmsnorm',
+      'rope + kv write',
+      'swiglu',
+      'attention',
+      'argmax',
+    ])
       expect(groups, g).toContain(g);
     for (const r of results) {
       if (r.group.startsWith('model ')) continue;

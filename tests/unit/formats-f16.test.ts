@@ -1,13 +1,21 @@
 import { describe, expect, it } from 'vitest';
-import {
-  bf16ArrayToF32, bf16BitsToF32, f16ArrayToF32, f16BitsToF32, f32ArrayToF16, f32ToBf16Bits, f32ToF16Bits, roundToF16,
-} from '../../src/formats/f16.ts';
+import { bf16ArrayToF32, bf16BitsToF32, f16ArrayToF32, f16BitsToF32, f32ArrayToF16, f32ToBf16Bits, f32ToF16Bits, roundToF16 } from '../../src/formats/f16.ts';
 
 describe('float16', () => {
   const cases: [number, number][] = [
-    [0, 0x0000], [-0, 0x8000], [1, 0x3c00], [-2, 0xc000], [0.5, 0x3800], [65504, 0x7bff],
-    [0.1, 0x2e66], [1 / 3, 0x3555], [2 ** -14, 0x0400], [2 ** -24, 0x0001], [1023 * 2 ** -24, 0x03ff],
-    [Infinity, 0x7c00], [-Infinity, 0xfc00],
+    [0, 0x0000],
+    [-0, 0x8000],
+    [1, 0x3c00],
+    [-2, 0xc000],
+    [0.5, 0x3800],
+    [65504, 0x7bff],
+    [0.1, 0x2e66],
+    [1 / 3, 0x3555],
+    [2 ** -14, 0x0400],
+    [2 ** -24, 0x0001],
+    [1023 * 2 ** -24, 0x03ff],
+    [Infinity, 0x7c00],
+    [-Infinity, 0xfc00],
     [65520, 0x7c00], // halfway between 65504 and 2^16: ties to even -> overflow to Infinity
     [65519, 0x7bff],
     [1e6, 0x7c00],

@@ -7,13 +7,30 @@ const published = {
   model_type: 'llama',
   quantization: 'q4f16_1',
   model_config: {
-    hidden_size: 4096, intermediate_size: 11008, num_attention_heads: 32, num_hidden_layers: 32, rms_norm_eps: 1e-5,
-    vocab_size: 32000, position_embedding_base: 10000, context_window_size: 4096, prefill_chunk_size: 4096,
-    num_key_value_heads: 32, head_dim: 128, tensor_parallel_shards: 1, max_batch_size: 80,
+    hidden_size: 4096,
+    intermediate_size: 11008,
+    num_attention_heads: 32,
+    num_hidden_layers: 32,
+    rms_norm_eps: 1e-5,
+    vocab_size: 32000,
+    position_embedding_base: 10000,
+    context_window_size: 4096,
+    prefill_chunk_size: 4096,
+    num_key_value_heads: 32,
+    head_dim: 128,
+    tensor_parallel_shards: 1,
+    max_batch_size: 80,
   },
-  vocab_size: 32000, context_window_size: 4096, sliding_window_size: -1, prefill_chunk_size: 4096,
-  conv_template: { name: 'llama-2' }, pad_token_id: 0, bos_token_id: 1, eos_token_id: 2,
-  tokenizer_files: ['tokenizer.model', 'tokenizer.json', 'tokenizer_config.json'], version: '0.1.0',
+  vocab_size: 32000,
+  context_window_size: 4096,
+  sliding_window_size: -1,
+  prefill_chunk_size: 4096,
+  conv_template: { name: 'llama-2' },
+  pad_token_id: 0,
+  bos_token_id: 1,
+  eos_token_id: 2,
+  tokenizer_files: ['tokenizer.model', 'tokenizer.json', 'tokenizer_config.json'],
+  version: '0.1.0',
 };
 
 describe('mlc-chat-config.json', () => {
@@ -22,8 +39,19 @@ describe('mlc-chat-config.json', () => {
     expect(r.quantization).toBe('q4f16_1');
     expect(r.tokenizerFiles).toEqual(['tokenizer.model', 'tokenizer.json', 'tokenizer_config.json']);
     expect(r.config).toEqual({
-      hiddenSize: 4096, intermediateSize: 11008, numLayers: 32, numHeads: 32, numKvHeads: 32, headDim: 128, vocabSize: 32000,
-      rmsNormEps: 1e-5, ropeTheta: 10000, contextWindowSize: 4096, tieWordEmbeddings: false, bosTokenId: 1, eosTokenIds: [2],
+      hiddenSize: 4096,
+      intermediateSize: 11008,
+      numLayers: 32,
+      numHeads: 32,
+      numKvHeads: 32,
+      headDim: 128,
+      vocabSize: 32000,
+      rmsNormEps: 1e-5,
+      ropeTheta: 10000,
+      contextWindowSize: 4096,
+      tieWordEmbeddings: false,
+      bosTokenId: 1,
+      eosTokenIds: [2],
     });
   });
   it('round-trips through writeMlcChatConfig', () => {

@@ -1,7 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import {
-  buildSafetensorsHeader, parseSafetensorsHeader, readSafetensorsTensor, writeSafetensors,
-} from '../../src/formats/safetensors.ts';
+import { buildSafetensorsHeader, parseSafetensorsHeader, readSafetensorsTensor, writeSafetensors } from '../../src/formats/safetensors.ts';
 
 function fileWithHeader(header: unknown, dataBytes: number): Uint8Array {
   const json = new TextEncoder().encode(typeof header === 'string' ? header : JSON.stringify(header));
@@ -61,10 +59,7 @@ describe('safetensors', () => {
     expect(() => parseSafetensorsHeader(fileWithHeader('[1]', 0))).toThrow(/expected a JSON object/);
   });
   it('rejects overlapping tensors', () => {
-    const f = fileWithHeader(
-      { a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] }, b: { dtype: 'F32', shape: [2], data_offsets: [4, 12] } },
-      12,
-    );
+    const f = fileWithHeader({ a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] }, b: { dtype: 'F32', shape: [2], data_offsets: [4, 12] } }, 12);
     expect(() => parseSafetensorsHeader(f)).toThrow(/tensors a \[0,8\] and b \[4,12\] overlap/);
   });
   it('rejects shape / byte-count mismatch', () => {
@@ -75,9 +70,7 @@ describe('safetensors', () => {
     expect(() => parseSafetensorsHeader(fileWithHeader({ w: { dtype: 'F32', shape: [1], data_offsets: [8, 4] } }, 8))).toThrow(
       /data_offsets must be \[begin, end\]/,
     );
-    expect(() => parseSafetensorsHeader(fileWithHeader({ w: { dtype: 'Q9', shape: [1], data_offsets: [0, 4] } }, 4))).toThrow(
-      /tensor w: unknown dtype Q9/,
-    );
+    expect(() => parseSafetensorsHeader(fileWithHeader({ w: { dtype: 'Q9', shape: [1], data_offsets: [0, 4] } }, 4))).toThrow(/tensor w: unknown dtype Q9/);
   });
   it('parses but refuses to decode integer tensors', () => {
     const f = fileWithHeader({ ids: { dtype: 'I64', shape: [1], data_offsets: [0, 8] } }, 8);

@@ -1,8 +1,6 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import {
-  MemoryShardSink, TensorCacheWriter, checkShardBuffer, decodeRecord, parseTensorCache,
-} from '../../src/formats/tensorCache.ts';
+import { MemoryShardSink, TensorCacheWriter, checkShardBuffer, decodeRecord, parseTensorCache } from '../../src/formats/tensorCache.ts';
 import { createMd5, createSha256, md5Hex, restoreHashState, sha256Hex } from '../../src/formats/hashes.ts';
 import { f32ArrayToBf16, f32ArrayToF16 } from '../../src/formats/f16.ts';
 import { rawRecordBytes, iterateShardTensors } from '../../src/formats/modelFiles.ts';
@@ -31,7 +29,10 @@ describe('hashes', () => {
 
   // A resumed download saves the hasher's state with each committed chunk (IndexedDB stores a
   // structured clone) and continues in a new hasher after a reload.
-  for (const [name, create] of [['sha256', createSha256], ['md5', createMd5]] as const) {
+  for (const [name, create] of [
+    ['sha256', createSha256],
+    ['md5', createMd5],
+  ] as const) {
     it(`${name} saved mid-way, restored in a new hasher and continued equals node:crypto over the whole`, async () => {
       const rng = new Rng(7);
       for (const n of [0, 1, 63, 64, 65, 1000, 100_003]) {
@@ -49,7 +50,7 @@ describe('hashes', () => {
     });
   }
 
-  it('refuses a saved state it cannot continue (an earlier build\'s) and leaves the hasher fresh', async () => {
+  it("refuses a saved state it cannot continue (an earlier build's) and leaves the hasher fresh", async () => {
     const h = await createSha256();
     h.update(new Uint8Array([1, 2, 3]));
     const oldShape = { h: [1, 2, 3, 4, 5, 6, 7, 8], tail: new Uint8Array(3), length: 3 };
@@ -117,9 +118,14 @@ describe('tensor cache writer + parser', () => {
 
   const good = {
     metadata: {},
-    records: [{ dataPath: 'params_shard_0.bin', format: 'raw-shard', nbytes: 16, records: [
-      { name: 'w', shape: [2, 2], dtype: 'float32', format: 'raw', nbytes: 16, byteOffset: 0 },
-    ] }],
+    records: [
+      {
+        dataPath: 'params_shard_0.bin',
+        format: 'raw-shard',
+        nbytes: 16,
+        records: [{ name: 'w', shape: [2, 2], dtype: 'float32', format: 'raw', nbytes: 16, byteOffset: 0 }],
+      },
+    ],
   };
   // eslint-disable-next-line @typescript-eslint/no-explicit-any -- each case edits a deep JSON clone field by field
   const mutate = (f: (o: any) => void) => {

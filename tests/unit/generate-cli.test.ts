@@ -39,12 +39,26 @@ describe('npm run generate', () => {
     expect(out.decode_tokens_per_s).toBeGreaterThan(0);
   }, 150_000);
 
-  it.each(['lora', 'series', 'parallel'])('runs with a converted %s adapter and matches the reference', async (kind) => {
-    const adapterDir = `models/tiny/adapters/q4f32_1-${kind}`;
-    const out = await generate(['--model', 'models/tiny/q4f32_1', '--adapter', adapterDir, '--prompt-ids', PROMPT.join(','), '--max-new-tokens', '10', '--json']);
-    expect(out.adapter).toBe(`tiny ${kind} (random)`);
-    expect(out.ids).toEqual(await referenceIds('models/tiny/q4f32_1', adapterDir, 10));
-  }, 150_000);
+  it.each(['lora', 'series', 'parallel'])(
+    'runs with a converted %s adapter and matches the reference',
+    async (kind) => {
+      const adapterDir = `models/tiny/adapters/q4f32_1-${kind}`;
+      const out = await generate([
+        '--model',
+        'models/tiny/q4f32_1',
+        '--adapter',
+        adapterDir,
+        '--prompt-ids',
+        PROMPT.join(','),
+        '--max-new-tokens',
+        '10',
+        '--json',
+      ]);
+      expect(out.adapter).toBe(`tiny ${kind} (random)`);
+      expect(out.ids).toEqual(await referenceIds('models/tiny/q4f32_1', adapterDir, 10));
+    },
+    150_000,
+  );
 
   it('refuses an adapter made for another base with a clear message', async () => {
     await expect(

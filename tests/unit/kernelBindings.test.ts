@@ -11,7 +11,12 @@ function variants(name: KernelName): KernelVariant[] {
     case 'matmulTiled':
       return weights.flatMap((weight) => [{ weight }, { weight, adapterAdd: true }]);
     case 'q4MatVec':
-      return (['q4f16', 'q4f32'] as const).flatMap((weight) => [false, true].flatMap((subgroups) => [{ weight, subgroups }, { weight, subgroups, adapterAdd: true }]));
+      return (['q4f16', 'q4f32'] as const).flatMap((weight) =>
+        [false, true].flatMap((subgroups) => [
+          { weight, subgroups },
+          { weight, subgroups, adapterAdd: true },
+        ]),
+      );
     case 'ropeKvWrite':
     case 'attnScores':
     case 'attnOutput':
@@ -26,7 +31,7 @@ const count = (code: string, word: string) => code.match(new RegExp(`\\b${word}\
 /** The source without comments and without the functions nothing calls (a snippet's kAt in a kernel reading only v). */
 function liveCode(source: string): string {
   let code = source.replace(/\/\/.*$/gm, '');
-  for (let changed = true; changed; ) {
+  for (let changed = true; changed;) {
     changed = false;
     for (const m of code.matchAll(/\bfn\s+(\w+)\s*\(/g)) {
       if (m[1] === 'main' || count(code, m[1]) > 1) continue;

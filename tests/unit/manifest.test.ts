@@ -37,7 +37,14 @@ describe('the shipped manifests (models/*.json)', () => {
   });
   it('are there: base models in both 4-bit modes, the three adapters, the tiny models', () => {
     const ids = files.map((f) => f.replace(/\.json$/, ''));
-    for (const id of ['llama-2-7b-q4f16_1', 'llama-2-7b-q4f32_1', 'llama-2-7b-lora-math10k-q4f32_1', 'llama-2-7b-series-math10k-q4f32_1', 'llama-2-7b-parallel-math10k-q4f32_1', 'tiny-q4f32_1'])
+    for (const id of [
+      'llama-2-7b-q4f16_1',
+      'llama-2-7b-q4f32_1',
+      'llama-2-7b-lora-math10k-q4f32_1',
+      'llama-2-7b-series-math10k-q4f32_1',
+      'llama-2-7b-parallel-math10k-q4f32_1',
+      'tiny-q4f32_1',
+    ])
       expect(ids).toContain(id);
   });
   for (const f of files) {
@@ -87,7 +94,14 @@ describe('parseManifest', () => {
     ]);
   });
   it('bad sha256 and size formats', () => {
-    const p = problems(base({ files: [{ path: 'a', size: -1, sha256: 'ABC' }, { path: 'b', size: 1.5, sha256: HEX.toUpperCase() }] }));
+    const p = problems(
+      base({
+        files: [
+          { path: 'a', size: -1, sha256: 'ABC' },
+          { path: 'b', size: 1.5, sha256: HEX.toUpperCase() },
+        ],
+      }),
+    );
     expect(p).toEqual([
       'files[0] (a): "size" must be a whole number of bytes or null (got -1)',
       'files[0] (a): "sha256" must be 64 lowercase hex digits (got "ABC")',
@@ -112,7 +126,18 @@ describe('parseManifest', () => {
     }
   });
   it('paths that escape the model directory, and duplicates', () => {
-    expect(problems(base({ files: [{ path: '../x', size: 1 }, { path: '/etc/passwd', size: 1 }, { path: 'a', size: 1 }, { path: 'a', size: 1 }] }))).toEqual([
+    expect(
+      problems(
+        base({
+          files: [
+            { path: '../x', size: 1 },
+            { path: '/etc/passwd', size: 1 },
+            { path: 'a', size: 1 },
+            { path: 'a', size: 1 },
+          ],
+        }),
+      ),
+    ).toEqual([
       'files[0]: "path" must be a relative file name (got "../x")',
       'files[1]: "path" must be a relative file name (got "/etc/passwd")',
       'files[3] (a): listed twice',
@@ -152,13 +177,17 @@ describe('shard indexes', () => {
   });
   it('derive shards with sha256 from an adapter.json', () => {
     const shards = parseShardIndex({ shards: [{ dataPath: 'adapter_shard_0.bin', nbytes: 5, sha256: HEX, records: [] }] }, 'adapter.json');
-    expect(withIndexedShards(parseManifest(base({ files: [], shardIndex: ['adapter.json'] })), shards)).toEqual([{ path: 'adapter_shard_0.bin', size: 5, sha256: HEX }]);
+    expect(withIndexedShards(parseManifest(base({ files: [], shardIndex: ['adapter.json'] })), shards)).toEqual([
+      { path: 'adapter_shard_0.bin', size: 5, sha256: HEX },
+    ]);
   });
   it('reject an index without shards or with bad entries', () => {
     expect(() => parseShardIndex({ foo: 1 }, 'tensor-cache.json')).toThrow(
       'The model manifest tensor-cache.json is not valid: it has no "records" (tensor cache) or "shards" (adapter.json) list',
     );
-    expect(() => parseShardIndex({ records: [{ dataPath: '../x', nbytes: -1 }] })).toThrow(/dataPath must be a relative file name\n- shard 0: nbytes must be a byte count/);
+    expect(() => parseShardIndex({ records: [{ dataPath: '../x', nbytes: -1 }] })).toThrow(
+      /dataPath must be a relative file name\n- shard 0: nbytes must be a byte count/,
+    );
   });
 });
 

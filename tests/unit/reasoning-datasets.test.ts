@@ -55,8 +55,17 @@ describe('malformed input is reported by line, never silently', () => {
       '[1]',
     ].join('\n');
     const parsed = parseDataset(text, 'gsm8k');
-    expect(parsed.problems.map((p) => [p.index, p.gold])).toEqual([[0, 1234], [4, -5]]);
-    expect(parsed.skipped.map((s) => [s.line, s.index])).toEqual([[2, 1], [3, 2], [5, 3], [7, 5], [8, 6]]);
+    expect(parsed.problems.map((p) => [p.index, p.gold])).toEqual([
+      [0, 1234],
+      [4, -5],
+    ]);
+    expect(parsed.skipped.map((s) => [s.line, s.index])).toEqual([
+      [2, 1],
+      [3, 2],
+      [5, 3],
+      [7, 5],
+      [8, 6],
+    ]);
     expect(parsed.skipped[0].reason).toMatch(/####/);
     expect(parsed.skipped[1].reason).toMatch(/invalid JSON/);
     expect(parsed.skipped[2].reason).toMatch(/missing "question"/);
@@ -76,7 +85,10 @@ describe('malformed input is reported by line, never silently', () => {
   {"instruction": "Q3", "answer": 7}
 ]`;
     const parsed = parseDataset(text, 'svamp');
-    expect(parsed.problems.map((p) => [p.index, p.gold])).toEqual([[0, 576], [3, 7]]);
+    expect(parsed.problems.map((p) => [p.index, p.gold])).toEqual([
+      [0, 576],
+      [3, 7],
+    ]);
     expect(parsed.skipped).toEqual([
       { line: 3, index: 1, reason: 'missing "question"/"instruction"' },
       { line: 4, index: 2, reason: 'answer "abc" is not a number' },
@@ -122,7 +134,12 @@ describe('problem selection, runs and export', () => {
     expect(parsed[0]).toEqual(['run', 'dataset', 'prompt', 'adapter', 'model', 'index', 'pred', 'gold', 'correct', 'output']);
     expect(parsed[1].slice(5)).toEqual(['5', '18', '18', 'true', 'The answer is 18, "quoted"\nnext']);
     expect(parsed[2].slice(5)).toEqual(['2', '', '3', 'false', '=1+1']);
-    expect(toJsonl(rows).trim().split('\n').map((l) => JSON.parse(l).index)).toEqual([5, 2]);
+    expect(
+      toJsonl(rows)
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l).index),
+    ).toEqual([5, 2]);
   });
 
   it('dataset URLs: public sources by default, ../shared/data layout under a base URL', () => {

@@ -132,7 +132,8 @@ describe('steps and arithmetic checks', () => {
   });
 
   it('finds and checks calculator annotations and plain statements', () => {
-    const solution = 'Janet sells 16 - 3 - 4 = <<16-3-4=9>>9 duck eggs a day.\nShe makes 9 * 2 = $<<9*2=18>>18.\nSo 48 / 2 = 25 is wrong, but 5 x 3 = 15 and 10 / 3 = 3.33.';
+    const solution =
+      'Janet sells 16 - 3 - 4 = <<16-3-4=9>>9 duck eggs a day.\nShe makes 9 * 2 = $<<9*2=18>>18.\nSo 48 / 2 = 25 is wrong, but 5 x 3 = 15 and 10 / 3 = 3.33.';
     const checks = findArithmetic(solution);
     expect(checks.map((c) => [c.kind, c.expression, c.claimed, c.correct])).toEqual([
       ['annotation', '16-3-4', 9, true],

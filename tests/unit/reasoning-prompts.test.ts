@@ -9,17 +9,21 @@ describe('prompt configurations (exact text)', () => {
   it('baseline: the 8 Wei et al. exemplars in "Q: … A: …" form, then the question', () => {
     expect(GSM8K_COT_EXEMPLARS).toHaveLength(8);
     const text = buildPrompt(BASELINE, problem);
-    expect(text.startsWith(
-      'Q: There are 15 trees in the grove. Grove workers will plant trees in the grove today. After they are done, there will be 21 trees. How many trees did the grove workers plant today?\n' +
-      'A: There are 15 trees originally. Then there were 21 trees after some more were planted. So there must have been 21 - 15 = 6. The answer is 6.\n\n' +
-      'Q: If there are 3 cars in the parking lot and 2 more cars arrive, how many cars are in the parking lot?\n' +
-      'A: There are originally 3 cars. 2 more cars arrive. 3 + 2 = 5. The answer is 5.\n\n',
-    )).toBe(true);
-    expect(text.endsWith(
-      'Q: Olivia has $23. She bought five bagels for $3 each. How much money does she have left?\n' +
-      'A: Olivia had 23 dollars. 5 bagels for 3 dollars each will be 5 x 3 = 15 dollars. So she has 23 - 15 dollars left. 23 - 15 is 8. The answer is 8.\n\n' +
-      `Q: ${Q}\nA:`,
-    )).toBe(true);
+    expect(
+      text.startsWith(
+        'Q: There are 15 trees in the grove. Grove workers will plant trees in the grove today. After they are done, there will be 21 trees. How many trees did the grove workers plant today?\n' +
+          'A: There are 15 trees originally. Then there were 21 trees after some more were planted. So there must have been 21 - 15 = 6. The answer is 6.\n\n' +
+          'Q: If there are 3 cars in the parking lot and 2 more cars arrive, how many cars are in the parking lot?\n' +
+          'A: There are originally 3 cars. 2 more cars arrive. 3 + 2 = 5. The answer is 5.\n\n',
+      ),
+    ).toBe(true);
+    expect(
+      text.endsWith(
+        'Q: Olivia has $23. She bought five bagels for $3 each. How much money does she have left?\n' +
+          'A: Olivia had 23 dollars. 5 bagels for 3 dollars each will be 5 x 3 = 15 dollars. So she has 23 - 15 dollars left. 23 - 15 is 8. The answer is 8.\n\n' +
+          `Q: ${Q}\nA:`,
+      ),
+    ).toBe(true);
     expect(text.split('\nA: ').length - 1).toBe(8);
     expect(BASELINE.stopSequences).toEqual(['\nQ:', '\n\n\n']);
     expect(BASELINE.paperGsm8k).toBe(14.6);
@@ -37,13 +41,14 @@ describe('prompt configurations (exact text)', () => {
   it('alpaca: LLM-Adapters evaluate.py generate_prompt, indentation and trailing space included', () => {
     expect(buildPrompt(ALPACA, problem)).toBe(
       'Below is an instruction that describes a task. Write a response that appropriately completes the request. \n\n' +
-      `                ### Instruction:\n                ${Q}\n\n                ### Response:\n                `,
+        `                ### Instruction:\n                ${Q}\n\n                ### Response:\n                `,
     );
     expect(ALPACA.stopSequences).toEqual([]);
   });
 
   it('hard prompts inside the Alpaca template', () => {
-    const head = 'Below is an instruction that describes a task. Write a response that appropriately completes the request. \n\n                ### Instruction:\n                ';
+    const head =
+      'Below is an instruction that describes a task. Write a response that appropriately completes the request. \n\n                ### Instruction:\n                ';
     expect(buildPrompt(getPromptConfig('alpaca+q_end'), problem)).toBe(
       `${head}${Q}\nLet's work through this problem step-by-step:\n\n                ### Response:\n                `,
     );
@@ -73,7 +78,9 @@ describe('prompt configurations (exact text)', () => {
   });
 
   it('stop sequences cut the few-shot continuation before the next question', () => {
-    expect(cutAtStop(' He has 3 + 2 = 5 apples. The answer is 5.\n\nQ: Next question', BASELINE.stopSequences)).toBe(' He has 3 + 2 = 5 apples. The answer is 5.\n');
+    expect(cutAtStop(' He has 3 + 2 = 5 apples. The answer is 5.\n\nQ: Next question', BASELINE.stopSequences)).toBe(
+      ' He has 3 + 2 = 5 apples. The answer is 5.\n',
+    );
     expect(cutAtStop('no stop here', BASELINE.stopSequences)).toBe('no stop here');
   });
 });

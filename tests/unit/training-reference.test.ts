@@ -69,7 +69,14 @@ function fdDerivative(f: () => number, t: Float64Array, i: number): number {
 }
 
 /** Checks every adapter tensor (all entries, or 50 seeded ones when larger) against finite differences. */
-function checkGradients(c: LlamaConfig, w: Map<string, Float32Array>, adapter32: TrainableAdapter, batch: TrainingBatch, opts: TrainingOptions = {}, perTensor = 50): number {
+function checkGradients(
+  c: LlamaConfig,
+  w: Map<string, Float32Array>,
+  adapter32: TrainableAdapter,
+  batch: TrainingBatch,
+  opts: TrainingOptions = {},
+  perTensor = 50,
+): number {
   const adapter = toF64(adapter32);
   const { grads } = trainingLossAndGrads(c, w, adapter, batch, opts);
   const loss = () => trainingForward(c, w, adapter, batch, opts).loss;
@@ -93,7 +100,13 @@ function checkGradients(c: LlamaConfig, w: Map<string, Float32Array>, adapter32:
 }
 
 /** logits of the training pass vs reference.ts's forwardAll, for every sequence of an unpadded batch */
-function checkLogitsAgainstReference(c: LlamaConfig, w: Map<string, Float32Array>, adapter: TrainableAdapter | undefined, batch: TrainingBatch, lengths?: number[]): void {
+function checkLogitsAgainstReference(
+  c: LlamaConfig,
+  w: Map<string, Float32Array>,
+  adapter: TrainableAdapter | undefined,
+  batch: TrainingBatch,
+  lengths?: number[],
+): void {
   const res = trainingForward(c, w, adapter, batch);
   const T = batch.inputIds[0].length;
   const V = c.vocabSize;
@@ -197,7 +210,8 @@ describe('converted bases: q0f32 and q4f32_1 (frozen dequantized q4)', () => {
     for (const kind of ['lora', 'series', 'parallel'] as const) {
       it(`${mode} ${kind}`, async () => {
         const wq = await syntheticWeights(cq, mode, 21);
-        const targets: AdapterModule[] = kind === 'lora' ? ['q_proj', 'v_proj', 'up_proj', 'down_proj'] : kind === 'series' ? ['gate_proj', 'up_proj', 'down_proj'] : ['up_proj', 'down_proj'];
+        const targets: AdapterModule[] =
+          kind === 'lora' ? ['q_proj', 'v_proj', 'up_proj', 'down_proj'] : kind === 'series' ? ['gate_proj', 'up_proj', 'down_proj'] : ['up_proj', 'down_proj'];
         const adapter = randomTrainableAdapter(cq, kind, targets, 31, { std: 1.0, r: 2 });
         const batch = randomBatch(cq, 2, 5, 3);
         checkLogitsAgainstReference(cq, wq, adapter, batch);
@@ -237,7 +251,18 @@ describe('right padding and -100 labels', () => {
     expect(() => trainingForward(c, w, CASES[0].adapter, none)).toThrow(/no labelled target/);
   });
   it('ragged or out-of-range input is refused by name', () => {
-    expect(() => trainingForward(c, w, undefined, { inputIds: [[1, 2, 3], [1, 2]], labels: [[1, 2, 3], [1, 2]] })).toThrow(/sequence 1 has 2 tokens, expected 3/);
+    expect(() =>
+      trainingForward(c, w, undefined, {
+        inputIds: [
+          [1, 2, 3],
+          [1, 2],
+        ],
+        labels: [
+          [1, 2, 3],
+          [1, 2],
+        ],
+      }),
+    ).toThrow(/sequence 1 has 2 tokens, expected 3/);
     expect(() => trainingForward(c, w, undefined, { inputIds: [[1, 99]], labels: [[1, 2]] })).toThrow(/token id 99/);
     expect(() => trainingForward(c, w, undefined, { inputIds: [[1, 2]], labels: [[1, 77]] })).toThrow(/label 77/);
   });
@@ -252,7 +277,14 @@ describe('dropout through explicit masks', () => {
     const masks: DropoutMasks = new Map();
     adapter.layers.forEach((L, l) => {
       for (const m of Object.keys(L) as AdapterModule[]) {
-        const dIn = adapter.kind === 'lora' ? (m === 'o_proj' ? c.numHeads * c.headDim : m === 'down_proj' ? c.intermediateSize : c.hiddenSize) : bottleneckDims(c, adapter.kind, m)[0];
+        const dIn =
+          adapter.kind === 'lora'
+            ? m === 'o_proj'
+              ? c.numHeads * c.headDim
+              : m === 'down_proj'
+                ? c.intermediateSize
+                : c.hiddenSize
+            : bottleneckDims(c, adapter.kind, m)[0];
         masks.set(dropoutMaskKey(l, m), makeDropoutMask(B * T * dIn, p, rng));
       }
     });

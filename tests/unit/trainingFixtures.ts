@@ -118,7 +118,12 @@ export function randomTrainableAdapter(
 export function toReferenceAdapter(a: TrainableAdapter): ReferenceAdapter {
   const f32 = (t: Float32Array | Float64Array) => Float32Array.from(t);
   if (a.kind === 'lora') {
-    return { kind: 'lora', r: a.r, scaling: a.scaling, layers: a.layers.map((L) => Object.fromEntries(Object.entries(L).map(([m, t]) => [m, { a: f32(t.a), b: f32(t.b) }]))) };
+    return {
+      kind: 'lora',
+      r: a.r,
+      scaling: a.scaling,
+      layers: a.layers.map((L) => Object.fromEntries(Object.entries(L).map(([m, t]) => [m, { a: f32(t.a), b: f32(t.b) }]))),
+    };
   }
   return {
     kind: a.kind,
@@ -132,5 +137,8 @@ export function toReferenceAdapter(a: TrainableAdapter): ReferenceAdapter {
 export function toF64(a: TrainableAdapter): TrainableAdapter {
   const f64 = (t: Float32Array | Float64Array) => Float64Array.from(t);
   if (a.kind === 'lora') return { ...a, layers: a.layers.map((L) => Object.fromEntries(Object.entries(L).map(([m, t]) => [m, { a: f64(t.a), b: f64(t.b) }]))) };
-  return { ...a, layers: a.layers.map((L) => Object.fromEntries(Object.entries(L).map(([m, t]) => [m, { down: f64(t.down), up: f64(t.up), scaling: t.scaling }]))) };
+  return {
+    ...a,
+    layers: a.layers.map((L) => Object.fromEntries(Object.entries(L).map(([m, t]) => [m, { down: f64(t.down), up: f64(t.up), scaling: t.scaling }]))),
+  };
 }

@@ -22,9 +22,15 @@ function adapter(id: string, baseModel: string, method: 'lora' | 'series' | 'par
   return status({ schema: 1, id, name: `${id} name`, kind: 'adapter', adapter: { method, baseModel, baseFingerprint: null }, files: [] }, state);
 }
 
-const catalog = ['tiny-q4f32_1', 'tiny-q4f32_1-lora', 'tiny-q4f32_1-series', 'tiny-q4f32_1-parallel', 'tiny-q0f32', 'tiny-q0f32-lora', 'llama-2-7b-q4f32_1'].map((id) =>
-  status(shipped(id), 'not-stored'),
-);
+const catalog = [
+  'tiny-q4f32_1',
+  'tiny-q4f32_1-lora',
+  'tiny-q4f32_1-series',
+  'tiny-q4f32_1-parallel',
+  'tiny-q0f32',
+  'tiny-q0f32-lora',
+  'llama-2-7b-q4f32_1',
+].map((id) => status(shipped(id), 'not-stored'));
 
 describe('model choices come from the catalog', () => {
   it('offers the tiny models (served with the app, read over HTTP) and stored bases, not bases still to download', () => {

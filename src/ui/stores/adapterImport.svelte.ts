@@ -10,9 +10,16 @@ import { httpModelSource, readBaseModelJson } from '../../formats/modelFiles.ts'
 import { PEFT_CONFIG_FILE, PEFT_PICKLED_WEIGHTS_FILE, PEFT_WEIGHTS_FILE } from '../../formats/peftAdapter.ts';
 import type { ModelSource } from '../../formats/tensorCacheTypes.ts';
 import type { ModelLocation } from '../../engine/protocol.ts';
-import { convertedAdapterId, deleteModel, formatBytes, idbModelSource, storeConvertedAdapter, type ModelManifest, type ModelStatus } from '../../storage/index.ts';
+import {
+  convertedAdapterId,
+  deleteModel,
+  formatBytes,
+  idbModelSource,
+  storeConvertedAdapter,
+  type ModelManifest,
+  type ModelStatus,
+} from '../../storage/index.ts';
 import { models } from './models.svelte.ts';
-
 
 /** A picked or dropped file with its path inside the drop ("my-lora/adapter_config.json"). */
 export type PickedFile = { file: File; path: string };

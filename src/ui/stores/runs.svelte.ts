@@ -105,29 +105,37 @@ class RunsStore {
       return void (this.error = `The adapter could not be used: ${(e as Error).message}`);
     }
     const planned = planRun(
-        {
-          dataset: opts.dataset,
-          promptId: opts.config.id,
-          promptTemplate: opts.config.template,
-          adapter: adapter?.name ?? null,
-          adapterKind: adapter?.kind ?? null,
-          model,
-          seed: opts.seed,
-          limit: opts.limit,
-        },
-        data.problems,
-      );
+      {
+        dataset: opts.dataset,
+        promptId: opts.config.id,
+        promptTemplate: opts.config.template,
+        adapter: adapter?.name ?? null,
+        adapterKind: adapter?.kind ?? null,
+        model,
+        seed: opts.seed,
+        limit: opts.limit,
+      },
+      data.problems,
+    );
     const choice = engine.model!;
     const source = data as Partial<{ url: string; sha256: string }>;
     const record: RunRecord = await buildRunRecord({
       appVersion: pkg.version,
-      model: { id: model, fingerprint: await fingerprintAt(choice.location), source: choice.location.kind === 'http' ? choice.location.baseUrl : `idb:${choice.location.modelId}` },
+      model: {
+        id: model,
+        fingerprint: await fingerprintAt(choice.location),
+        source: choice.location.kind === 'http' ? choice.location.baseUrl : `idb:${choice.location.modelId}`,
+      },
       adapter: adapter ? { name: adapter.name, kind: adapter.kind ?? null, fingerprint: null, baseFingerprint: null, source: adapterId } : null,
       promptId: opts.config.id,
       config: opts.config,
       maxNewTokens: opts.maxNewTokens,
       dataset: { name: opts.dataset, url: source.url ?? '', sha256: source.sha256 ?? null, seed: opts.seed, limit: opts.limit, indices: planned.order },
-      environment: { browser: navigator.userAgent, gpuAdapter: (engine.info as { adapterInfo?: string } | null)?.adapterInfo ?? null, engine: 'reasoning-lab webgpu' },
+      environment: {
+        browser: navigator.userAgent,
+        gpuAdapter: (engine.info as { adapterInfo?: string } | null)?.adapterInfo ?? null,
+        engine: 'reasoning-lab webgpu',
+      },
     });
     const run: LabRun = {
       ...planned,

@@ -66,13 +66,11 @@ class SolveStore {
       slot.running = true;
       try {
         slot.adapter = await adapters.ensure(adapterIds[key]);
-        slot.done = await solveProblem(
-          (p, o, c) => engine.generate(p, o, { ...c, label: `Solving with ${config.label}` }),
-          config,
-          dataset,
-          problem,
-          { maxNewTokens, signal: abort.signal, onText: (t) => (slot.text = t) },
-        );
+        slot.done = await solveProblem((p, o, c) => engine.generate(p, o, { ...c, label: `Solving with ${config.label}` }), config, dataset, problem, {
+          maxNewTokens,
+          signal: abort.signal,
+          onText: (t) => (slot.text = t),
+        });
       } catch (e) {
         slot.error = e instanceof RunCancelled ? 'Stopped.' : (e as Error).message;
       } finally {

@@ -66,7 +66,10 @@ export async function checkAdapter(url: string, kind: AdapterKind, opts: RandomA
   const name = `${kind}-${JSON.stringify(opts)}`;
   const converted = await makeAdapter(url, kind, opts, name);
   const engine = await engineFor(url);
-  const { id: loaded } = await engine.loadAdapter(memorySource(converted.shards, { 'adapter.json': converted.manifest as unknown as Record<string, unknown> }), name);
+  const { id: loaded } = await engine.loadAdapter(
+    memorySource(converted.shards, { 'adapter.json': converted.manifest as unknown as Record<string, unknown> }),
+    name,
+  );
   const tensors = await readAdapterTensors(converted.manifest, converted.shards);
   const ref = await loadReferenceLlama(httpModelSource(url), referenceAdapterFromManifest(converted.manifest, tensors));
 
@@ -97,7 +100,10 @@ export async function checkAdapterGpuKernels(url: string, kind: AdapterKind, opt
   const name = `gpu-kernels-${kind}-${JSON.stringify(opts)}`;
   const converted = await makeAdapter(url, kind, opts, name);
   const engine = await engineFor(url, { q4Decode: 'workgroup', prefillMatmul: 'tiled' });
-  const { id: loaded } = await engine.loadAdapter(memorySource(converted.shards, { 'adapter.json': converted.manifest as unknown as Record<string, unknown> }), name);
+  const { id: loaded } = await engine.loadAdapter(
+    memorySource(converted.shards, { 'adapter.json': converted.manifest as unknown as Record<string, unknown> }),
+    name,
+  );
   const tensors = await readAdapterTensors(converted.manifest, converted.shards);
   const ref = await loadReferenceLlama(httpModelSource(url), referenceAdapterFromManifest(converted.manifest, tensors));
   const worst = (got: Float32Array[], want: Float32Array[]) => Math.max(...got.map((g, i) => relErr(g, want[i])));
@@ -108,7 +114,10 @@ export async function checkAdapterGpuKernels(url: string, kind: AdapterKind, opt
   const prefill = await engine.logits(promptIds, { allLogits: true });
   ref.reset();
   const wantPrefill = ref.forwardAll(promptIds);
-  const prefillErr = worst(wantPrefill.map((_, t) => prefill.subarray(t * V, (t + 1) * V)), wantPrefill);
+  const prefillErr = worst(
+    wantPrefill.map((_, t) => prefill.subarray(t * V, (t + 1) * V)),
+    wantPrefill,
+  );
 
   const first = promptIds.length - 4;
   model.reset();
@@ -139,7 +148,14 @@ export async function dispatchCounts(url: string, cases: { kind: AdapterKind; op
   const names: string[] = [];
   for (const [i, c] of cases.entries()) {
     const converted = await makeAdapter(url, c.kind, c.opts, `count-${i}-${c.kind}`);
-    names.push((await engine.loadAdapter(memorySource(converted.shards, { 'adapter.json': converted.manifest as unknown as Record<string, unknown> }), `count-${i}-${c.kind}`)).id);
+    names.push(
+      (
+        await engine.loadAdapter(
+          memorySource(converted.shards, { 'adapter.json': converted.manifest as unknown as Record<string, unknown> }),
+          `count-${i}-${c.kind}`,
+        )
+      ).id,
+    );
   }
   const model = engine.llamaModel();
   const result = { layers: model.config.numLayers, base: model.bodyDispatchLabels(null), adapters: names.map((n) => model.bodyDispatchLabels(n)) };
@@ -171,7 +187,10 @@ export async function checkReshape(url: string, promptIds: number[][], newTokens
   await engine.load(httpModelSource(url));
   const { contextLength, maxBatch } = engine.info!;
   const before = { contextLength, maxBatch };
-  const { id: name } = await engine.loadAdapter(memorySource(converted.shards, { 'adapter.json': converted.manifest as unknown as Record<string, unknown> }), 'reshape-parallel');
+  const { id: name } = await engine.loadAdapter(
+    memorySource(converted.shards, { 'adapter.json': converted.manifest as unknown as Record<string, unknown> }),
+    'reshape-parallel',
+  );
   await engine.useAdapter(name);
   const tensors = await readAdapterTensors(converted.manifest, converted.shards);
   const ref = await loadReferenceLlama(httpModelSource(url), referenceAdapterFromManifest(converted.manifest, tensors));

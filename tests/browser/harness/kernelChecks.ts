@@ -74,7 +74,8 @@ function randomFusedAdapter(a: FusedAdapter, OUT: number, rows: number, seed: nu
   const scales = new Float32Array([0.75, -1.5, 2.25].slice(0, a.segments));
   const seg1 = a.segments > 1 ? Math.ceil(OUT * 0.4) : OUT;
   const seg2 = a.segments > 2 ? Math.ceil(OUT * 0.7) + 1 : OUT;
-  if ((a.segments > 1 && seg1 >= OUT) || (a.segments > 2 && (seg2 <= seg1 || seg2 >= OUT))) throw new Error(`${OUT} rows are too few for ${a.segments} segments`);
+  if ((a.segments > 1 && seg1 >= OUT) || (a.segments > 2 && (seg2 <= seg1 || seg2 >= OUT)))
+    throw new Error(`${OUT} rows are too few for ${a.segments} segments`);
   const segmentOf = (o: number) => (o < seg1 ? 0 : o < seg2 ? 1 : 2);
   const term = (t: number, o: number) => {
     const g = segmentOf(o);
@@ -89,7 +90,13 @@ function randomFusedAdapter(a: FusedAdapter, OUT: number, rows: number, seed: nu
   };
 }
 
-export async function checkMatmul(format: WeightFormat, IN: number, OUT: number, rows: number, opts: { accumulate?: boolean; xRowOffset?: number; tiled?: boolean; act?: number; adapter?: FusedAdapter } = {}) {
+export async function checkMatmul(
+  format: WeightFormat,
+  IN: number,
+  OUT: number,
+  rows: number,
+  opts: { accumulate?: boolean; xRowOffset?: number; tiled?: boolean; act?: number; adapter?: FusedAdapter } = {},
+) {
   const w = randomWeight(format, OUT, IN, 11 + IN);
   const x = randn(rows * IN, 7 + OUT);
   const off = opts.xRowOffset ?? 0;
@@ -332,7 +339,13 @@ export async function checkAttention(kv: KvFormat, H: number, KV: number, hd: nu
  * a row offset (LM head), split inputs (series adapters on the fused gate/up) and a fused
  * LoRA / parallel adapter.
  */
-export async function checkQ4MatVec(format: 'q4f16' | 'q4f32', IN: number, OUT: number, rows: number, opts: { subgroups: boolean; accumulate?: boolean; xRowOffset?: number; splitRow?: number; adapter?: FusedAdapter }) {
+export async function checkQ4MatVec(
+  format: 'q4f16' | 'q4f32',
+  IN: number,
+  OUT: number,
+  rows: number,
+  opts: { subgroups: boolean; accumulate?: boolean; xRowOffset?: number; splitRow?: number; adapter?: FusedAdapter },
+) {
   const w = randomWeight(format, OUT, IN, 31 + OUT);
   const off = opts.xRowOffset ?? 0;
   const blocks = opts.splitRow !== undefined ? 2 : 1;

@@ -32,7 +32,10 @@ export async function runKernel(run: KernelRun): Promise<Float32Array[]> {
   const make = (init: Init): GPUBuffer | undefined => {
     if (init === undefined) return undefined;
     const size = typeof init === 'number' ? init : init.byteLength;
-    const buf = device.createBuffer({ size: Math.max(4, Math.ceil(size / 4) * 4), usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST });
+    const buf = device.createBuffer({
+      size: Math.max(4, Math.ceil(size / 4) * 4),
+      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
+    });
     if (typeof init !== 'number') {
       const bytes = new Uint8Array(Math.ceil(init.byteLength / 4) * 4);
       bytes.set(new Uint8Array(init.buffer, init.byteOffset, init.byteLength));

@@ -12,7 +12,16 @@ import { relErr } from './kernelChecks.ts';
 const engines = new Map<string, Engine>();
 const references = new Map<string, ReferenceLlama>();
 
-export async function engineFor(url: string, opts: { prefillChunk?: number; contextLength?: number; maxBatch?: number | 'auto'; q4Decode?: 'auto' | 'workgroup' | 'row'; prefillMatmul?: 'auto' | 'tiled' | 'row' } = {}): Promise<Engine> {
+export async function engineFor(
+  url: string,
+  opts: {
+    prefillChunk?: number;
+    contextLength?: number;
+    maxBatch?: number | 'auto';
+    q4Decode?: 'auto' | 'workgroup' | 'row';
+    prefillMatmul?: 'auto' | 'tiled' | 'row';
+  } = {},
+): Promise<Engine> {
   const key = `${url}|${JSON.stringify(opts)}`;
   let e = engines.get(key);
   if (!e) {
@@ -56,7 +65,11 @@ export function randomIds(n: number, seed: number, vocab = 32000): number[] {
 }
 
 /** Largest relative error over every token's logits of one prompt. */
-export async function checkAllLogits(url: string, ids: number[], opts: { prefillChunk?: number; prefillMatmul?: 'tiled' | 'row'; q4Decode?: 'workgroup' | 'row' } = {}) {
+export async function checkAllLogits(
+  url: string,
+  ids: number[],
+  opts: { prefillChunk?: number; prefillMatmul?: 'tiled' | 'row'; q4Decode?: 'workgroup' | 'row' } = {},
+) {
   const engine = await engineFor(url, opts);
   const ref = await referenceFor(url);
   const got = await engine.logits(ids, { allLogits: true });
@@ -181,8 +194,27 @@ export async function greedyMisuse(url: string) {
   model.reset(0);
   model.reset(1);
   await model.forward([1, 5, 9]);
-  await attempt(() => model.decodeGreedy([{ slot: 0, token: 3 }, { slot: 0, token: 4 }], 2, () => {}));
-  await attempt(() => model.decodeGreedy([{ slot: 0, token: 3 }, { slot: 1, token: 4 }, { slot: 2, token: 5 }], 2, () => {}));
+  await attempt(() =>
+    model.decodeGreedy(
+      [
+        { slot: 0, token: 3 },
+        { slot: 0, token: 4 },
+      ],
+      2,
+      () => {},
+    ),
+  );
+  await attempt(() =>
+    model.decodeGreedy(
+      [
+        { slot: 0, token: 3 },
+        { slot: 1, token: 4 },
+        { slot: 2, token: 5 },
+      ],
+      2,
+      () => {},
+    ),
+  );
   await attempt(() => model.decodeGreedy([{ slot: 0, token: 3 }], 30, () => {}));
   const before = model.positions[0];
   let calls = 0;
@@ -194,7 +226,14 @@ export async function greedyMisuse(url: string) {
   );
   const afterThrow = model.positions[0];
   // Every staging buffer was unmapped: a full run (more steps than the ring holds) works.
-  const ran = await model.decodeGreedy([{ slot: 0, token: 3 }, { slot: 1, token: 7 }], 8, () => {});
+  const ran = await model.decodeGreedy(
+    [
+      { slot: 0, token: 3 },
+      { slot: 1, token: 7 },
+    ],
+    8,
+    () => {},
+  );
   return { errors, calls, before, afterThrow, ran };
 }
 

@@ -225,7 +225,6 @@ export async function makeTestModel(id: string, shardSizes: number[]): Promise<T
 
 // ---- In-page helpers: the storage module runs in the page, loaded through Vite. ----
 
-
 type StorageModule = typeof import('../../../src/storage/index.ts');
 type Win = Window & { S: StorageModule; events: import('../../../src/storage/index.ts').StorageEvent[]; pending?: Promise<unknown> };
 
@@ -345,7 +344,8 @@ export async function storeProblems(page: Page, id: string): Promise<string[]> {
     for (const r of records) {
       const chunks = chunkBytes.get(r.path) ?? [];
       const n = chunks.reduce((s, c) => s + (c ? c.byteLength : 0), 0);
-      if (chunks.length !== r.chunkCount || n !== r.bytesStored) problems.push(`${r.path}: record says ${r.bytesStored} bytes in ${r.chunkCount} chunks, store has ${n} in ${chunks.length}`);
+      if (chunks.length !== r.chunkCount || n !== r.bytesStored)
+        problems.push(`${r.path}: record says ${r.bytesStored} bytes in ${r.chunkCount} chunks, store has ${n} in ${chunks.length}`);
       if (r.status === 'complete') {
         const all = new Uint8Array(n);
         let at = 0;

@@ -6,9 +6,9 @@
 import { Engine } from '../engine/engine.ts';
 import { measureCopyBandwidth } from '../engine/bandwidth.ts';
 import { decodeBytesPerStep } from '../engine/memoryPlan.ts';
-import { httpModelSource } from '../formats/modelFiles.ts';
+import { httpModelSource, readBaseModelJson } from '../formats/modelFiles.ts';
 import { syntheticModelSource, llama2_7bShape } from '../formats/syntheticModel.ts';
-import type { AdapterKind } from '../formats/adapterFormat.ts';
+import { ADAPTER_MANIFEST_FILE, type AdapterKind } from '../formats/adapterFormat.ts';
 import { convertPeftAdapter } from '../formats/adapterConversion.ts';
 import { randomPeftAdapter } from '../formats/randomAdapter.ts';
 import type { ModelSource } from '../formats/tensorCacheTypes.ts';
@@ -63,16 +63,16 @@ function memorySource(files: Map<string, Uint8Array>, json: Record<string, unkno
 /** The paper's adapter configurations (GUIDE.md), random, converted against this base. */
 async function paperAdapter(base: ModelSource, kind: AdapterKind): Promise<ModelSource> {
   const { parseMlcChatConfig } = await import('../formats/mlcChatConfig.ts');
-  const chat = await base.readJson('mlc-chat-config.json');
+  const { chatConfig: chat, tensorCache } = await readBaseModelJson(base);
   const config = parseMlcChatConfig(chat).config;
   const peft = randomPeftAdapter(config, kind, kind === 'lora' ? { r: 32, alpha: 64, std: 0.01 } : { r: 256, std: 0.01 });
   const converted = await convertPeftAdapter({
     ...peft,
     baseChatConfig: chat,
-    baseTensorCache: await base.readJson('tensor-cache.json'),
+    baseTensorCache: tensorCache,
     name: `paper ${kind}`,
   });
-  return memorySource(converted.shards, { 'adapter.json': converted.manifest });
+  return memorySource(converted.shards, { [ADAPTER_MANIFEST_FILE]: converted.manifest });
 }
 
 export async function runBench(o: BenchOptions): Promise<BenchResult> {

@@ -367,7 +367,7 @@ async function modelFingerprint(model: ResolvedModel): Promise<string | null> {
 
 /** adapter.json's name, kind and base fingerprint; the adapter's own fingerprint is adapter.json's SHA-256. */
 async function adapterRecord(dir: string): Promise<NonNullable<RunRecord['adapter']>> {
-  const text = readFileSync(join(dir, 'adapter.json'), 'utf8');
+  const text = readFileSync(join(dir, ADAPTER_MANIFEST_FILE), 'utf8');
   let json: { name?: unknown; kind?: unknown; method?: unknown; base?: { fingerprint?: unknown } } = {};
   try {
     json = JSON.parse(text);

@@ -69,19 +69,6 @@ async function sourceFor(from: ModelLocation | ModelSource): Promise<ModelSource
   return idbModelSource(from.modelId);
 }
 
-/** The source, keeping the JSON files read through it (the adapter base check reuses the base's). */
-function keepingJson(source: ModelSource): { source: ModelSource; json: Map<string, unknown> } {
-  const json = new Map<string, unknown>();
-  // Everything else (readShard, any streaming reader a source offers) comes from the source itself.
-  const keeping = Object.create(source) as ModelSource;
-  keeping.readJson = async (path) => {
-    const v = await source.readJson(path);
-    json.set(path, v);
-    return v;
-  };
-  return { json, source: keeping };
-}
-
 /** What load made, beside the model itself. */
 interface Loaded {
   model: LlamaModel;
@@ -110,18 +97,17 @@ export class Engine implements ReasoningEngine {
   /** Load a base model from a location or any ModelSource (replacing the loaded one and its adapters). */
   async load(from: ModelLocation | ModelSource, opts: ModelLoadOptions = {}): Promise<EngineInfo> {
     this.release();
-    const { source, json } = keepingJson(await sourceFor(from));
+    const source = await sourceFor(from);
     const manifest = await loadModelManifest(source);
     this.gpu ??= await createGpuContext();
     const model = await LlamaModel.load(this.gpu, source, manifest.config, manifest.mode, manifest.cache, opts);
     try {
-      const tokenizerConfig = (await source.readJson('tokenizer_config.json').catch(() => null)) as object | null;
-      const tokenizer = manifest.tokenizerJson ? await loadTokenizer(manifest.tokenizerJson, tokenizerConfig ?? undefined) : null;
+      const tokenizer = manifest.tokenizerJson ? await loadTokenizer(manifest.tokenizerJson, manifest.tokenizerConfig ?? undefined) : null;
       this.loaded = {
         model,
         tokenizer,
-        baseChatConfig: json.get('mlc-chat-config.json'),
-        baseTensorCache: json.get('tensor-cache.json') ?? json.get('ndarray-cache.json'),
+        baseChatConfig: manifest.chatConfigJson,
+        baseTensorCache: manifest.tensorCacheJson,
         home: { contextLength: model.contextLength, maxBatch: model.maxBatch },
         adapters: new Map(),
         static: {

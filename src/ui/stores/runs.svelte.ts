@@ -3,7 +3,7 @@
  * resume. The runner does the work (src/reasoning/runner.ts); this store only keeps the UI's view.
  */
 import { listRuns, saveRun, deleteRun } from '../../reasoning/runStore.ts';
-import { runProgress, type Run } from '../../reasoning/runs.ts';
+import { decodingOf, GREEDY, runProgress, type Run } from '../../reasoning/runs.ts';
 import { planRun, runEvaluation, RunCancelled } from '../../reasoning/runner.ts';
 import { customPrompt, getPromptConfig, type PromptConfig } from '../../reasoning/prompts.ts';
 import type { DatasetName, Problem } from '../../reasoning/datasets.ts';
@@ -11,7 +11,7 @@ import { engine } from './engine.svelte.ts';
 import { datasets } from './datasets.svelte.ts';
 import { adapters, NO_ADAPTER } from './adapters.svelte.ts';
 import { currentAdapterId, currentModelId } from '../adapterChoices.ts';
-import { buildRunRecord, type RunRecord } from '../../reasoning/runRecord.ts';
+import { buildRunRecord, type Decoding, type RunRecord } from '../../reasoning/runRecord.ts';
 import { baseFingerprintOf, httpModelSource } from '../../formats/modelFiles.ts';
 import type { ModelLocation } from '../../engine/protocol.ts';
 import pkg from '../../../package.json';
@@ -41,6 +41,8 @@ export interface StartOptions {
   seed?: number;
   /** The adapter choice to run with (default: the one in use). */
   adapterId?: string;
+  /** Default: greedy. Kept with the run: Resume and Rerun decode the same way. */
+  decoding?: Decoding;
 }
 
 /** A stored run with today's ids (runs recorded before models and adapters were named by manifest id). */
@@ -64,8 +66,8 @@ class RunsStore {
   /** The run generating now. */
   activeId = $state<string | null>(null);
   current = $state<{ problem: Problem; position: number; text: string } | null>(null);
-  /** Sequences the engine decodes together in the active run, and problems finished per minute. */
-  throughput = $state<{ batch: number; perMinute: number | null } | null>(null);
+  /** Problems the engine solves together in the active run (each with `beams` beams), and problems finished per minute. */
+  throughput = $state<{ batch: number; beams: number; perMinute: number | null } | null>(null);
   /** Problems solved at a time: 'auto' (as many as fit a GPU-memory budget) or a number (1: one by one, to watch each). */
   batch = $state<number | 'auto'>('auto');
   error = $state<string | null>(null);
@@ -98,6 +100,7 @@ class RunsStore {
     const data = await datasets.load(opts.dataset).catch((e: Error) => void (this.error = e.message));
     if (!data) return;
     const adapterId = opts.adapterId ?? adapters.activeId;
+    const decoding = opts.decoding ?? GREEDY;
     let adapter: Awaited<ReturnType<typeof adapters.ensure>>;
     try {
       adapter = await adapters.ensure(adapterId);
@@ -114,6 +117,7 @@ class RunsStore {
         model,
         seed: opts.seed,
         limit: opts.limit,
+        decoding,
       },
       data.problems,
     );
@@ -129,6 +133,7 @@ class RunsStore {
       adapter: adapter ? { name: adapter.name, kind: adapter.kind ?? null, fingerprint: null, baseFingerprint: null, source: adapterId } : null,
       promptId: opts.config.id,
       config: opts.config,
+      decoding,
       maxNewTokens: opts.maxNewTokens,
       dataset: { name: opts.dataset, url: source.url ?? '', sha256: source.sha256 ?? null, seed: opts.seed, limit: opts.limit, indices: planned.order },
       environment: {
@@ -177,13 +182,16 @@ class RunsStore {
     adapters.lockedBy = 'Evaluating';
     const abort = (this.abort = new AbortController());
     const extra = { maxNewTokens: run.maxNewTokens, stopSequences: [...run.stopSequences], promptLabel: run.promptLabel, adapterId };
+    const decoding = decodingOf(run);
+    const beams = decoding.kind === 'beam' ? decoding.numBeams : 1;
     const t0 = performance.now();
     const done0 = run.items.length;
     try {
       await runEvaluation({
         // Problems decode together (the weights are read once per step for all of them).
         generateBatch: (p, o, callbacks) => engine.generateBatch(p, { ...o, maxBatch: this.batch }, { ...callbacks, label: `Evaluating ${config.label}` }),
-        onBatchStart: ({ maxBatch }) => (this.throughput = { batch: maxBatch, perMinute: null }),
+        // Beam search solves one problem at a time (its beams are the batch the engine reports).
+        onBatchStart: ({ maxBatch }) => (this.throughput = beams > 1 ? { batch: 1, beams, perMinute: null } : { batch: maxBatch, beams: 1, perMinute: null }),
         run,
         problems: data.problems,
         config,
@@ -212,7 +220,7 @@ class RunsStore {
     }
   }
 
-  /** A new run with a stored run's configuration (dataset, prompt, adapter, selection, max tokens). */
+  /** A new run with a stored run's configuration (dataset, prompt, adapter, selection, max tokens, decoding). */
   async rerun(run: LabRun) {
     let config: PromptConfig;
     try {
@@ -223,7 +231,7 @@ class RunsStore {
     if (engine.model?.id !== run.model) return void (this.error = `This run used the model "${run.model}": load it to rerun.`);
     const adapterId = run.adapterId ?? (run.adapter === null ? NO_ADAPTER : undefined);
     if (adapterId === undefined) return void (this.error = `This run used the adapter "${run.adapter}", which this page cannot find again.`);
-    await this.start({ dataset: run.dataset, config, maxNewTokens: run.maxNewTokens, limit: run.limit, seed: run.seed, adapterId });
+    await this.start({ dataset: run.dataset, config, maxNewTokens: run.maxNewTokens, limit: run.limit, seed: run.seed, adapterId, decoding: decodingOf(run) });
   }
 
   stop() {

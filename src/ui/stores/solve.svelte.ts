@@ -2,6 +2,7 @@
 import { solveProblem, RunCancelled, type Solution } from '../../reasoning/runner.ts';
 import type { PromptConfig } from '../../reasoning/prompts.ts';
 import type { DatasetName, Problem } from '../../reasoning/datasets.ts';
+import type { Decoding } from '../../reasoning/runRecord.ts';
 import { untrack } from 'svelte';
 import { engine, type AdapterInfo } from './engine.svelte.ts';
 import { adapters } from './adapters.svelte.ts';
@@ -32,6 +33,7 @@ class SolveStore {
   /**
    * Solve with configuration A, then B when comparing. Each side has its own adapter (a choice id
    * of stores/adapters; by default the one in use): the engine switches to it before that side's solve.
+   * Both sides decode alike (greedy, or beam search: lab.decoding by default).
    */
   async solve(
     dataset: DatasetName,
@@ -39,12 +41,13 @@ class SolveStore {
     configs: { a: PromptConfig; b: PromptConfig | null },
     maxNewTokens: number,
     adapterIds: { a: string; b: string } = { a: adapters.activeId, b: adapters.activeId },
+    decoding: Decoding = lab.decoding,
   ) {
     this.reset();
     this.running = true;
     const abort = (this.abort = new AbortController());
     try {
-      await adapters.withLock('Solving', () => this.solveSides(dataset, problem, configs, maxNewTokens, adapterIds, abort));
+      await adapters.withLock('Solving', () => this.solveSides(dataset, problem, configs, maxNewTokens, adapterIds, decoding, abort));
     } finally {
       this.running = false;
       this.abort = null;
@@ -57,6 +60,7 @@ class SolveStore {
     configs: { a: PromptConfig; b: PromptConfig | null },
     maxNewTokens: number,
     adapterIds: { a: string; b: string },
+    decoding: Decoding,
     abort: AbortController,
   ) {
     for (const key of ['a', 'b'] as const) {
@@ -68,6 +72,7 @@ class SolveStore {
         slot.adapter = await adapters.ensure(adapterIds[key]);
         slot.done = await solveProblem((p, o, c) => engine.generate(p, o, { ...c, label: `Solving with ${config.label}` }), config, dataset, problem, {
           maxNewTokens,
+          decoding,
           signal: abort.signal,
           onText: (t) => (slot.text = t),
         });
@@ -85,15 +90,20 @@ class SolveStore {
 
   /**
    * The rule that a different problem or configuration makes old solutions stale (a solve going
-   * on keeps its own). Call once (App does); returns the cleanup.
+   * on keeps its own); and that picking another adapter brings its kind's decoding (lab.followAdapter:
+   * the paper's adapter rows used 4 beams). Call once (App does); returns the cleanup.
    */
   start(): () => void {
     return $effect.root(() => {
       $effect(() => {
-        void [lab.dataset, lab.problemIndex, lab.promptId, lab.compareId, lab.adapterId, lab.compareAdapterId];
+        void [lab.dataset, lab.problemIndex, lab.promptId, lab.compareId, lab.adapterId, lab.compareAdapterId, lab.numBeams];
         untrack(() => {
           if (!this.running) this.reset();
         });
+      });
+      $effect(() => {
+        const kind = adapters.kindOf(lab.adapterId);
+        untrack(() => lab.followAdapter(kind));
       });
     });
   }

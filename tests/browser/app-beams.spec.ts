@@ -59,9 +59,8 @@ test('a 4-beam run gives each problem what the engine\'s beam search gives its p
         const problem = data.problems.find((p: { index: number }) => p.index === index);
         const prompt = P.buildPrompt(config, problem) as string;
         const stopStrings = config.stopSequences as string[];
-        // With an onToken: Engine.generateByBeams builds the text inside `callbacks.onToken?.(...)`, so
-        // without one its text stays empty (the ids are right); the app always passes one.
-        const beams = await e.generate(prompt, { maxNewTokens, numBeams: 4, stopStrings }, { onToken: () => {} });
+        // No onToken: beam search builds its text for the result either way.
+        const beams = await e.generate(prompt, { maxNewTokens, numBeams: 4, stopStrings });
         const greedy = await e.generate(prompt, { maxNewTokens, temperature: 0, stopStrings });
         out[index] = { beams: P.cutAtStop(beams.text, stopStrings), greedy: P.cutAtStop(greedy.text, stopStrings) };
       }

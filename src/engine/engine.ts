@@ -12,7 +12,8 @@ import { ADAPTER_MANIFEST_FILE, checkAdapterAgainstBase, parseAdapterManifest, r
 import { createGpuContext, type GpuContext } from './gpu.ts';
 import { LlamaModel, type ModelLoadOptions } from './llama.ts';
 import { Sampler, type SamplingOptions } from './sampling.ts';
-import { EngineError, PromptTooLongError } from './errors.ts';
+import { EngineError, GPUOutOfMemoryError, PromptTooLongError } from './errors.ts';
+import { batchForBudget, formatBinaryBytes } from './memoryPlan.ts';
 import { SequenceText } from './sequenceText.ts';
 import { beamSearch, type BeamSearchOptions, type BeamSearchResult, type BeamStepper } from './beamSearch.ts';
 import type {
@@ -309,8 +310,8 @@ export class Engine implements ReasoningEngine {
     if (longest + 1 > window) throw new PromptTooLongError(longest, window);
     if (beamCount(options) > 1) {
       // Beam search solves one prompt at a time, its beams the batch's slots.
-      const shape = { contextLength: longest + options.maxNewTokens, maxBatch: beamCount(options) };
-      callbacks.onStart?.(await this.reshape(shape));
+      const shape = await this.reshapeForBeams(Math.min(longest + options.maxNewTokens, window), beamCount(options), options.memoryBudget);
+      callbacks.onStart?.(shape);
       const results: GenerateResult[] = [];
       for (const [seq, ids] of promptIds.entries()) {
         if (callbacks.signal?.aborted) break;
@@ -458,6 +459,31 @@ export class Engine implements ReasoningEngine {
   // ---- Beam search (the algorithm is in beamSearch.ts) ----
 
   /**
+   * Give the model `beams` slots of `contextLength` tokens, or say how many beams fit: within
+   * `memoryBudget` bytes of KV cache and activations when the caller sets one, else what the GPU
+   * could allocate (the model is then left with that many slots).
+   */
+  private async reshapeForBeams(contextLength: number, beams: number, memoryBudget?: number): Promise<BatchShape> {
+    const model = this.requireLoaded().model;
+    const refuse = (fit: number, within: string) =>
+      new EngineError(
+        `${beams} beams need ${beams} sequences of ${contextLength} tokens decoded together, but only ${fit} fit ${within}: use at most ${fit} beams, or a shorter prompt or fewer new tokens.`,
+      );
+    if (memoryBudget !== undefined && Number.isFinite(memoryBudget)) {
+      const fit = batchForBudget(model.config, model.mode, contextLength, model.prefillChunk, memoryBudget, beams);
+      if (fit < beams) throw refuse(fit, `in the ${formatBinaryBytes(memoryBudget)} of KV cache and activations this run may take`);
+    }
+    try {
+      return await this.reshape({ contextLength, maxBatch: beams });
+    } catch (e) {
+      if (!(e instanceof GPUOutOfMemoryError) || !this.loaded) throw e;
+      // 'auto' halves the batch until the GPU can allocate it: that many beams would fit.
+      const fit = await this.reshape({ contextLength, maxBatch: 'auto', memoryBudget: Infinity });
+      throw refuse(fit.maxBatch, 'in the GPU memory beside the weights');
+    }
+  }
+
+  /**
    * One prompt by beam search, with the text layer: the beams decode as slots of one batch (the
    * model is given `shape`, with at least numBeams slots), then the best hypothesis' ids are
    * reported token by token and its text cut at the first stop string, as the greedy path does.
@@ -470,7 +496,8 @@ export class Engine implements ReasoningEngine {
     callbacks: InThreadGenerateCallbacks,
   ): Promise<GenerateResult> {
     const l = this.requireLoaded();
-    await this.reshape({ contextLength: shape.contextLength, maxBatch: Math.max(shape.maxBatch, beamCount(options)) });
+    if (l.model.contextLength !== shape.contextLength || l.model.maxBatch < beamCount(options))
+      await this.reshapeForBeams(shape.contextLength, Math.max(shape.maxBatch, beamCount(options)));
     const r = await this.generateBeams(promptIds, {
       numBeams: beamCount(options),
       maxNewTokens: options.maxNewTokens,

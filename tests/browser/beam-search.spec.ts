@@ -107,3 +107,12 @@ test('generateBeams refuses a bad numBeams and more beams than slots, copySlot a
   ]);
   expect(r.afterLength).toBe(3);
 });
+
+test("more beams than the run's memory budget holds: the refusal says how many fit, and that many run", async ({ page }) => {
+  const r = await beams(page, 'beamsOverBudget', '/models/tiny/q0f32/');
+  expect(r.refusal).toMatch(
+    /^EngineError: 4 beams need 4 sequences of 7 tokens decoded together, but only 2 fit in the .+ this run may take: use at most 2 beams/,
+  );
+  expect(r.fitsIds).toBe(4);
+  expect(r.fitsBatch).toBe(2);
+});

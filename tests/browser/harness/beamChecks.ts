@@ -84,3 +84,26 @@ export async function beamMisuse(url: string) {
   const after = await engine.generateBeams(prompt, { numBeams: 2, maxNewTokens: 3, stopTokenIds: [] });
   return { errors, afterLength: after.ids.length };
 }
+
+/**
+ * More beams than a run's memory budget holds: generateBatch says how many fit (the planner's
+ * count for that budget), leaves the model usable, and runs with that many.
+ */
+export async function beamsOverBudget(url: string) {
+  const { planMemory } = await import('../../../src/engine/memoryPlan.ts');
+  const engine = await engineFor(url, { maxBatch: 1 });
+  const prompt = [1, 5, 9];
+  const maxNewTokens = 4;
+  const model = engine.llamaModel();
+  // Room for exactly 2 sequences of prompt + new tokens.
+  const two = planMemory(model.config, model.mode, prompt.length + maxNewTokens, model.prefillChunk, 2);
+  const budget = two.kvCache + two.activations;
+  let refusal = 'no error';
+  try {
+    await engine.generateBatch([prompt], { maxNewTokens, numBeams: 4, memoryBudget: budget, stopTokenIds: [] });
+  } catch (e) {
+    refusal = `${(e as Error).name}: ${(e as Error).message}`;
+  }
+  const fits = await engine.generateBatch([prompt], { maxNewTokens, numBeams: 2, memoryBudget: budget, stopTokenIds: [] });
+  return { refusal, fitsIds: fits.results[0].ids.length, fitsBatch: fits.maxBatch };
+}

@@ -1,4 +1,5 @@
 import { test, expect, type Page } from '@playwright/test';
+import { TINY_MODES } from './harness/tinyModes.ts';
 
 /** The tiny generated model (npm run make-tiny-model) through the WebGPU engine against the reference pass. */
 type Checks = typeof import('./harness/modelChecks.ts');
@@ -13,23 +14,11 @@ async function call<K extends keyof Checks>(page: Page, name: K, ...args: Parame
   ) as Promise<Awaited<ReturnType<Checks[K]>>>;
 }
 
-const MODES = [
-  { mode: 'q0f32', tol: 1e-4 },
-  { mode: 'q4f32_1', tol: 1e-4 },
-  // f16 modes store weights (and the KV cache) in f16; the reference computes on the same f16
-  // weights in f32/f64, so the difference is the f16 KV cache's rounding: 1e-2.
-  { mode: 'q0f16', tol: 1e-2 },
-  { mode: 'q4f16_1', tol: 1e-2 },
-  // Widths 40 and 37 (not multiples of 32 or 4), 5 query heads on 1 kv head, tied embeddings.
-  { mode: 'odd-q0f32', tol: 1e-4 },
-  { mode: 'odd-q0f16', tol: 1e-2 },
-] as const;
-
 test.beforeEach(async ({ page }) => {
   await page.goto('/harness.html');
 });
 
-for (const { mode, tol } of MODES) {
+for (const { mode, tol } of TINY_MODES) {
   test(`${mode}: logits of every token match the reference`, async ({ page }) => {
     const url = `/models/tiny/${mode}/`;
     const ids = await call(page, 'randomIds', 24, 7);
@@ -58,7 +47,7 @@ for (const mode of ['q4f32_1', 'q4f16_1'] as const) {
 }
 
 test('the memory planner predicts exactly the buffers the engine allocates, in every mode', async ({ page }) => {
-  for (const { mode } of MODES) {
+  for (const { mode } of TINY_MODES) {
     const { actual, planned } = await call(page, 'memoryReport', `/models/tiny/${mode}/`);
     expect(planned, mode).toEqual(actual);
   }

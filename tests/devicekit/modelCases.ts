@@ -11,6 +11,7 @@ import { join, normalize } from 'node:path';
 import { makeTinyModel } from '../../src/cli/makeTinyModel.ts';
 import { batchedVsAlone, checkAllLogits, checkPrefillThenDecode, greedyBoth, randomIds } from '../browser/harness/modelChecks.ts';
 import type { Check } from './checks.ts';
+import { TINY_MODES } from '../browser/harness/tinyModes.ts';
 
 /** The origin under which the kit serves the models it made (".invalid" never resolves: RFC 2606). */
 const ORIGIN = 'http://tiny-models.invalid';
@@ -35,23 +36,13 @@ export async function serveTinyModels(dir: string): Promise<void> {
   }) as typeof fetch;
 }
 
-/** engine.spec.ts's modes and tolerances (f16 modes: the f16 KV cache's rounding, 1e-2). */
-const MODES = [
-  { mode: 'q0f32', tol: 1e-4 },
-  { mode: 'q4f32_1', tol: 1e-4 },
-  { mode: 'q0f16', tol: 1e-2 },
-  { mode: 'q4f16_1', tol: 1e-2 },
-  { mode: 'odd-q0f32', tol: 1e-4 },
-  { mode: 'odd-q0f16', tol: 1e-2 },
-] as const;
-
 /** quick: shorter greedy runs (SwiftShader on a CI machine); every mode still runs. */
 export function modelChecks(opts: { quick: boolean; hasF16: boolean }): Check[] {
   const out: Check[] = [];
   const url = (mode: string) => `${ORIGIN}/${mode}/`;
   // Quick: every mode's logits and a greedy run; the rest (other kernels forced, chunked prefill, batching) in full mode only.
   const greedyTokens = opts.quick ? 8 : 64;
-  for (const { mode, tol } of MODES) {
+  for (const { mode, tol } of TINY_MODES) {
     const group = `model ${mode}`;
     const ids = randomIds(24, 7);
     out.push({ group, name: 'all logits vs reference', run: async () => ({ maxErr: await checkAllLogits(url(mode), ids), tol }) });

@@ -21,26 +21,14 @@ import type { LlamaConfig } from '../../src/formats/llamaConfig.ts';
 import { writeMlcChatConfig } from '../../src/formats/mlcChatConfig.ts';
 import { writeSafetensors, type SafetensorsInput } from '../../src/formats/safetensors.ts';
 import { convertAdapterDir } from '../../src/cli/convertAdapter.ts';
+import { tinyConfig } from './trainingFixtures.ts';
 import { zipSync } from 'fflate';
 import { ReferenceLlama, referenceAdapterFromManifest, type ReferenceAdapter } from '../../src/engine/reference.ts';
 
 // ---- fixtures -------------------------------------------------------------------------------
 
-const CONFIG: LlamaConfig = {
-  hiddenSize: 16,
-  intermediateSize: 24,
-  numLayers: 2,
-  numHeads: 4,
-  numKvHeads: 2,
-  headDim: 4,
-  vocabSize: 40,
-  rmsNormEps: 1e-5,
-  ropeTheta: 10000,
-  contextWindowSize: 64,
-  tieWordEmbeddings: false,
-  bosTokenId: 1,
-  eosTokenIds: [2],
-};
+/** The unit tests' tiny Llama (trainingFixtures.ts). */
+const CONFIG: LlamaConfig = tinyConfig();
 
 function rng(seed: number): () => number {
   let a = seed >>> 0;

@@ -1,6 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { tinyConfig } from './trainingFixtures.ts';
 import type { ModelSource } from '../../src/formats/tensorCacheTypes.ts';
 import type { LlamaConfig } from '../../src/formats/llamaConfig.ts';
 import {
@@ -37,25 +38,6 @@ function randArray(n: number, r: () => number, scale = 0.5): Float32Array {
   const a = new Float32Array(n);
   for (let i = 0; i < n; i++) a[i] = r() * scale;
   return a;
-}
-
-function tinyConfig(over: Partial<LlamaConfig> = {}): LlamaConfig {
-  return {
-    hiddenSize: 16,
-    intermediateSize: 24,
-    numLayers: 2,
-    numHeads: 4,
-    numKvHeads: 2,
-    headDim: 4,
-    vocabSize: 40,
-    rmsNormEps: 1e-5,
-    ropeTheta: 10000,
-    contextWindowSize: 64,
-    tieWordEmbeddings: false,
-    bosTokenId: 1,
-    eosTokenIds: [2],
-    ...over,
-  };
 }
 
 function randomWeights(c: LlamaConfig, seed = 1): Map<string, Float32Array> {

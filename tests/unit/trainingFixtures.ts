@@ -1,5 +1,6 @@
 /**
- * Tiny seeded models and trainable adapters for the training tests (not a test file itself).
+ * The unit tests' tiny Llama config, and tiny seeded models and trainable adapters for the training
+ * tests (not a test file itself).
  * Weights come from a seed (random.ts / syntheticModel.ts); nothing here is an expected value.
  */
 import type { LlamaConfig, QuantMode } from '../../src/formats/llamaConfig.ts';

@@ -25,13 +25,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let y = targets[t];
   // A target outside the vocabulary (the host refuses them) gives NaN rather than a wrong number.
   let valid = y >= 0 && u32(y) < VOCAB;
-  let nan = bitcast<f32>(0x7fc00000u);
+  let nan = bitcast<f32>(0x7fc00000u | (p.rows & 0u)); // built at run time: WGSL refuses a NaN constant
   // Read z[t, y] before any thread overwrites its row with gradients.
   let zy = select(nan, logits[base + min(u32(max(y, 0)), VOCAB - 1u)], valid);
   var c = 0u;
   for (var i = lid; i < p.rows; i += WG) { if (targets[i] != IGNORE) { c += 1u; } }
   cnt[lid] = c;
-  var m = -3.4028235e38;
+  var m = bitcast<f32>(0xff7fffffu); // -FLT_MAX
   for (var j = lid; j < VOCAB; j += WG) { m = max(m, logits[base + j]); }
   red[lid] = m;
   workgroupBarrier();

@@ -22,7 +22,7 @@ export function gpu(): Promise<Gpu> {
 const STORAGE = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
 
 /** A storage buffer holding `data` (or `data` zeroed bytes); `uniform` for a uniform buffer. */
-export function upload(device: GPUDevice, data: ArrayBufferView<ArrayBuffer> | ArrayBuffer | number, uniform = false): GPUBuffer {
+export function upload(device: GPUDevice, data: ArrayBufferView | ArrayBuffer | number, uniform = false): GPUBuffer {
   const bytes = typeof data === 'number' ? data : data.byteLength;
   const buf = device.createBuffer({
     size: Math.max(16, Math.ceil(bytes / 16) * 16),
@@ -33,7 +33,7 @@ export function upload(device: GPUDevice, data: ArrayBufferView<ArrayBuffer> | A
   return buf;
 }
 
-export function write(device: GPUDevice, buf: GPUBuffer, data: ArrayBufferView<ArrayBuffer> | ArrayBuffer): void {
+export function write(device: GPUDevice, buf: GPUBuffer, data: ArrayBufferView | ArrayBuffer): void {
   const src = data instanceof ArrayBuffer ? new Uint8Array(data) : new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
   const padded = new Uint8Array(Math.ceil(src.byteLength / 4) * 4);
   padded.set(src);

@@ -42,7 +42,7 @@ export interface GpuAdapter {
   bytes: number;
 }
 
-const ACT_CODE: Record<AdapterActivation | 'none', number> = { none: 0, tanh: 1, relu: 2, silu: 3, gelu: 4 };
+export const ACT_CODE: Record<AdapterActivation | 'none', number> = { none: 0, tanh: 1, relu: 2, silu: 3, gelu: 4 };
 
 /** Which modules share a site, in segment order. */
 const SITE_MODULES: Record<SiteName, AdapterModule[]> = {

@@ -147,7 +147,7 @@ export function destroyAdapterScratch(s: AdapterScratch) {
  * pos * inv_freq in float32; we round the same way (so greedy ids match HF's), then take cos/sin
  * in double precision, which is closer than the GPU's f32 cos on large angles.
  */
-function ropeTable(ctx: number, headDim: number, theta: number): Float32Array<ArrayBuffer> {
+export function ropeTable(ctx: number, headDim: number, theta: number): Float32Array<ArrayBuffer> {
   const half = headDim / 2;
   const invFreq = new Float32Array(half);
   for (let i = 0; i < half; i++) invFreq[i] = 1 / Math.fround(Math.pow(theta, Math.fround((2 * i) / headDim)));

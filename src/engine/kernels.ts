@@ -27,6 +27,12 @@ import q4MatVecWgsl from './kernels/q4MatVec.wgsl?raw';
 import matmulTiledWgsl from './kernels/matmulTiled.wgsl?raw';
 import reduceSharedWgsl from './kernels/reduceShared.wgsl?raw';
 import reduceSubgroupWgsl from './kernels/reduceSubgroup.wgsl?raw';
+import crossEntropyWgsl from './kernels/crossEntropy.wgsl?raw';
+import rmsnormBackWgsl from './kernels/rmsnormBack.wgsl?raw';
+import swigluBackWgsl from './kernels/swigluBack.wgsl?raw';
+import ropeBackWgsl from './kernels/ropeBack.wgsl?raw';
+import activationBackWgsl from './kernels/activationBack.wgsl?raw';
+import adamwWgsl from './kernels/adamw.wgsl?raw';
 
 /** How a weight matrix is stored on the GPU (follows the record dtypes, not the mode name). */
 export type WeightFormat = 'f32' | 'f16' | 'q4f16' | 'q4f32';
@@ -46,6 +52,13 @@ export const KERNELS = {
   bandwidthCopy: bandwidthCopyWgsl,
   q4MatVec: q4MatVecWgsl,
   matmulTiled: matmulTiledWgsl,
+  // Training: backward kernels and the optimizer (trainingKernels.ts records them).
+  crossEntropy: crossEntropyWgsl,
+  rmsnormBack: rmsnormBackWgsl,
+  swigluBack: swigluBackWgsl,
+  ropeBack: ropeBackWgsl,
+  activationBack: activationBackWgsl,
+  adamw: adamwWgsl,
 } as const;
 export type KernelName = keyof typeof KERNELS;
 
@@ -186,6 +199,12 @@ export const BINDINGS = {
   swiglu: { 0: { p: 0, gu: 1, h: 2 } },
   adapterUp: { 0: { p: 0, z: 1, y: 2, res: 3, scales: 4 }, 1: { U: 0 } },
   bandwidthCopy: { 0: { src: 0, dst: 1 } },
+  crossEntropy: { 0: { p: 0, logits: 1, targets: 2, loss: 3 } },
+  rmsnormBack: { 0: { p: 0, x: 1, w: 2, dy: 3, dx: 4 } },
+  swigluBack: { 0: { p: 0, gu: 1, dh: 2, dgu: 3 } },
+  ropeBack: { 0: { p: 0, grad: 1, cosSin: 2, rowInfo: 3 } },
+  activationBack: { 0: { p: 0, h: 1, g: 2 } },
+  adamw: { 0: { hyper: 0, param: 1, grad: 2, m: 3, v: 4 } },
 } as const satisfies Record<KernelName, Partial<Record<0 | 1 | 2, Readonly<Record<string, number>>>>>;
 
 type Groups<K extends KernelName> = (typeof BINDINGS)[K];

@@ -185,7 +185,7 @@ export function activationDerivative(act: AdapterActivation, x: number): number 
   }
 }
 
-function rmsNormRows(x: Float64Array, n: number, dim: number, w: Tensor, eps: number): { y: Float64Array; inv: Float64Array } {
+export function rmsNormRows(x: Float64Array, n: number, dim: number, w: Tensor, eps: number): { y: Float64Array; inv: Float64Array } {
   const y = new Float64Array(n * dim);
   const inv = new Float64Array(n);
   for (let i = 0; i < n; i++) {
@@ -199,7 +199,7 @@ function rmsNormRows(x: Float64Array, n: number, dim: number, w: Tensor, eps: nu
 }
 
 /** dx += d rmsNorm: dx_c = inv·w_c·dy_c − x_c·inv³/dim · Σ_j dy_j·w_j·x_j */
-function rmsNormBack(x: Float64Array, inv: Float64Array, n: number, dim: number, w: Tensor, dy: Float64Array, dx: Float64Array): void {
+export function rmsNormBack(x: Float64Array, inv: Float64Array, n: number, dim: number, w: Tensor, dy: Float64Array, dx: Float64Array): void {
   for (let i = 0; i < n; i++) {
     const o = i * dim;
     const v = inv[i];
@@ -211,7 +211,7 @@ function rmsNormBack(x: Float64Array, inv: Float64Array, n: number, dim: number,
 }
 
 /** RoPE on rows [N, nHeads·hd] in place, row i at position pos(i); inverse (transpose) when `back`. */
-function ropeRows(x: Float64Array, n: number, nHeads: number, hd: number, posOf: (i: number) => number, invFreq: Float32Array, back: boolean): void {
+export function ropeRows(x: Float64Array, n: number, nHeads: number, hd: number, posOf: (i: number) => number, invFreq: Float32Array, back: boolean): void {
   const half = hd / 2;
   const width = nHeads * hd;
   for (let i = 0; i < n; i++) {
@@ -547,37 +547,7 @@ class TrainingModel {
     const logits = matmulT(xf, n, head, 0, V, dim);
 
     // ---- loss: shift by one, mean over labelled targets ----
-    let numTokens = 0;
-    for (let b = 0; b < B; b++) {
-      for (let t = 0; t + 1 < T; t++) {
-        const y = this.batch.labels[b][t + 1];
-        if (y === IGNORE_INDEX) continue;
-        if (!Number.isInteger(y) || y < 0 || y >= V)
-          throw new Error(`label ${y} at sequence ${b}, position ${t + 1} is out of range (use ${IGNORE_INDEX} to ignore)`);
-        numTokens++;
-      }
-    }
-    if (numTokens === 0) throw new Error('the batch has no labelled target token (every shifted label is -100): its mean loss is undefined');
-    let lossSum = 0;
-    const dLogits = wantGrads ? new Float64Array(n * V) : undefined;
-    for (let b = 0; b < B; b++) {
-      for (let t = 0; t + 1 < T; t++) {
-        const y = this.batch.labels[b][t + 1];
-        if (y === IGNORE_INDEX) continue;
-        const o = (b * T + t) * V;
-        let max = -Infinity;
-        for (let j = 0; j < V; j++) if (logits[o + j] > max) max = logits[o + j];
-        let sum = 0;
-        for (let j = 0; j < V; j++) sum += Math.exp(logits[o + j] - max);
-        const lse = max + Math.log(sum);
-        lossSum += lse - logits[o + y];
-        if (dLogits) {
-          for (let j = 0; j < V; j++) dLogits[o + j] = Math.exp(logits[o + j] - lse) / numTokens;
-          dLogits[o + y] -= 1 / numTokens;
-        }
-      }
-    }
-    const loss = lossSum / numTokens;
+    const { loss, numTokens, dLogits } = causalLmLoss(logits, this.batch.labels, V, wantGrads);
     if (!dLogits) return { loss, numTokens, logits };
 
     // ---- backward ----
@@ -659,6 +629,55 @@ class TrainingModel {
     }
     return { loss, numTokens, logits, grads, inputEmbeddingGrad: dx };
   }
+}
+
+/**
+ * The causal-LM loss of logits [B·T, V] (row b·T + t) against labels [B][T]: row (b, t) predicts
+ * labels[b][t + 1] (the shift by one); the mean over the labelled targets. With `wantGrad`, also
+ * dLoss/dlogits (0 on rows without a target). rowLoss: each row's −log softmax at its target (0 where none).
+ */
+export function causalLmLoss(
+  logits: Tensor,
+  labels: number[][],
+  V: number,
+  wantGrad: boolean,
+): { loss: number; numTokens: number; rowLoss: Float64Array; dLogits?: Float64Array } {
+  const B = labels.length;
+  const T = B > 0 ? labels[0].length : 0;
+  if (logits.length !== B * T * V) throw new Error(`logits have ${logits.length} values, expected ${B}·${T}·${V}`);
+  let numTokens = 0;
+  for (let b = 0; b < B; b++) {
+    for (let t = 0; t + 1 < T; t++) {
+      const y = labels[b][t + 1];
+      if (y === IGNORE_INDEX) continue;
+      if (!Number.isInteger(y) || y < 0 || y >= V)
+        throw new Error(`label ${y} at sequence ${b}, position ${t + 1} is out of range (use ${IGNORE_INDEX} to ignore)`);
+      numTokens++;
+    }
+  }
+  if (numTokens === 0) throw new Error('the batch has no labelled target token (every shifted label is -100): its mean loss is undefined');
+  let lossSum = 0;
+  const rowLoss = new Float64Array(B * T);
+  const dLogits = wantGrad ? new Float64Array(B * T * V) : undefined;
+  for (let b = 0; b < B; b++) {
+    for (let t = 0; t + 1 < T; t++) {
+      const y = labels[b][t + 1];
+      if (y === IGNORE_INDEX) continue;
+      const o = (b * T + t) * V;
+      let max = -Infinity;
+      for (let j = 0; j < V; j++) if (logits[o + j] > max) max = logits[o + j];
+      let sum = 0;
+      for (let j = 0; j < V; j++) sum += Math.exp(logits[o + j] - max);
+      const lse = max + Math.log(sum);
+      rowLoss[b * T + t] = lse - logits[o + y];
+      lossSum += rowLoss[b * T + t];
+      if (dLogits) {
+        for (let j = 0; j < V; j++) dLogits[o + j] = Math.exp(logits[o + j] - lse) / numTokens;
+        dLogits[o + y] -= 1 / numTokens;
+      }
+    }
+  }
+  return { loss: lossSum / numTokens, numTokens, rowLoss, dLogits };
 }
 
 /** Zero gradients with the adapter's layout. */

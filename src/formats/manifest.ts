@@ -173,7 +173,7 @@ export function parseManifest(input: string | unknown, source = 'manifest', mani
       if (!isObject(f)) return void p.push(`${at} must be an object`);
       const name = typeof f.path === 'string' ? `${at} (${f.path})` : at;
       const pathProblem = plainFileNameProblem(f.path);
-      if (pathProblem) p.push(`${at}: "path" must be a relative file name (got ${describe(f.path)}: ${pathProblem})`);
+      if (pathProblem || typeof f.path !== 'string') p.push(`${at}: "path" must be a relative file name (got ${describe(f.path)}: ${pathProblem})`);
       else if (seen.has(f.path)) p.push(`${name}: listed twice`);
       else seen.add(f.path);
       if (f.url !== undefined && (typeof f.url !== 'string' || f.url === '')) p.push(`${name}: "url" must be a non-empty string`);

@@ -3,6 +3,7 @@ import { svelte } from '@sveltejs/vite-plugin-svelte';
 import { createReadStream, existsSync, statSync, cpSync, mkdirSync } from 'node:fs';
 import { resolve, join, normalize, extname } from 'node:path';
 import { serviceWorkerPlugin } from './src/sw/buildPlugin.ts';
+import { securityHeaders, withPolicyMeta } from './src/securityHeaders.ts';
 
 /** Where datasets are read from during development and tests: ../shared/data beside the project, never copied in. */
 const DATA_DIR = resolve(process.env.REASONING_LAB_DATA ?? resolve(import.meta.dirname, '../shared/data'));
@@ -54,12 +55,26 @@ function localFiles(): Plugin {
   };
 }
 
+/** index.html's CSP <meta> set to the mode's policy: the dev one (loopback servers allowed) while serving, the site's when built. */
+function policyMeta(): Plugin {
+  let dev = false;
+  return {
+    name: 'reasoning-lab-csp-meta',
+    configResolved(config) {
+      dev = config.command === 'serve' && !config.isProduction;
+    },
+    transformIndexHtml: (html) => withPolicyMeta(html, dev),
+  };
+}
+
 export default defineConfig({
   // Relative base: the built site works from any sub-path of a static host.
   base: './',
-  plugins: [svelte(), localFiles(), serviceWorkerPlugin({ modelsDir: MODELS_DIR })],
+  plugins: [svelte(), localFiles(), policyMeta(), serviceWorkerPlugin({ modelsDir: MODELS_DIR })],
   worker: { format: 'es' },
   // Tests and CLIs run with RL_NO_HMR=1: a file saved mid-run must not reload the page under test.
-  server: { port: 5173, fs: { allow: [import.meta.dirname] }, hmr: process.env.RL_NO_HMR ? false : undefined },
+  server: { port: 5173, fs: { allow: [import.meta.dirname] }, hmr: process.env.RL_NO_HMR ? false : undefined, headers: securityHeaders(true) },
+  // Preview serves the built site: the site's own policy (no loopback hosts).
+  preview: { headers: securityHeaders(false) },
   build: { target: 'es2022', chunkSizeWarningLimit: 4096 },
 });

@@ -281,6 +281,19 @@ export async function unloadWebLLM(): Promise<void> {
 }
 
 /** What WebLLM cannot do, in words that say what to use instead. */
+/**
+ * Where WebLLM fetches its compiled model libraries (WebAssembly that runs in this page): the
+ * moving `main` branch of github.com/mlc-ai/binary-mlc-llm-libs (prebuiltAppConfig's
+ * modelLibURLPrefix; the package names no commit and no hash of the file). It could not be pinned
+ * to a commit from here (no access to GitHub to read one), so the app says so and asks first.
+ */
+export const WEBLLM_LIBRARY_SOURCE = 'https://raw.githubusercontent.com/mlc-ai/binary-mlc-llm-libs/main/web-llm-models/';
+
+export const WEBLLM_UNPINNED =
+  `WebLLM runs a compiled model library (WebAssembly) that it downloads from ${WEBLLM_LIBRARY_SOURCE}: ` +
+  'third-party code from the moving main branch of mlc-ai/binary-mlc-llm-libs, not pinned to a commit and not checked against a hash. ' +
+  'It runs in this page with its access to what the page holds.';
+
 export const WEBLLM_NO_ADAPTERS =
   'Adapters are off with WebLLM: it runs MLC’s compiled base model as published, with hard prompts only. ' +
   'Choose the Reasoning Lab engine to use LoRA, series or parallel adapters.';

@@ -11,6 +11,7 @@ import { isJsonObject as isObj, parseJsonObject, type JsonObject as Obj } from '
 import type { LlamaConfig } from './llamaConfig.ts';
 import { parseMlcChatConfig } from './mlcChatConfig.ts';
 import { baseFingerprint } from './modelFiles.ts';
+import { plainFileNameProblem } from './shardPath.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Names
@@ -183,7 +184,7 @@ export function parseAdapterManifest(input: unknown, source = ADAPTER_MANIFEST_F
     if (!isObj(s) || typeof s.dataPath !== 'string' || !Number.isInteger(s.nbytes) || !Array.isArray(s.records))
       bad('every shard needs dataPath, nbytes and records');
     const sh = s as Obj;
-    if (sh.dataPath === '' || (sh.dataPath as string).includes('/') || (sh.dataPath as string).includes('\\'))
+    if (plainFileNameProblem(sh.dataPath) !== null || (sh.dataPath as string).includes('/'))
       bad(`shard dataPath ${JSON.stringify(sh.dataPath)} must be a plain file name`);
     for (const r of sh.records as unknown[]) {
       if (!isObj(r) || typeof r.name !== 'string' || !Array.isArray(r.shape) || (r.dtype !== 'float32' && r.dtype !== 'float16'))

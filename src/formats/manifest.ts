@@ -12,6 +12,7 @@
 
 import { isJsonObject as isObject, parseJsonObject } from './jsonObject.ts';
 import { TENSOR_CACHE_FILE, TENSOR_CACHE_FILES } from './baseModelFiles.ts';
+import { fileUrlProblem, plainFileNameProblem } from './shardPath.ts';
 import { QUANT_MODES, type QuantMode } from './llamaConfig.ts';
 
 export const MANIFEST_SCHEMA_VERSION = 1;
@@ -171,8 +172,8 @@ export function parseManifest(input: string | unknown, source = 'manifest', mani
       const at = `files[${i}]`;
       if (!isObject(f)) return void p.push(`${at} must be an object`);
       const name = typeof f.path === 'string' ? `${at} (${f.path})` : at;
-      if (typeof f.path !== 'string' || f.path === '' || f.path.startsWith('/') || f.path.split('/').includes('..'))
-        p.push(`${at}: "path" must be a relative file name (got ${describe(f.path)})`);
+      const pathProblem = plainFileNameProblem(f.path);
+      if (pathProblem || typeof f.path !== 'string') p.push(`${at}: "path" must be a relative file name (got ${describe(f.path)}: ${pathProblem})`);
       else if (seen.has(f.path)) p.push(`${name}: listed twice`);
       else seen.add(f.path);
       if (f.url !== undefined && (typeof f.url !== 'string' || f.url === '')) p.push(`${name}: "url" must be a non-empty string`);
@@ -195,6 +196,12 @@ export function parseManifest(input: string | unknown, source = 'manifest', mani
   const m = raw as unknown as ModelManifest;
   const out: ModelManifest = { ...m, files: files.map((f) => ({ ...f })) };
   if (manifestUrl !== undefined) out.baseUrl = new URL(m.baseUrl ?? './', manifestUrl).href;
+  // Explicit file URLs stay on the manifest's own origin (see shardPath.ts), checked before any fetch.
+  const urlProblems = out.files.flatMap((f) => {
+    const why = f.url === undefined ? null : fileUrlProblem(f.url, out.baseUrl);
+    return why ? [`files (${f.path}): "url" ${describe(f.url)} is refused: ${why}`] : [];
+  });
+  if (urlProblems.length > 0) throw new ManifestError(source, urlProblems);
   return out;
 }
 
@@ -227,8 +234,8 @@ export function parseShardIndex(input: unknown, source: string = TENSOR_CACHE_FI
   if (!list) throw new ManifestError(source, ['it has no "records" (tensor cache) or "shards" (adapter.json) list']);
   list.forEach((r: unknown, i: number) => {
     if (!isObject(r)) return void p.push(`shard ${i} must be an object`);
-    if (typeof r.dataPath !== 'string' || r.dataPath === '' || r.dataPath.startsWith('/') || r.dataPath.split('/').includes('..'))
-      p.push(`shard ${i}: dataPath must be a relative file name`);
+    const pathProblem = plainFileNameProblem(r.dataPath);
+    if (pathProblem) p.push(`shard ${i}: dataPath ${describe(r.dataPath)} must be a file name under the model folder (${pathProblem})`);
     if (typeof r.nbytes !== 'number' || !Number.isSafeInteger(r.nbytes) || r.nbytes < 0) p.push(`shard ${i}: nbytes must be a byte count`);
     if (r.md5sum !== undefined && typeof r.md5sum !== 'string') p.push(`shard ${i}: md5sum must be a string`);
     if (r.sha256 !== undefined && (typeof r.sha256 !== 'string' || !SHA256_RE.test(r.sha256))) p.push(`shard ${i}: sha256 must be 64 lowercase hex digits`);

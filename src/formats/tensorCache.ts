@@ -19,6 +19,7 @@
 import { createMd5, createSha256 } from './hashes.ts';
 import { parseJsonObject } from './jsonObject.ts';
 import { TENSOR_CACHE_FILE } from './baseModelFiles.ts';
+import { plainFileNameProblem, quoteName } from './shardPath.ts';
 import { bf16ArrayToF32, f16ArrayToF32 } from './f16.ts';
 import type { ShardEntry, TensorCache, TensorDtype, TensorRecord } from './tensorCacheTypes.ts';
 
@@ -61,6 +62,9 @@ export function parseTensorCache(input: unknown, source: string = TENSOR_CACHE_F
     const where = `${source}: shard ${si}`;
     if (!shard || typeof shard !== 'object') throw new TensorCacheError(`${where}: not an object`);
     if (typeof shard.dataPath !== 'string' || shard.dataPath === '') throw new TensorCacheError(`${where}: missing dataPath`);
+    // The engine reads shards over HTTP by this name: a URL or ../ here would choose the origin (shardPath.ts).
+    const pathProblem = plainFileNameProblem(shard.dataPath);
+    if (pathProblem) throw new TensorCacheError(`${where}: dataPath ${quoteName(shard.dataPath)} must be a file name under the model folder (${pathProblem})`);
     const sw = `${source}: shard ${shard.dataPath}`;
     if (!isInt(shard.nbytes)) throw new TensorCacheError(`${sw}: missing or invalid nbytes`);
     if (shard.format !== undefined && shard.format !== 'raw-shard') {

@@ -29,6 +29,8 @@ test('choosing WebLLM offline explains why it cannot load; our engine still gene
   const webllmModel = page.getByRole('combobox', { name: 'WebLLM model' });
   await webllmModel.selectOption('Llama-2-7b-hf-q4f16_1-MLC');
   await page.getByRole('button', { name: 'Load in WebLLM' }).click();
+  // The first load asks about WebLLM's unpinned model library (see the test below).
+  await page.getByRole('button', { name: 'Load this third-party code' }).click();
   const banner = page.getByTestId('engine-choice').getByRole('alert');
   await expect(banner).toContainText('WebLLM is not available');
   await expect(banner).toContainText(/shader-f16|could not be fetched/); // a GPU with f16 goes on to the network
@@ -54,6 +56,35 @@ test('choosing WebLLM offline explains why it cannot load; our engine still gene
   await expect(page.getByTestId('gen-stats')).toContainText(/decode [\d.]+ tokens\/s/, { timeout: 60_000 });
   await expect(page.getByTestId('gen-stats')).toContainText(/^4 tokens/);
   await expect(page.getByTestId('gen-adapter')).not.toContainText('WebLLM');
+});
+
+test('WebLLM says its model library is unpinned third-party code from GitHub and fetches nothing before the user says yes', async ({ page }) => {
+  test.setTimeout(120_000);
+  const external: string[] = [];
+  await page.route(EXTERNAL, (route) => {
+    external.push(route.request().url());
+    return route.abort('internetdisconnected');
+  });
+  await page.goto('./#view=generate');
+  await page.getByRole('radio', { name: 'WebLLM (base model + hard prompts only)' }).check();
+  await expect(page.getByTestId('webllm-unpinned-note')).toContainText('unpinned third-party code from GitHub: you are asked before it loads');
+  await page.getByRole('combobox', { name: 'WebLLM model' }).selectOption('Llama-2-7b-hf-q4f32_1-MLC');
+  await page.getByRole('button', { name: 'Load in WebLLM' }).click();
+  const ask = page.getByTestId('webllm-unpinned');
+  await expect(ask).toContainText(
+    'downloads from https://raw.githubusercontent.com/mlc-ai/binary-mlc-llm-libs/main/web-llm-models/: third-party code from the moving main branch',
+  );
+  await expect(ask).toContainText('not pinned to a commit and not checked against a hash');
+  // Cancel: nothing fetched, nothing loading.
+  await ask.getByRole('button', { name: 'Cancel' }).click();
+  await expect(ask).toHaveCount(0);
+  await page.waitForTimeout(500);
+  expect(external).toEqual([]);
+  // Yes: WebLLM goes to the network (refused here), and the failure is explained.
+  await page.getByRole('button', { name: 'Load in WebLLM' }).click();
+  await page.getByRole('button', { name: 'Load this third-party code' }).click();
+  await expect(page.getByTestId('engine-choice').getByRole('alert')).toContainText('could not be fetched', { timeout: 60_000 });
+  expect(external.some((u) => u.startsWith('https://raw.githubusercontent.com/mlc-ai/binary-mlc-llm-libs/') || /huggingface\.co/.test(u))).toBe(true);
 });
 
 test('a network that never answers does not hang WebLLM: it gives up after the stall time, in words', async ({ page }) => {

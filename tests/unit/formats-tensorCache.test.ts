@@ -144,6 +144,11 @@ describe('tensor cache writer + parser', () => {
     [mutate((o) => (o.records[0].records[0].format = 'f32-to-bf16')), /nbytes 16 does not match .* \(stored as bf16\) = 8 bytes/],
     [mutate((o) => (o.records[0].records[0].byteOffset = 8)), /byteOffset 8 \+ nbytes 16 is beyond the end of params_shard_0\.bin \(16 bytes\)/],
     [mutate((o) => delete o.records[0].dataPath), /shard 0: missing dataPath/],
+    [
+      mutate((o) => (o.records[0].dataPath = 'https://attacker.invalid/s.bin')),
+      /shard 0: dataPath "https:\/\/attacker\.invalid\/s\.bin" must be a file name under the model folder \(it is a URL/,
+    ],
+    [mutate((o) => (o.records[0].dataPath = '../../other/s.bin')), /shard 0: dataPath .* \(it climbs out of the model folder with \.\.\/\)/],
   ])('rejects %j', (input, msg) => {
     expect(() => parseTensorCache(input)).toThrow(msg);
   });

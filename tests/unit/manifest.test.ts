@@ -138,8 +138,8 @@ describe('parseManifest', () => {
         }),
       ),
     ).toEqual([
-      'files[0]: "path" must be a relative file name (got "../x")',
-      'files[1]: "path" must be a relative file name (got "/etc/passwd")',
+      'files[0]: "path" must be a relative file name (got "../x": it climbs out of the model folder with ../)',
+      'files[1]: "path" must be a relative file name (got "/etc/passwd": it is an absolute path; only a file name under the model folder is allowed)',
       'files[3] (a): listed twice',
     ]);
   });
@@ -186,8 +186,42 @@ describe('shard indexes', () => {
       'The model manifest tensor-cache.json is not valid: it has no "records" (tensor cache) or "shards" (adapter.json) list',
     );
     expect(() => parseShardIndex({ records: [{ dataPath: '../x', nbytes: -1 }] })).toThrow(
-      /dataPath must be a relative file name\n- shard 0: nbytes must be a byte count/,
+      /dataPath "\.\.\/x" must be a file name under the model folder \(it climbs out of the model folder with \.\.\/\)\n- shard 0: nbytes must be a byte count/,
     );
+  });
+  it('refuse shards named by URL, by //host/ or by ../ anywhere in the path: whoever edits the index must not choose the origin', () => {
+    const refused = ['http://127.0.0.1:9/evil.bin', 'https://attacker.invalid/params_shard_0.bin', '//attacker.invalid/x.bin', 'sub/../../x.bin', 'a\\..\\x'];
+    for (const dataPath of refused) {
+      expect(() => parseShardIndex({ records: [{ dataPath, nbytes: 1, records: [] }] }), dataPath).toThrow(
+        /dataPath .* must be a file name under the model folder/,
+      );
+    }
+    expect(parseShardIndex({ records: [{ dataPath: 'params_shard_0.bin', nbytes: 1, records: [] }] })[0].dataPath).toBe('params_shard_0.bin');
+  });
+});
+
+describe("explicit file URLs stay on the manifest's own origin", () => {
+  it('an absolute url on another origin, or a ../ url, is refused before anything is fetched', () => {
+    expect(problems(base({ files: [{ path: 'a.bin', size: 1, url: 'https://attacker.invalid/a.bin' }] }))).toEqual([
+      'files (a.bin): "url" "https://attacker.invalid/a.bin" is refused: it is on https://attacker.invalid, not on the manifest\'s own origin (https://example.org): a manifest may not send downloads elsewhere',
+    ]);
+    expect(problems(base({ files: [{ path: 'a.bin', size: 1, url: '../other/a.bin' }] }))[0]).toContain('it climbs out of the model folder');
+    // A page-relative base admits no absolute URL at all: the page's origin is not known here.
+    expect(problems(base({ baseUrl: 'models/x/', files: [{ path: 'a.bin', size: 1, url: 'https://example.org/a.bin' }] }))[0]).toContain(
+      "not on the manifest's own origin: a manifest may not send downloads elsewhere",
+    );
+  });
+  it('the same origin as the base, or a plain name under it, is accepted', () => {
+    const m = parseManifest(
+      base({
+        files: [
+          { path: 'a.bin', size: 1, url: 'https://example.org/elsewhere/a.bin' },
+          { path: 'b.bin', size: 1, url: 'b-v2.bin' },
+        ],
+      }),
+    );
+    expect(fileUrl(m, m.files[0])).toBe('https://example.org/elsewhere/a.bin');
+    expect(fileUrl(m, m.files[1])).toBe('https://example.org/m/b-v2.bin');
   });
 });
 

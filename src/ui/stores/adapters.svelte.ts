@@ -7,6 +7,7 @@
  */
 import { untrack } from 'svelte';
 import { adapterChoicesFor, urlChoice, adapterLabel, kindWord, NO_ADAPTER, type AdapterChoice } from '../adapterChoices.ts';
+import { foreignAdapterFolder } from '../foreignSources.ts';
 import { engine, type AdapterInfo } from './engine.svelte.ts';
 import { lab } from './lab.svelte.ts';
 import { models } from './models.svelte.ts';
@@ -27,6 +28,37 @@ class AdaptersStore {
 
   /** The id of the adapter the engine uses ("none": the base alone). */
   readonly activeId = $derived(engine.adapter?.id ?? NO_ADAPTER);
+
+  /** Adapter folders on other sites the user said yes to in this page (typed in the picker, or confirmed). */
+  approved = $state<string[]>([]);
+  /**
+   * The adapters a link named on another site that wait for the user's yes (the picker's and the
+   * comparison's): nothing is fetched from there until then.
+   */
+  readonly pending = $derived(
+    [...new Set([lab.adapterId, lab.compareId ? lab.compareAdapterId : NO_ADAPTER])].flatMap((id) => {
+      const folder = this.needsConfirm(id);
+      return folder ? [{ id, ...folder }] : [];
+    }),
+  );
+
+  /** The folder and its site when `id` is an adapter on another origin not yet confirmed; else null. */
+  needsConfirm(id: string): { url: string; origin: string } | null {
+    if (this.approved.includes(id)) return null;
+    return foreignAdapterFolder(id, location.origin);
+  }
+
+  /** Yes to the adapter from another site: it is fetched and used. */
+  confirm(id: string) {
+    if (!this.approved.includes(id)) this.approved = [...this.approved, id];
+    void this.apply();
+  }
+
+  /** No: the base model alone instead (for the comparison side too), nothing fetched. */
+  decline(id: string) {
+    if (lab.adapterId === id) lab.adapterId = NO_ADAPTER;
+    if (lab.compareAdapterId === id) lab.compareAdapterId = NO_ADAPTER;
+  }
 
   /** The choice for an id: listed for this base, or an adapter folder URL; null when unknown here. */
   resolve(id: string): AdapterChoice | null {
@@ -59,6 +91,8 @@ class AdaptersStore {
       return null;
     }
     let info: AdapterInfo | undefined = engine.resident[id];
+    const foreign = this.needsConfirm(id);
+    if (!info && foreign) throw new Error(`The adapter at ${foreign.url} is on another site (${foreign.origin}): confirm it above before it is downloaded.`);
     if (!info) {
       const choice = this.resolve(id);
       if (!choice) throw new Error(`The adapter "${id}" is not available for ${engine.model?.label ?? 'this model'}.`);
@@ -81,6 +115,8 @@ class AdaptersStore {
   async apply(id = lab.adapterId): Promise<void> {
     if (!engine.ready || this.loading !== null || this.lockedBy !== null) return;
     if (id === this.activeId) return;
+    // A link's adapter on another site waits for the user's answer (the banner asks); nothing is fetched meanwhile.
+    if (this.needsConfirm(id)) return;
     this.error = null;
     try {
       await this.ensure(id);
@@ -113,7 +149,10 @@ class AdaptersStore {
     const u = text.trim();
     if (!u) return;
     try {
-      lab.adapterId = `url:${new URL(u.endsWith('/') ? u : `${u}/`, document.baseURI).href}`;
+      const id = `url:${new URL(u.endsWith('/') ? u : `${u}/`, document.baseURI).href}`;
+      // Typed by the user and confirmed with Use: their own choice, not a link's.
+      if (!this.approved.includes(id)) this.approved = [...this.approved, id];
+      lab.adapterId = id;
     } catch {
       this.error = { title: 'Not an address', message: `"${u}" is not a URL of an adapter folder (the folder holding adapter.json).` };
     }

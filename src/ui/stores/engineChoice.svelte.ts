@@ -4,12 +4,13 @@
  * The WebLLM package itself is imported only when a WebLLM model is loaded (engine/webllm.ts).
  */
 import { engine, type Labelled } from './engine.svelte.ts';
-import { WEBLLM_APP_MODELS, WEBLLM_MODEL_FOR_MANIFEST, WEBLLM_NO_ADAPTERS, WebLLMEngine } from '../../engine/webllm.ts';
+import { WEBLLM_APP_MODELS, WEBLLM_MODEL_FOR_MANIFEST, WEBLLM_NO_ADAPTERS, WEBLLM_UNPINNED, WebLLMEngine } from '../../engine/webllm.ts';
 import type { GenerateCallbacks, GenerateOptions, GenerateResult, Prompt } from '../../engine/reasoningEngine.ts';
 
 export type EngineKind = 'ours' | 'webllm';
 
 export const WEBLLM_ADAPTERS_OFF = WEBLLM_NO_ADAPTERS;
+export { WEBLLM_UNPINNED };
 
 /** The WebLLM ids offered in the app, base models first (the ones the paper's prompts were run on). */
 export const WEBLLM_CHOICES = WEBLLM_APP_MODELS.map((id) => ({
@@ -30,6 +31,11 @@ class EngineChoiceStore {
   private abort: AbortController | null = null;
   private readonly webllmEngine = new WebLLMEngine();
 
+  /** The user has said yes to WebLLM's unpinned third-party model library in this page (see WEBLLM_UNPINNED). */
+  libraryAccepted = $state(false);
+  /** Load was pressed before that yes: the question is on screen. */
+  askingLibrary = $state(false);
+
   readonly webllm = $derived(this.kind === 'webllm');
   /** The chosen engine can generate now. */
   readonly ready = $derived(this.kind === 'webllm' ? this.status === 'ready' : engine.ready);
@@ -37,6 +43,8 @@ class EngineChoiceStore {
   readonly busy = $derived(this.kind === 'webllm' ? this.generating : engine.busy);
 
   async load(): Promise<void> {
+    // Nothing of WebLLM's is fetched before the user has read where its code comes from and said yes.
+    if (!this.libraryAccepted) return void (this.askingLibrary = true);
     const id = this.modelId;
     this.error = null;
     this.status = 'loading';
@@ -54,6 +62,17 @@ class EngineChoiceStore {
     } finally {
       this.abort = null;
     }
+  }
+
+  /** Yes to the unpinned model library: load now. */
+  acceptLibrary(): Promise<void> {
+    this.libraryAccepted = true;
+    this.askingLibrary = false;
+    return this.load();
+  }
+
+  declineLibrary() {
+    this.askingLibrary = false;
   }
 
   /** Stop loading (a download in progress). */

@@ -28,7 +28,7 @@ for (const { mode, tol } of TINY_MODES) {
   });
 }
 
-for (const mode of ['q4f32_1', 'q4f16_1', 'odd-q0f32'] as const) {
+for (const mode of ['q4f32_1', 'q4f16_1', 'odd-q0f32', 'padded-q4f32_1'] as const) {
   test(`${mode}: the GPU prefill kernel (tiled in workgroup memory) gives the reference's logits`, async ({ page }) => {
     // 'auto' keeps per-row kernels on this CPU-emulated adapter (barriers are slow here); force the GPU one.
     const tol = mode === 'q4f16_1' ? 1e-2 : 1e-4;
@@ -37,7 +37,7 @@ for (const mode of ['q4f32_1', 'q4f16_1', 'odd-q0f32'] as const) {
   });
 }
 
-for (const mode of ['q4f32_1', 'q4f16_1'] as const) {
+for (const mode of ['q4f32_1', 'q4f16_1', 'padded-q4f32_1', 'padded-q4f16_1'] as const) {
   test(`${mode}: the GPU decode kernel (workgroup reduction over wide q4 loads) gives the reference's greedy ids`, async ({ page }) => {
     // 'auto' picks the one-thread-per-row kernel on this CPU-emulated adapter; force the GPU one.
     const prompt = await call(page, 'randomIds', 6, 5);
@@ -53,7 +53,7 @@ test('the memory planner predicts exactly the buffers the engine allocates, in e
   }
 });
 
-for (const mode of ['q0f32', 'q4f32_1', 'odd-q0f32'] as const) {
+for (const mode of ['q0f32', 'q4f32_1', 'odd-q0f32', 'padded-q4f32_1'] as const) {
   test(`${mode}: greedy 64-token generation is identical to the reference's`, async ({ page }) => {
     const url = `/models/tiny/${mode}/`;
     for (const seed of [1, 2]) {

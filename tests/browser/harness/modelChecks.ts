@@ -45,7 +45,7 @@ export async function referenceFor(url: string): Promise<ReferenceLlama> {
         shapes.set(record.name, record.shape);
       }
     }
-    r = new ReferenceLlama(m.config, referenceWeightsFromRecords(records, shapes, m.mode));
+    r = new ReferenceLlama(m.config, referenceWeightsFromRecords(records, shapes, m.mode, m.config));
     references.set(url, r);
   }
   return r;

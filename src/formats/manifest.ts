@@ -25,7 +25,7 @@ export interface ManifestFile {
   size: number | null;
   /** 64 lowercase hex digits; absent: computed on first download and pinned. */
   sha256?: string;
-  /** MD5 as published in MLC tensor caches (`md5sum`); informative, sha256 is what is verified. */
+  /** MD5 as published in MLC tensor caches (`md5sum`): checked on download beside the sha256. */
   md5?: string;
   /** A missing optional file (HTTP 404) is skipped instead of failing the download. */
   optional?: boolean;

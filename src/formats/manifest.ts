@@ -191,8 +191,7 @@ export function parseManifest(input: string | unknown, source = 'manifest', mani
     // Catalog entries that are listed but never downloaded (src/storage/catalog.ts: weights published
     // nowhere, or a PEFT adapter imported from the hub by repo id) have no files of their own.
     const notADownload = raw.weightsPublished === false || typeof raw.hubRepo === 'string';
-    if (raw.files.length === 0 && raw.shardIndex === undefined && !notADownload)
-      p.push('"files" is empty and there is no "shardIndex" to derive shards from');
+    if (raw.files.length === 0 && raw.shardIndex === undefined && !notADownload) p.push('"files" is empty and there is no "shardIndex" to derive shards from');
   }
   if (p.length > 0) throw new ManifestError(source, p);
 

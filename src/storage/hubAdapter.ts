@@ -38,10 +38,7 @@ function statusOf(e: unknown): number | undefined {
  * @throws Error naming what is wrong: a malformed repo id, a repository the hub does not have (or
  *   keeps private), one without the PEFT files (listing what it has), or a network failure
  */
-export async function fetchPeftFromHub(
-  repo: string,
-  opts: { hubUrl?: string; revision?: string; onStatus?: (text: string) => void } = {},
-): Promise<HubFile[]> {
+export async function fetchPeftFromHub(repo: string, opts: { hubUrl?: string; revision?: string; onStatus?: (text: string) => void } = {}): Promise<HubFile[]> {
   const id = repo.trim();
   if (!REPO_RE.test(id)) throw new Error(`"${repo}" is not a Hugging Face repo id: write it as owner/name, e.g. shuyuej/metamath_lora_llama2_7b_3_epoch.`);
   const hubUrl = opts.hubUrl ?? configuredHubUrl();
@@ -50,7 +47,8 @@ export async function fetchPeftFromHub(
   const fail = (e: unknown, what: string): Error => {
     const status = statusOf(e);
     if (status === 404) return new Error(`Hugging Face has no model repository ${id} (HTTP 404 from ${hubUrl}).`);
-    if (status === 401 || status === 403) return new Error(`${id} on Hugging Face is private or gated (HTTP ${status}): it cannot be read without an access token.`);
+    if (status === 401 || status === 403)
+      return new Error(`${id} on Hugging Face is private or gated (HTTP ${status}): it cannot be read without an access token.`);
     return new Error(`Could not ${what} ${id} from ${hubUrl}: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
   };
 

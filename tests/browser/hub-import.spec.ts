@@ -26,7 +26,11 @@ const config = parseMlcChatConfig(JSON.parse(readFileSync(join(TINY, 'mlc-chat-c
 const peft = randomPeftAdapter(config, 'lora', { seed: 4242 });
 const configBytes = new TextEncoder().encode(JSON.stringify(peft.adapterConfig, null, 2));
 const header = parseSafetensorsHeader(peft.adapterWeights);
-const tensors = [...header.tensors.entries()].map(([name, info]) => ({ name, shape: info.shape, data: readSafetensorsTensor(peft.adapterWeights, name, header) }));
+const tensors = [...header.tensors.entries()].map(([name, info]) => ({
+  name,
+  shape: info.shape,
+  data: readSafetensorsTensor(peft.adapterWeights, name, header),
+}));
 
 const REPOS = new Map<string, Map<string, Uint8Array>>([
   [
@@ -64,7 +68,10 @@ test.beforeAll(async () => {
     mkdirSync(join(dir, 'peft'));
     writeFileSync(join(dir, 'peft', 'adapter_config.json'), configBytes);
     writeFileSync(join(dir, 'peft', 'adapter_model.safetensors'), peft.adapterWeights);
-    execFileSync('npx', ['tsx', 'src/cli/convertAdapter.ts', '--in', join(dir, 'peft'), '--base', TINY, '--out', join(dir, 'cli')], { cwd: ROOT, stdio: 'pipe' });
+    execFileSync('npx', ['tsx', 'src/cli/convertAdapter.ts', '--in', join(dir, 'peft'), '--base', TINY, '--out', join(dir, 'cli')], {
+      cwd: ROOT,
+      stdio: 'pipe',
+    });
     cliShards = {};
     for (const f of readdirSync(join(dir, 'cli')).filter((f) => f.endsWith('.bin'))) cliShards[f] = [...readFileSync(join(dir, 'cli', f))];
   } finally {
@@ -167,7 +174,9 @@ test('a repository the hub does not have, a malformed id and a repository withou
   await expect(page.getByTestId('your-adapters').locator('li')).toHaveCount(0);
 });
 
-test('the catalog lists the published MetaMath LoRAs as imports from the hub and the paper adapters as not published, with no Download button', async ({ page }) => {
+test('the catalog lists the published MetaMath LoRAs as imports from the hub and the paper adapters as not published, with no Download button', async ({
+  page,
+}) => {
   await openPanel(page);
   const lora3 = page.getByTestId('model-metamath-lora-llama2-7b-3-epoch');
   await expect(lora3.getByTestId('reported')).toHaveText('Reported by its authors: 64.1% on GSM8K; trained on MetaMathQA.');

@@ -69,7 +69,8 @@ export async function startFakeHub(repos: Map<string, Map<string, Uint8Array>>):
     const tree = /^\/api\/models\/([^/]+)\/([^/]+)\/tree\/([^/]+)$/.exec(path);
     if (tree) {
       const files = repos.get(`${tree[1]}/${tree[2]}`);
-      if (!files) return void res.writeHead(404, { ...CORS, 'Content-Type': 'application/json', 'X-Error-Code': 'RepoNotFound' }).end('{"error":"Repository not found"}');
+      if (!files)
+        return void res.writeHead(404, { ...CORS, 'Content-Type': 'application/json', 'X-Error-Code': 'RepoNotFound' }).end('{"error":"Repository not found"}');
       const list = [...files].map(([p, b]) => ({ type: 'file', oid: createHash('sha1').update(b).digest('hex'), size: b.length, path: p }));
       return void res.writeHead(200, { ...CORS, 'Content-Type': 'application/json' }).end(JSON.stringify(list));
     }
@@ -78,7 +79,12 @@ export async function startFakeHub(repos: Map<string, Map<string, Uint8Array>>):
       const body = lookup(resolve[1], resolve[2], resolve[4]);
       if (!body) return void res.writeHead(404, { ...CORS, 'X-Error-Code': 'EntryNotFound' }).end('Entry not found');
       return void res
-        .writeHead(302, { ...CORS, Location: `${cdn.url}/${resolve[1]}/${resolve[2]}/${resolve[4]}`, 'X-Linked-Size': String(body.length), 'X-Linked-Etag': etag(body) })
+        .writeHead(302, {
+          ...CORS,
+          Location: `${cdn.url}/${resolve[1]}/${resolve[2]}/${resolve[4]}`,
+          'X-Linked-Size': String(body.length),
+          'X-Linked-Etag': etag(body),
+        })
         .end();
     }
     res.writeHead(404, CORS).end('not found');

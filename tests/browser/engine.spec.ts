@@ -46,6 +46,19 @@ for (const mode of ['q4f32_1', 'q4f16_1', 'padded-q4f32_1', 'padded-q4f16_1'] as
   });
 }
 
+for (const mode of ['q0f32', 'q4f32_1'] as const) {
+  test(`${mode}: float32 records stored as MLC's "f32-to-bf16" (bf16 bytes) are decoded on load: logits match the reference on the same records`, async ({
+    page,
+  }) => {
+    const ids = await call(page, 'randomIds', 10, 13);
+    const r = await call(page, 'checkBf16EncodedLogits', `/models/tiny/${mode}/`, ids);
+    expect(r.encodedRecords).toBeGreaterThan(0);
+    expect(r.vsReference).toBeLessThan(1e-4);
+    // bf16 keeps 8 bits of mantissa: the encoded copy really differs from the float32 model.
+    expect(r.vsRaw).toBeGreaterThan(1e-4);
+  });
+}
+
 test('the memory planner predicts exactly the buffers the engine allocates, in every mode', async ({ page }) => {
   for (const { mode } of TINY_MODES) {
     const { actual, planned } = await call(page, 'memoryReport', `/models/tiny/${mode}/`);

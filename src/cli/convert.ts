@@ -34,7 +34,7 @@ import {
 } from '../formats/llamaConfig.ts';
 import { writeMlcChatConfig } from '../formats/mlcChatConfig.ts';
 import { MLC_CHAT_CONFIG_FILE, SENTENCEPIECE_MODEL_FILE, TENSOR_CACHE_FILE, TOKENIZER_CONFIG_FILE, TOKENIZER_FILE } from '../formats/baseModelFiles.ts';
-import { assertQ4Quantizable, q4PackedCols, q4ScaleCols, quantizeQ4 } from '../formats/quant.ts';
+import { q4PackedCols, q4ScaleCols, quantizeQ4 } from '../formats/quant.ts';
 import { TensorCacheWriter } from '../formats/tensorCache.ts';
 import type { TensorCache } from '../formats/tensorCacheTypes.ts';
 import { CheckpointError, HfCheckpoint, dirShardSink } from './hfCheckpoint.ts';
@@ -109,8 +109,8 @@ export function planParams(c: LlamaConfig): Param[] {
 
 const u8 = (a: ArrayBufferView) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
 
-/** Check every source tensor exists with the expected shape and that q4 can quantize it — before writing anything. */
-function validateSources(ckpt: HfCheckpoint, params: Param[], mode: QuantMode): number {
+/** Check every source tensor exists with the expected shape — before writing anything. (q4 takes any width: MLC pads the last group.) */
+function validateSources(ckpt: HfCheckpoint, params: Param[]): number {
   let total = 0;
   const check = (src: string, expected: number[]) => {
     const t = ckpt.tensors.get(src);
@@ -125,7 +125,6 @@ function validateSources(ckpt: HfCheckpoint, params: Param[], mode: QuantMode): 
     if (p.kind === 'norm') check(p.src, [p.size]);
     else {
       for (const s of p.segments) check(s.src, [s.rows, p.cols]);
-      if (isQ4(mode)) assertQ4Quantizable(p.base, p.cols, `input dimension (${p.colsWhat}) =`, mode);
     }
   }
   return total;
@@ -185,7 +184,7 @@ export async function convertCheckpoint(opts: ConvertOptions): Promise<ConvertRe
   try {
     const config = ckpt.llamaConfig();
     const params = planParams(config);
-    const totalParams = validateSources(ckpt, params, opts.quant);
+    const totalParams = validateSources(ckpt, params);
     await mkdir(tmpDir, { recursive: true });
     const writer = new TensorCacheWriter(dirShardSink(tmpDir), { shardBytes: opts.shardBytes });
     log(`converting ${opts.inDir} -> ${outDir} (${opts.quant})`);

@@ -3,6 +3,7 @@
  * 2 kv heads, head_dim 16, ffn 160, 2 layers) with the real Llama-2 tokenizer, made by writing a HF
  * checkpoint to a temp dir and running the converter on it (so the tiny model exercises the converter);
  * models/tiny/odd-q0f32 and odd-q0f16 (widths 40 / 37, 5:1 grouped-query heads, tied embeddings);
+ * models/tiny/padded-q4f32_1 and padded-q4f16_1 (q4 widths 80 / 172: each row's last group padded);
  * and models/tiny/adapters/<mode>-<lora|series|parallel>/ (random PEFT adapters, converted).
  *   npm run make-tiny-model [-- --if-missing] [--out models/tiny]
  */
@@ -40,6 +41,8 @@ export interface TinyShape {
 
 export const TINY_SHAPE: TinyShape = { vocab: 32000, hidden: 64, heads: 4, kvHeads: 2, ffn: 160, layers: 2 };
 export const ODD_SHAPE: TinyShape = { vocab: 32000, hidden: 40, heads: 5, kvHeads: 1, ffn: 37, layers: 2, tie: true };
+/** q4 widths that are not multiples of 32 (hidden 80, ffn 172): MLC pads each row's last group. */
+export const PADDED_SHAPE: TinyShape = { vocab: 32000, hidden: 80, heads: 4, kvHeads: 2, ffn: 172, layers: 2 };
 
 /** HF config.json of a small Llama. */
 export function tinyHfConfig(s: TinyShape): Record<string, unknown> {
@@ -132,6 +135,9 @@ export const TINY_MODELS: { dir: string; shape: TinyShape; modes: readonly Quant
   // Widths that are not multiples of 32 (or 4), one kv head for five query heads, tied embeddings.
   { dir: 'odd-q0f32', shape: ODD_SHAPE, modes: ['q0f32'] },
   { dir: 'odd-q0f16', shape: ODD_SHAPE, modes: ['q0f16'] },
+  // q4 with every input width padded to a whole group (80 → 96, 172 → 192), as MLC writes it.
+  { dir: 'padded-q4f32_1', shape: PADDED_SHAPE, modes: ['q4f32_1'] },
+  { dir: 'padded-q4f16_1', shape: PADDED_SHAPE, modes: ['q4f16_1'] },
 ];
 
 /** Random non-zero PEFT adapters (the paper's targets) converted against each tiny base. */
@@ -169,7 +175,7 @@ export async function makeTinyModel(outRoot: string, opts: { ifMissing?: boolean
     return;
   }
   const tokenizer = llama2TokenizerFiles();
-  for (const shape of [TINY_SHAPE, ODD_SHAPE]) {
+  for (const shape of [TINY_SHAPE, ODD_SHAPE, PADDED_SHAPE]) {
     const hfDir = await mkdtemp(join(tmpdir(), 'tiny-llama-hf-'));
     try {
       await writeHfCheckpoint(hfDir, {

@@ -239,7 +239,8 @@ class DispatchRecorder {
       ]);
       general = { ...general, maxRows: 8, alt: tiled };
     }
-    if ((w.format !== 'q4f16' && w.format !== 'q4f32') || !choice.q4MatVec) return general;
+    // The wide-load kernel reads x as vec4: widths that are not a multiple of 4 keep the general one.
+    if ((w.format !== 'q4f16' && w.format !== 'q4f32') || !choice.q4MatVec || w.cols % 4 !== 0) return general;
     // q4 decode (up to 8 rows: one token, or a small batch): the wide-load matrix-vector kernel.
     const { ACT: _act, ...q4Constants } = constants;
     const x65535 = Math.min(w.rows, 65535);

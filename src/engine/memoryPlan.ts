@@ -4,6 +4,7 @@
  */
 import type { LlamaConfig, QuantMode } from '../formats/llamaConfig.ts';
 import { isQ4 } from '../formats/llamaConfig.ts';
+import { q4PackedCols, q4ScaleCols } from '../formats/quant.ts';
 
 export const DEFAULT_PREFILL_CHUNK = 128;
 
@@ -51,7 +52,7 @@ export function activationSizes(c: LlamaConfig, ctx: number, chunk: number): Act
 export function weightBytes(c: LlamaConfig, mode: QuantMode): number {
   const pad4 = (n: number) => Math.ceil(n / 4) * 4;
   const linear = (rows: number, cols: number) => {
-    if (isQ4(mode)) return pad4(rows * Math.ceil(cols / 8) * 4) + pad4(rows * Math.ceil(cols / 32) * (mode === 'q4f16_1' ? 2 : 4));
+    if (isQ4(mode)) return pad4(rows * q4PackedCols(cols) * 4) + pad4(rows * q4ScaleCols(cols) * (mode === 'q4f16_1' ? 2 : 4));
     return pad4(rows * cols * (mode === 'q0f16' ? 2 : 4));
   };
   const d = c.hiddenSize;

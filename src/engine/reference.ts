@@ -52,12 +52,13 @@ export type ReferenceWeights = Map<string, Float32Array> | ((name: string) => Fl
 
 /**
  * Dequantizes int4 group-quantized weights, independently of the engine's WGSL.
- * qWeight [out, ceil(in/8)] u32: element j of a word sits in bits 4j..4j+3 (column 8·word + j);
+ * qWeight [out, 4·ceil(in/32)] u32: element j of a word sits in bits 4j..4j+3 (column 8·word + j),
+ * the last group padded when in is not a multiple of 32 (MLC's layout);
  * qScale [out, ceil(in/32)]: one scale per group of 32 columns; w = (q − 7) · scale.
  * Returns [out, in] f32.
  */
 export function dequantizeQ4(qWeight: Uint32Array, qScale: Float32Array, out: number, inDim: number): Float32Array {
-  const wordsPerRow = Math.ceil(inDim / Q4_PER_U32);
+  const wordsPerRow = Math.ceil(inDim / Q4_GROUP_SIZE) * (Q4_GROUP_SIZE / Q4_PER_U32);
   const groupsPerRow = Math.ceil(inDim / Q4_GROUP_SIZE);
   if (qWeight.length !== out * wordsPerRow) {
     throw new Error(`q_weight has ${qWeight.length} words, expected ${out}×${wordsPerRow}`);
@@ -80,13 +81,15 @@ export function dequantizeQ4(qWeight: Uint32Array, qScale: Float32Array, out: nu
 /**
  * Dense reference weights from tensor-cache records (already read from the shards: floats decoded
  * to Float32Array, q_weight as Uint32Array). In q4 modes every `<base>.q_weight` / `<base>.q_scale`
- * pair becomes `<base>.weight` [out, in] with in = 8 · q_weight columns (q4 widths are multiples of
- * 32: the converter refuses anything else). Other records pass through.
+ * pair becomes `<base>.weight` [out, in]. A q_weight's shape does not say `in` when the last group
+ * is padded (in not a multiple of 32): with `config`, in is the width the config gives that linear;
+ * without, 8 · q_weight columns (right for widths that are multiples of 32). Other records pass through.
  */
 export function referenceWeightsFromRecords(
   records: Map<string, Float32Array | Uint32Array>,
   shapes: Map<string, number[]> | Record<string, number[]>,
   mode: QuantMode,
+  config?: LlamaConfig,
 ): Map<string, Float32Array> {
   const shapeOf = (name: string): number[] | undefined => (shapes instanceof Map ? shapes.get(name) : (shapes as Record<string, number[]>)[name]);
   const dense = new Map<string, Float32Array>();
@@ -98,7 +101,7 @@ export function referenceWeightsFromRecords(
       if (!(data instanceof Uint32Array)) throw new Error(`${name} must be uint32`);
       if (!(scale instanceof Float32Array)) throw new Error(`${base}.q_scale is missing or not float`);
       if (!shape || shape.length !== 2) throw new Error(`${name} needs a 2-D shape`);
-      dense.set(`${base}.weight`, dequantizeQ4(data, scale, shape[0], shape[1] * Q4_PER_U32));
+      dense.set(`${base}.weight`, dequantizeQ4(data, scale, shape[0], (config && linearInputWidth(base, config)) ?? shape[1] * Q4_PER_U32));
     } else if (isQ4(mode) && name.endsWith('.q_scale')) {
       continue; // consumed with its q_weight
     } else {
@@ -107,6 +110,16 @@ export function referenceWeightsFromRecords(
     }
   }
   return dense;
+}
+
+/** The input width of a Llama linear layer by its MLC base name (undefined for other names). */
+function linearInputWidth(base: string, c: LlamaConfig): number | undefined {
+  if (base === EMBED_NAME || base === LM_HEAD_NAME) return c.hiddenSize;
+  const m = /^model\.layers\.\d+\.(self_attn\.qkv_proj|self_attn\.o_proj|mlp\.gate_up_proj|mlp\.down_proj)$/.exec(base);
+  if (!m) return undefined;
+  if (m[1] === 'self_attn.o_proj') return c.numHeads * c.headDim;
+  if (m[1] === 'mlp.down_proj') return c.intermediateSize;
+  return c.hiddenSize;
 }
 
 /**
@@ -123,7 +136,7 @@ export async function loadReferenceLlama(source: ModelSource, adapter?: Referenc
       shapes.set(record.name, record.shape);
     }
   }
-  return new ReferenceLlama(config, referenceWeightsFromRecords(records, shapes, mode), adapter);
+  return new ReferenceLlama(config, referenceWeightsFromRecords(records, shapes, mode, config), adapter);
 }
 
 // ---------------------------------------------------------------------------------------------

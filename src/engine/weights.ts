@@ -6,6 +6,7 @@ import type { ModelSource, TensorCache, TensorRecord } from '../formats/tensorCa
 import type { LlamaConfig } from '../formats/llamaConfig.ts';
 import { EMBED_NAME, FINAL_NORM_NAME, LM_HEAD_NAME, layerLinearNames, layerNormNames } from '../formats/llamaConfig.ts';
 import { bf16ArrayToF32, f16ArrayToF32 } from '../formats/f16.ts';
+import { q4PackedCols, q4ScaleCols } from '../formats/quant.ts';
 import { createBufferChecked } from './gpu.ts';
 import { ModelFormatError } from './errors.ts';
 import type { WeightFormat } from './kernels.ts';
@@ -168,9 +169,9 @@ export function takeMatrix(t: UploadedTensors, base: string, rows: number, cols:
   if (q) {
     const s = t.buffers.get(`${base}.q_scale`);
     if (!s) throw new ModelFormatError(`Tensor ${base}.q_scale is missing (its q_weight is present).`);
-    expectShape(q.record, [rows, Math.ceil(cols / 8)]);
-    expectShape(s.record, [rows, Math.ceil(cols / 32)]);
-    if (cols % 32 !== 0) throw new ModelFormatError(`${base}: q4 weights need an input width divisible by 32, got ${cols}.`);
+    // MLC pads the last group of a width that is not a multiple of 32: [rows, 4·ceil(cols/32)] words.
+    expectShape(q.record, [rows, q4PackedCols(cols)]);
+    expectShape(s.record, [rows, q4ScaleCols(cols)]);
     return { name: base, format: s.uploadedDtype === 'float16' ? 'q4f16' : 'q4f32', rows, cols, data: q.buffer, scale: s.buffer };
   }
   const w = t.buffers.get(`${base}.weight`);

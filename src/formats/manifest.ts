@@ -26,7 +26,7 @@ export interface ManifestFile {
   size: number | null;
   /** 64 lowercase hex digits; absent: computed on first download and pinned. */
   sha256?: string;
-  /** MD5 as published in MLC tensor caches (`md5sum`); informative, sha256 is what is verified. */
+  /** MD5 as published in MLC tensor caches (`md5sum`): checked on download beside the sha256. */
   md5?: string;
   /** A missing optional file (HTTP 404) is skipped instead of failing the download. */
   optional?: boolean;
@@ -189,7 +189,10 @@ export function parseManifest(input: string | unknown, source = 'manifest', mani
       if (f.optional !== undefined && typeof f.optional !== 'boolean') p.push(`${name}: "optional" must be true or false`);
       files.push(f as unknown as ManifestFile);
     });
-    if (raw.files.length === 0 && raw.shardIndex === undefined) p.push('"files" is empty and there is no "shardIndex" to derive shards from');
+    // Catalog entries that are listed but never downloaded (src/storage/catalog.ts: weights published
+    // nowhere, or a PEFT adapter imported from the hub by repo id) have no files of their own.
+    const notADownload = raw.weightsPublished === false || typeof raw.hubRepo === 'string';
+    if (raw.files.length === 0 && raw.shardIndex === undefined && !notADownload) p.push('"files" is empty and there is no "shardIndex" to derive shards from');
   }
   if (p.length > 0) throw new ManifestError(source, p);
 

@@ -10,6 +10,7 @@ import { writeMlcChatConfig } from './mlcChatConfig.ts';
 import { f32ToF16Bits } from './f16.ts';
 import type { ModelSource, TensorCache, TensorDtype, TensorRecord } from './tensorCacheTypes.ts';
 import { DTYPE_BYTES } from './tensorCache.ts';
+import { q4PackedCols, q4ScaleCols } from './quant.ts';
 import { MLC_CHAT_CONFIG_FILE, TENSOR_CACHE_FILE } from './baseModelFiles.ts';
 
 /** Llama-2-7B's shape (MLC's mlc-chat-config model_config), with a layer count to choose. */
@@ -46,8 +47,8 @@ function plan(c: LlamaConfig, mode: QuantMode): Planned[] {
   const linear = (base: string, rows: number, cols: number) => {
     const names = linearRecordNames(base, mode);
     if (isQ4(mode)) {
-      add(names.weight, [rows, cols / 8], 'uint32', 'q4');
-      add(names.scale!, [rows, cols / 32], float, 'scale');
+      add(names.weight, [rows, q4PackedCols(cols)], 'uint32', 'q4');
+      add(names.scale!, [rows, q4ScaleCols(cols)], float, 'scale');
     } else add(names.weight, [rows, cols], float, 'weight');
   };
   const d = c.hiddenSize;

@@ -8,17 +8,60 @@ import { allSavedManifests, manifestKey, putEntries } from './db.ts';
  * the app reads them):
  * - `servedWithApp`: the files are served with the app itself (the tiny demo models under
  *   models/tiny/), so the engine reads them straight from `baseUrl` without a download first;
- * - `note`: a short caveat shown beside the name ("random weights").
+ * - `note`: a short caveat shown beside the name ("random weights");
+ * - `convertFrom`: a base model nobody publishes in our format: `{ repo, downloadBytes, storedBytes }`
+ *   names the Hugging Face checkpoint `npm run convert` makes it from and the sizes involved;
+ * - `hostedAt`: for such a model, where a site operator put the converted folder (a URL, absolute or
+ *   relative to the manifest; null or absent: not hosted). Only then can it be downloaded: the
+ *   catalog sets `baseUrl` from it, so hosting is configuration, not code;
+ * - `weightsPublished: false`: an adapter whose weights are published nowhere (the paper's): it is
+ *   listed, never offered as a download; train it instead;
+ * - `hubRepo`: a PEFT adapter published on the Hugging Face hub, imported (converted in the page)
+ *   by its repo id rather than downloaded; `reported`: `{ gsm8k, trainedOn }` as its authors report.
  */
 export interface CatalogExtras {
   servedWithApp: boolean;
   note: string | undefined;
+  convertFrom: { repo: string; downloadBytes: number; storedBytes: number } | undefined;
+  hostedAt: string | undefined;
+  weightsPublished: boolean;
+  hubRepo: string | undefined;
+  reported: { gsm8k: number; trainedOn: string } | undefined;
 }
+
+/** How a catalog entry is obtained: a plain download, or what to do instead. */
+export type Obtain = 'download' | 'convert' | 'train' | 'import';
+
+const str = (x: unknown): string | undefined => (typeof x === 'string' && x !== '' ? x : undefined);
+const num = (x: unknown): number | undefined => (typeof x === 'number' && Number.isFinite(x) ? x : undefined);
 
 /** The catalog-only fields of a manifest (absent or malformed ones read as not set). */
 export function catalogExtras(m: ModelManifest): CatalogExtras {
-  const raw = m as ModelManifest & { servedWithApp?: unknown; note?: unknown };
-  return { servedWithApp: raw.servedWithApp === true, note: typeof raw.note === 'string' && raw.note !== '' ? raw.note : undefined };
+  const raw = m as ModelManifest & Record<string, unknown>;
+  const cf = raw.convertFrom as Record<string, unknown> | undefined;
+  const rep = raw.reported as Record<string, unknown> | undefined;
+  const convertFrom =
+    cf && str(cf.repo) && num(cf.downloadBytes) !== undefined && num(cf.storedBytes) !== undefined
+      ? { repo: cf.repo as string, downloadBytes: cf.downloadBytes as number, storedBytes: cf.storedBytes as number }
+      : undefined;
+  return {
+    servedWithApp: raw.servedWithApp === true,
+    note: str(raw.note),
+    convertFrom,
+    hostedAt: str(raw.hostedAt),
+    weightsPublished: raw.weightsPublished !== false,
+    hubRepo: str(raw.hubRepo),
+    reported: rep && num(rep.gsm8k) !== undefined && str(rep.trainedOn) ? { gsm8k: rep.gsm8k as number, trainedOn: rep.trainedOn as string } : undefined,
+  };
+}
+
+/** Whether an entry downloads as it is, or must be converted (not hosted), trained (not published) or imported from the hub. */
+export function obtainBy(m: ModelManifest): Obtain {
+  const x = catalogExtras(m);
+  if (!x.weightsPublished) return 'train';
+  if (x.hubRepo) return 'import';
+  if (x.convertFrom && !x.hostedAt) return 'convert';
+  return 'download';
 }
 
 /**
@@ -47,7 +90,10 @@ export async function builtinManifests(catalogUrl?: string): Promise<ModelManife
       try {
         const r = await fetch(at, { cache: 'no-cache' });
         if (!r.ok) throw new HttpError(name, r.status, at);
-        return parseManifest(await r.text(), name, at);
+        const m = parseManifest(await r.text(), name, at);
+        // A converted model a site operator hosts: its files are where `hostedAt` says.
+        const hostedAt = catalogExtras(m).hostedAt;
+        return hostedAt ? { ...m, baseUrl: new URL(hostedAt.endsWith('/') ? hostedAt : `${hostedAt}/`, at).href } : m;
       } catch (e) {
         console.error(e);
         return null;
@@ -128,4 +174,26 @@ export function manifestForLocalFolder(
   }
   const manifest = parseManifest({ schema: 1, id, name, kind: 'base', baseUrl: 'local:/', files: list }, name);
   return { manifest, localFiles };
+}
+
+/**
+ * What to do instead of downloading an entry that is not a plain download (null for one that is):
+ * shown beside it in the Models view, and as the error when a download is asked for anyway.
+ */
+export function obtainAdvice(m: ModelManifest): string | null {
+  const x = catalogExtras(m);
+  const gb = (b: number) => `${(b / 1e9).toFixed(1)} GB`;
+  switch (obtainBy(m)) {
+    case 'train':
+      return `Not published: the weights of ${m.name.replace(/: not published$/, '')} exist nowhere to download. Train them, then convert them with npm run convert-adapter or drop the PEFT folder under Bring your own adapter.`;
+    case 'import':
+      return `Published on Hugging Face as ${x.hubRepo}: import it from there (converted in this page against the base you choose).`;
+    case 'convert':
+      return (
+        `Not hosted here: convert it from ${x.convertFrom!.repo} (about ${gb(x.convertFrom!.downloadBytes)} to download, about ` +
+        `${gb(x.convertFrom!.storedBytes)} stored) with npm run convert, or ask the site's operator to host the converted folder ("hostedAt").`
+      );
+    default:
+      return null;
+  }
 }

@@ -53,6 +53,8 @@ export interface StoredFile {
    * earlier builds hold another shape; download.ts starts such a file over.
    */
   hashState?: HashState;
+  /** The running MD5 when the manifest gives the file's md5 (MLC's md5sum), saved like hashState. */
+  md5State?: HashState;
   /** The sha256 the bytes must have: from the manifest, or pinned at first download. */
   expectedSha256?: string;
   /** Complete files: the verified sha256 of the stored bytes. */

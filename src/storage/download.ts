@@ -13,7 +13,7 @@ import { chunkKey, fileKey, getChunks, getFile, getFiles, getModel, modelKey, pu
 import { CancelledError, errorInfo, HttpError, IntegrityError, isQuotaExceeded, NetworkError, QuotaError } from './errors.ts';
 import { emit, onCancelRequest } from './events.ts';
 import { computeState } from './models.ts';
-import { createSha256, restoreHashState } from '../formats/hashes.ts';
+import { createMd5, createSha256, restoreHashState } from '../formats/hashes.ts';
 
 export const DEFAULT_CHUNK_SIZE = 8 * 1024 * 1024;
 
@@ -437,7 +437,9 @@ async function storeFile(ctx: RunCtx, entry: ManifestFile, open: BodyOpener, set
   const expectedSha = entry.sha256 ?? rec?.expectedSha256;
   rec ??= freshRecord(id, path, ctx.chunkSize, expectedSha);
   const hasher = await createSha256();
-  if (rec.bytesStored > 0 && !restoreHashState(hasher, rec.hashState)) {
+  // MLC's tensor caches publish each shard's md5sum: checked too, streamed beside the sha256.
+  const md5 = entry.md5 !== undefined ? await createMd5() : null;
+  if (rec.bytesStored > 0 && (!restoreHashState(hasher, rec.hashState) || (md5 !== null && !restoreHashState(md5, rec.md5State)))) {
     // Stored by a build whose hash state this one cannot continue: the bytes are fine, but they
     // would have to be read back to be hashed; fetching the file again is simpler.
     rec = freshRecord(id, path, rec.chunkSize, expectedSha, rec.corrupt);
@@ -459,6 +461,7 @@ async function storeFile(ctx: RunCtx, entry: ManifestFile, open: BodyOpener, set
     await resetFile(id, path, rec);
     progress.set(path, 0, true);
     hasher.init();
+    md5?.init();
   }
   const chunkSize = rec.chunkSize;
   const expectedSize = entry.size ?? (opened.length !== null ? rec.bytesStored + opened.length : null);
@@ -472,6 +475,7 @@ async function storeFile(ctx: RunCtx, entry: ManifestFile, open: BodyOpener, set
       bytesStored: current.bytesStored + (data?.byteLength ?? 0),
       chunkCount: current.chunkCount + (data ? 1 : 0),
       hashState: finalFields ? undefined : hasher.save(),
+      md5State: finalFields || !md5 ? undefined : md5.save(),
       updatedAt: Date.now(),
       ...finalFields,
     };
@@ -509,6 +513,7 @@ async function storeFile(ctx: RunCtx, entry: ManifestFile, open: BodyOpener, set
         const part = v.subarray(0, take);
         buf.set(part, bufLen);
         hasher.update(part);
+        md5?.update(part);
         bufLen += take;
         v = v.subarray(take);
         if (bufLen === chunkSize) {
@@ -530,6 +535,12 @@ async function storeFile(ctx: RunCtx, entry: ManifestFile, open: BodyOpener, set
     await resetFile(id, path, freshRecord(id, path, ctx.chunkSize, expectedSha, true));
     progress.set(path, 0, true);
     throw new IntegrityError(path, 'sha256 mismatch', expectedSha, digest);
+  }
+  const md5Digest = md5?.digest('hex');
+  if (md5Digest !== undefined && md5Digest !== entry.md5) {
+    await resetFile(id, path, freshRecord(id, path, ctx.chunkSize, expectedSha, true));
+    progress.set(path, 0, true);
+    throw new IntegrityError(path, 'md5 mismatch', entry.md5, md5Digest);
   }
   await commit(bufLen > 0 ? buf.slice(0, bufLen).buffer : null, {
     status: 'complete',

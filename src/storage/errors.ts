@@ -54,7 +54,7 @@ export class IntegrityError extends Error {
   override name = 'IntegrityError';
   constructor(
     readonly file: string,
-    readonly detail: 'sha256 mismatch' | 'size mismatch',
+    readonly detail: 'sha256 mismatch' | 'md5 mismatch' | 'size mismatch',
     readonly expected?: string,
     readonly actual?: string,
   ) {

@@ -28,7 +28,7 @@ for (const { mode, tol } of TINY_MODES) {
   });
 }
 
-for (const mode of ['q4f32_1', 'q4f16_1', 'odd-q0f32'] as const) {
+for (const mode of ['q4f32_1', 'q4f16_1', 'odd-q0f32', 'padded-q4f32_1'] as const) {
   test(`${mode}: the GPU prefill kernel (tiled in workgroup memory) gives the reference's logits`, async ({ page }) => {
     // 'auto' keeps per-row kernels on this CPU-emulated adapter (barriers are slow here); force the GPU one.
     const tol = mode === 'q4f16_1' ? 1e-2 : 1e-4;
@@ -37,12 +37,25 @@ for (const mode of ['q4f32_1', 'q4f16_1', 'odd-q0f32'] as const) {
   });
 }
 
-for (const mode of ['q4f32_1', 'q4f16_1'] as const) {
+for (const mode of ['q4f32_1', 'q4f16_1', 'padded-q4f32_1', 'padded-q4f16_1'] as const) {
   test(`${mode}: the GPU decode kernel (workgroup reduction over wide q4 loads) gives the reference's greedy ids`, async ({ page }) => {
     // 'auto' picks the one-thread-per-row kernel on this CPU-emulated adapter; force the GPU one.
     const prompt = await call(page, 'randomIds', 6, 5);
     const { got, want } = await call(page, 'greedyBoth', `/models/tiny/${mode}/`, prompt, 8, { q4Decode: 'workgroup' });
     expect(got).toEqual(want);
+  });
+}
+
+for (const mode of ['q0f32', 'q4f32_1'] as const) {
+  test(`${mode}: float32 records stored as MLC's "f32-to-bf16" (bf16 bytes) are decoded on load: logits match the reference on the same records`, async ({
+    page,
+  }) => {
+    const ids = await call(page, 'randomIds', 10, 13);
+    const r = await call(page, 'checkBf16EncodedLogits', `/models/tiny/${mode}/`, ids);
+    expect(r.encodedRecords).toBeGreaterThan(0);
+    expect(r.vsReference).toBeLessThan(1e-4);
+    // bf16 keeps 8 bits of mantissa: the encoded copy really differs from the float32 model.
+    expect(r.vsRaw).toBeGreaterThan(1e-4);
   });
 }
 
@@ -53,7 +66,7 @@ test('the memory planner predicts exactly the buffers the engine allocates, in e
   }
 });
 
-for (const mode of ['q0f32', 'q4f32_1', 'odd-q0f32'] as const) {
+for (const mode of ['q0f32', 'q4f32_1', 'odd-q0f32', 'padded-q4f32_1'] as const) {
   test(`${mode}: greedy 64-token generation is identical to the reference's`, async ({ page }) => {
     const url = `/models/tiny/${mode}/`;
     for (const seed of [1, 2]) {

@@ -118,7 +118,7 @@ test('a dropped connection is resumed automatically when retries are allowed', a
 test('a server that ignores Range: the partial shard restarts from zero', async ({ page }) => {
   const manifest = model.manifest(server.url);
   server.fault('params_shard_0.bin', { kind: 'drop', afterBytes: 150_000 });
-  expect(await download(page, manifest, { chunkSize: CHUNK, retries: 0 })).toMatchObject({ ok: false, name: 'NetworkError' });
+  expect(await download(page, manifest, { chunkSize: CHUNK, retries: 0, concurrency: 1 })).toMatchObject({ ok: false, name: 'NetworkError' });
   server.fault('params_shard_0.bin', { kind: 'ignore-range' });
   expect(await download(page, manifest, { chunkSize: CHUNK })).toEqual({ ok: true });
   await expectAllStored(page);
@@ -282,6 +282,32 @@ test('a manifest without hashes, shards derived from tensor-cache.json: pinned o
   await expectAllStored(page);
   expect(server.gets('params_shard_1.bin')).toHaveLength(2);
   expect(server.gets('params_shard_0.bin')).toHaveLength(1);
+});
+
+test("shards derived from a tensor cache are checked against its md5sum: a mismatch is discarded, never pinned; a resumed shard's md5 continues across the break", async ({
+  page,
+}) => {
+  const manifest = model.manifest(server.url, { hashes: false, sizes: false, derive: true });
+  // Resume: the md5 (like the sha256) continues from the saved state after the connection drops.
+  server.fault('params_shard_1.bin', { kind: 'drop', afterBytes: 200_000 });
+  expect(await download(page, manifest, { chunkSize: CHUNK, retries: 0, concurrency: 1 })).toMatchObject({ ok: false, name: 'NetworkError' });
+  expect(await download(page, manifest, { chunkSize: CHUNK })).toEqual({ ok: true });
+  expect(server.gets('params_shard_1.bin').map((g) => g.range)).toEqual([null, `bytes=${3 * CHUNK}-`]);
+  await expectAllStored(page);
+  await page.evaluate((id) => (window as unknown as { S: typeof import('../../src/storage/index.ts') }).S.deleteModel(id), model.id);
+
+  // The tensor cache says another md5 for shard 2 than its bytes have (MLC's own check fails).
+  const cache = JSON.parse(new TextDecoder().decode(model.files.get('tensor-cache.json'))) as { records: { md5sum: string }[] };
+  cache.records[2].md5sum = '0123456789abcdef0123456789abcdef';
+  model.files.set('tensor-cache.json', new TextEncoder().encode(JSON.stringify(cache)));
+  expect(await download(page, manifest, { chunkSize: CHUNK })).toEqual({
+    ok: false,
+    name: 'IntegrityError',
+    message: 'params_shard_2.bin is corrupted (md5 mismatch); it will be downloaded again when you press Resume.',
+  });
+  const st = await modelStatus(page, manifest);
+  expect(st.files.find((f) => f.path === 'params_shard_2.bin')).toMatchObject({ state: 'corrupt', bytesStored: 0 });
+  expect(st.state).not.toBe('stored');
 });
 
 test('cancel keeps what was downloaded; delete removes everything', async ({ page }) => {

@@ -68,7 +68,7 @@ export function modelChecks(opts: { quick: boolean; hasF16: boolean }): Check[] 
         fullOnly: seed > 1,
         run: async () => greedyBoth(url(mode), randomIds(9, seed), greedyTokens),
       });
-    if (mode.startsWith('q4'))
+    if (mode.includes('q4'))
       for (const q4Decode of ['workgroup', 'row'] as const)
         out.push({
           group,

@@ -197,6 +197,23 @@ describe('convert: q0f16 / q4', () => {
     });
   }
 
+  it('q4 with an input width not divisible by 32 pads the last group as MLC does: [rows, 4·ceil(in/32)] words, ceil(in/32) scales', async () => {
+    const ck = await makeCkpt(SMALL); // ffn 37: down_proj's input width
+    const { tensors } = await convertAndLoad(ck, 'q4f16_1');
+    const qw = tensors.get('model.layers.0.mlp.down_proj.q_weight')!;
+    const qs = tensors.get('model.layers.0.mlp.down_proj.q_scale')!;
+    expect(qw.shape).toEqual([64, 8]);
+    expect(qs.shape).toEqual([64, 2]);
+    const q = quantizeQ4(ck.tensors.get('model.layers.0.mlp.down_proj.weight')!.data as Float32Array, 64, 37, 'float16');
+    expect(qw.data).toEqual(q.qWeight);
+    expect(qs.data).toEqual(q.qScale);
+    // The padding (columns 37..63 of each row) is packed as 0, as MLC's pack_weight leaves it.
+    for (let r = 0; r < 64; r++) {
+      expect(qw.data[r * 8 + 4] >>> 20).toBe(0); // word 4 holds columns 32..39: 37..39 are padding
+      for (let w = 5; w < 8; w++) expect(qw.data[r * 8 + w]).toBe(0);
+    }
+  });
+
   it('tied embeddings: no lm_head written, flag kept', async () => {
     const ck = await makeCkpt({ ...SMALL, ffn: 64, tie: true });
     const { tensors, manifest } = await convertAndLoad(ck, 'q4f16_1');
@@ -214,13 +231,6 @@ describe('convert: errors leave nothing behind', () => {
     expect((await readdir(root)).filter((f) => f.includes('.tmp-'))).toEqual([]);
   }
 
-  it('q4 with a width not divisible by 32 names the tensor', async () => {
-    await expectFailure(
-      await makeCkpt(SMALL),
-      'q4f16_1',
-      /q4f16_1: model\.layers\.0\.mlp\.down_proj has input dimension \(intermediate_size\) = 37, which is not a multiple of the group size 32/,
-    );
-  });
   it('missing tensor', async () => {
     const ck = await makeCkpt(SMALL, { edit: (t) => t.filter((x) => x.name !== 'model.layers.1.self_attn.k_proj.weight') });
     await expectFailure(ck, 'q0f32', /missing tensor model\.layers\.1\.self_attn\.k_proj\.weight/);
@@ -263,7 +273,8 @@ describe('convert: errors leave nothing behind', () => {
     const ck = await makeCkpt(SMALL);
     const out = join(root, `replace${counter++}`);
     await convertCheckpoint({ inDir: ck.dir, outDir: out, quant: 'q0f32' });
-    await expect(convertCheckpoint({ inDir: ck.dir, outDir: out, quant: 'q4f16_1' })).rejects.toThrow(/not a multiple/);
+    const broken = await makeCkpt(SMALL, { edit: (t) => t.filter((x) => x.name !== 'model.norm.weight') });
+    await expect(convertCheckpoint({ inDir: broken.dir, outDir: out, quant: 'q4f16_1' })).rejects.toThrow(/missing tensor model\.norm\.weight/);
     expect(JSON.parse(await readFile(join(out, 'mlc-chat-config.json'), 'utf8')).quantization).toBe('q0f32');
     await convertCheckpoint({ inDir: ck.dir, outDir: out, quant: 'q0f16' });
     expect(JSON.parse(await readFile(join(out, 'mlc-chat-config.json'), 'utf8')).quantization).toBe('q0f16');

@@ -11,6 +11,7 @@ import {
   withIndexedShards,
   type ModelManifest,
 } from '../../src/formats/manifest.ts';
+import { catalogExtras, obtainBy } from '../../src/storage/catalog.ts';
 
 const MODELS = resolve(import.meta.dirname, '../../models');
 const HEX = 'ab'.repeat(32);
@@ -56,6 +57,48 @@ describe('the shipped manifests (models/*.json)', () => {
       }
     });
   }
+  const shipped = files.map((f) => parseManifest(readFileSync(join(MODELS, f), 'utf8'), f, `http://localhost:5199/models/${f}`));
+  it('no entry is a download that cannot succeed: hub URLs are repositories WebLLM publishes, local folders exist', () => {
+    // WebLLM's own prebuilt model list (its bundled code, not ours) names the MLC repositories that exist.
+    const webllm = readFileSync(resolve(import.meta.dirname, '../../node_modules/@mlc-ai/web-llm/lib/index.js'), 'utf8');
+    const published = new Set([...webllm.matchAll(/https:\/\/huggingface\.co\/mlc-ai\/[\w.-]+/g)].map((x) => x[0]));
+    expect(published.has('https://huggingface.co/mlc-ai/Llama-2-7b-chat-hf-q4f16_1-MLC')).toBe(true);
+    for (const m of shipped.filter((x) => obtainBy(x) === 'download')) {
+      const url = m.baseUrl!;
+      if (url.startsWith('https://huggingface.co/')) expect(published, `${m.id}: ${url}`).toContain(url.replace(/\/resolve\/main\/$/, ''));
+      else {
+        expect(url.startsWith('http://localhost:5199/models/'), `${m.id}: ${url}`).toBe(true);
+        const dir = join(MODELS, url.slice('http://localhost:5199/models/'.length));
+        // Tiny models are generated (npm run make-tiny-model); their folder must be there once it ran.
+        if (existsSync(join(MODELS, 'tiny', 'q4f32_1'))) expect(existsSync(dir), `${m.id}: ${dir}`).toBe(true);
+      }
+    }
+  });
+  it("the paper's base is converted from NousResearch/Llama-2-7b-hf unless a site hosts it; its adapters are not published; the chat model downloads from MLC", () => {
+    for (const q of ['q4f16_1', 'q4f32_1']) {
+      const base = shipped.find((m) => m.id === `llama-2-7b-${q}`)!;
+      expect(obtainBy(base)).toBe('convert');
+      expect(catalogExtras(base).convertFrom).toMatchObject({ repo: 'NousResearch/Llama-2-7b-hf' });
+      // Hosting is configuration: the same entry with "hostedAt" downloads from there.
+      const hosted = { ...base, hostedAt: 'https://school.example/llama-2-7b/' } as ModelManifest;
+      expect(obtainBy(hosted)).toBe('download');
+      for (const kind of ['lora', 'series', 'parallel']) {
+        const a = shipped.find((m) => m.id === `llama-2-7b-${kind}-math10k-${q}`)!;
+        expect(obtainBy(a), a.id).toBe('train');
+        expect(a.name).toMatch(/not published/);
+        expect(a.files).toEqual([]);
+      }
+      expect(obtainBy(shipped.find((m) => m.id === `llama-2-7b-chat-${q}`)!)).toBe('download');
+    }
+  });
+  it('the published MetaMath LoRAs are imported by repo id, with their reported GSM8K and training data', () => {
+    const hub = shipped.filter((m) => obtainBy(m) === 'import').map((m) => ({ repo: catalogExtras(m).hubRepo, ...catalogExtras(m).reported }));
+    expect(hub.sort((a, b) => a.repo!.localeCompare(b.repo!))).toEqual([
+      { repo: 'shuyuej/metamath_lora_llama2_7b_2_epoch', gsm8k: 63.5, trainedOn: 'MetaMathQA' },
+      { repo: 'shuyuej/metamath_lora_llama2_7b_3_epoch', gsm8k: 64.1, trainedOn: 'MetaMathQA' },
+      { repo: 'shuyuej/metamath_lora_qkv_llama2_7b', gsm8k: 58.0, trainedOn: 'MetaMathQA' },
+    ]);
+  });
   it('tiny manifests resolve to the generated files under /models/tiny/<mode>/', () => {
     const m = parseManifest(readFileSync(join(MODELS, 'tiny-q4f32_1.json'), 'utf8'), 'tiny', 'http://localhost:5199/models/tiny-q4f32_1.json');
     expect(fileUrl(m, { path: 'tensor-cache.json' })).toBe('http://localhost:5199/models/tiny/q4f32_1/tensor-cache.json');

@@ -43,7 +43,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
         var chunk = wChunk(o0 + n, k0 + kc);
         for (var j = 0u; j < W_CHUNK; j++) { w[j] = chunk[j]; }
       }
-      for (var j = 0u; j < W_CHUNK; j++) { ws[kc + j][n] = w[j]; }
+      // Columns past IN are zero (a q4 row's padded last group holds nibbles that are not).
+      for (var j = 0u; j < W_CHUNK; j++) { ws[kc + j][n] = select(0.0, w[j], k0 + kc + j < IN); }
     }
     workgroupBarrier();
     for (var k = 0u; k < BK; k++) {

@@ -8,7 +8,7 @@
 REDUCE_ENABLE
 #include params
 #include adapterAdd
-override IN: u32;  // multiple of 32
+override IN: u32;  // multiple of 4 (x is read as vec4); not necessarily of 32: MLC pads the last group
 override OUT: u32;
 override ACCUMULATE: bool = false;
 override SPLIT_ROW: u32 = 0xffffffffu; // rows o >= SPLIT_ROW read the second input block (series adapters)
@@ -17,12 +17,17 @@ const WG: u32 = 64u;
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>; // [rows, IN / 4]
 @group(0) @binding(2) var<storage, read_write> y: array<f32>; // [rows - xRowOffset, OUT]
-@group(1) @binding(0) var<storage, read> wData: array<vec4<u32>>; // [OUT, IN / 32]
+@group(1) @binding(0) var<storage, read> wData: array<vec4<u32>>; // [OUT, ceil(IN / 32)]
 @group(1) @binding(1) var<storage, read> wScale: array<SCALE_STORAGE>;
 var<workgroup> partial: array<array<f32, TILE_T>, WG>;
 
 fn scaleAt(i: u32) -> f32 {
   SCALE_READ
+}
+
+// x[xb + k] (4 activations) where they lie inside the row, zeros in a padded group's tail.
+fn xTail(xb: u32, k: u32, g: u32) -> vec4<f32> {
+  return select(vec4<f32>(0.0), x[xb + k], g * 8u + k < IN / 4u);
 }
 
 // Dot product of one u32 (8 int4 values, element j in bits 4j..4j+3) with 8 activations.
@@ -36,7 +41,8 @@ fn dot8(word: u32, a: vec4<f32>, b: vec4<f32>) -> f32 {
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32 REDUCE_PARAMS) {
   let o = wid.y * nwg.x + wid.x;
   let rows = min(p.rows - p.xRowOffset, TILE_T);
-  let groups = IN / 32u;
+  let groups = (IN + 31u) / 32u;
+  let fullGroups = IN / 32u; // groups whose 32 columns all lie inside the row
   let xBlock = select(0u, p.rows * (IN / 4u), o >= SPLIT_ROW);
   var acc: array<f32, TILE_T>;
   if (o < OUT) {
@@ -45,7 +51,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
       let s = scaleAt(o * groups + g);
       for (var t = 0u; t < rows; t++) {
         let xb = xBlock + (p.xRowOffset + t) * (IN / 4u) + g * 8u;
-        let d = dot8(q.x, x[xb], x[xb + 1u]) + dot8(q.y, x[xb + 2u], x[xb + 3u]) + dot8(q.z, x[xb + 4u], x[xb + 5u]) + dot8(q.w, x[xb + 6u], x[xb + 7u]);
+        var d: f32;
+        if (g < fullGroups) {
+          d = dot8(q.x, x[xb], x[xb + 1u]) + dot8(q.y, x[xb + 2u], x[xb + 3u]) + dot8(q.z, x[xb + 4u], x[xb + 5u]) + dot8(q.w, x[xb + 6u], x[xb + 7u]);
+        } else {
+          // The padded last group: its columns past IN must meet zeros, not the next row's x.
+          d = dot8(q.x, xTail(xb, 0u, g), xTail(xb, 1u, g)) + dot8(q.y, xTail(xb, 2u, g), xTail(xb, 3u, g)) +
+            dot8(q.z, xTail(xb, 4u, g), xTail(xb, 5u, g)) + dot8(q.w, xTail(xb, 6u, g), xTail(xb, 7u, g));
+        }
         acc[t] += d * s;
       }
     }

@@ -19,6 +19,7 @@ import {
   type ModelManifest,
   type ModelStatus,
 } from '../../storage/index.ts';
+import { fetchPeftFromHub } from '../../storage/hubAdapter.ts';
 import { models } from './models.svelte.ts';
 
 /** A picked or dropped file with its path inside the drop ("my-lora/adapter_config.json"). */
@@ -116,6 +117,23 @@ class AdapterImportStore {
         `Stored ${manifest.name}: ${converted.manifest.kind} on ${converted.manifest.targets.join(', ')}, ${formatBytes(bytes)}, checked against ${base.name}.`,
       );
       return manifest;
+    } catch (e) {
+      this.say(baseId, 'error', message(e));
+      return null;
+    }
+  }
+
+  /**
+   * Read the PEFT adapter published on the Hugging Face hub as `repo` (src/storage/hubAdapter.ts),
+   * then convert, store and list it exactly as a dropped folder (importPeft); `name` ("" to name it
+   * after the repository). Resolves with the stored manifest, or null when it failed (status says why).
+   */
+  async importFromHub(repo: string, base: AdapterBase | null, name: string): Promise<ModelManifest | null> {
+    const baseId = base?.id ?? '';
+    try {
+      if (!base) throw new Error('Choose a base model first: the adapter is checked against it.');
+      const files = await fetchPeftFromHub(repo, { onStatus: (text) => this.say(baseId, 'working', text) });
+      return await this.importPeft(files, base, name);
     } catch (e) {
       this.say(baseId, 'error', message(e));
       return null;

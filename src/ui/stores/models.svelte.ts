@@ -21,6 +21,7 @@ import {
   type StorageInfo,
 } from '../../storage/index.ts';
 import { locationOf, modelChoicesFrom } from '../adapterChoices.ts';
+import { obtainAdvice } from '../../storage/catalog.ts';
 
 function message(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
@@ -107,6 +108,12 @@ class ModelsStore {
   async download(status: Pick<ModelStatus, 'id' | 'manifest'>) {
     delete this.errors[status.id];
     delete this.notices[status.id];
+    // Entries to train, convert or import are listed, never fetched (nothing there to download).
+    const advice = obtainAdvice(status.manifest);
+    if (advice) {
+      this.errors[status.id] = advice;
+      return;
+    }
     try {
       await downloadModel(status.manifest);
     } catch (e) {

@@ -7,6 +7,8 @@ import { LlamaModel } from '../../../src/engine/llama.ts';
 import { ReferenceLlama, referenceWeightsFromRecords } from '../../../src/engine/reference.ts';
 import { httpModelSource, iterateShardTensors, loadModelManifest } from '../../../src/formats/modelFiles.ts';
 import { seededRng } from '../../../src/formats/random.ts';
+import { f32ArrayToBf16 } from '../../../src/formats/f16.ts';
+import type { ModelSource, TensorCache } from '../../../src/formats/tensorCacheTypes.ts';
 import { relErr } from './kernelChecks.ts';
 
 const engines = new Map<string, Engine>();
@@ -45,7 +47,7 @@ export async function referenceFor(url: string): Promise<ReferenceLlama> {
         shapes.set(record.name, record.shape);
       }
     }
-    r = new ReferenceLlama(m.config, referenceWeightsFromRecords(records, shapes, m.mode));
+    r = new ReferenceLlama(m.config, referenceWeightsFromRecords(records, shapes, m.mode, m.config));
     references.set(url, r);
   }
   return r;
@@ -262,5 +264,88 @@ export async function samplingPath(url: string, prompts: number[][], maxNewToken
     return { alone, batched, samplingCalls, greedyCalls, want: prompts.map((p) => ref.greedyGenerate(p, maxNewTokens)) };
   } finally {
     proto.decodeGreedy = original;
+  }
+}
+
+/**
+ * The model at `url` as MLC's `tvmjs.dump_tensor_cache(..., encode_format="f32-to-bf16")` writes it
+ * (tvm python/tvm/contrib/tvmjs.py): every float32 record stored as bf16 bytes under format
+ * "f32-to-bf16", other dtypes raw; rebuilt in memory from the served files.
+ */
+export function bf16EncodedSource(url: string): ModelSource {
+  const http = httpModelSource(url);
+  let cache: Promise<{ original: TensorCache; encoded: TensorCache }> | null = null;
+  const caches = () =>
+    (cache ??= (async () => {
+      const original = (await loadModelManifest(http)).cache;
+      const encoded: TensorCache = {
+        metadata: original.metadata,
+        records: original.records.map((s) => {
+          let offset = 0;
+          const records = s.records.map((r) => {
+            const nbytes = r.dtype === 'float32' ? r.nbytes / 2 : r.nbytes;
+            const rec = { ...r, format: r.dtype === 'float32' ? 'f32-to-bf16' : 'raw', byteOffset: offset, nbytes };
+            offset += Math.ceil(nbytes / 4) * 4;
+            return rec;
+          });
+          return { dataPath: s.dataPath, format: 'raw-shard', nbytes: offset, records };
+        }),
+      };
+      return { original, encoded };
+    })());
+  return {
+    async readJson(path) {
+      if (path === 'tensor-cache.json') return (await caches()).encoded;
+      if (path === 'ndarray-cache.json') return null;
+      return http.readJson(path);
+    },
+    async readShard(path) {
+      const { original, encoded } = await caches();
+      const i = original.records.findIndex((s) => s.dataPath === path);
+      const raw = new Uint8Array(await http.readShard(path));
+      const out = new Uint8Array(encoded.records[i].nbytes);
+      original.records[i].records.forEach((r, j) => {
+        const to = encoded.records[i].records[j].byteOffset;
+        const bytes = raw.slice(r.byteOffset, r.byteOffset + r.nbytes);
+        out.set(r.dtype === 'float32' ? new Uint8Array(f32ArrayToBf16(new Float32Array(bytes.buffer)).buffer) : bytes, to);
+      });
+      return out.buffer;
+    },
+  };
+}
+
+/** Logits of a bf16-encoded copy of the model: engine against the reference reading the same records, and against the raw model's reference. */
+export async function checkBf16EncodedLogits(url: string, ids: number[]) {
+  const source = bf16EncodedSource(url);
+  const engine = new Engine();
+  try {
+    await engine.load(source);
+    const m = await loadModelManifest(source);
+    const records = new Map<string, Float32Array | Uint32Array>();
+    const shapes = new Map<string, number[]>();
+    let encodedRecords = 0;
+    for await (const shard of iterateShardTensors(source, m.cache)) {
+      for (const { record, data } of shard.records) {
+        records.set(record.name, data);
+        shapes.set(record.name, record.shape);
+        if (record.format === 'f32-to-bf16') encodedRecords++;
+      }
+    }
+    const ref = new ReferenceLlama(m.config, referenceWeightsFromRecords(records, shapes, m.mode, m.config));
+    const got = await engine.logits(ids, { allLogits: true });
+    const want = ref.forwardAll(ids);
+    const raw = await referenceFor(url);
+    raw.reset();
+    const rawWant = raw.forwardAll(ids);
+    const V = want[0].length;
+    let vsReference = 0;
+    let vsRaw = 0;
+    want.forEach((w, t) => {
+      vsReference = Math.max(vsReference, relErr(got.subarray(t * V, (t + 1) * V), w));
+      vsRaw = Math.max(vsRaw, relErr(got.subarray(t * V, (t + 1) * V), rawWant[t]));
+    });
+    return { vsReference, vsRaw, encodedRecords };
+  } finally {
+    await engine.unload();
   }
 }

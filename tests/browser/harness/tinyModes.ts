@@ -9,4 +9,7 @@ export const TINY_MODES = [
   // Widths 40 and 37 (not multiples of 32 or 4), 5 query heads on 1 kv head, tied embeddings.
   { mode: 'odd-q0f32', tol: 1e-4 },
   { mode: 'odd-q0f16', tol: 1e-2 },
+  // q4 input widths 80 and 172 (not multiples of 32): MLC's padded last group in every row.
+  { mode: 'padded-q4f32_1', tol: 1e-4 },
+  { mode: 'padded-q4f16_1', tol: 1e-2 },
 ] as const;

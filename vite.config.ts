@@ -63,7 +63,8 @@ function policyMeta(): Plugin {
     configResolved(config) {
       dev = config.command === 'serve' && !config.isProduction;
     },
-    transformIndexHtml: (html) => withPolicyMeta(html, dev),
+    // Only the app's own page carries the policy meta; test harness pages (tests/browser/pages) get the dev header.
+    transformIndexHtml: (html, ctx) => (ctx.filename === resolve(import.meta.dirname, 'index.html') ? withPolicyMeta(html, dev) : html),
   };
 }
 

@@ -88,6 +88,8 @@ async function openPanel(page: Page) {
   await page.goto(`/tests/browser/pages/models.html?hub=${encodeURIComponent(hub.url)}`);
   await expect(page.getByTestId('model-tiny-q4f32_1')).toBeVisible();
   await page.getByTestId('adapter-base').selectOption('tiny-q4f32_1');
+  // A hub set by the link (anyone can write one) is named before Import is pressed.
+  await expect(page.getByTestId('hub-origin')).toContainText(hub.url.replace(/\/+$/, ''));
 }
 
 async function importRepo(page: Page, repo: string) {

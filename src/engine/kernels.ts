@@ -27,6 +27,10 @@ import q4MatVecWgsl from './kernels/q4MatVec.wgsl?raw';
 import matmulTiledWgsl from './kernels/matmulTiled.wgsl?raw';
 import reduceSharedWgsl from './kernels/reduceShared.wgsl?raw';
 import reduceSubgroupWgsl from './kernels/reduceSubgroup.wgsl?raw';
+import matmulBackInputWgsl from './kernels/matmulBackInput.wgsl?raw';
+import matmulBackWeightWgsl from './kernels/matmulBackWeight.wgsl?raw';
+import attnBackQueryWgsl from './kernels/attnBackQuery.wgsl?raw';
+import attnBackKeyValueWgsl from './kernels/attnBackKeyValue.wgsl?raw';
 
 /** How a weight matrix is stored on the GPU (follows the record dtypes, not the mode name). */
 export type WeightFormat = 'f32' | 'f16' | 'q4f16' | 'q4f32';
@@ -46,6 +50,11 @@ export const KERNELS = {
   bandwidthCopy: bandwidthCopyWgsl,
   q4MatVec: q4MatVecWgsl,
   matmulTiled: matmulTiledWgsl,
+  // Training backward (trainingMatmul.ts, trainingAttention.ts)
+  matmulBackInput: matmulBackInputWgsl,
+  matmulBackWeight: matmulBackWeightWgsl,
+  attnBackQuery: attnBackQueryWgsl,
+  attnBackKeyValue: attnBackKeyValueWgsl,
 } as const;
 export type KernelName = keyof typeof KERNELS;
 
@@ -186,6 +195,10 @@ export const BINDINGS = {
   swiglu: { 0: { p: 0, gu: 1, h: 2 } },
   adapterUp: { 0: { p: 0, z: 1, y: 2, res: 3, scales: 4 }, 1: { U: 0 } },
   bandwidthCopy: { 0: { src: 0, dst: 1 } },
+  matmulBackInput: { 0: { p: 0, dy: 1, dx: 2 }, 1: WEIGHT_SLOTS },
+  matmulBackWeight: { 0: { p: 0, dy: 1, x: 2, dw: 3 } },
+  attnBackQuery: { 0: { p: 0, qkv: 1, dOut: 2, dqkv: 3, stats: 4 } },
+  attnBackKeyValue: { 0: { p: 0, qkv: 1, dOut: 2, dqkv: 3, stats: 4 } },
 } as const satisfies Record<KernelName, Partial<Record<0 | 1 | 2, Readonly<Record<string, number>>>>>;
 
 type Groups<K extends KernelName> = (typeof BINDINGS)[K];

@@ -33,6 +33,10 @@ import swigluBackWgsl from './kernels/swigluBack.wgsl?raw';
 import ropeBackWgsl from './kernels/ropeBack.wgsl?raw';
 import activationBackWgsl from './kernels/activationBack.wgsl?raw';
 import adamwWgsl from './kernels/adamw.wgsl?raw';
+import matmulBackInputWgsl from './kernels/matmulBackInput.wgsl?raw';
+import matmulBackWeightWgsl from './kernels/matmulBackWeight.wgsl?raw';
+import attnBackQueryWgsl from './kernels/attnBackQuery.wgsl?raw';
+import attnBackKeyValueWgsl from './kernels/attnBackKeyValue.wgsl?raw';
 
 /** How a weight matrix is stored on the GPU (follows the record dtypes, not the mode name). */
 export type WeightFormat = 'f32' | 'f16' | 'q4f16' | 'q4f32';
@@ -59,6 +63,11 @@ export const KERNELS = {
   ropeBack: ropeBackWgsl,
   activationBack: activationBackWgsl,
   adamw: adamwWgsl,
+  // Training backward (trainingMatmul.ts, trainingAttention.ts)
+  matmulBackInput: matmulBackInputWgsl,
+  matmulBackWeight: matmulBackWeightWgsl,
+  attnBackQuery: attnBackQueryWgsl,
+  attnBackKeyValue: attnBackKeyValueWgsl,
 } as const;
 export type KernelName = keyof typeof KERNELS;
 
@@ -205,6 +214,10 @@ export const BINDINGS = {
   ropeBack: { 0: { p: 0, grad: 1, cosSin: 2, rowInfo: 3 } },
   activationBack: { 0: { p: 0, h: 1, g: 2 } },
   adamw: { 0: { hyper: 0, param: 1, grad: 2, m: 3, v: 4 } },
+  matmulBackInput: { 0: { p: 0, dy: 1, dx: 2 }, 1: WEIGHT_SLOTS },
+  matmulBackWeight: { 0: { p: 0, dy: 1, x: 2, dw: 3 } },
+  attnBackQuery: { 0: { p: 0, qkv: 1, dOut: 2, dqkv: 3, stats: 4 } },
+  attnBackKeyValue: { 0: { p: 0, qkv: 1, dOut: 2, dqkv: 3, stats: 4 } },
 } as const satisfies Record<KernelName, Partial<Record<0 | 1 | 2, Readonly<Record<string, number>>>>>;
 
 type Groups<K extends KernelName> = (typeof BINDINGS)[K];

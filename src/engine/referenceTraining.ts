@@ -131,7 +131,7 @@ function matmulT(x: Float64Array, n: number, w: Tensor, rowStart: number, rows: 
 }
 
 /** dx[n, c] += Σ_r dy[n, r] · w[(rowStart + r)·cols + c]   (the input gradient of matmulT) */
-function matmulBackInput(dy: Float64Array, n: number, w: Tensor, rowStart: number, rows: number, cols: number, dx: Float64Array): void {
+export function matmulBackInput(dy: Float64Array, n: number, w: Tensor, rowStart: number, rows: number, cols: number, dx: Float64Array): void {
   for (let i = 0; i < n; i++) {
     for (let r = 0; r < rows; r++) {
       const g = dy[i * rows + r];
@@ -144,7 +144,7 @@ function matmulBackInput(dy: Float64Array, n: number, w: Tensor, rowStart: numbe
 }
 
 /** dw[r, c] += scale · Σ_n dy[n, r] · x[n, c]   (the weight gradient of matmulT, w [rows, cols]) */
-function matmulBackWeight(dy: Float64Array, x: Float64Array, n: number, rows: number, cols: number, dw: Float64Array, scale = 1): void {
+export function matmulBackWeight(dy: Float64Array, x: Float64Array, n: number, rows: number, cols: number, dw: Float64Array, scale = 1): void {
   for (let i = 0; i < n; i++) {
     for (let r = 0; r < rows; r++) {
       const g = dy[i * rows + r] * scale;
@@ -229,6 +229,111 @@ export function ropeRows(x: Float64Array, n: number, nHeads: number, hd: number,
       }
     }
   }
+}
+
+/** Causal attention over a micro-batch: B right-padded sequences of T tokens, H query heads sharing KV kv heads of width hd. */
+export interface AttentionShape {
+  B: number;
+  T: number;
+  H: number;
+  KV: number;
+  hd: number;
+}
+
+/**
+ * Causal grouped-query attention per sequence, scale 1/√hd: q [N, H·hd], k and v [N, KV·hd] (q and k
+ * after RoPE), N = B·T -> probs [B, H, T, T] (row t, columns ≤ t) and att [N, H·hd].
+ */
+export function causalAttention(q: Float64Array, k: Float64Array, v: Float64Array, shape: AttentionShape): { probs: Float64Array; att: Float64Array } {
+  const { B, T, H, KV, hd } = shape;
+  const n = B * T;
+  const group = H / KV;
+  const scale = 1 / Math.sqrt(hd);
+  const probs = new Float64Array(B * H * T * T);
+  const att = new Float64Array(n * H * hd);
+  for (let b = 0; b < B; b++) {
+    for (let h = 0; h < H; h++) {
+      const kvh = Math.floor(h / group);
+      for (let t = 0; t < T; t++) {
+        const po = ((b * H + h) * T + t) * T;
+        const qi = (b * T + t) * H * hd + h * hd;
+        let max = -Infinity;
+        for (let s = 0; s <= t; s++) {
+          const ki = (b * T + s) * KV * hd + kvh * hd;
+          let dot = 0;
+          for (let i = 0; i < hd; i++) dot += q[qi + i] * k[ki + i];
+          probs[po + s] = dot * scale;
+          if (probs[po + s] > max) max = probs[po + s];
+        }
+        let sum = 0;
+        for (let s = 0; s <= t; s++) {
+          probs[po + s] = Math.exp(probs[po + s] - max);
+          sum += probs[po + s];
+        }
+        for (let s = 0; s <= t; s++) probs[po + s] /= sum;
+        const ao = (b * T + t) * H * hd + h * hd;
+        for (let s = 0; s <= t; s++) {
+          const p = probs[po + s];
+          const vi = (b * T + s) * KV * hd + kvh * hd;
+          for (let i = 0; i < hd; i++) att[ao + i] += p * v[vi + i];
+        }
+      }
+    }
+  }
+  return { probs, att };
+}
+
+/**
+ * The backward of causalAttention from its probs and dAtt [N, H·hd]: dq [N, H·hd], and dk, dv
+ * [N, KV·hd] summed over the query heads that share each kv head.
+ */
+export function causalAttentionBack(
+  q: Float64Array,
+  k: Float64Array,
+  v: Float64Array,
+  probs: Float64Array,
+  dAtt: Float64Array,
+  shape: AttentionShape,
+): { dq: Float64Array; dk: Float64Array; dv: Float64Array } {
+  const { B, T, H, KV, hd } = shape;
+  const n = B * T;
+  const group = H / KV;
+  const scale = 1 / Math.sqrt(hd);
+  const dq = new Float64Array(n * H * hd);
+  const dk = new Float64Array(n * KV * hd);
+  const dv = new Float64Array(n * KV * hd);
+  const dp = new Float64Array(T);
+  for (let b = 0; b < B; b++) {
+    for (let h = 0; h < H; h++) {
+      const kvh = Math.floor(h / group);
+      for (let t = 0; t < T; t++) {
+        const po = ((b * H + h) * T + t) * T;
+        const ao = (b * T + t) * H * hd + h * hd;
+        let dot = 0;
+        for (let s = 0; s <= t; s++) {
+          const vi = (b * T + s) * KV * hd + kvh * hd;
+          let acc = 0;
+          for (let i = 0; i < hd; i++) {
+            acc += dAtt[ao + i] * v[vi + i];
+            dv[vi + i] += probs[po + s] * dAtt[ao + i];
+          }
+          dp[s] = acc;
+          dot += probs[po + s] * acc;
+        }
+        const qi = ao;
+        for (let s = 0; s <= t; s++) {
+          const ds = probs[po + s] * (dp[s] - dot) * scale; // softmax backward, then the 1/sqrt(hd)
+          if (ds === 0) continue;
+          const ki = (b * T + s) * KV * hd + kvh * hd;
+          for (let i = 0; i < hd; i++) {
+            dq[qi + i] += ds * k[ki + i];
+            dk[ki + i] += ds * q[qi + i];
+          }
+        }
+      }
+    }
+  }
+  return { dq, dk, dv };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -465,8 +570,7 @@ class TrainingModel {
       lc: Record<AdapterModule, LinearCache>;
     };
     const caches: LayerCache[] = [];
-    const group = H / KV;
-    const scale = 1 / Math.sqrt(hd);
+    const shape: AttentionShape = { B, T, H, KV, hd };
 
     for (let l = 0; l < c.numLayers; l++) {
       const lin = layerLinearNames(l);
@@ -487,37 +591,8 @@ class TrainingModel {
       ropeRows(k, n, KV, hd, posOf, this.invFreq, false);
 
       // causal attention per sequence; probs [B, H, T, T] (row t, columns ≤ t)
-      const probs = new Float64Array(B * H * T * T);
-      const att = new Float64Array(n * H * hd);
-      for (let b = 0; b < B; b++) {
-        for (let h = 0; h < H; h++) {
-          const kvh = Math.floor(h / group);
-          for (let t = 0; t < T; t++) {
-            const po = ((b * H + h) * T + t) * T;
-            const qi = (b * T + t) * H * hd + h * hd;
-            let max = -Infinity;
-            for (let s = 0; s <= t; s++) {
-              const ki = (b * T + s) * KV * hd + kvh * hd;
-              let dot = 0;
-              for (let i = 0; i < hd; i++) dot += q[qi + i] * k[ki + i];
-              probs[po + s] = dot * scale;
-              if (probs[po + s] > max) max = probs[po + s];
-            }
-            let sum = 0;
-            for (let s = 0; s <= t; s++) {
-              probs[po + s] = Math.exp(probs[po + s] - max);
-              sum += probs[po + s];
-            }
-            for (let s = 0; s <= t; s++) probs[po + s] /= sum;
-            const ao = (b * T + t) * H * hd + h * hd;
-            for (let s = 0; s <= t; s++) {
-              const p = probs[po + s];
-              const vi = (b * T + s) * KV * hd + kvh * hd;
-              for (let i = 0; i < hd; i++) att[ao + i] += p * v[vi + i];
-            }
-          }
-        }
-      }
+      const { probs, att } = causalAttention(q, k, v, shape);
+
       const wo = this.get(`${lin.o}.weight`);
       const oo = this.linear(l, 'o_proj', wo, 0, dim, H * hd, att);
       lc.o_proj = oo.cache;
@@ -583,40 +658,7 @@ class TrainingModel {
       const dxIn = Float64Array.from(dx2);
       const dAtt = new Float64Array(n * H * hd);
       this.linearBack(l, 'o_proj', this.get(`${lin.o}.weight`), 0, dim, H * hd, L.lc.o_proj, dx2, dAtt, grads);
-      const dq = new Float64Array(n * H * hd);
-      const dk = new Float64Array(n * KV * hd);
-      const dv = new Float64Array(n * KV * hd);
-      const dp = new Float64Array(T);
-      for (let b = 0; b < B; b++) {
-        for (let h = 0; h < H; h++) {
-          const kvh = Math.floor(h / group);
-          for (let t = 0; t < T; t++) {
-            const po = ((b * H + h) * T + t) * T;
-            const ao = (b * T + t) * H * hd + h * hd;
-            let dot = 0;
-            for (let s = 0; s <= t; s++) {
-              const vi = (b * T + s) * KV * hd + kvh * hd;
-              let acc = 0;
-              for (let i = 0; i < hd; i++) {
-                acc += dAtt[ao + i] * L.v[vi + i];
-                dv[vi + i] += L.probs[po + s] * dAtt[ao + i];
-              }
-              dp[s] = acc;
-              dot += L.probs[po + s] * acc;
-            }
-            const qi = ao;
-            for (let s = 0; s <= t; s++) {
-              const ds = L.probs[po + s] * (dp[s] - dot) * scale; // softmax backward, then the 1/sqrt(hd)
-              if (ds === 0) continue;
-              const ki = (b * T + s) * KV * hd + kvh * hd;
-              for (let i = 0; i < hd; i++) {
-                dq[qi + i] += ds * L.k[ki + i];
-                dk[ki + i] += ds * L.q[qi + i];
-              }
-            }
-          }
-        }
-      }
+      const { dq, dk, dv } = causalAttentionBack(L.q, L.k, L.v, L.probs, dAtt, shape);
       ropeRows(dq, n, H, hd, posOf, this.invFreq, true);
       ropeRows(dk, n, KV, hd, posOf, this.invFreq, true);
       const wqkv = this.get(`${lin.qkv}.weight`);

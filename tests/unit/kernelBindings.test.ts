@@ -6,6 +6,7 @@ function variants(name: KernelName): KernelVariant[] {
   const weights = ['f32', 'f16', 'q4f16', 'q4f32'] as const;
   switch (name) {
     case 'embedding':
+    case 'matmulBackInput':
       return weights.map((weight) => ({ weight }));
     case 'matmul':
     case 'matmulTiled':

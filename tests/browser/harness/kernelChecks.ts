@@ -9,7 +9,7 @@ import { f16ArrayToF32, f32ArrayToF16 } from '../../../src/formats/f16.ts';
 import { seededRng } from '../../../src/formats/random.ts';
 import type { WeightFormat, KvFormat } from '../../../src/engine/kernels.ts';
 
-function randn(n: number, seed: number, scale = 1): Float32Array {
+export function randn(n: number, seed: number, scale = 1): Float32Array {
   const rng = seededRng(seed);
   const a = new Float32Array(n);
   for (let i = 0; i < n; i++) a[i] = rng.normal() * scale;
@@ -34,7 +34,7 @@ function rowInfo(slot: number, startPos: number, rows: number): Uint32Array {
 }
 
 /** A random weight [rows, cols] in a storage format, with its dense f32 values for the oracle. */
-function randomWeight(format: WeightFormat, rows: number, cols: number, seed: number) {
+export function randomWeight(format: WeightFormat, rows: number, cols: number, seed: number) {
   const rng = seededRng(seed);
   if (format === 'f32') {
     const w = randn(rows * cols, seed, 0.5);

@@ -17,11 +17,10 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, s
 import { basename, dirname, join, resolve } from 'node:path';
 import { parseArgs, runMain, UsageError } from './args.ts';
 import { dirModelSource } from './hfCheckpoint.ts';
-import { ADAPTER_MODULES, type AdapterModule } from '../formats/adapterFormat.ts';
 import { PEFT_CONFIG_FILE, PEFT_PICKLED_WEIGHTS_FILE, PEFT_WEIGHTS_FILE } from '../formats/peftAdapter.ts';
 import { DEFAULT_CUTOFF_LEN, hasTrainedTarget, parseTrainingFile, prepareTrainingData, type PreparedDataset } from '../training/data.ts';
-import { validateAdapterSpec, type AdapterSpec } from '../training/init.ts';
-import { paperSpec, TRAINING_METHODS, type TrainingMethod } from '../training/recipes.ts';
+import type { AdapterSpec } from '../training/init.ts';
+import { RecipeError, specFromRecipe, TRAINING_METHODS, type TrainingMethod } from '../training/recipes.ts';
 import { peftInit, type PeftInit } from '../training/peftInit.ts';
 import { baseTokenizer, loadTrainingBase, readTrainingBaseInfo } from '../training/referenceModel.ts';
 import { defaultHyper } from '../training/referenceTrainer.ts';
@@ -137,24 +136,12 @@ export function parseTrainArgs(argv: string[]): TrainArgs {
 
 /** --method plus its overrides: the paper's recipe with the given fields replaced; unknown modules refused by name. */
 export function specFromArgs(method: TrainingMethod, o: TrainArgs['specOverrides']): AdapterSpec {
-  const spec = paperSpec(method);
-  if (o.targets) {
-    const unknown = o.targets.filter((t) => !(ADAPTER_MODULES as readonly string[]).includes(t));
-    if (unknown.length)
-      throw new UsageError(`--targets: the model has no module ${unknown.map((t) => `"${t}"`).join(', ')} (a Llama layer has ${ADAPTER_MODULES.join(', ')}).`);
-    spec.targets = o.targets as AdapterModule[];
-  }
-  if (o.dropout !== undefined) spec.dropout = o.dropout;
-  if (spec.kind === 'lora') {
-    if (o.r !== undefined) spec.r = o.r;
-    if (o.alpha !== undefined) spec.alpha = o.alpha;
-  } else if (o.bottleneck !== undefined) spec.bottleneckSize = o.bottleneck;
   try {
-    validateAdapterSpec(spec);
+    return specFromRecipe(method, o);
   } catch (e) {
-    throw new UsageError(`${(e as Error).message}.`);
+    if (!(e instanceof RecipeError)) throw e;
+    throw new UsageError(`${o.targets && /no module/.test(e.message) ? '--targets: ' : ''}${e.message}.`);
   }
-  return spec;
 }
 
 function readJsonFile(path: string, what: string): unknown {

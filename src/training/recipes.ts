@@ -9,8 +9,8 @@
  * outputs unchanged, like a fresh LoRA; scaling 1.0 and adapter_dropout 0 (finetune.py's and
  * BottleneckConfig's defaults).
  */
-import type { AdapterModule } from '../formats/adapterFormat.ts';
-import type { AdapterSpec } from './init.ts';
+import { ADAPTER_MODULES, type AdapterModule } from '../formats/adapterFormat.ts';
+import { validateAdapterSpec, type AdapterSpec } from './init.ts';
 
 export type TrainingMethod = 'lora' | 'series' | 'parallel';
 export const TRAINING_METHODS: readonly TrainingMethod[] = ['lora', 'series', 'parallel'];
@@ -50,4 +50,39 @@ export function paperSpec(method: TrainingMethod): AdapterSpec {
 export function paperRecipe(method: TrainingMethod): Recipe {
   const label = method === 'lora' ? 'LoRA (r 32, α 64)' : method === 'series' ? 'Series adapter (256, tanh)' : 'Parallel adapter (256, tanh)';
   return { method, label, spec: paperSpec(method), run: { ...PAPER_RUN } };
+}
+
+/** Fields that reshape a recipe's adapter (the CLI's --r --alpha --dropout --bottleneck --targets, the Train view's fields). */
+export interface SpecOverrides {
+  r?: number;
+  alpha?: number;
+  dropout?: number;
+  bottleneck?: number;
+  targets?: string[];
+}
+
+export class RecipeError extends Error {
+  override name = 'RecipeError';
+}
+
+/** The paper's recipe for `method` with the given fields replaced; a module a Llama layer lacks is refused by name. */
+export function specFromRecipe(method: TrainingMethod, o: SpecOverrides): AdapterSpec {
+  const spec = paperSpec(method);
+  if (o.targets) {
+    const unknown = o.targets.filter((t) => !(ADAPTER_MODULES as readonly string[]).includes(t));
+    if (unknown.length)
+      throw new RecipeError(`the model has no module ${unknown.map((t) => `"${t}"`).join(', ')} (a Llama layer has ${ADAPTER_MODULES.join(', ')})`);
+    spec.targets = o.targets as AdapterModule[];
+  }
+  if (o.dropout !== undefined) spec.dropout = o.dropout;
+  if (spec.kind === 'lora') {
+    if (o.r !== undefined) spec.r = o.r;
+    if (o.alpha !== undefined) spec.alpha = o.alpha;
+  } else if (o.bottleneck !== undefined) spec.bottleneckSize = o.bottleneck;
+  try {
+    validateAdapterSpec(spec);
+  } catch (e) {
+    throw new RecipeError((e as Error).message, { cause: e });
+  }
+  return spec;
 }

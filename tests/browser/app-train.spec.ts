@@ -51,7 +51,7 @@ const close = (a: number, b: number) => Math.abs(a - b) <= 1e-9 * Math.max(1, Ma
 test('LoRA recipe: start, loss curve, pause / reload / resume = uninterrupted reference run; use in the Lab; export PEFT files', async ({ page }) => {
   await page.goto('./#view=train');
   await loadTiny(page);
-  await expect(page.getByTestId('train-base')).toContainText('tiny');
+  await expect(page.getByTestId('train-base')).toContainText('Tiny demo model (q4f32_1)');
 
   await page.getByRole('button', { name: /LoRA \(r 32/ }).click();
   await expect(page.getByLabel('r', { exact: true })).toHaveValue('32');
@@ -111,7 +111,7 @@ test('LoRA recipe: start, loss curve, pause / reload / resume = uninterrupted re
   // Use this adapter: it joins the picker; the Lab solves with it.
   await page.getByRole('button', { name: 'Use this adapter' }).click();
   await expect(page.getByTestId('train-notice')).toContainText('is in the Adapter picker', { timeout: 60_000 });
-  await page.getByRole('tab', { name: 'Reasoning lab' }).click();
+  await page.goto('./#view=lab&problem=0&max=8');
   await loadTiny(page);
   const option = page.getByTestId('adapter-select').locator('option', { hasText: 'trained-lora' });
   await expect(option).toHaveCount(1);

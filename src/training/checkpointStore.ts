@@ -16,6 +16,7 @@ export const TRAINING_DB_NAME = 'reasoning-lab-training';
 
 let runStore: UseStore | undefined;
 let dataStore: UseStore | undefined;
+let downloadStore: UseStore | undefined;
 const runs = (): UseStore => (runStore ??= createStore(TRAINING_DB_NAME, 'runs'));
 // a second database: idb-keyval's createStore opens one object store per database
 const texts = (): UseStore => (dataStore ??= createStore(`${TRAINING_DB_NAME}-data`, 'texts'));
@@ -72,4 +73,29 @@ export async function getRunText(id: string): Promise<string | undefined> {
 export async function deleteRun(id: string): Promise<void> {
   await del(id, runs());
   await del(id, texts());
+}
+
+const downloads = (): UseStore => (downloadStore ??= createStore(`${TRAINING_DB_NAME}-downloads`, 'files'));
+
+/** A training file fetched from a URL (math_10k from its public source): downloaded once, then read from IndexedDB. */
+/** `check` refuses a text that is no training file (it throws), so nothing bad is ever cached. */
+export async function cachedTrainingText(
+  url: string,
+  check: (text: string) => void,
+  doFetch: typeof fetch = fetch,
+): Promise<{ text: string; cached: boolean }> {
+  const hit = await get<string>(url, downloads());
+  if (typeof hit === 'string') return { text: hit, cached: true };
+  let res: Response;
+  try {
+    res = await doFetch(url);
+  } catch (e) {
+    throw new Error(`Could not download ${url}: ${(e as Error).message}. Check the connection or the URL.`, { cause: e });
+  }
+  if (!res.ok) throw new Error(`Could not download ${url}: HTTP ${res.status}.`);
+  if ((res.headers.get('content-type') ?? '').includes('text/html')) throw new Error(`${url} is a web page, not a training file (check the URL).`);
+  const text = await res.text();
+  check(text);
+  await set(url, text, downloads());
+  return { text, cached: false };
 }

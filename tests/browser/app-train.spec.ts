@@ -121,3 +121,28 @@ test('LoRA recipe: start, loss curve, pause / reload / resume = uninterrupted re
   await expect(page.getByTestId('solution-a-verdict')).toHaveText(/Correct|Incorrect/, { timeout: 300_000 });
   await expect(page.getByTestId('solution-a-adapter')).toContainText('trained-lora');
 });
+
+test('bad input is refused with the reason and stores nothing: a record without output, a bad field, a URL that is no training file', async ({ page }) => {
+  await page.goto('./#view=train');
+  await loadTiny(page);
+  await page.getByLabel('A file on this computer').check();
+  const bad = JSON.stringify([RECORDS[0], { instruction: 'Add 3 and 3.', input: '' }]);
+  await page.getByLabel('Training file').setInputFiles({ name: 'bad.json', mimeType: 'application/json', buffer: Buffer.from(bad) });
+  await page.getByRole('button', { name: 'Start' }).click();
+  await expect(page.getByTestId('train-error')).toHaveText('bad.json record 1: "output" is missing (every training record needs an output string)');
+  await page.getByLabel('Training file').setInputFiles({ name: 'math6.json', mimeType: 'application/json', buffer: Buffer.from(DATA_TEXT) });
+  await page.getByLabel('Target modules').fill('q_proj, lm_head');
+  await page.getByRole('button', { name: 'Start' }).click();
+  await expect(page.getByTestId('train-error')).toContainText('the model has no module "lm_head"');
+  await page.getByLabel('Target modules').fill('q_proj');
+  await page.getByLabel('Learning rate').fill('fast');
+  await page.getByRole('button', { name: 'Start' }).click();
+  await expect(page.getByTestId('train-error')).toHaveText('Learning rate must be a non-negative number, not "fast".');
+  await page.getByLabel('Learning rate').fill('3e-4');
+  await page.getByLabel('From a URL').check();
+  await page.getByLabel('Training file URL').fill('/data/llm-adapters/train/no-such-file.json');
+  await page.getByRole('button', { name: 'Start' }).click();
+  await expect(page.getByTestId('train-error')).toContainText('no-such-file.json is a web page, not a training file');
+  await expect(page.getByTestId('train-runs')).toHaveCount(0);
+  await expect(page.getByTestId('train-status')).toHaveCount(0);
+});

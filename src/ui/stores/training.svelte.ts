@@ -11,7 +11,7 @@ import { defaultHyper } from '../../training/referenceTrainer.ts';
 import { paperRecipe, specFromRecipe, type TrainingMethod } from '../../training/recipes.ts';
 import { parseTrainerState } from '../../training/checkpoint.ts';
 import { exportTrainedAdapter } from '../../training/export.ts';
-import { getRun, listRuns, saveRun, saveRunText, deleteRun, type TrainingRunRecord } from '../../training/checkpointStore.ts';
+import { cachedTrainingText, getRun, listRuns, saveRun, saveRunText, deleteRun, type TrainingRunRecord } from '../../training/checkpointStore.ts';
 import type { TrainingEvent, TrainingRequest } from '../../training/workerProtocol.ts';
 import { PEFT_CONFIG_FILE, PEFT_WEIGHTS_FILE } from '../../formats/peftAdapter.ts';
 import type { ModelManifest } from '../../storage/index.ts';
@@ -162,14 +162,13 @@ class TrainingStore {
       this.dataChoice === 'dev' ? new URL(DEV_MATH_DATA_PATH, defaultDataBase() ?? new URL('data/', document.baseURI).href).href : this.dataUrl.trim();
     if (!url) throw new Error('Give the URL of a training file.');
     const name = decodeURIComponent(new URL(url, document.baseURI).pathname.split('/').pop() || 'training data');
-    let res: Response;
-    try {
-      res = await fetch(url);
-    } catch (e) {
-      throw new Error(`Could not download ${url}: ${(e as Error).message}. Check the connection or the URL.`, { cause: e });
+    // the dev copy is read fresh each time; a URL's file is cached (math_10k downloads once)
+    if (this.dataChoice === 'dev') {
+      const res = await fetch(url);
+      if (!res.ok) throw new Error(`Could not read the development data at ${url}: HTTP ${res.status}.`);
+      return { name, text: await res.text() };
     }
-    if (!res.ok) throw new Error(`Could not download ${url}: HTTP ${res.status}.`);
-    return { name, text: await res.text() };
+    return { name, text: (await cachedTrainingText(url, (text) => parseTrainingFile(text, name))).text };
   }
 
   /** Checks the form and the data, stores a new run and starts it. Nothing is stored when a check fails. */

@@ -9,8 +9,8 @@ import type { Decoding } from '../../reasoning/runRecord.ts';
 
 export const CUSTOM_ID = 'custom';
 export { NO_ADAPTER };
-export type View = 'generate' | 'lab' | 'accuracy' | 'models';
-export const VIEWS: View[] = ['generate', 'lab', 'accuracy', 'models'];
+export type View = 'generate' | 'lab' | 'accuracy' | 'train' | 'models';
+export const VIEWS: View[] = ['generate', 'lab', 'accuracy', 'train', 'models'];
 
 /** Stop sequences are edited one per line; "\n" in a line means a newline. */
 export function parseStops(text: string): string[] {

@@ -44,6 +44,38 @@ test('a lost GPU device fails the next generation with DeviceLostError saying to
   expect(r.error?.message).toMatch(/Reload the model/);
 });
 
+test('after a device lost mid-generation, loading again asks for a new device and generation gives the reference greedy ids', async ({ page }) => {
+  const r = await page.evaluate(async () => {
+    const { Engine } = await import(/* @vite-ignore */ '/src/engine/engine.ts' as string);
+    const { httpModelSource } = await import(/* @vite-ignore */ '/src/formats/modelFiles.ts' as string);
+    const { referenceFor } = await import(/* @vite-ignore */ '/tests/browser/harness/modelChecks.ts' as string);
+    const url = '/models/tiny/q4f32_1/';
+    const prompt = [1, 450, 4996];
+    const engine = new Engine();
+    await engine.load(httpModelSource(url));
+    const lostDevice = engine.llamaModel().gpu.device;
+    let error: string | null = null;
+    try {
+      await engine.generate(
+        prompt,
+        { maxNewTokens: 12, stopTokenIds: [] },
+        { onToken: ({ index }: { index: number }) => void (index === 2 && lostDevice.destroy()) },
+      );
+    } catch (e) {
+      error = (e as Error).name;
+    }
+    // "Reload the model": the same engine loads the same model again.
+    await engine.load(httpModelSource(url));
+    const newDevice = engine.llamaModel().gpu.device !== lostDevice;
+    const got = (await engine.generate(prompt, { maxNewTokens: 12, stopTokenIds: [] })).ids;
+    const want = (await referenceFor(url)).greedyGenerate(prompt, 12, []);
+    return { error, newDevice, got, want };
+  });
+  expect(r.error).toBe('DeviceLostError');
+  expect(r.newDevice).toBe(true);
+  expect(r.got).toEqual(r.want);
+});
+
 test('a device lost while greedy steps are in flight fails the generation with DeviceLostError, leaving no unhandled rejection', async ({ page }) => {
   const unhandled: string[] = [];
   page.on('pageerror', (e) => unhandled.push(e.message));

@@ -124,8 +124,8 @@ export interface RunOptions {
   onText?: (problem: Problem, textSoFar: string) => void;
   /** After each problem: the run with its new item (already saved when `save` is given). */
   onProgress?: (run: Run, item: RunItem) => void;
-  /** Persist the run after each problem (e.g. runStore.saveRun). */
-  save?: (run: Run) => Promise<void>;
+  /** Persist each problem's result as it finishes (runStore.appendRunItem: the new item alone, not the whole run again). */
+  save?: (run: Run, item: RunItem) => Promise<void>;
 }
 
 /** The run's problems not done yet, in run order (an error names one missing from the data). */
@@ -202,7 +202,7 @@ export async function runEvaluation(opts: RunOptions): Promise<Run> {
         };
         saving = saving.then(async () => {
           run = addRunItem(run, item);
-          await opts.save?.(run);
+          await opts.save?.(run, item);
           opts.onProgress?.(run, item);
         });
         // A result that cannot be saved stops the run (the error surfaces below).

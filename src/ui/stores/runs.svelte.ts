@@ -68,6 +68,8 @@ class RunsStore {
   current = $state<{ problem: Problem; position: number; text: string } | null>(null);
   /** Problems the engine solves together in the active run (each with `beams` beams), and problems finished per minute. */
   throughput = $state<{ batch: number; beams: number; perMinute: number | null } | null>(null);
+  /** Tokens generated so far by the active run's problems still being solved (shown beside "k of N problems"). */
+  tokensInFlight = $state(0);
   /** Problems solved at a time: 'auto' (as many as fit a GPU-memory budget) or a number (1: one by one, to watch each). */
   batch = $state<number | 'auto'>('auto');
   error = $state<string | null>(null);
@@ -205,6 +207,7 @@ class RunsStore {
         maxNewTokens: run.maxNewTokens,
         signal: abort.signal,
         onProblemStart: (problem, position) => (this.current = { problem, position, text: '' }),
+        onTokens: (n) => (this.tokensInFlight = n),
         onText: (_p, text) => {
           if (this.current) this.current.text = text;
         },
@@ -223,6 +226,7 @@ class RunsStore {
 
   private finishRun() {
     this.activeId = null;
+    this.tokensInFlight = 0;
     this.current = null;
     this.throughput = null;
     this.abort = null;

@@ -18,6 +18,7 @@ import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs, runMain, UsageError } from './args.ts';
 import { openBrowserSession } from './browserSession.ts';
+import { progressReporter, type ProgressEvent } from './progress.ts';
 import { formatBinaryBytes } from '../engine/memoryPlan.ts';
 import { QUANT_MODES, type QuantMode } from '../formats/llamaConfig.ts';
 import { ADAPTER_MANIFEST_FILE } from '../formats/adapterFormat.ts';
@@ -74,16 +75,21 @@ async function main() {
   if (opts.gen < 2) throw new UsageError('--gen must be at least 2 (one warm-up step, then measured steps).');
   if (values.webllm !== undefined && !values.webllm) throw new UsageError('--webllm expects a WebLLM model id, e.g. Llama-2-7b-chat-hf-q4f16_1-MLC.');
   const webllmStallMs = num(values['webllm-stall'], 60, 'webllm-stall') * 1000;
+  // Progress goes to stderr as it happens (stdout keeps the table or the JSON).
+  const progress = progressReporter('bench');
+  progress({ phase: 'starting the browser' });
   const session = await openBrowserSession({ mounts, gpu: flags.has('gpu') ? true : flags.has('no-gpu') ? false : undefined, quiet: !process.env.DEBUG });
   let r: BenchResult;
   let webllm: WebLLMBenchResult | null = null;
   try {
+    await session.page.exposeFunction('__benchProgress', (e: ProgressEvent) => progress(e));
     r = await session.page.evaluate(async (o) => {
       const { runBench } = (await import(/* @vite-ignore */ '/src/cli/benchPage.ts' as string)) as typeof import('./benchPage.ts');
-      return runBench(o);
+      return runBench(o, (e) => void (window as unknown as { __benchProgress(e: unknown): Promise<void> }).__benchProgress(e));
     }, opts);
     // After ours (whose GPU memory is freed by then), on the same page and GPU.
     if (values.webllm) {
+      progress({ phase: `WebLLM ${values.webllm}: loading and generating` });
       webllm = await session.page.evaluate(
         async (o) => {
           const { runWebLLMBench } = (await import(/* @vite-ignore */ '/src/cli/benchPage.ts' as string)) as typeof import('./benchPage.ts');

@@ -14,6 +14,7 @@ import { randomPeftAdapter } from '../formats/randomAdapter.ts';
 import type { ModelSource } from '../formats/tensorCacheTypes.ts';
 import type { QuantMode } from '../formats/llamaConfig.ts';
 import type { LoadedAdapter } from '../engine/reasoningEngine.ts';
+import type { ProgressEvent } from './progress.ts';
 
 export interface BenchOptions {
   model: { url: string } | { synthetic: { layers: number; mode: QuantMode } };
@@ -75,17 +76,25 @@ async function paperAdapter(base: ModelSource, kind: AdapterKind): Promise<Model
   return memorySource(converted.shards, { [ADAPTER_MANIFEST_FILE]: converted.manifest });
 }
 
-export async function runBench(o: BenchOptions): Promise<BenchResult> {
+/** `progress` hears of every phase and step as it happens (the CLI prints them: a bench on a software adapter takes minutes). */
+export async function runBench(o: BenchOptions, progress: (e: ProgressEvent) => void = () => {}): Promise<BenchResult> {
   const source = 'url' in o.model ? httpModelSource(o.model.url) : syntheticModelSource(llama2_7bShape(o.model.synthetic.layers), o.model.synthetic.mode);
   const engine = new Engine();
-  const info = await engine.load(source, { contextLength: o.promptLen + o.gen + 2, maxBatch: o.batch });
+  progress({ phase: 'loading the model' });
+  const info = await engine.load(source, {
+    contextLength: o.promptLen + o.gen + 2,
+    maxBatch: o.batch,
+    onProgress: (p) => progress({ phase: 'loading the model', unit: 'shard', step: p.shard, steps: p.shardCount }),
+  });
   // The raw decode paths are what the bench times: the LlamaModel beneath the engine interface.
   const model = engine.llamaModel();
   const device = model.gpu.device;
+  progress({ phase: 'measuring copy bandwidth' });
   const copyBytesPerSecond = (await measureCopyBandwidth(device)).bytesPerSecond;
   const prompt = (seq: number) => Array.from({ length: o.promptLen }, (_, i) => 1 + ((i * 7919 + seq * 104729) % (info.config.vocabSize - 1)));
 
   // Prefill: once to compile every pipeline, then measured.
+  progress({ phase: `prefill, ${o.promptLen} tokens (compiling, then measured)` });
   await engine.logits(prompt(0));
   const t0 = performance.now();
   await engine.logits(prompt(0));
@@ -100,19 +109,27 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
     }
   };
   const measureDecode = async (adapter: LoadedAdapter | null, adapterBytes: number) => {
+    const which = adapter ? `adapter ${adapter.name}` : 'base model';
     await engine.useAdapter(adapter?.id ?? null);
+    const steps = o.gen - 1;
+    const readBack = `decode, ${which} (logits read back)`;
+    progress({ phase: readBack, step: 0, steps });
     await prefillSlots();
     const entries = Array.from({ length: o.batch }, (_, s) => ({ slot: s, token: 29871 % info.config.vocabSize }));
     await model.decodeBatch(entries); // warm-up (this adapter's pipelines)
     const t = performance.now();
-    for (let i = 1; i < o.gen; i++) await model.decodeBatch(entries);
-    const steps = o.gen - 1;
+    for (let i = 1; i < o.gen; i++) {
+      await model.decodeBatch(entries);
+      progress({ phase: readBack, step: i, steps });
+    }
     const msPerStep = (performance.now() - t) / steps;
     // The same steps again, greedy: argmax on the GPU, only ids read back, steps pipelined.
+    const greedy = `decode, ${which} (GPU argmax, pipelined)`;
+    progress({ phase: greedy, step: 0, steps });
     await prefillSlots();
     await model.decodeGreedy(entries, 1, () => {}); // warm-up (the argmax pipeline)
     const tg = performance.now();
-    await model.decodeGreedy(entries, steps, () => {});
+    await model.decodeGreedy(entries, steps, (_ids, step) => progress({ phase: greedy, step: step + 1, steps }));
     const greedyMsPerStep = (performance.now() - tg) / steps;
     const meanPos = o.promptLen + 1 + steps / 2;
     const bytesPerStep = decodeBytesPerStep(info.config, info.mode, o.batch, meanPos, adapterBytes);
@@ -133,10 +150,12 @@ export async function runBench(o: BenchOptions): Promise<BenchResult> {
   await measureDecode(null, 0);
   // Beam search at N = batch beams against the greedy step at batch N: it should cost no more
   // than N times the greedy step (it decodes the same N rows, plus logits read-back and scoring).
+  progress({ phase: `beam search, ${o.batch} beams, ${o.gen} tokens` });
   const beamRun = await engine.generateBeams(prompt(0), { numBeams: o.batch, maxNewTokens: o.gen, stopTokenIds: [] });
   const beamMs = beamRun.decodeMs / Math.max(beamRun.decodeTokens, 1);
   const beam = { numBeams: o.batch, msPerStep: beamMs, vsGreedyStep: beamMs / decode[0].greedy.msPerStep, vsReadBackStep: beamMs / decode[0].msPerStep };
   for (const a of o.adapters) {
+    progress({ phase: `loading adapter ${a}` });
     const src = a.startsWith('paper:') ? await paperAdapter(source, a.slice(6) as AdapterKind) : httpModelSource(a);
     const adapter = await engine.loadAdapter(src, a);
     await measureDecode(adapter, model.adapterBytes(adapter.id));

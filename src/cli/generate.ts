@@ -10,6 +10,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve, basename } from 'node:path';
 import { parseArgs, runMain, UsageError } from './args.ts';
 import { openBrowserSession } from './browserSession.ts';
+import { progressReporter, type ProgressEvent } from './progress.ts';
+import { checkAdapterDir } from './dirChecks.ts';
 import { loadTokenizer, type Tokenizer } from '../formats/tokenizer.ts';
 import { MLC_CHAT_CONFIG_FILE, TOKENIZER_CONFIG_FILE, TOKENIZER_FILE } from '../formats/baseModelFiles.ts';
 
@@ -43,27 +45,45 @@ async function main() {
     if (!tokenizer) throw new Error(`${modelDir} has no tokenizer.json: use --prompt-ids instead of --prompt.`);
     promptIds = tokenizer.encode(values.prompt!);
   }
+  // Every argument is checked here, before the browser starts (which takes seconds).
+  const adapterDir = values.adapter === undefined ? null : checkAdapterDir(values.adapter);
+  const temperature = numberArg(values.temperature, 0, 'temperature', (x) => x >= 0);
+  const topP = numberArg(values['top-p'], 1, 'top-p', (x) => x > 0 && x <= 1);
+  const seed = values.seed ? intArg(values.seed, 'seed') : 0;
+  // Allocate just the context this run needs unless asked otherwise.
+  const contextLength = values['context-length'] ? intArg(values['context-length'], 'context-length') : promptIds.length + maxNewTokens;
   const gpu = flags.has('gpu') ? true : flags.has('no-gpu') ? false : undefined;
   const mounts: Record<string, string> = { '/cli-model': modelDir };
-  if (values.adapter) mounts['/cli-adapter'] = resolve(values.adapter);
+  if (adapterDir) mounts['/cli-adapter'] = adapterDir;
+  // Phases on stderr as they happen (stdout keeps the text or the JSON).
+  const progress = flags.has('quiet') ? () => {} : progressReporter('generate');
+  progress({ phase: 'starting the browser' });
   const session = await openBrowserSession({ mounts, gpu, quiet: !process.env.DEBUG });
   try {
     const decoder = tokenizer?.streamDecoder(promptIds.slice(-4));
     await session.page.exposeFunction('__onToken', (id: number) => {
       if (!json && decoder) process.stdout.write(decoder.push(id));
     });
+    await session.page.exposeFunction('__progress', (e: ProgressEvent) => progress(e));
     const result = await session.page.evaluate(
       async ({ promptIds, maxNewTokens, temperature, topP, seed, adapter, contextLength }) => {
         const { Engine } = (await import(/* @vite-ignore */ '/src/engine/engine.ts' as string)) as typeof import('../engine/engine.ts');
         const { httpModelSource } = (await import(/* @vite-ignore */ '/src/formats/modelFiles.ts' as string)) as typeof import('../formats/modelFiles.ts');
+        const report = (e: ProgressEvent) => void (window as unknown as { __progress(e: ProgressEvent): Promise<void> }).__progress(e);
         const engine = new Engine();
-        const info = await engine.load(httpModelSource('/cli-model/'), { contextLength });
+        report({ phase: 'loading the model' });
+        const info = await engine.load(httpModelSource('/cli-model/'), {
+          contextLength,
+          onProgress: (p) => report({ phase: 'loading the model', unit: 'shard', step: p.shard, steps: p.shardCount }),
+        });
         let adapterName: string | null = null;
         if (adapter) {
+          report({ phase: 'loading the adapter' });
           const loaded = await engine.loadAdapter(httpModelSource('/cli-adapter/'), 'cli-adapter');
           await engine.useAdapter(loaded.id);
           adapterName = loaded.name;
         }
+        report({ phase: `generating ${maxNewTokens} tokens after ${promptIds.length} prompt tokens` });
         const r = await engine.generate(
           promptIds,
           { maxNewTokens, temperature, topP, seed },
@@ -71,16 +91,7 @@ async function main() {
         );
         return { ...r, adapter: adapterName, memory: info.memory, gpuAdapter: info.adapterInfo };
       },
-      {
-        promptIds,
-        maxNewTokens,
-        temperature: values.temperature ? Number(values.temperature) : 0,
-        topP: values['top-p'] ? Number(values['top-p']) : 1,
-        seed: values.seed ? intArg(values.seed, 'seed') : 0,
-        adapter: !!values.adapter,
-        // Allocate just the context this run needs unless asked otherwise.
-        contextLength: values['context-length'] ? intArg(values['context-length'], 'context-length') : promptIds.length + maxNewTokens,
-      },
+      { promptIds, maxNewTokens, temperature, topP, seed, adapter: adapterDir !== null, contextLength },
     );
     const text = tokenizer ? tokenizer.decode(result.ids) : null;
     const prefillTps = result.prefillTokens / (result.prefillMs / 1000);
@@ -115,6 +126,13 @@ function intArg(s: string, name: string): number {
   const n = Number(s);
   if (!Number.isInteger(n) || n < 0) throw new UsageError(`--${name} expects a non-negative integer, got "${s}".`);
   return n;
+}
+
+function numberArg(s: string | undefined, fallback: number, name: string, ok: (x: number) => boolean): number {
+  if (s === undefined) return fallback;
+  const x = Number(s);
+  if (s.trim() === '' || !Number.isFinite(x) || !ok(x)) throw new UsageError(`--${name} got "${s}", which is not a valid ${name}.`);
+  return x;
 }
 
 function round(x: number): number {

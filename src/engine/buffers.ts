@@ -6,7 +6,6 @@
  */
 import type { LlamaConfig, QuantMode } from '../formats/llamaConfig.ts';
 import { createBufferChecked } from './gpu.ts';
-import { GPUOutOfMemoryError } from './errors.ts';
 import type { KvFormat } from './kernels.ts';
 import { activationSizes, kvLayerBytes, GREEDY_PIPELINE_DEPTH } from './memoryPlan.ts';
 
@@ -52,7 +51,7 @@ export interface ModelBuffers {
 
 /**
  * Allocate a shape's buffers and fill the rotary table; on failure frees what it made. A buffer
- * over the device's binding limit is refused as out of memory (a shader binds each one whole).
+ * over the device's limits is refused by createBufferChecked (BufferLimitError, naming the limit).
  */
 export async function allocateModelBuffers(
   device: GPUDevice,
@@ -63,8 +62,6 @@ export async function allocateModelBuffers(
   const { contextLength: ctx, rows, slots } = shape;
   const own: GPUBuffer[] = [];
   const mk = async (what: string, size: number, usage = STORAGE) => {
-    if (usage & GPUBufferUsage.STORAGE && size > device.limits.maxStorageBufferBindingSize)
-      throw new GPUOutOfMemoryError(`${what} (over the device's binding limit)`, size);
     const b = await createBufferChecked(device, what, size, usage);
     own.push(b);
     return b;

@@ -158,7 +158,11 @@ export class EngineClient implements ReasoningEngine {
     this.loadedInfo = null;
   }
 
+  /** Stop the worker; whatever still waits for it fails now instead of waiting forever. */
   terminate() {
     this.worker.terminate();
+    const err = new EngineWorkerError('WorkerError', 'The engine worker was stopped.');
+    for (const p of this.pending.values()) p.reject(err);
+    this.pending.clear();
   }
 }

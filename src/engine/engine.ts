@@ -100,6 +100,8 @@ export class Engine implements ReasoningEngine {
     this.release();
     const source = await sourceFor(from);
     const manifest = await loadModelManifest(source);
+    // A lost device never comes back (WebGPU gives no way to revive one): ask for a new one.
+    if (this.gpu?.lost) this.gpu = null;
     this.gpu ??= await createGpuContext();
     const model = await LlamaModel.load(this.gpu, source, manifest.config, manifest.mode, manifest.cache, opts);
     try {

@@ -26,12 +26,36 @@ export class DeviceLostError extends EngineError {
 }
 
 export class GPUOutOfMemoryError extends EngineError {
-  constructor(what: string, bytes: number) {
+  constructor(what: string, bytes: number, message?: string) {
     super(
-      `Not enough GPU memory to allocate ${what} (${(bytes / 2 ** 20).toFixed(1)} MiB). ` +
-        `Close other GPU-heavy tabs or applications, choose a smaller model or context length, and try again.`,
+      message ??
+        `Not enough GPU memory to allocate ${what} (${(bytes / 2 ** 20).toFixed(1)} MiB). ` +
+          `Close other GPU-heavy tabs or applications, choose a smaller model or context length, and try again.`,
     );
   }
+}
+
+/** The device's limits on one buffer: a shader binds each storage buffer whole. */
+export type BufferLimitName = 'maxStorageBufferBindingSize' | 'maxBufferSize';
+
+/**
+ * One buffer larger than the device allows for any single buffer. Not a matter of free memory
+ * (closing tabs does not help), so it says which limit and which buffer. A GPUOutOfMemoryError
+ * still, so that 'auto' batch sizing halves past it as it does past a failed allocation.
+ */
+export class BufferLimitError extends GPUOutOfMemoryError {
+  constructor(what: string, bytes: number, limitName: BufferLimitName, limit: number) {
+    super(
+      what,
+      bytes,
+      `${what} needs ${binaryBytes(bytes)} in one GPU buffer, more than this GPU's ${limitName} (${binaryBytes(limit)}) allows, ` +
+        `however much memory is free. Choose a smaller model (or a more quantized one), a shorter context or fewer sequences at a time.`,
+    );
+  }
+}
+
+function binaryBytes(n: number): string {
+  return n >= 2 ** 30 ? `${(n / 2 ** 30).toFixed(2)} GiB` : `${(n / 2 ** 20).toFixed(1)} MiB`;
 }
 
 export class ModelFormatError extends EngineError {}

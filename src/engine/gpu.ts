@@ -2,7 +2,7 @@
  * WebGPU device setup: ask for the adapter's own limits (a 7B model needs buffers far larger than
  * the defaults), record which optional features exist, and turn device loss into a clear error.
  */
-import { DeviceLostError, GPUOutOfMemoryError, WebGPUUnavailableError } from './errors.ts';
+import { BufferLimitError, DeviceLostError, GPUOutOfMemoryError, WebGPUUnavailableError } from './errors.ts';
 
 export interface GpuContext {
   device: GPUDevice;
@@ -74,8 +74,21 @@ export async function createGpuContext(given?: GPU): Promise<GpuContext> {
   return ctx;
 }
 
-/** Allocate a storage buffer, turning an out-of-memory validation into a readable error. */
+/**
+ * Refuse a buffer the device could never hold, before anything is allocated: over maxBufferSize
+ * createBuffer fails validation, and a storage buffer over maxStorageBufferBindingSize is made
+ * but cannot be bound, so every dispatch using it would fail later and far from the cause.
+ */
+export function checkBufferLimits(limits: GPUSupportedLimits, what: string, size: number, usage: GPUBufferUsageFlags): void {
+  const bytes = Math.max(4, alignTo(size, 4));
+  if (usage & GPUBufferUsage.STORAGE && bytes > limits.maxStorageBufferBindingSize)
+    throw new BufferLimitError(what, bytes, 'maxStorageBufferBindingSize', limits.maxStorageBufferBindingSize);
+  if (bytes > limits.maxBufferSize) throw new BufferLimitError(what, bytes, 'maxBufferSize', limits.maxBufferSize);
+}
+
+/** Allocate a buffer within the device's limits, turning an out-of-memory validation into a readable error. */
 export async function createBufferChecked(device: GPUDevice, what: string, size: number, usage: GPUBufferUsageFlags): Promise<GPUBuffer> {
+  checkBufferLimits(device.limits, what, size, usage);
   device.pushErrorScope('out-of-memory');
   device.pushErrorScope('validation');
   const buf = device.createBuffer({ size: Math.max(4, alignTo(size, 4)), usage, label: what });

@@ -7,7 +7,7 @@ import type { LlamaConfig } from '../formats/llamaConfig.ts';
 import { EMBED_NAME, FINAL_NORM_NAME, LM_HEAD_NAME, layerLinearNames, layerNormNames } from '../formats/llamaConfig.ts';
 import { bf16ArrayToF32, f16ArrayToF32 } from '../formats/f16.ts';
 import { q4PackedCols, q4ScaleCols } from '../formats/quant.ts';
-import { createBufferChecked } from './gpu.ts';
+import { checkBufferLimits, createBufferChecked } from './gpu.ts';
 import { ModelFormatError } from './errors.ts';
 import type { WeightFormat } from './kernels.ts';
 
@@ -74,6 +74,12 @@ function recordUpload(record: TensorRecord, shard: ArrayBuffer, forceF32: boolea
   }
 }
 
+/** Bytes recordUpload gives a record on the GPU (f16 norms and bf16 become f32), known before its shard is read. */
+function uploadBytes(record: TensorRecord): number {
+  const keepsBytes = record.dtype === 'uint32' || (record.dtype === 'float16' && !wantsF32(record.name));
+  return keepsBytes ? record.nbytes : elementCount(record.shape) * 4;
+}
+
 /** Norm weights are tiny and read by f32 kernels; everything else keeps its stored dtype. */
 function wantsF32(name: string): boolean {
   return name.endsWith('norm.weight');
@@ -89,6 +95,8 @@ export async function uploadTensors(
   const bytesTotal = cache.records.reduce((a, s) => a + s.nbytes, 0);
   let bytesLoaded = 0;
   let bytes = 0;
+  // A tensor the device cannot hold fails the load now, not after gigabytes of shards were read.
+  for (const shard of cache.records) for (const r of shard.records) checkBufferLimits(device.limits, `The weight tensor ${r.name}`, uploadBytes(r), STORAGE);
   try {
     for (let i = 0; i < cache.records.length; i++) {
       const shard = cache.records[i];

@@ -122,10 +122,15 @@ export interface RunOptions {
   onProblemStart?: (problem: Problem, position: number) => void;
   /** Output so far of the problem being solved. */
   onText?: (problem: Problem, textSoFar: string) => void;
+  /**
+   * After every token and every finished problem: tokens generated so far by the problems still
+   * being solved (a batch can run for minutes before its first problem finishes).
+   */
+  onTokens?: (inFlight: number) => void;
   /** After each problem: the run with its new item (already saved when `save` is given). */
   onProgress?: (run: Run, item: RunItem) => void;
-  /** Persist the run after each problem (e.g. runStore.saveRun). */
-  save?: (run: Run) => Promise<void>;
+  /** Persist each problem's result as it finishes (runStore.appendRunItem: the new item alone, not the whole run again). */
+  save?: (run: Run, item: RunItem) => Promise<void>;
 }
 
 /** The run's problems not done yet, in run order (an error names one missing from the data). */
@@ -151,6 +156,8 @@ export async function runEvaluation(opts: RunOptions): Promise<Run> {
   const done0 = opts.run.items.length;
   let run = opts.run;
   const texts = problems.map(() => '');
+  const tokens = problems.map(() => 0);
+  let inFlight = 0;
   const finished = new Set<number>();
   // The UI follows one problem: the oldest one still being solved.
   let shown = -1;
@@ -178,11 +185,15 @@ export async function runEvaluation(opts: RunOptions): Promise<Run> {
       onStart: (shape) => opts.onBatchStart?.(shape),
       onToken: (seq, t) => {
         texts[seq] += t.textDelta;
+        tokens[seq]++;
+        opts.onTokens?.(++inFlight);
         if (seq === shown) opts.onText?.(problems[seq], cutAtStop(texts[seq], stops));
         else if (shown < 0 || finished.has(shown)) follow();
       },
       onDone: (seq, outcome) => {
         finished.add(seq);
+        inFlight -= tokens[seq];
+        opts.onTokens?.(inFlight);
         if (seq === shown) follow();
         // A cancelled generation is not an answer: it must not be scored.
         if (outcome.stopReason === 'cancelled') return;
@@ -202,7 +213,7 @@ export async function runEvaluation(opts: RunOptions): Promise<Run> {
         };
         saving = saving.then(async () => {
           run = addRunItem(run, item);
-          await opts.save?.(run);
+          await opts.save?.(run, item);
           opts.onProgress?.(run, item);
         });
         // A result that cannot be saved stops the run (the error surfaces below).

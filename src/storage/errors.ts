@@ -126,11 +126,18 @@ export function errorInfo(e: unknown): ErrorInfo {
   return { name: 'Error', message: String(e) };
 }
 
+/**
+ * A write the browser refused for want of room. Chromium says QuotaExceededError when its quota
+ * check refuses, but when the disk itself fills before that check (a small or nearly full disk:
+ * seen with a profile on a 16 MiB tmpfs) the large value's blob file cannot be written and the
+ * transaction fails with DataError "Failed to write blobs (IOError)".
+ */
 export function isQuotaExceeded(e: unknown): boolean {
+  if (typeof e !== 'object' || e === null) return false;
+  const { name, message } = e as { name?: string; message?: string };
   return (
-    typeof e === 'object' &&
-    e !== null &&
-    ((e as { name?: string }).name === 'QuotaExceededError' ||
-      ((e as { name?: string }).name === 'UnknownError' && /quota|space/i.test(String((e as Error).message))))
+    name === 'QuotaExceededError' ||
+    (name === 'UnknownError' && /quota|space/i.test(String(message))) ||
+    (name === 'DataError' && /failed to write blobs/i.test(String(message)))
   );
 }

@@ -8,6 +8,7 @@ const TITLES: Record<string, string> = {
   WebGPUUnavailableError: 'WebGPU is not available',
   DeviceLostError: 'The GPU stopped responding',
   GPUOutOfMemoryError: 'Not enough GPU memory',
+  BufferLimitError: 'A buffer is larger than this GPU allows',
   ModelFormatError: 'The model files could not be read',
   GenerationCancelledError: 'The generation was stopped',
   EngineError: 'The engine could not do that',

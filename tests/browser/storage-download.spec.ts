@@ -1,4 +1,6 @@
-import { test, expect } from '@playwright/test';
+import { test, expect, chromium } from '@playwright/test';
+import { chromiumLaunchOptions } from '../../src/cli/chromium.ts';
+import { mountSmallDisk } from './helpers/smallDisk.ts';
 import {
   download,
   makeTestModel,
@@ -181,77 +183,46 @@ test('a quota too small: QuotaError before any byte is fetched or written', asyn
   await expectAllStored(page);
 });
 
-test.describe('the real quota', () => {
-  // In about one browser context in five, Chromium's CDP quota override never reaches IndexedDB
-  // (the probe below sees writes over it succeed, re-sending does not help): such an attempt fails
-  // at the probe and is retried in a fresh context. A storage layer that mishandles the refusal
-  // fails every attempt.
-  test.describe.configure({ retries: 5 });
-
-  test('the real quota, shrunk through CDP: a write over it becomes QuotaError and leaves nothing half-recorded', async ({ page, context }) => {
-    // navigator.storage.estimate() in Playwright's (incognito) context ignores the CDP override,
-    // so this case exercises the write path: sizes unknown, the up-front check passes, IndexedDB
-    // refuses a chunk. The up-front check is covered by the test above.
-    const cdp = await context.newCDPSession(page);
-    const origin = new URL(page.url()).origin;
-    // The override does not always reach IndexedDB (it can miss a storage partition still being set
-    // up): send it, then check that a 256 KiB write to a scratch database is refused; re-send if not.
-    const probe = () =>
-      page.evaluate(async () => {
-        const open = () =>
-          new Promise<IDBDatabase>((res, rej) => {
-            const r = indexedDB.open('quota-probe', 1);
-            r.onupgradeneeded = () => r.result.createObjectStore('p');
-            r.onsuccess = () => res(r.result);
-            r.onerror = () => rej(r.error);
-          });
-        const db = await open();
-        let refused = false;
-        for (let i = 0; i < 20 && !refused; i++) {
-          refused = await new Promise<boolean>((res) => {
-            const tx = db.transaction('p', 'readwrite');
-            tx.objectStore('p').put(new Uint8Array(256 * 1024), 'x');
-            tx.oncomplete = () => res(false);
-            tx.onabort = () => res(true);
-            tx.onerror = () => res(true);
-          });
-          if (!refused) {
-            await new Promise<void>((res) => {
-              const tx = db.transaction('p', 'readwrite');
-              tx.objectStore('p').delete('x');
-              tx.oncomplete = () => res();
-            });
-            await new Promise((r) => setTimeout(r, 50));
-          }
-        }
-        db.close();
-        await new Promise((res) => {
-          const d = indexedDB.deleteDatabase('quota-probe');
-          d.onsuccess = d.onerror = d.onblocked = res;
-        });
-        return refused;
-      });
-    let enforced = false;
-    for (let attempt = 0; attempt < 5 && !enforced; attempt++) {
-      await cdp.send('Storage.overrideQuotaForOrigin', { origin, quotaSize: 200_000 });
-      enforced = await probe();
-    }
-    expect(enforced).toBe(true);
-    const unsized = model.manifest(server.url, { sizes: false });
-    // A chunk larger than the whole quota: Chromium refuses that write whatever usage it has cached.
+test('the real quota, of a profile on a 32 MiB disk: a write over it becomes QuotaError and leaves nothing half-recorded', async ({ baseURL }) => {
+  // Chromium's quota follows the disk its profile is on: a persistent profile on a small tmpfs
+  // (the default context keeps IndexedDB in memory), and a model larger than the whole disk.
+  const disk = mountSmallDisk(32);
+  const big = await makeTestModel('big-model', [12_000_000, 12_000_001, 10_000_000, 8_000_000]);
+  const bigServer = await startShardServer(big.files);
+  const launch = () => chromium.launchPersistentContext(disk.dir, { ...chromiumLaunchOptions(), baseURL });
+  let context = await launch();
+  try {
+    let page = context.pages()[0] ?? (await context.newPage());
+    await openStorage(page);
+    // Sizes unknown: the up-front check cannot refuse, so IndexedDB itself must refuse a chunk.
+    const unsized = big.manifest(bigServer.url, { sizes: false });
     const r = await download(page, unsized, { chunkSize: 256 * 1024, retries: 0, concurrency: 1 });
     expect(r).toMatchObject({ ok: false, name: 'QuotaError' });
     if (!r.ok)
       expect(r.message).toMatch(
-        /^Not enough storage for Test model test-model: the browser refused to store more of it \(.+ still to download\)\. Free disk space or delete other models, then press Resume\.$/,
+        /^Not enough storage for Test model big-model: the browser refused to store more of it \(.+ still to download\)\. Free disk space or delete other models, then press Resume\.$/,
       );
-    expect(await storeProblems(page, model.id)).toEqual([]);
-    // 'partial' when some chunks fit before the refusal, 'not-stored' when the very first was refused.
-    expect(['partial', 'not-stored']).toContain((await modelStatus(page, unsized)).state);
-    await cdp.send('Storage.overrideQuotaForOrigin', { origin });
-    expect(await download(page, model.manifest(server.url), { chunkSize: CHUNK })).toEqual({ ok: true });
-    await expectAllStored(page);
-  });
+    expect(await storeProblems(page, big.id)).toEqual([]);
+    // Some chunks fit before the refusal: what was written is kept for Resume.
+    expect((await modelStatus(page, unsized)).state).toBe('partial');
+    // A bigger disk, and the browser started again on the same profile (Chromium keeps what it
+    // learnt of the disk for a while): Resume completes the model, every file verified.
+    await context.close();
+    disk.resize(128);
+    context = await launch();
+    page = context.pages()[0] ?? (await context.newPage());
+    await openStorage(page);
+    expect(await download(page, big.manifest(bigServer.url), { chunkSize: 256 * 1024 })).toEqual({ ok: true });
+    const paths = [...big.files.keys()];
+    const got = await storedDigests(page, big.id, paths);
+    for (const p of paths) expect(got[p], p).toBe(big.sha256.get(p));
+    expect(await storeProblems(page, big.id)).toEqual([]);
+    expect((await modelStatus(page, big.manifest(bigServer.url))).state).toBe('stored');
+  } finally {
+    await context.close();
+    await bigServer.close();
+    disk.remove();
+  }
 });
 
 test('a manifest without hashes, shards derived from tensor-cache.json: pinned on first download, verifyModel finds later corruption', async ({ page }) => {

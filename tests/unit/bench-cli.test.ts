@@ -66,6 +66,54 @@ describe('npm run bench', () => {
     expect(r.beam.vsReadBackStep).toBeCloseTo(r.beam.msPerStep / r.decode[0].msPerStep, 6);
   }, 160_000);
 
+  it('prints every phase and step with its rate on stderr as it goes, before the table', async () => {
+    const { spawn } = await import('node:child_process');
+    // Which stream each chunk came on, in arrival order: progress must precede the result.
+    const chunks: { stream: 'out' | 'err'; text: string }[] = [];
+    const code = await new Promise<number>((resolve, reject) => {
+      const child = spawn('npx', [
+        'tsx',
+        'src/cli/bench.ts',
+        '--model',
+        'models/tiny/q0f32',
+        '--adapter',
+        'models/tiny/adapters/q0f32-lora',
+        '--prompt-len',
+        '8',
+        '--gen',
+        '4',
+      ]);
+      child.stdout.on('data', (d: Buffer) => chunks.push({ stream: 'out', text: d.toString() }));
+      child.stderr.on('data', (d: Buffer) => chunks.push({ stream: 'err', text: d.toString() }));
+      child.on('error', reject);
+      child.on('close', (c) => resolve(c ?? -1));
+    });
+    expect(code).toBe(0);
+    const err = chunks
+      .filter((c) => c.stream === 'err')
+      .map((c) => c.text)
+      .join('');
+    const lines = err.split('\n').filter((l) => l.startsWith('bench: '));
+    expect(lines[0]).toBe('bench: starting the browser');
+    expect(lines.some((l) => /^bench: loading the model: shard 1 of \d+/.test(l))).toBe(true);
+    expect(lines).toContain('bench: measuring copy bandwidth');
+    expect(lines.some((l) => l.startsWith('bench: prefill, 8 tokens'))).toBe(true);
+    for (const which of ['base model', 'adapter tiny lora (random)'])
+      for (const path of ['logits read back', 'GPU argmax, pipelined']) {
+        const phase = `bench: decode, ${which} (${path})`;
+        expect(lines, phase).toContain(`${phase}: step 0 of 3`);
+        expect(
+          lines.some((l) => new RegExp(`^${phase.replace(/[()]/g, '\\$&')}: step 3 of 3, \\d+\\.\\d\\d steps/s$`).test(l)),
+          phase,
+        ).toBe(true);
+      }
+    expect(lines.some((l) => l.startsWith('bench: beam search, 1 beams'))).toBe(true);
+    // Every progress line came before the first byte of the table.
+    const firstOut = chunks.findIndex((c) => c.stream === 'out');
+    const lastProgress = chunks.findLastIndex((c) => c.stream === 'err' && c.text.includes('bench: '));
+    expect(firstOut).toBeGreaterThan(lastProgress);
+  }, 160_000);
+
   it('explains a bad --model', async () => {
     await expect(run('npx', ['tsx', 'src/cli/bench.ts', '--model', 'src'], { timeout: 60_000 })).rejects.toThrow(/not a converted model directory/);
   }, 60_000);

@@ -66,6 +66,45 @@ describe('npm run generate', () => {
     ).rejects.toThrow(/different base model/);
   }, 150_000);
 
+  it.each([
+    [['--adapter', 'models/tiny/adapters/no-such-adapter'], /--adapter models\/tiny\/adapters\/no-such-adapter: no such directory/],
+    [['--adapter', 'models/tiny/q4f32_1'], /is not a converted adapter directory \(no adapter\.json\)/],
+    [['--temperature', 'hot'], /--temperature got "hot"/],
+    [['--top-p', '1.5'], /--top-p got "1.5"/],
+    [['--seed', '-1'], /--seed expects a non-negative integer/],
+  ])(
+    'checks %j before the browser starts: one clear line, no stack trace',
+    async (bad, message) => {
+      const args = ['tsx', 'src/cli/generate.ts', '--model', 'models/tiny/q4f32_1', '--prompt-ids', '1,2', '--max-new-tokens', '2', ...bad];
+      const err = (await run('npx', args, { timeout: 60_000 }).then(
+        () => null,
+        (e: { stderr: string; code: number }) => e,
+      ))!;
+      expect(err).not.toBeNull();
+      expect(err.stderr).toMatch(message);
+      expect(err.code).toBe(2);
+      // Nothing was started: the first progress line of a run is "starting the browser".
+      expect(err.stderr).not.toContain('starting the browser');
+      expect(err.stderr).not.toMatch(/^\s+at /m);
+    },
+    60_000,
+  );
+
+  it('reports its phases on stderr as it goes: browser, model shards, generation', async () => {
+    const { stderr } = await run(
+      'npx',
+      ['tsx', 'src/cli/generate.ts', '--model', 'models/tiny/q4f32_1', '--prompt-ids', '1,450', '--max-new-tokens', '3', '--json'],
+      {
+        timeout: 120_000,
+      },
+    );
+    const lines = stderr.split('\n').filter((l) => l.startsWith('generate: '));
+    expect(lines[0]).toBe('generate: starting the browser');
+    expect(lines).toContain('generate: loading the model');
+    expect(lines.some((l) => /^generate: loading the model: shard 1 of \d+/.test(l))).toBe(true);
+    expect(lines[lines.length - 1]).toBe('generate: generating 3 tokens after 2 prompt tokens');
+  }, 150_000);
+
   it('explains a directory that is not a converted model', async () => {
     await expect(generate(['--model', 'src', '--prompt-ids', '1', '--json'])).rejects.toThrow(/not a converted model directory/);
   }, 60_000);

@@ -63,6 +63,8 @@ class EngineStore {
   adapter = $state<AdapterInfo | null>(null);
   /** Adapters resident beside the loaded base, by the id they were loaded under (cleared when a base loads). */
   resident = $state<Record<string, AdapterInfo>>({});
+  /** The model whose GPU device was lost (the error banner offers to load it again), or null. */
+  lostModel = $state<ModelChoice | null>(null);
 
   private client: EngineClient | null = null;
   /** Aborts the generation running now. */
@@ -73,6 +75,7 @@ class EngineStore {
 
   async load(choice: ModelChoice): Promise<void> {
     this.error = null;
+    this.lostModel = null;
     if (webgpuMissing()) {
       this.status = 'error';
       this.error = { title: 'WebGPU is not available', message: NO_WEBGPU_MESSAGE };
@@ -159,8 +162,7 @@ class EngineStore {
     return start(this.client, abort.signal)
       .catch((e: unknown) => {
         const d = describeError(e);
-        // The GPU is gone: the model must be loaded again.
-        if ((e as Error).name === 'DeviceLostError') this.status = 'error';
+        if ((e as Error).name === 'DeviceLostError') this.dropLostDevice();
         this.error = d;
         throw e;
       })
@@ -169,6 +171,26 @@ class EngineStore {
         if (this.current === abort) this.current = null;
         this.busy = null;
       });
+  }
+
+  /**
+   * The GPU is gone and takes the model with it: a fresh worker (and in it a fresh device) serves
+   * the next load, so "Reload the model" starts clean instead of reusing anything of the lost one.
+   */
+  private dropLostDevice() {
+    this.status = 'error';
+    this.lostModel = this.model;
+    this.info = null;
+    this.adapter = null;
+    this.resident = {};
+    this.client?.terminate();
+    this.client = null;
+  }
+
+  /** Load again the model whose device was lost (the banner's one-click recovery). */
+  reloadLost(): Promise<void> {
+    // A plain copy: the worker cannot be sent the state proxy.
+    return this.lostModel ? this.load($state.snapshot(this.lostModel)) : Promise.resolve();
   }
 
   /** Stop the generation running now (it ends after its current token). */

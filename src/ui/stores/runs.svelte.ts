@@ -2,7 +2,7 @@
  * Evaluation runs: every run so far (from IndexedDB), the one running now, and start / stop /
  * resume. The runner does the work (src/reasoning/runner.ts); this store only keeps the UI's view.
  */
-import { listRuns, saveRun, deleteRun } from '../../reasoning/runStore.ts';
+import { listRuns, saveRun, deleteRun, appendRunItem } from '../../reasoning/runStore.ts';
 import { decodingOf, GREEDY, runProgress, type Run } from '../../reasoning/runs.ts';
 import { planRun, runEvaluation, RunCancelled } from '../../reasoning/runner.ts';
 import { customPrompt, getPromptConfig, type PromptConfig } from '../../reasoning/prompts.ts';
@@ -68,6 +68,8 @@ class RunsStore {
   current = $state<{ problem: Problem; position: number; text: string } | null>(null);
   /** Problems the engine solves together in the active run (each with `beams` beams), and problems finished per minute. */
   throughput = $state<{ batch: number; beams: number; perMinute: number | null } | null>(null);
+  /** Tokens generated so far by the active run's problems still being solved (shown beside "k of N problems"). */
+  tokensInFlight = $state(0);
   /** Problems solved at a time: 'auto' (as many as fit a GPU-memory budget) or a number (1: one by one, to watch each). */
   batch = $state<number | 'auto'>('auto');
   error = $state<string | null>(null);
@@ -184,6 +186,13 @@ class RunsStore {
     const extra = { maxNewTokens: run.maxNewTokens, stopSequences: [...run.stopSequences], promptLabel: run.promptLabel, adapterId };
     const decoding = decodingOf(run);
     const beams = decoding.kind === 'beam' ? decoding.numBeams : 1;
+    try {
+      // Once per resume: the header with what this resume settled (a run stored before ids gets its adapter's).
+      await saveRun({ ...run, ...extra });
+    } catch (e) {
+      this.finishRun();
+      return void (this.error = `The run could not be saved: ${(e as Error).message}`);
+    }
     const t0 = performance.now();
     const done0 = run.items.length;
     try {
@@ -198,10 +207,11 @@ class RunsStore {
         maxNewTokens: run.maxNewTokens,
         signal: abort.signal,
         onProblemStart: (problem, position) => (this.current = { problem, position, text: '' }),
+        onTokens: (n) => (this.tokensInFlight = n),
         onText: (_p, text) => {
           if (this.current) this.current.text = text;
         },
-        save: (r) => saveRun({ ...r, ...extra }),
+        save: (r, item) => appendRunItem(r.id, item),
         onProgress: (r) => {
           this.put({ ...r, ...extra });
           if (this.throughput) this.throughput.perMinute = ((r.items.length - done0) * 60_000) / (performance.now() - t0);
@@ -210,14 +220,19 @@ class RunsStore {
     } catch (e) {
       if (!(e instanceof RunCancelled)) this.error = (e as Error).message;
     } finally {
-      this.activeId = null;
-      this.current = null;
-      this.throughput = null;
-      this.abort = null;
-      adapters.lockedBy = null;
-      // Back to the adapter the picker shows (a resumed run may have used another).
-      void adapters.apply();
+      this.finishRun();
     }
+  }
+
+  private finishRun() {
+    this.activeId = null;
+    this.tokensInFlight = 0;
+    this.current = null;
+    this.throughput = null;
+    this.abort = null;
+    adapters.lockedBy = null;
+    // Back to the adapter the picker shows (a resumed run may have used another).
+    void adapters.apply();
   }
 
   /** A new run with a stored run's configuration (dataset, prompt, adapter, selection, max tokens, decoding). */

@@ -6,6 +6,7 @@
 import { createStore, get, set, del, type UseStore } from 'idb-keyval';
 import { DATASETS, parseDataset, type DatasetName, type ParsedDataset } from './datasets.ts';
 import { sha256OfText } from './runRecord.ts';
+import { BrokenFileError, FileNotFoundError, hostOf, HostUnreachableError, HttpStatusError, requireFileText } from '../formats/fetchFile.ts';
 
 let store: UseStore | undefined;
 const datasetFiles = (): UseStore => (store ??= createStore('reasoning-lab-datasets', 'files'));
@@ -40,15 +41,26 @@ export async function loadDatasetText(name: DatasetName, options: DatasetSourceO
     const hit = await get<string>(url, datasetFiles());
     if (typeof hit === 'string') return { url, text: hit, cached: true };
   }
-  const doFetch = options.fetch ?? fetch;
-  let response: Response;
+  // Through the fetch layer: a host's index page in the file's place is "not found" and is never
+  // cached as the dataset; a body cut short of its Content-Length is broken and not cached either.
+  const label = DATASETS[name].label;
+  let text: string;
   try {
-    response = await doFetch(url, { signal: options.signal });
+    text = await requireFileText(url, { file: DATASETS[name].path, signal: options.signal, fetch: options.fetch });
   } catch (e) {
-    throw new DatasetDownloadError(`Could not download ${DATASETS[name].label} from ${url}: ${(e as Error).message}. Check the connection or the data URL.`);
+    if (options.signal?.aborted) throw e;
+    if (e instanceof FileNotFoundError)
+      throw new DatasetDownloadError(
+        `Could not download ${label}: it was not found at ${url}${e.reason === 'html' ? ' (the server answered with a web page instead)' : ` (HTTP ${e.status})`}. Check the data URL.`,
+      );
+    if (e instanceof HostUnreachableError)
+      throw new DatasetDownloadError(
+        `Could not download ${label} from ${url}: ${e.offline ? 'you appear to be offline' : `${hostOf(url)} could not be reached`}. Check the connection or the data URL.`,
+      );
+    if (e instanceof HttpStatusError) throw new DatasetDownloadError(`Could not download ${label} from ${url}: HTTP ${e.status}.`);
+    if (e instanceof BrokenFileError) throw new DatasetDownloadError(`Could not download ${label} from ${url}: ${e.detail}. Try again.`);
+    throw e;
   }
-  if (!response.ok) throw new DatasetDownloadError(`Could not download ${DATASETS[name].label} from ${url}: HTTP ${response.status}.`);
-  const text = await response.text();
   await set(url, text, datasetFiles());
   return { url, text, cached: false };
 }

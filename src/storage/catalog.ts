@@ -2,6 +2,7 @@
 
 import { parseManifest, type ManifestFile, type ModelManifest } from '../formats/manifest.ts';
 import { allSavedManifests, manifestKey, putEntries } from './db.ts';
+import { BrokenFileError, requireFileJson, requireFileText } from '../formats/fetchFile.ts';
 
 /**
  * Fields a shipped catalog manifest may carry beside the schema (parseManifest keeps them; only
@@ -29,25 +30,17 @@ export function catalogExtras(m: ModelManifest): CatalogExtras {
  *   in a worker, beside the worker's script)
  */
 export async function builtinManifests(catalogUrl?: string): Promise<ModelManifest[]> {
-  const { HttpError, NetworkError } = await import('./errors.ts');
   const url = new URL(catalogUrl ?? 'models/index.json', globalThis.document?.baseURI ?? globalThis.location?.href).href;
-  let index: { manifests?: unknown };
-  try {
-    const r = await fetch(url, { cache: 'no-cache' });
-    if (!r.ok) throw new HttpError('models/index.json', r.status, url);
-    index = (await r.json()) as { manifests?: unknown };
-  } catch (e) {
-    if (e instanceof HttpError) throw e;
-    throw new NetworkError('models/index.json', { cause: e });
-  }
+  // Through the fetch layer: a host without the catalog (a 404, or its index page) is "not found",
+  // never a network error; a cut-short or unparseable catalog is broken.
+  const index = (await requireFileJson(url, { file: 'models/index.json', init: { cache: 'no-cache' } })) as { manifests?: unknown } | null;
+  if (index === null || typeof index !== 'object') throw new BrokenFileError('models/index.json', url, 'not a JSON object');
   const names = Array.isArray(index.manifests) ? index.manifests.filter((n): n is string => typeof n === 'string') : [];
   const loaded = await Promise.all(
     names.map(async (name) => {
       const at = new URL(name, url).href;
       try {
-        const r = await fetch(at, { cache: 'no-cache' });
-        if (!r.ok) throw new HttpError(name, r.status, at);
-        return parseManifest(await r.text(), name, at);
+        return parseManifest(await requireFileText(at, { file: name, init: { cache: 'no-cache' } }), name, at);
       } catch (e) {
         console.error(e);
         return null;
@@ -85,19 +78,11 @@ async function save(m: ModelManifest): Promise<ModelManifest> {
 /**
  * Fetch a manifest from a URL, validate it and remember it. Relative file URLs resolve against
  * the manifest's own URL.
- * @throws ManifestError (with every problem listed), HttpError, NetworkError
+ * @throws ManifestError (with every problem listed), FileNotFoundError, BrokenFileError, HostUnreachableError, HttpStatusError
  */
 export async function importManifestFromUrl(url: string): Promise<ModelManifest> {
-  const { HttpError, NetworkError } = await import('./errors.ts');
   const abs = new URL(url, globalThis.location?.href).href;
-  let resp: Response;
-  try {
-    resp = await fetch(abs, { cache: 'no-store' });
-  } catch (e) {
-    throw new NetworkError(abs, { cause: e });
-  }
-  if (!resp.ok) throw new HttpError(abs, resp.status, abs);
-  return save(parseManifest(await resp.text(), abs, abs));
+  return save(parseManifest(await requireFileText(abs, { file: abs, init: { cache: 'no-store' } }), abs, abs));
 }
 
 /** Validate a manifest file the user picked and remember it. @throws ManifestError */

@@ -114,10 +114,13 @@ export function looksLikeHtml(firstBytes: Uint8Array): boolean {
 }
 
 /**
- * The body length a response promises after decoding: Content-Length when the body is not
- * content-encoded (for gzip/br it counts the compressed bytes), else null (unknown).
+ * The body length a response promises after decoding: Content-Length when the body is surely not
+ * content-encoded, else null (unknown). For gzip or br, Content-Length counts the compressed
+ * bytes. A cross-origin (CORS) response hides Content-Encoding from the page while showing
+ * Content-Length, so there the encoding cannot be ruled out and the length is unknown too.
  */
 export function decodedLength(res: Response): number | null {
+  if (res.type === 'cors' || res.type === 'opaque') return null;
   const enc = res.headers.get('Content-Encoding');
   if (enc !== null && enc.trim().toLowerCase() !== 'identity') return null;
   const v = res.headers.get('Content-Length');
@@ -126,14 +129,25 @@ export function decodedLength(res: Response): number | null {
   return Number.isSafeInteger(n) && n >= 0 ? n : null;
 }
 
+/**
+ * Whether the body's end is announced (Content-Length, visible even cross-origin): the browser or
+ * Node then fails the read of a body cut short, so a body that ends without an error is whole.
+ * A close-delimited body (no Content-Length) cut short ends like a whole one.
+ */
+export function isLengthDelimited(res: Response): boolean {
+  return res.headers.get('Content-Length') !== null;
+}
+
 export type Classified =
   | {
       kind: 'found';
       response: Response;
       /** The body, with the bytes read for the HTML check put back in front. */
       body: ReadableStream<Uint8Array>;
-      /** Decoded bytes the body should hold (Content-Length of an unencoded body), or null. */
+      /** Decoded bytes the body should hold (Content-Length of a body surely not encoded), or null. */
       length: number | null;
+      /** The body's end is announced: ending without a read error, it is whole (isLengthDelimited). */
+      delimited: boolean;
     }
   | { kind: 'missing'; reason: 'status' | 'html'; status: number }
   | { kind: 'error'; status: number };
@@ -159,14 +173,23 @@ export async function classifyResponse(res: Response): Promise<Classified> {
     return { kind: 'missing', reason: 'html', status: res.status };
   }
   const length = decodedLength(res);
-  if (!res.body) return { kind: 'found', response: res, body: new Blob([]).stream() as ReadableStream<Uint8Array>, length };
+  const delimited = isLengthDelimited(res);
+  if (!res.body) return { kind: 'found', response: res, body: new Blob([]).stream() as ReadableStream<Uint8Array>, length, delimited };
   // Some hosts send their index page as text/plain or with no type: look at the first bytes too.
   const reader = res.body.getReader();
   const head: Uint8Array[] = [];
   let headLen = 0;
   let done = false;
+  // A read that fails this early (the connection dropped) reaches the consumer as the body's error.
+  let failed: { error: unknown } | undefined;
   while (headLen < SNIFF_BYTES) {
-    const r = await reader.read();
+    let r: ReadableStreamReadResult<Uint8Array>;
+    try {
+      r = await reader.read();
+    } catch (error) {
+      failed = { error };
+      break;
+    }
     if (r.done) {
       done = true;
       break;
@@ -183,7 +206,8 @@ export async function classifyResponse(res: Response): Promise<Classified> {
     {
       start(controller) {
         if (first.length > 0) controller.enqueue(first);
-        if (done) controller.close();
+        if (failed) controller.error(failed.error);
+        else if (done) controller.close();
       },
       async pull(controller) {
         // Read errors (a dropped connection) reach the consumer as they are.
@@ -197,7 +221,7 @@ export async function classifyResponse(res: Response): Promise<Classified> {
     },
     { highWaterMark: 0 },
   );
-  return { kind: 'found', response: res, body, length };
+  return { kind: 'found', response: res, body, length, delimited };
 }
 
 function concat(parts: Uint8Array[], total: number): Uint8Array {

@@ -57,7 +57,7 @@ export interface DownloadOptions {
  * An opened body: `length` is the decoded bytes it should hold from `start` (null: unknown, e.g. a
  * gzip-encoded or close-delimited body), or the file is missing (`missing` says how).
  */
-type Opened = { body: ReadableStream<Uint8Array>; start: number; length: number | null } | { missing: FileNotFoundError };
+type Opened = { body: ReadableStream<Uint8Array>; start: number; length: number | null; delimited: boolean } | { missing: FileNotFoundError };
 type BodyOpener = (offset: number, signal: AbortSignal) => Promise<Opened>;
 
 /**
@@ -379,12 +379,12 @@ function httpOpener(url: string, path: string): BodyOpener {
     const c = await classifyResponse(resp);
     if (c.kind === 'missing') return { missing: new FileNotFoundError(path, url, c.reason, c.status) };
     if (c.kind === 'error') throw new HttpError(path, c.status, url);
-    return { body: c.body, start, length: c.length };
+    return { body: c.body, start, length: c.length, delimited: c.delimited };
   };
 }
 
 function blobOpener(blob: Blob): BodyOpener {
-  return async (offset) => ({ body: blob.slice(offset).stream() as ReadableStream<Uint8Array>, start: offset, length: blob.size - offset });
+  return async (offset) => ({ body: blob.slice(offset).stream() as ReadableStream<Uint8Array>, start: offset, length: blob.size - offset, delimited: true });
 }
 
 async function withRetries(ctx: RunCtx, attempt: () => Promise<void>): Promise<void> {
@@ -542,9 +542,9 @@ async function storeFile(ctx: RunCtx, entry: ManifestFile, open: BodyOpener, set
 
   const total = current.bytesStored + bufLen;
   if (expectedSize !== null && total < expectedSize) {
-    // The response was whole by its own Content-Length, yet shorter than the manifest says: the
-    // host's file is another file, and resuming would never finish it.
-    if (opened.length !== null && total - resumedAt === opened.length) throw await discardCorrupt('size mismatch', String(total));
+    // The response was whole by its own Content-Length (a body cut short of it fails the read),
+    // yet shorter than the manifest says: the host's file is another file, and resuming would never finish it.
+    if (opened.delimited) throw await discardCorrupt('size mismatch', String(total));
     throw new NetworkError(path); // body ended early: resumable
   }
   if (expectedSize === null && path.endsWith('.json')) {

@@ -9,17 +9,24 @@ import { BrokenFileError, requireFileJson, requireFileText } from '../formats/fe
  * the app reads them):
  * - `servedWithApp`: the files are served with the app itself (the tiny demo models under
  *   models/tiny/), so the engine reads them straight from `baseUrl` without a download first;
- * - `note`: a short caveat shown beside the name ("random weights").
+ * - `note`: a short caveat shown beside the name ("random weights");
+ * - `approxBytes`: about how many bytes the model stores, for a manifest whose sizes come from its
+ *   tensor cache at download time: the size shown before anything is downloaded.
  */
 export interface CatalogExtras {
   servedWithApp: boolean;
   note: string | undefined;
+  approxBytes: number | undefined;
 }
 
 /** The catalog-only fields of a manifest (absent or malformed ones read as not set). */
 export function catalogExtras(m: ModelManifest): CatalogExtras {
-  const raw = m as ModelManifest & { servedWithApp?: unknown; note?: unknown };
-  return { servedWithApp: raw.servedWithApp === true, note: typeof raw.note === 'string' && raw.note !== '' ? raw.note : undefined };
+  const raw = m as ModelManifest & { servedWithApp?: unknown; note?: unknown; approxBytes?: unknown };
+  return {
+    servedWithApp: raw.servedWithApp === true,
+    note: typeof raw.note === 'string' && raw.note !== '' ? raw.note : undefined,
+    approxBytes: typeof raw.approxBytes === 'number' && Number.isSafeInteger(raw.approxBytes) && raw.approxBytes > 0 ? raw.approxBytes : undefined,
+  };
 }
 
 /**

@@ -300,3 +300,45 @@ test('offline: the error names the host and says so; Resume then completes', asy
   expect(await download(page, manifest, { chunkSize: CHUNK })).toEqual({ ok: true });
   await expectStored(page, [...model.files.keys()]);
 });
+
+test('the Models view: the size before download, an offline attempt names the host and offers Resume, which then completes', async ({ page, context }) => {
+  const dir = resolve('models/tiny/q4f32_1');
+  const files = new Map<string, Uint8Array>();
+  for (const f of readdirSync(dir)) files.set(`m/${f}`, new Uint8Array(readFileSync(resolve(dir, f))));
+  const total = [...files.values()].reduce((a, b) => a + b.length, 0);
+  const manifest = {
+    schema: 1,
+    id: 'tiny-far',
+    name: 'Tiny model on a far host',
+    kind: 'base',
+    baseUrl: 'm/',
+    quantization: 'q4f32_1',
+    approxBytes: total,
+    shardIndex: ['tensor-cache.json'],
+    files: [
+      { path: 'mlc-chat-config.json', size: null },
+      { path: 'tokenizer.json', size: null },
+      { path: 'tokenizer_config.json', size: null, optional: true },
+    ],
+  };
+  files.set('far.json', new TextEncoder().encode(JSON.stringify(manifest)));
+  const server = await serve(files);
+  await page.goto('/tests/browser/pages/models.html');
+  await expect(page.getByTestId('storage-used')).toContainText('free');
+  await page.getByText('Add a model from a manifest').click();
+  await page.getByTestId('import-url').fill(`${server.url}far.json`);
+  await page.getByRole('button', { name: 'Add' }).click();
+  const c = page.getByTestId('model-tiny-far');
+  await expect(c.getByTestId('state')).toHaveText('Not stored');
+  await expect(c.locator('.size')).toHaveText(`about ${(total / 1e6).toFixed(1)} MB`);
+
+  await context.setOffline(true);
+  await c.getByRole('button', { name: 'Download' }).click();
+  await expect(c.getByTestId('error')).toHaveText(
+    `Could not reach ${new URL(server.url).host} to download tensor-cache.json: you appear to be offline. What was already downloaded is kept — press Resume when you are back online.`,
+  );
+  await context.setOffline(false);
+  await c.getByRole('button', { name: 'Resume' }).click();
+  await expect(c.getByTestId('state')).toHaveText('Stored', { timeout: 60_000 });
+  await expect(c.getByTestId('error')).toHaveCount(0);
+});

@@ -1,6 +1,9 @@
 import { test, expect, type Page } from '@playwright/test';
-import { readFileSync, readdirSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { startStaticServer, type StaticServer } from './helpers/staticServer.ts';
 import {
   download,
   INDEX_HTML,
@@ -341,4 +344,47 @@ test('the Models view: the size before download, an offline attempt names the ho
   await c.getByRole('button', { name: 'Resume' }).click();
   await expect(c.getByTestId('state')).toHaveText('Stored', { timeout: 60_000 });
   await expect(c.getByTestId('error')).toHaveCount(0);
+});
+
+test.describe('the service worker on an SPA host (the built site)', () => {
+  let outDir: string;
+  let site: StaticServer;
+  test.beforeAll(async () => {
+    test.setTimeout(180_000);
+    outDir = mkdtempSync(join(tmpdir(), 'rl-spa-site-'));
+    execFileSync(resolve('node_modules/.bin/vite'), ['build', '--outDir', outDir, '--emptyOutDir', '--logLevel', 'error'], {
+      stdio: ['ignore', 'ignore', 'inherit'],
+    });
+    site = await startStaticServer({ '/lab/': outDir }, { spaFallback: '/lab/' });
+  });
+  test.afterAll(async () => {
+    await site?.close();
+    if (outDir) rmSync(outDir, { recursive: true, force: true });
+  });
+
+  test('never caches the index page as a manifest, a dataset or an assets/ chunk', async ({ page }) => {
+    const base = `${site.url}lab/`;
+    await page.goto(base);
+    await page.waitForFunction(() => navigator.serviceWorker.controller !== null, null, { timeout: 30_000 });
+    const missing = [`${base}models/not-a-model.json`, `${base}data/gsm8k/not-a-dataset.jsonl`, `${base}assets/not-a-chunk-0123.js`];
+    const seen = await page.evaluate(async (urls) => {
+      const answers = [];
+      for (const u of urls) {
+        const r = await fetch(u);
+        answers.push({ status: r.status, type: r.headers.get('Content-Type') });
+        await r.text();
+      }
+      // The service worker stores after answering: give it a moment, then list every cache.
+      await new Promise((ok) => setTimeout(ok, 1000));
+      const cached: string[] = [];
+      for (const name of await caches.keys()) for (const r of await (await caches.open(name)).keys()) cached.push(r.url);
+      return { answers, cached };
+    }, missing);
+    // The host answered each with its index page, and the app's fetch layer reads that as missing …
+    for (const a of seen.answers) expect(a).toEqual({ status: 200, type: 'text/html; charset=utf-8' });
+    // … and the service worker kept none of them (it keeps the shell and the real catalog).
+    expect(seen.cached.filter((u) => missing.includes(u))).toEqual([]);
+    expect(seen.cached).toContain(`${base}index.html`);
+    expect(seen.cached).toContain(`${base}models/index.json`);
+  });
 });

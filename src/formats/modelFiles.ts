@@ -9,6 +9,7 @@ import { bf16ArrayToF32 } from './f16.ts';
 import { sha256Hex } from './hashes.ts';
 import { checkShardBuffer, decodeRecord, isStoredAsBf16, parseTensorCache, recordBytes } from './tensorCache.ts';
 import type { ModelSource, TensorCache, TensorRecord } from './tensorCacheTypes.ts';
+import { fetchFileBytes, fetchFileJson } from './fetchFile.ts';
 import { MLC_CHAT_CONFIG_FILE, TENSOR_CACHE_FILES, TOKENIZER_CONFIG_FILE, TOKENIZER_FILE, type TensorCacheFile } from './baseModelFiles.ts';
 
 export class ModelFilesError extends Error {
@@ -138,28 +139,26 @@ export function rawRecordBytes(record: TensorRecord, shardBuffer: ArrayBuffer | 
   return new Uint8Array(bf16ArrayToF32(halves).buffer);
 }
 
-/** A ModelSource over HTTP(S): `baseUrl` is the model directory (with or without trailing slash). */
+/**
+ * A ModelSource over HTTP(S): `baseUrl` is the model directory (with or without trailing slash).
+ * Read through the fetch layer, so a missing file is null on every host (a 404, or the index page
+ * a single-page-app host serves instead): the tensor-cache.json → ndarray-cache.json fall back,
+ * a model without tokenizer.json and a folder without adapter.json all read as "not found".
+ * @throws ModelFilesError for a missing shard, BrokenFileError (cut short, JSON that does not parse),
+ *   HostUnreachableError, HttpStatusError
+ */
 export function httpModelSource(baseUrl: string, fetchImpl: typeof fetch = fetch): ModelSource {
   const base = baseUrl.endsWith('/') ? baseUrl : `${baseUrl}/`;
   const url = (path: string) => new URL(path, new URL(base, globalThis.location?.href ?? 'http://localhost/')).href;
   return {
-    async readJson(path: string): Promise<unknown | null> {
-      const u = url(path);
-      const res = await fetchImpl(u);
-      if (res.status === 404) return null;
-      if (!res.ok) throw new ModelFilesError(`GET ${u} failed: HTTP ${res.status} ${res.statusText}`);
-      const text = await res.text();
-      try {
-        return JSON.parse(text);
-      } catch (e) {
-        throw new ModelFilesError(`${u} is not valid JSON: ${(e as Error).message}`);
-      }
+    readJson(path: string): Promise<unknown | null> {
+      return fetchFileJson(url(path), { file: path, fetch: fetchImpl });
     },
     async readShard(path: string): Promise<ArrayBuffer> {
       const u = url(path);
-      const res = await fetchImpl(u);
-      if (!res.ok) throw new ModelFilesError(`GET ${u} failed: HTTP ${res.status} ${res.statusText}`);
-      return res.arrayBuffer();
+      const bytes = await fetchFileBytes(u, { file: path, fetch: fetchImpl });
+      if (bytes === null) throw new ModelFilesError(`${path} not found at ${u}`);
+      return bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength ? (bytes.buffer as ArrayBuffer) : (bytes.slice().buffer as ArrayBuffer);
     },
   };
 }

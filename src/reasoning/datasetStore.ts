@@ -6,6 +6,7 @@
 import { createStore, get, setMany, del, type UseStore } from 'idb-keyval';
 import { DATASETS, parseDataset, type DatasetName, type ParsedDataset } from './datasets.ts';
 import { sha256OfText } from './runRecord.ts';
+import { BrokenFileError, FileNotFoundError, FileTooLargeError, hostOf, HostUnreachableError, HttpStatusError, requireFileText } from '../formats/fetchFile.ts';
 
 let store: UseStore | undefined;
 const datasetFiles = (): UseStore => (store ??= createStore('reasoning-lab-datasets', 'files'));
@@ -48,17 +49,33 @@ export async function loadDatasetText(name: DatasetName, options: DatasetSourceO
     const hit = await get<string>(url, datasetFiles());
     if (typeof hit === 'string') return { url, text: hit, cached: true };
   }
-  const doFetch = options.fetch ?? fetch;
-  let response: Response;
+  // Through the fetch layer: a host's index page in the file's place is "not found" and is never
+  // cached as the dataset; a body cut short of its Content-Length is broken and not cached either.
+  const label = DATASETS[name].label;
+  const maxBytes = options.maxBytes ?? DATASET_MAX_BYTES;
+  let text: string;
   try {
-    response = await doFetch(url, { signal: options.signal });
+    text = await requireFileText(url, { file: DATASETS[name].path, signal: options.signal, fetch: options.fetch });
   } catch (e) {
-    throw new DatasetDownloadError(`Could not download ${DATASETS[name].label} from ${url}: ${(e as Error).message}. Check the connection or the data URL.`);
+    if (options.signal?.aborted) throw e;
+    if (e instanceof FileNotFoundError)
+      throw new DatasetDownloadError(
+        `Could not download ${label}: it was not found at ${url}${e.reason === 'html' ? ' (the server answered with a web page instead)' : ` (HTTP ${e.status})`}. Check the data URL.`,
+      );
+    if (e instanceof HostUnreachableError)
+      throw new DatasetDownloadError(
+        `Could not download ${label} from ${url}: ${e.offline ? 'you appear to be offline' : `${hostOf(url)} could not be reached`}. Check the connection or the data URL.`,
+      );
+    if (e instanceof HttpStatusError) throw new DatasetDownloadError(`Could not download ${label} from ${url}: HTTP ${e.status}.`);
+    if (e instanceof FileTooLargeError)
+      throw new DatasetDownloadError(
+        `Refused ${label} from ${url}: it is ${e.declared !== null ? mib(e.declared) : `more than ${mib(maxBytes)}`}, over the ${mib(maxBytes)} a dataset file may have. Nothing was stored.`,
+      );
+    if (e instanceof BrokenFileError) throw new DatasetDownloadError(`Could not download ${label} from ${url}: ${e.detail}. Try again.`);
+    throw e;
   }
-  if (!response.ok) throw new DatasetDownloadError(`Could not download ${DATASETS[name].label} from ${url}: HTTP ${response.status}.`);
-  const text = await readCappedText(response, options.maxBytes ?? DATASET_MAX_BYTES, DATASETS[name].label, url);
   const sha256 = await sha256OfText(text);
-  await refuseIfPinnedDiffers(url, sha256, DATASETS[name].label);
+  await refuseIfPinnedDiffers(url, sha256, label);
   // The text and its pin together, so a file is never cached without the hash later downloads must match.
   await setMany(
     [
@@ -72,36 +89,6 @@ export async function loadDatasetText(name: DatasetName, options: DatasetSourceO
 
 const MIB = 1024 * 1024;
 const mib = (n: number) => (n >= MIB / 10 ? `${Math.round((n / MIB) * 10) / 10} MiB` : `${n} bytes`);
-
-/**
- * The body as text, read as a stream and stopped as soon as it passes `maxBytes` (a declared
- * Content-Length over it is refused before reading).
- */
-async function readCappedText(response: Response, maxBytes: number, label: string, url: string): Promise<string> {
-  const tooBig = (what: string) =>
-    new DatasetDownloadError(`Refused ${label} from ${url}: it is ${what}, over the ${mib(maxBytes)} a dataset file may have. Nothing was stored.`);
-  const declared = Number(response.headers.get('Content-Length'));
-  if (Number.isFinite(declared) && declared > maxBytes) {
-    void response.body?.cancel().catch(() => {});
-    throw tooBig(`${mib(declared)}`);
-  }
-  if (!response.body) return response.text();
-  const reader = response.body.getReader();
-  const decoder = new TextDecoder();
-  let received = 0;
-  let text = '';
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    received += value.byteLength;
-    if (received > maxBytes) {
-      void reader.cancel().catch(() => {});
-      throw tooBig(`more than ${mib(maxBytes)}`);
-    }
-    text += decoder.decode(value, { stream: true });
-  }
-  return text + decoder.decode();
-}
 
 /** The IndexedDB key of the sha256 pinned for a dataset URL (beside its cached text). */
 const pinKey = (url: string) => `sha256:${url}`;

@@ -2,6 +2,7 @@
 
 import { parseManifest, type ManifestFile, type ModelManifest } from '../formats/manifest.ts';
 import { allSavedManifests, manifestKey, putEntries } from './db.ts';
+import { BrokenFileError, requireFileJson, requireFileText } from '../formats/fetchFile.ts';
 
 /**
  * Fields a shipped catalog manifest may carry beside the schema (parseManifest keeps them; only
@@ -18,6 +19,8 @@ import { allSavedManifests, manifestKey, putEntries } from './db.ts';
  *   listed, never offered as a download; train it instead;
  * - `hubRepo`: a PEFT adapter published on the Hugging Face hub, imported (converted in the page)
  *   by its repo id rather than downloaded; `reported`: `{ gsm8k, trainedOn }` as its authors report.
+ * - `approxBytes`: about how many bytes the model stores, for a manifest whose sizes come from its
+ *   tensor cache at download time: the size shown before anything is downloaded.
  */
 export interface CatalogExtras {
   servedWithApp: boolean;
@@ -27,6 +30,7 @@ export interface CatalogExtras {
   weightsPublished: boolean;
   hubRepo: string | undefined;
   reported: { gsm8k: number; trainedOn: string } | undefined;
+  approxBytes: number | undefined;
 }
 
 /** How a catalog entry is obtained: a plain download, or what to do instead. */
@@ -52,6 +56,7 @@ export function catalogExtras(m: ModelManifest): CatalogExtras {
     weightsPublished: raw.weightsPublished !== false,
     hubRepo: str(raw.hubRepo),
     reported: rep && num(rep.gsm8k) !== undefined && str(rep.trainedOn) ? { gsm8k: rep.gsm8k as number, trainedOn: rep.trainedOn as string } : undefined,
+    approxBytes: typeof raw.approxBytes === 'number' && Number.isSafeInteger(raw.approxBytes) && raw.approxBytes > 0 ? raw.approxBytes : undefined,
   };
 }
 
@@ -72,25 +77,17 @@ export function obtainBy(m: ModelManifest): Obtain {
  *   in a worker, beside the worker's script)
  */
 export async function builtinManifests(catalogUrl?: string): Promise<ModelManifest[]> {
-  const { HttpError, NetworkError } = await import('./errors.ts');
   const url = new URL(catalogUrl ?? 'models/index.json', globalThis.document?.baseURI ?? globalThis.location?.href).href;
-  let index: { manifests?: unknown };
-  try {
-    const r = await fetch(url, { cache: 'no-cache' });
-    if (!r.ok) throw new HttpError('models/index.json', r.status, url);
-    index = (await r.json()) as { manifests?: unknown };
-  } catch (e) {
-    if (e instanceof HttpError) throw e;
-    throw new NetworkError('models/index.json', { cause: e });
-  }
+  // Through the fetch layer: a host without the catalog (a 404, or its index page) is "not found",
+  // never a network error; a cut-short or unparseable catalog is broken.
+  const index = (await requireFileJson(url, { file: 'models/index.json', init: { cache: 'no-cache' } })) as { manifests?: unknown } | null;
+  if (index === null || typeof index !== 'object') throw new BrokenFileError('models/index.json', url, 'not a JSON object');
   const names = Array.isArray(index.manifests) ? index.manifests.filter((n): n is string => typeof n === 'string') : [];
   const loaded = await Promise.all(
     names.map(async (name) => {
       const at = new URL(name, url).href;
       try {
-        const r = await fetch(at, { cache: 'no-cache' });
-        if (!r.ok) throw new HttpError(name, r.status, at);
-        const m = parseManifest(await r.text(), name, at);
+        const m = parseManifest(await requireFileText(at, { file: name, init: { cache: 'no-cache' } }), name, at);
         // A converted model a site operator hosts: its files are where `hostedAt` says.
         const hostedAt = catalogExtras(m).hostedAt;
         return hostedAt ? { ...m, baseUrl: new URL(hostedAt.endsWith('/') ? hostedAt : `${hostedAt}/`, at).href } : m;
@@ -131,19 +128,11 @@ async function save(m: ModelManifest): Promise<ModelManifest> {
 /**
  * Fetch a manifest from a URL, validate it and remember it. Relative file URLs resolve against
  * the manifest's own URL.
- * @throws ManifestError (with every problem listed), HttpError, NetworkError
+ * @throws ManifestError (with every problem listed), FileNotFoundError, BrokenFileError, HostUnreachableError, HttpStatusError
  */
 export async function importManifestFromUrl(url: string): Promise<ModelManifest> {
-  const { HttpError, NetworkError } = await import('./errors.ts');
   const abs = new URL(url, globalThis.location?.href).href;
-  let resp: Response;
-  try {
-    resp = await fetch(abs, { cache: 'no-store' });
-  } catch (e) {
-    throw new NetworkError(abs, { cause: e });
-  }
-  if (!resp.ok) throw new HttpError(abs, resp.status, abs);
-  return save(parseManifest(await resp.text(), abs, abs));
+  return save(parseManifest(await requireFileText(abs, { file: abs, init: { cache: 'no-store' } }), abs, abs));
 }
 
 /** Validate a manifest file the user picked and remember it. @throws ManifestError */

@@ -11,6 +11,17 @@ import { fileUrl, parseManifestJson, parseShardIndex, withIndexedShards, type Ma
 import { activeDownloads, lockName } from './active.ts';
 import { chunkKey, fileKey, getChunks, getFile, getFiles, getModel, modelKey, putEntries, resetFile, type StoredFile, type StoredModel } from './db.ts';
 import { CancelledError, errorInfo, HttpError, IntegrityError, isQuotaExceeded, NetworkError, QuotaError } from './errors.ts';
+import {
+  appearsOffline,
+  BrokenFileError,
+  classifyResponse,
+  FileNotFoundError,
+  fetchFileBytes,
+  hostOf,
+  HostUnreachableError,
+  HttpStatusError,
+  parseJsonFile,
+} from '../formats/fetchFile.ts';
 import { emit, onCancelRequest } from './events.ts';
 import { computeState } from './models.ts';
 import { createMd5, createSha256, restoreHashState } from '../formats/hashes.ts';
@@ -42,7 +53,11 @@ export interface DownloadOptions {
   progressIntervalMs?: number;
 }
 
-type Opened = { body: ReadableStream<Uint8Array>; start: number; length: number | null } | 'missing';
+/**
+ * An opened body: `length` is the decoded bytes it should hold from `start` (null: unknown, e.g. a
+ * gzip-encoded or close-delimited body), or the file is missing (`missing` says how).
+ */
+type Opened = { body: ReadableStream<Uint8Array>; start: number; length: number | null; delimited: boolean } | { missing: FileNotFoundError };
 type BodyOpener = (offset: number, signal: AbortSignal) => Promise<Opened>;
 
 /**
@@ -304,20 +319,27 @@ async function runDownload(manifest: ModelManifest, opts: DownloadOptions, userS
   }
 }
 
-/** Fetch a small file whole (the tensor cache). Null on 404. */
+/**
+ * Fetch a small file whole (the tensor cache), through the fetch layer: null when the host does not
+ * have it (a 404, or its index page), so the next candidate name is tried; a cut-short or
+ * unparseable answer is an error, never a candidate.
+ */
 async function fetchSmall(manifest: ModelManifest, path: string, signal: AbortSignal): Promise<Uint8Array | null> {
   const url = fileUrl(manifest, { path });
-  let resp: Response;
   try {
-    resp = await fetch(url, { signal, cache: 'no-store' });
-    if (resp.status === 404 || resp.status === 410) return null;
-    if (!resp.ok) throw new HttpError(path, resp.status, url);
-    return new Uint8Array(await resp.arrayBuffer());
+    const bytes = await fetchFileBytes(url, { file: path, signal, init: { cache: 'no-store' } });
+    if (bytes !== null) parseJsonFile(new TextDecoder().decode(bytes), path, url);
+    return bytes;
   } catch (e) {
-    if (signal.aborted) throw signal.reason;
-    if (e instanceof HttpError) throw e;
-    throw new NetworkError(path, { cause: e });
+    throw storageError(e, path, url);
   }
+}
+
+/** The fetch layer's errors in the download manager's terms (NetworkError and HttpError are what Resume and the retries know). */
+function storageError(e: unknown, path: string, url: string): unknown {
+  if (e instanceof HostUnreachableError) return new NetworkError(path, { cause: e, host: hostOf(url), offline: e.offline });
+  if (e instanceof HttpStatusError) return new HttpError(path, e.status, url);
+  return e;
 }
 
 async function readWhole(id: string, rec: StoredFile): Promise<Uint8Array> {
@@ -332,47 +354,37 @@ async function readWhole(id: string, rec: StoredFile): Promise<Uint8Array> {
   return out;
 }
 
-function contentLength(r: Response): number | null {
-  const v = r.headers.get('Content-Length');
-  if (v === null || r.headers.get('Content-Encoding')) return null;
-  const n = Number(v);
-  return Number.isSafeInteger(n) ? n : null;
-}
-
 function httpOpener(url: string, path: string): BodyOpener {
   const go = async (from: number, signal: AbortSignal): Promise<Response> => {
     try {
       return await fetch(url, { signal, cache: 'no-store', headers: from > 0 ? { Range: `bytes=${from}-` } : {} });
     } catch (e) {
       if (signal.aborted) throw signal.reason;
-      throw new NetworkError(path, { cause: e });
+      throw new NetworkError(path, { cause: e, host: hostOf(url), offline: appearsOffline() });
     }
   };
   return async (offset, signal) => {
     let resp = await go(offset, signal);
+    let start = 0;
     if (offset > 0 && resp.status === 206) {
       const m = /^bytes (\d+)-/.exec(resp.headers.get('Content-Range') ?? '');
-      if (!m || Number(m[1]) === offset) return { body: resp.body!, start: offset, length: contentLength(resp) };
+      if (!m || Number(m[1]) === offset) start = offset;
     }
-    if (offset > 0 && (resp.status === 206 || resp.status === 416)) {
+    if (offset > 0 && start === 0 && (resp.status === 206 || resp.status === 416)) {
       // The server resumed from elsewhere, or refused the range: start over.
       await resp.body?.cancel().catch(() => {});
       resp = await go(0, signal);
     }
-    if (resp.status === 404 || resp.status === 410) {
-      await resp.body?.cancel().catch(() => {});
-      return 'missing';
-    }
-    if (!resp.ok || !resp.body) {
-      await resp.body?.cancel().catch(() => {});
-      throw new HttpError(path, resp.status, url);
-    }
-    return { body: resp.body, start: 0, length: contentLength(resp) };
+    // Found, missing (404/410, or an index page in its place) or an HTTP error: the fetch layer decides.
+    const c = await classifyResponse(resp);
+    if (c.kind === 'missing') return { missing: new FileNotFoundError(path, url, c.reason, c.status) };
+    if (c.kind === 'error') throw new HttpError(path, c.status, url);
+    return { body: c.body, start, length: c.length, delimited: c.delimited };
   };
 }
 
 function blobOpener(blob: Blob): BodyOpener {
-  return async (offset) => ({ body: blob.slice(offset).stream() as ReadableStream<Uint8Array>, start: offset, length: blob.size - offset });
+  return async (offset) => ({ body: blob.slice(offset).stream() as ReadableStream<Uint8Array>, start: offset, length: blob.size - offset, delimited: true });
 }
 
 async function withRetries(ctx: RunCtx, attempt: () => Promise<void>): Promise<void> {
@@ -381,7 +393,8 @@ async function withRetries(ctx: RunCtx, attempt: () => Promise<void>): Promise<v
     try {
       return await attempt();
     } catch (e) {
-      const retriable = e instanceof NetworkError || (e instanceof HttpError && (e.status >= 500 || e.status === 429));
+      // A body cut short (BrokenFileError: JSON that did not parse) is worth another try too.
+      const retriable = e instanceof NetworkError || e instanceof BrokenFileError || (e instanceof HttpError && (e.status >= 500 || e.status === 429));
       if (!retriable || n >= retries || ctx.signal.aborted) throw e;
       await sleep((ctx.opts.retryDelayMs ?? 1000) * 2 ** n, ctx.signal);
     }
@@ -448,12 +461,14 @@ async function storeFile(ctx: RunCtx, entry: ManifestFile, open: BodyOpener, set
   }
 
   const opened = await open(rec.bytesStored, signal);
-  if (opened === 'missing') {
+  if ('missing' in opened) {
+    // Nothing is stored for a missing file: an optional one is skipped, never kept as the index page.
     if (entry.optional) {
       progress.markComplete(path, 0);
       return;
     }
-    throw new HttpError(path, 404, fileUrl(manifest, entry));
+    // A plain 404 keeps its HttpError; an index page in the file's place says so.
+    throw opened.missing.reason === 'status' ? new HttpError(path, opened.missing.status, fileUrl(manifest, entry)) : opened.missing;
   }
   if (opened.start === 0 && rec.bytesStored > 0) {
     // The server did not resume: drop what we had.
@@ -464,7 +479,9 @@ async function storeFile(ctx: RunCtx, entry: ManifestFile, open: BodyOpener, set
     md5?.init();
   }
   const chunkSize = rec.chunkSize;
-  const expectedSize = entry.size ?? (opened.length !== null ? rec.bytesStored + opened.length : null);
+  const resumedAt = rec.bytesStored;
+  // The file's full size: the manifest's, else what this response promises (null: a gzip-encoded or close-delimited body).
+  const expectedSize = entry.size ?? (opened.length !== null ? resumedAt + opened.length : null);
   let buf = new Uint8Array(chunkSize);
   let bufLen = 0;
   let current: StoredFile = rec;
@@ -529,7 +546,26 @@ async function storeFile(ctx: RunCtx, entry: ManifestFile, open: BodyOpener, set
   }
 
   const total = current.bytesStored + bufLen;
-  if (expectedSize !== null && total < expectedSize) throw new NetworkError(path); // body ended early
+  if (expectedSize !== null && total < expectedSize) {
+    // The response was whole by its own Content-Length (a body cut short of it fails the read),
+    // yet shorter than the manifest says: the host's file is another file, and resuming would never finish it.
+    if (opened.delimited) throw await discardCorrupt('size mismatch', String(total));
+    throw new NetworkError(path); // body ended early: resumable
+  }
+  if (expectedSize === null && path.endsWith('.json')) {
+    // No size to check against (none in the manifest, none the response could promise): a small
+    // JSON file cut short by a dropped connection looks complete. Parsing is the one check left.
+    const bytes = new Uint8Array(total);
+    if (current.bytesStored > 0) bytes.set(await readWhole(id, current));
+    bytes.set(buf.subarray(0, bufLen), current.bytesStored);
+    try {
+      parseJsonFile(new TextDecoder().decode(bytes), path, fileUrl(manifest, entry));
+    } catch (e) {
+      await resetFile(id, path, freshRecord(id, path, ctx.chunkSize, expectedSha));
+      progress.set(path, 0, true);
+      throw e;
+    }
+  }
   const digest = hasher.digest('hex');
   if (expectedSha !== undefined && digest !== expectedSha) {
     await resetFile(id, path, freshRecord(id, path, ctx.chunkSize, expectedSha, true));

@@ -16,16 +16,34 @@ export function formatBytes(n: number): string {
   return i === 0 ? `${Math.round(v)} bytes` : `${v >= 100 ? Math.round(v) : v.toFixed(1)} ${units[i]}`;
 }
 
-/** The connection dropped (or never opened) while fetching a file. Committed chunks are kept. */
+/**
+ * The connection dropped while fetching a file, or never opened (`host` set: the host could not be
+ * reached; `offline`: the browser says it has no network). Committed chunks are kept.
+ */
 export class NetworkError extends Error {
   override name = 'NetworkError';
+  readonly host: string | undefined;
+  readonly offline: boolean;
   constructor(
     readonly file: string,
-    options?: { cause?: unknown },
+    options?: { cause?: unknown; host?: string; offline?: boolean },
   ) {
-    super(`Connection lost while downloading ${file}. What was already downloaded is kept — press Resume to continue.`, options);
+    const host = options?.host;
+    super(
+      host === undefined
+        ? `Connection lost while downloading ${file}. What was already downloaded is kept — press Resume to continue.`
+        : options?.offline
+          ? `Could not reach ${host} to download ${file}: you appear to be offline. What was already downloaded is kept — press Resume when you are back online.`
+          : `Could not reach ${host} to download ${file}. What was already downloaded is kept — press Resume to try again.`,
+      { cause: options?.cause },
+    );
+    this.host = host;
+    this.offline = options?.offline ?? false;
   }
 }
+
+// The fetch layer's classification (shared with the engine, the catalog and datasets): storage throws these too.
+export { BrokenFileError, FileNotFoundError, HostUnreachableError, HttpStatusError } from '../formats/fetchFile.ts';
 
 /** The server answered with an HTTP error status. */
 export class HttpError extends Error {

@@ -22,7 +22,20 @@ export { convertedAdapterId, storeConvertedAdapter } from './adapters.ts';
 export { idbModelSource, type IdbModelSource, type IdbModelSourceOptions } from './source.ts';
 export { subscribe, type ModelState, type ProgressEvent, type StateEvent, type StorageEvent, type StorageListener } from './events.ts';
 export { allManifests, builtinManifests, importManifestFromFile, importManifestFromUrl, manifestForLocalFolder, savedManifests } from './catalog.ts';
-export { BusyError, CancelledError, formatBytes, HttpError, IntegrityError, NetworkError, NotStoredError, QuotaError, type ErrorInfo } from './errors.ts';
+export {
+  BrokenFileError,
+  BusyError,
+  CancelledError,
+  FileNotFoundError,
+  formatBytes,
+  HostUnreachableError,
+  HttpError,
+  IntegrityError,
+  NetworkError,
+  NotStoredError,
+  QuotaError,
+  type ErrorInfo,
+} from './errors.ts';
 export { createSha256, sha256Hex, type HashState } from '../formats/hashes.ts';
 export { DB_NAME } from './db.ts';
 export { ManifestError, AdapterMismatchError, checkAdapterManifestBase, parseManifest, type ModelManifest, type ManifestFile } from '../formats/manifest.ts';

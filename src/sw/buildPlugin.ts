@@ -14,7 +14,7 @@ export interface ServiceWorkerPluginOptions {
 }
 
 const ENTRY = resolve(import.meta.dirname, 'serviceWorker.ts');
-const SW_SOURCES = [ENTRY, resolve(import.meta.dirname, 'routes.ts')];
+const SW_SOURCES = [ENTRY, resolve(import.meta.dirname, 'routes.ts'), resolve(import.meta.dirname, '../formats/fetchFile.ts')];
 export const SW_FILE = 'sw.js';
 
 export function serviceWorkerPlugin(options: ServiceWorkerPluginOptions): Plugin {

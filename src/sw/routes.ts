@@ -6,6 +6,7 @@
  * own tensor-cache.json, tokenizer.json …) live in IndexedDB through src/storage; caching them here
  * as well would store the 3.6 GB twice.
  */
+import { isHtmlContentType } from '../formats/fetchFile.ts';
 
 export type Strategy =
   /** Answered from the precache (or fetched once and kept): the hashed build output. */
@@ -50,6 +51,28 @@ export function strategyFor(req: RouteRequest, scope: string, precached: Readonl
   if (req.mode === 'navigate') return 'navigate';
   if (precached.has(url.origin + url.pathname) || rel.startsWith('assets/')) return 'cache-first';
   return 'bypass';
+}
+
+export interface CachedResponseInfo {
+  status: number;
+  /** Response.type: only 'basic' (same-origin) answers are kept. */
+  type: string;
+  redirected: boolean;
+  contentType: string | null;
+}
+
+/**
+ * Whether a network answer may be kept in the cache (and so served later as the real thing).
+ * A single-page-app host answers a missing manifest, dataset or `assets/` chunk with its index
+ * page and status 200: kept, that page would be served as the file from then on, offline too.
+ * So only a page load may cache HTML; every other route keeps non-HTML answers only (the fetch
+ * layer's rule, src/formats/fetchFile.ts).
+ */
+export function mayCache(res: CachedResponseInfo, strategy: Exclude<Strategy, 'bypass'>): boolean {
+  if (res.status < 200 || res.status > 299 || res.type !== 'basic') return false;
+  if (strategy === 'navigate') return !res.redirected;
+  if (isHtmlContentType(res.contentType)) return false;
+  return strategy === 'cache-first' || !res.redirected;
 }
 
 /** The cache name for one build of the app served at one scope (two sub-paths of an origin keep theirs apart). */

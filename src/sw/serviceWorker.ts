@@ -13,7 +13,7 @@
  *   copy as fallback (also when the network has not answered in 4 s). Model files are never
  *   cached here: they live in IndexedDB (src/storage).
  */
-import { cacheName, cachePrefix, strategyFor } from './routes.ts';
+import { cacheName, cachePrefix, mayCache, strategyFor, type Strategy } from './routes.ts';
 
 /** Paths relative to the scope, written in by buildPlugin.ts from the build's output. */
 declare const __RL_PRECACHE__: string[];
@@ -39,7 +39,7 @@ sw.addEventListener('install', (event) => {
         __RL_PRECACHE_OPTIONAL__.map(async (p) => {
           try {
             const r = await fetch(new Request(new URL(p, scope).href, { cache: 'reload' }));
-            if (r.ok) await cache.put(new URL(p, scope).href, r);
+            if (mayCache(info(r), 'network-first')) await cache.put(new URL(p, scope).href, r);
           } catch {
             // Fetched (and cached) when the app asks for it.
           }
@@ -66,8 +66,13 @@ sw.addEventListener('fetch', (event) => {
   if (strategy === 'bypass') return;
   // Keeps the worker alive while a network answer that lost the race to the cache is stored.
   const keep = (p: Promise<unknown>) => event.waitUntil(p.catch(() => undefined));
-  event.respondWith(strategy === 'cache-first' ? cacheFirst(req) : strategy === 'navigate' ? navigate(req, keep) : networkFirst(req, req.url, keep));
+  event.respondWith(strategy === 'cache-first' ? cacheFirst(req) : strategy === 'navigate' ? navigate(req, keep) : networkFirst(req, req.url, keep, strategy));
 });
+
+/** What mayCache looks at. */
+function info(res: Response) {
+  return { status: res.status, type: res.type, redirected: res.redirected, contentType: res.headers.get('Content-Type') };
+}
 
 /** How long a page load or a JSON file waits for a slow network before the cached copy is used (flaky classroom Wi-Fi). */
 const NETWORK_TIMEOUT_MS = 4000;
@@ -78,7 +83,9 @@ async function cacheFirst(req: Request): Promise<Response> {
   const hit = await caches.match(req, { ignoreSearch: true });
   if (hit) return hit;
   const res = await fetch(req);
-  if (res.ok && res.type === 'basic') await (await caches.open(CACHE)).put(req, res.clone());
+  // index.html is the one precached file that is a page; anything else served as HTML is a host's index page in a missing chunk's place.
+  const url = new URL(req.url);
+  if (mayCache(info(res), url.origin + url.pathname === INDEX ? 'navigate' : 'cache-first')) await (await caches.open(CACHE)).put(req, res.clone());
   return res;
 }
 
@@ -86,7 +93,7 @@ async function cacheFirst(req: Request): Promise<Response> {
 function navigate(req: Request, keep: (p: Promise<unknown>) => void): Promise<Response> {
   const url = new URL(req.url);
   const isIndex = url.origin + url.pathname === scope || url.origin + url.pathname === INDEX;
-  return networkFirst(req, isIndex ? INDEX : null, keep);
+  return networkFirst(req, isIndex ? INDEX : null, keep, 'navigate');
 }
 
 /**
@@ -94,10 +101,15 @@ function navigate(req: Request, keep: (p: Promise<unknown>) => void): Promise<Re
  * not answered in NETWORK_TIMEOUT_MS (the network's answer still refreshes the cache then).
  * `key` null: nothing is stored (a page other than index.html), the cached index.html is the fallback.
  */
-async function networkFirst(req: Request, key: string | null, keep: (p: Promise<unknown>) => void): Promise<Response> {
+async function networkFirst(
+  req: Request,
+  key: string | null,
+  keep: (p: Promise<unknown>) => void,
+  strategy: Strategy & ('navigate' | 'network-first'),
+): Promise<Response> {
   const fallbackKey = key ?? INDEX;
   const fromNetwork = fetch(req).then(async (res) => {
-    if (key && res.ok && res.type === 'basic' && !res.redirected) await (await caches.open(CACHE)).put(key, res.clone());
+    if (key && mayCache(info(res), strategy)) await (await caches.open(CACHE)).put(key, res.clone());
     return res;
   });
   keep(fromNetwork);

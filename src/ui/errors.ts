@@ -24,6 +24,11 @@ const TITLES: Record<string, string> = {
   CancelledError: 'The download was paused',
   NotStoredError: 'The model is not downloaded',
   BusyError: 'Another tab is using this model',
+  // src/formats/fetchFile.ts (every host read the same way)
+  FileNotFoundError: 'A file was not found on the server',
+  BrokenFileError: 'A file arrived incomplete',
+  HostUnreachableError: 'The server could not be reached',
+  HttpStatusError: 'The server refused a file',
   // src/formats
   ManifestError: 'The model manifest is not valid',
   AdapterMismatchError: 'The adapter was made for another base model',

@@ -96,7 +96,7 @@ describe('httpModelSource', () => {
     expect(await src.readJson('x.json')).toEqual({ a: 1 });
     expect(await src.readJson('missing.json')).toBeNull();
     await expect(src.readShard('params_shard_0.bin')).rejects.toThrow(
-      'GET http://host/models/tiny/q0f32/params_shard_0.bin failed: HTTP 500 Internal Server Error',
+      'params_shard_0.bin could not be fetched from http://host/models/tiny/q0f32/params_shard_0.bin (HTTP 500).',
     );
   });
 });

@@ -1,7 +1,9 @@
 import { describe, it, expect } from 'vitest';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { readFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { loadReferenceLlama, referenceAdapterFromManifest } from '../../src/engine/reference.ts';
 import { parseAdapterManifest, readAdapterTensors } from '../../src/formats/adapterFormat.ts';
 import { dirModelSource } from '../../src/cli/hfCheckpoint.ts';
@@ -37,6 +39,18 @@ describe('npm run generate', () => {
     expect(typeof out.text).toBe('string');
     expect(out.adapter).toBeNull();
     expect(out.decode_tokens_per_s).toBeGreaterThan(0);
+  }, 150_000);
+
+  it('runs a converted checkpoint that has no tokenizer.json (the dev server answers the missing file with its index page)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'rl-no-tokenizer-'));
+    try {
+      cpSync('models/tiny/odd-q0f32', dir, { recursive: true, filter: (p) => !/tokenizer(_config)?\.json$/.test(p) });
+      const out = await generate(['--model', dir, '--prompt-ids', PROMPT.join(','), '--max-new-tokens', '6', '--json']);
+      expect(out.ids).toEqual(await referenceIds(dir, null, 6));
+      expect(out.text).toBeNull();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   }, 150_000);
 
   it.each(['lora', 'series', 'parallel'])(

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { cacheName, cachePrefix, strategyFor } from '../../src/sw/routes.ts';
+import { cacheName, cachePrefix, mayCache, strategyFor } from '../../src/sw/routes.ts';
 
 /** The service worker's routing rules (src/sw/routes.ts): what it caches, and above all what it never does. */
 
@@ -46,5 +46,24 @@ describe('service worker routes', () => {
     expect(cacheName(SCOPE, 'v1')).toBe('reasoning-lab:/lab/:v1');
     expect(cacheName(SCOPE, 'v1').startsWith(cachePrefix(SCOPE))).toBe(true);
     expect(cacheName('https://example.org/other/', 'v1').startsWith(cachePrefix(SCOPE))).toBe(false);
+  });
+
+  it("never caches a host's index page as a manifest, a dataset or an assets/ chunk (SPA fallback: HTML with 200)", () => {
+    const html = { status: 200, type: 'basic', redirected: false, contentType: 'text/html; charset=utf-8' };
+    expect(get(`${SCOPE}models/index.json`)).toBe('network-first');
+    expect(mayCache(html, 'network-first')).toBe(false);
+    expect(get(`${SCOPE}data/gsm8k/test.jsonl`)).toBe('network-first');
+    expect(get(`${SCOPE}assets/missing-chunk.js`)).toBe('cache-first');
+    expect(mayCache(html, 'cache-first')).toBe(false);
+    // The page itself is HTML, and is kept.
+    expect(mayCache(html, 'navigate')).toBe(true);
+    const json = { ...html, contentType: 'application/json' };
+    expect(mayCache(json, 'network-first')).toBe(true);
+    expect(mayCache({ ...json, contentType: 'text/javascript' }, 'cache-first')).toBe(true);
+    expect(mayCache({ ...json, contentType: null }, 'network-first')).toBe(true);
+    // Errors, other origins' answers and redirected JSON are not kept either.
+    expect(mayCache({ ...json, status: 404 }, 'network-first')).toBe(false);
+    expect(mayCache({ ...json, type: 'opaque', status: 0 }, 'cache-first')).toBe(false);
+    expect(mayCache({ ...json, redirected: true }, 'network-first')).toBe(false);
   });
 });

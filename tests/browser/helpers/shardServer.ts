@@ -2,11 +2,22 @@
  * A small HTTP file server for storage tests, on 127.0.0.1 with a random port: CORS, Range
  * requests, a request log, and faults on demand (drop the connection mid-file, answer an HTTP
  * status, serve corrupted bytes, go slowly, ignore Range).
+ *
+ * It also does what real hosts do (the fetch layer's tests, fetch-hosts.spec.ts):
+ * - `spaFallback`: answer every unknown path with an index page and status 200, as Vite, GitHub
+ *   Pages, Netlify and other single-page-app hosts do;
+ * - 'close-delimited': a body with neither Content-Length nor chunked encoding, ended by closing
+ *   the connection (early, when asked: the client cannot tell);
+ * - 'gzip': Content-Encoding gzip, Content-Length counting the compressed bytes;
+ * - 'drop': Content-Length larger than the body the connection carries;
+ * - `redirectTo`: every file request answered 302 to the same path on another server (another
+ *   origin), as the hub's resolve URLs redirect to its CDN.
  */
 
 import type { Page } from '@playwright/test';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { gzipSync } from 'node:zlib';
 
 export type Fault =
   /** Send this many bytes of the body, then destroy the socket. */
@@ -16,7 +27,25 @@ export type Fault =
   /** Serve the file with one byte flipped (same length). */
   | { kind: 'corrupt' }
   /** Answer 200 with the whole file even when a Range was asked for. */
-  | { kind: 'ignore-range' };
+  | { kind: 'ignore-range' }
+  /** No Content-Length, no chunked encoding: the body ends when the connection closes, here after `afterBytes` (default: all). */
+  | { kind: 'close-delimited'; afterBytes?: number }
+  /**
+   * Gzip-encoded (Content-Length: the compressed size, Range ignored). `afterBytes`: close the
+   * connection after that many compressed bytes; `closeDelimited`: send no Content-Length.
+   */
+  | { kind: 'gzip'; afterBytes?: number; closeDelimited?: boolean };
+
+export interface ShardServerOptions {
+  /** Serve this page (200, text/html) for every path that is not a file, like a single-page-app host. */
+  spaFallback?: string;
+  /** Content-Type of the fallback page (default text/html; some hosts send text/plain or none). */
+  spaContentType?: string | null;
+}
+
+/** An index page as Vite and static SPA hosts serve it. */
+export const INDEX_HTML =
+  '<!doctype html>\n<html lang="en">\n  <head><meta charset="UTF-8" /><title>Reasoning Lab</title></head>\n  <body><div id="app"></div></body>\n</html>\n';
 
 export interface LoggedRequest {
   method: string;
@@ -39,13 +68,16 @@ export interface ShardServer {
   /** Throttle every body to about this many bytes per second (null: full speed). */
   setRate(bytesPerSecond: number | null): void;
   clearFaults(): void;
+  /** Answer every GET/HEAD of a file with a 302 to `base` + the same path (null: serve again). */
+  redirectTo(base: string | null): void;
   /** GET requests of a path (HEAD and OPTIONS excluded). */
   gets(path: string): LoggedRequest[];
   close(): Promise<void>;
 }
 
-export async function startShardServer(files: Record<string, Uint8Array> | Map<string, Uint8Array>): Promise<ShardServer> {
+export async function startShardServer(files: Record<string, Uint8Array> | Map<string, Uint8Array>, options: ShardServerOptions = {}): Promise<ShardServer> {
   const fileMap = files instanceof Map ? files : new Map(Object.entries(files));
+  let redirectBase: string | null = null;
   const faults = new Map<string, { fault: Fault; times: number }[]>();
   const log: LoggedRequest[] = [];
   let rate: number | null = null;
@@ -64,6 +96,11 @@ export async function startShardServer(files: Record<string, Uint8Array> | Map<s
       res.writeHead(204, { 'Access-Control-Allow-Methods': 'GET, HEAD' }).end();
       return;
     }
+    if (redirectBase !== null) {
+      entry.status = 302;
+      res.writeHead(302, { Location: new URL(path, redirectBase).href, 'Content-Type': 'text/plain' }).end('Found');
+      return;
+    }
     const data = fileMap.get(path);
     let fault: Fault | undefined;
     const queue = faults.get(path);
@@ -76,6 +113,16 @@ export async function startShardServer(files: Record<string, Uint8Array> | Map<s
       res.writeHead(fault.status, { 'Content-Type': 'text/plain' }).end(`fault ${fault.status}`);
       return;
     }
+    if (!data && options.spaFallback !== undefined) {
+      entry.status = 200;
+      const page = Buffer.from(options.spaFallback);
+      const type = options.spaContentType === undefined ? 'text/html; charset=utf-8' : options.spaContentType;
+      res.writeHead(200, { ...(type !== null ? { 'Content-Type': type } : {}), 'Content-Length': String(page.length) });
+      if (req.method === 'HEAD') return void res.end();
+      entry.bytesSent = page.length;
+      res.end(page);
+      return;
+    }
     if (!data) {
       entry.status = 404;
       res.writeHead(404, { 'Content-Type': 'text/plain' }).end('not found');
@@ -86,8 +133,31 @@ export async function startShardServer(files: Record<string, Uint8Array> | Map<s
       body = data.slice();
       body[body.length >> 1] ^= 0xff;
     }
+    if (fault?.kind === 'close-delimited' || (fault?.kind === 'gzip' && fault.closeDelimited)) {
+      // Written on the socket itself: Node's response would add chunked encoding.
+      const payload = fault.kind === 'gzip' ? gzipSync(body) : body;
+      const n = Math.min(fault.afterBytes ?? payload.length, payload.length);
+      const head =
+        'HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nConnection: close\r\nCache-Control: no-store\r\n' +
+        'Access-Control-Allow-Origin: *\r\n' +
+        (fault.kind === 'gzip' ? 'Content-Encoding: gzip\r\n' : '') +
+        '\r\n';
+      entry.status = 200;
+      entry.bytesSent = req.method === 'HEAD' ? 0 : n;
+      const sock = res.socket!;
+      sock.write(head);
+      if (req.method !== 'HEAD') sock.write(payload.subarray(0, n));
+      sock.end();
+      return;
+    }
     const m = /^bytes=(\d+)-(\d*)$/.exec(req.headers.range ?? '');
-    if (m && fault?.kind !== 'ignore-range') {
+    let dropAt = fault?.kind === 'drop' ? fault.afterBytes : Infinity;
+    if (fault?.kind === 'gzip') {
+      body = gzipSync(body);
+      entry.status = 200;
+      res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Content-Encoding': 'gzip', 'Content-Length': String(body.length) });
+      dropAt = fault.afterBytes ?? Infinity;
+    } else if (m && fault?.kind !== 'ignore-range') {
       const start = Number(m[1]);
       const end = m[2] ? Math.min(Number(m[2]), body.length - 1) : body.length - 1;
       if (start >= body.length) {
@@ -108,7 +178,6 @@ export async function startShardServer(files: Record<string, Uint8Array> | Map<s
       res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Content-Length': String(body.length), 'Accept-Ranges': 'bytes' });
     }
     if (req.method === 'HEAD') return void res.end();
-    const dropAt = fault?.kind === 'drop' ? fault.afterBytes : Infinity;
     const piece = 16 * 1024;
     let at = 0;
     while (at < body.length) {
@@ -152,6 +221,9 @@ export async function startShardServer(files: Record<string, Uint8Array> | Map<s
     },
     clearFaults() {
       faults.clear();
+    },
+    redirectTo(base) {
+      redirectBase = base;
     },
     gets(path) {
       return log.filter((e) => e.path === path && e.method === 'GET');

@@ -2,7 +2,9 @@
  * A static file server for a built site, on 127.0.0.1 with a random port: folders mounted under
  * URL prefixes (the build at '/', ../shared/data at '/data/'), GET and HEAD, a request log, and
  * a stalled mode (requests accepted, never answered).
- * No caching headers beyond `no-cache`, like a plain static host.
+ * No caching headers beyond `no-cache`, like a plain static host. `spaFallback` names a mount
+ * whose index.html answers every path under it that is not a file (200, text/html), as
+ * single-page-app hosts (GitHub Pages with a 404 page copy, Netlify rewrites, Vite) do.
  */
 import { createReadStream, existsSync, statSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
@@ -31,7 +33,7 @@ export interface StaticServer {
 }
 
 /** @param mounts URL prefix ('/' or '/data/') to folder; the longest matching prefix wins. */
-export async function startStaticServer(mounts: Record<string, string>): Promise<StaticServer> {
+export async function startStaticServer(mounts: Record<string, string>, options: { spaFallback?: string } = {}): Promise<StaticServer> {
   const prefixes = Object.keys(mounts).sort((a, b) => b.length - a.length);
   const log: string[] = [];
   const sockets = new Set<Socket>();
@@ -46,6 +48,8 @@ export async function startStaticServer(mounts: Record<string, string>): Promise
     let file = normalize(join(root, path.slice(prefix.length)));
     if (file !== root && !file.startsWith(root + sep)) return void res.writeHead(403).end();
     if (existsSync(file) && statSync(file).isDirectory()) file = join(file, 'index.html');
+    if ((!existsSync(file) || !statSync(file).isFile()) && options.spaFallback !== undefined && path.startsWith(options.spaFallback))
+      file = join(normalize(mounts[options.spaFallback]), 'index.html');
     if (!existsSync(file) || !statSync(file).isFile()) return void res.writeHead(404).end();
     res.writeHead(200, {
       'Content-Type': TYPES[extname(file)] ?? 'application/octet-stream',

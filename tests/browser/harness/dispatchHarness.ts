@@ -45,17 +45,32 @@ export function paramsFor(device: GPUDevice, rows: number): GPUBuffer {
   return upload(device, new Uint32Array([rows, 0, 0, rows]), true);
 }
 
-/** Runs the dispatches in one compute pass over `rows` rows, then reads `read` back (f32 views). */
-export async function runDispatches(device: GPUDevice, dispatches: Dispatch[], rows: number, read: GPUBuffer[]): Promise<Float32Array[]> {
+/** One recorded dispatch and the row counts its workgroups are sized for (as llama.ts encodeRows passes them). */
+export interface DispatchStep {
+  d: Dispatch;
+  rows: number;
+  kvLen: number;
+}
+
+/** Records `steps` in one compute pass, copies `read` back and returns them as f32 views; a validation error throws WebGPU's message. */
+export async function runSteps(device: GPUDevice, steps: DispatchStep[], read: GPUBuffer[]): Promise<Float32Array[]> {
   device.pushErrorScope('validation');
   const enc = device.createCommandEncoder();
   const pass = enc.beginComputePass();
-  for (const d of dispatches) {
+  for (const { d, rows, kvLen } of steps) {
     pass.setPipeline(d.pipeline);
     d.bindGroups.forEach((g, i) => pass.setBindGroup(i, g));
-    pass.dispatchWorkgroups(...d.workgroups(rows, rows));
+    pass.dispatchWorkgroups(...d.workgroups(rows, kvLen));
   }
   pass.end();
+  return submitAndRead(device, enc, read);
+}
+
+/**
+ * Copies `read` after what `enc` recorded, submits, pops the validation scope the caller pushed
+ * before recording, and returns the buffers as f32 views.
+ */
+export async function submitAndRead(device: GPUDevice, enc: GPUCommandEncoder, read: GPUBuffer[]): Promise<Float32Array[]> {
   const staging = read.map((src) => {
     const dst = device.createBuffer({ size: src.size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
     enc.copyBufferToBuffer(src, 0, dst, 0, src.size);
@@ -72,6 +87,15 @@ export async function runDispatches(device: GPUDevice, dispatches: Dispatch[], r
     s.destroy();
   }
   return out;
+}
+
+/** Runs the dispatches in one compute pass over `rows` rows, then reads `read` back (f32 views). */
+export function runDispatches(device: GPUDevice, dispatches: Dispatch[], rows: number, read: GPUBuffer[]): Promise<Float32Array[]> {
+  return runSteps(
+    device,
+    dispatches.map((d) => ({ d, rows, kvLen: rows })),
+    read,
+  );
 }
 
 /**

@@ -5,6 +5,7 @@
  * buffers copied back.
  */
 import { createGpuContext, type GpuContext } from '../../../src/engine/gpu.ts';
+import { submitAndRead } from './dispatchHarness.ts';
 import { PipelineCache, bindKernel, type KernelBuffers, type KernelName, type KernelVariant } from '../../../src/engine/kernels.ts';
 
 let ctx: GpuContext | null = null;
@@ -57,23 +58,12 @@ export async function runKernel(run: KernelRun): Promise<Float32Array[]> {
   groups.forEach((g, i) => pass.setBindGroup(i, g));
   pass.dispatchWorkgroups(...run.workgroups);
   pass.end();
-  const staging = run.read.map((name) => {
+  const read = run.read.map((name) => {
     const src = made[name];
     if (!src) throw new Error(`${run.kernel} has no buffer ${name} to read`);
-    const dst = device.createBuffer({ size: src.size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
-    enc.copyBufferToBuffer(src, 0, dst, 0, src.size);
-    return dst;
+    return src;
   });
-  device.queue.submit([enc.finish()]);
-  const err = await device.popErrorScope();
-  if (err) throw new Error(`WebGPU validation error: ${err.message}`);
-  const out: Float32Array[] = [];
-  for (const s of staging) {
-    await s.mapAsync(GPUMapMode.READ);
-    out.push(new Float32Array(s.getMappedRange().slice(0)));
-    s.unmap();
-    s.destroy();
-  }
+  const out = await submitAndRead(device, enc, read);
   for (const b of Object.values(made)) b.destroy();
   return out;
 }

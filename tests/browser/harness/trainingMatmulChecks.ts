@@ -10,7 +10,7 @@
  * where it should not: rows before the row offset) shows; the whole buffer is compared.
  */
 import { createGpuContext, type GpuContext } from '../../../src/engine/gpu.ts';
-import { PipelineCache, type Dispatch, type WeightFormat } from '../../../src/engine/kernels.ts';
+import { PipelineCache, type WeightFormat } from '../../../src/engine/kernels.ts';
 import type { GpuMatrix } from '../../../src/engine/weights.ts';
 import { recordMatmulBackInput, recordMatmulBackWeight, trainingParams } from '../../../src/engine/trainingMatmul.ts';
 import { attentionStatsBytes, recordAttentionBackward } from '../../../src/engine/trainingAttention.ts';
@@ -18,6 +18,7 @@ import { causalAttention, causalAttentionBack, matmulBackInput, matmulBackWeight
 import { dequantizeQ4, quantizeQ4 } from '../../../src/formats/quant.ts';
 import { f32ArrayToF16 } from '../../../src/formats/f16.ts';
 import { randn, randomWeight, relErr } from './kernelChecks.ts';
+import { runSteps, type DispatchStep } from './dispatchHarness.ts';
 
 let ctx: GpuContext | null = null;
 let pipes: PipelineCache | null = null;
@@ -49,34 +50,13 @@ function uniform(device: GPUDevice, data: Uint32Array): GPUBuffer {
   return buffer(device, data, GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST);
 }
 
-/** Encode the dispatches in one pass, as llama.ts encodeRows does (workgroups from the call's rows), and read `read` back. */
-async function run(device: GPUDevice, steps: Array<{ d: Dispatch; rows: number; kvLen: number }>, read: GPUBuffer[]): Promise<Float32Array[]> {
-  device.pushErrorScope('validation');
-  const enc = device.createCommandEncoder();
-  const pass = enc.beginComputePass();
-  for (const { d, rows, kvLen } of steps) {
-    pass.setPipeline(d.pipeline);
-    d.bindGroups.forEach((g, i) => pass.setBindGroup(i, g));
-    pass.dispatchWorkgroups(...d.workgroups(rows, kvLen));
+/** Encode the dispatches in one pass, as llama.ts encodeRows does (workgroups from the call's rows), read `read` back, free the buffers. */
+async function run(device: GPUDevice, steps: DispatchStep[], read: GPUBuffer[]): Promise<Float32Array[]> {
+  try {
+    return await runSteps(device, steps, read);
+  } finally {
+    for (const b of live.splice(0)) b.destroy();
   }
-  pass.end();
-  const staging = read.map((src) => {
-    const dst = device.createBuffer({ size: src.size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
-    enc.copyBufferToBuffer(src, 0, dst, 0, src.size);
-    return dst;
-  });
-  device.queue.submit([enc.finish()]);
-  const err = await device.popErrorScope();
-  if (err) throw new Error(`WebGPU validation error: ${err.message}`);
-  const out: Float32Array[] = [];
-  for (const s of staging) {
-    await s.mapAsync(GPUMapMode.READ);
-    out.push(new Float32Array(s.getMappedRange().slice(0)));
-    s.unmap();
-    s.destroy();
-  }
-  for (const b of live.splice(0)) b.destroy();
-  return out;
 }
 
 /**

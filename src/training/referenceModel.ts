@@ -25,7 +25,7 @@ export async function baseTokenizer(info: ModelManifestInfo): Promise<Tokenizer 
   return info.tokenizerJson ? loadTokenizer(info.tokenizerJson, info.tokenizerConfig ?? undefined) : null;
 }
 
-/** Reads every shard and dequantizes: the frozen base as dense f32. */
+/** Reads every shard and dequantizes: the frozen base as dense f32 (the config gives q4's true widths, which padded groups hide). */
 export async function loadTrainingBase(source: ModelSource, info?: ModelManifestInfo): Promise<LoadedTrainingBase> {
   const m = info ?? (await loadModelManifest(source));
   const records = new Map<string, Float32Array | Uint32Array>();
@@ -36,5 +36,5 @@ export async function loadTrainingBase(source: ModelSource, info?: ModelManifest
       shapes.set(record.name, record.shape);
     }
   }
-  return { config: m.config, mode: m.mode, info: m, weights: referenceWeightsFromRecords(records, shapes, m.mode) };
+  return { config: m.config, mode: m.mode, info: m, weights: referenceWeightsFromRecords(records, shapes, m.mode, m.config) };
 }

@@ -10,6 +10,7 @@ import { seededRng } from '../../../src/formats/random.ts';
 import { f32ArrayToBf16 } from '../../../src/formats/f16.ts';
 import type { ModelSource, TensorCache } from '../../../src/formats/tensorCacheTypes.ts';
 import { relErr } from './kernelChecks.ts';
+import { loadTrainingBase } from '../../../src/training/referenceModel.ts';
 
 const engines = new Map<string, Engine>();
 const references = new Map<string, ReferenceLlama>();
@@ -37,17 +38,8 @@ export async function engineFor(
 export async function referenceFor(url: string): Promise<ReferenceLlama> {
   let r = references.get(url);
   if (!r) {
-    const source = httpModelSource(url);
-    const m = await loadModelManifest(source);
-    const records = new Map<string, Float32Array | Uint32Array>();
-    const shapes = new Map<string, number[]>();
-    for await (const shard of iterateShardTensors(source, m.cache)) {
-      for (const { record, data } of shard.records) {
-        records.set(record.name, data);
-        shapes.set(record.name, record.shape);
-      }
-    }
-    r = new ReferenceLlama(m.config, referenceWeightsFromRecords(records, shapes, m.mode, m.config));
+    const base = await loadTrainingBase(httpModelSource(url));
+    r = new ReferenceLlama(base.config, base.weights);
     references.set(url, r);
   }
   return r;

@@ -55,7 +55,7 @@ export async function loadDatasetText(name: DatasetName, options: DatasetSourceO
   const maxBytes = options.maxBytes ?? DATASET_MAX_BYTES;
   let text: string;
   try {
-    text = await requireFileText(url, { file: DATASETS[name].path, signal: options.signal, fetch: options.fetch });
+    text = await requireFileText(url, { file: DATASETS[name].path, signal: options.signal, fetch: options.fetch, maxBytes });
   } catch (e) {
     if (options.signal?.aborted) throw e;
     if (e instanceof FileNotFoundError)

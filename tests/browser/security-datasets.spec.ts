@@ -111,10 +111,12 @@ test('a dataset body over the cap is refused while streaming (an endless body st
     endless.closeAllConnections();
     await new Promise<void>((ok) => endless.close(() => ok()));
   }
-  // A declared Content-Length over the cap is refused before reading (here with a small cap).
+  // A sized body over a small cap. This server is another origin, where the fetch layer does not take
+  // Content-Length as the decoded size (CORS hides Content-Encoding), so it is refused as it streams past the cap.
   data = await startShardServer({ 'gsm8k/test.jsonl': GSM8K });
   const small = await loadIn(page, data.url, { maxBytes: 1000 });
   expect(small).toMatchObject({ ok: false, name: 'DatasetDownloadError' });
-  if (!small.ok) expect(small.message).toMatch(/^Refused GSM8K from .*: it is 0\.7 MiB, over the 1000 bytes a dataset file may have\. Nothing was stored\.$/);
+  if (!small.ok)
+    expect(small.message).toMatch(/^Refused GSM8K from .*: it is more than 1000 bytes, over the 1000 bytes a dataset file may have\. Nothing was stored\.$/);
   expect(await cachedText(page, `${data.url}gsm8k/test.jsonl`)).toBe(false);
 });

@@ -53,6 +53,11 @@ function checkWhole(label: string, what: string, v: number, min = 0): void {
   if (!Number.isInteger(v) || v < min) throw new EngineError(`${label}: ${what} must be an integer of at least ${min}, got ${v}.`);
 }
 
+/** A call reads `count` columns of `what` from column `col` of rows `stride` wide: they must fit. */
+function checkColumns(label: string, what: string, col: number, count: number, stride: number): void {
+  if (col + count > stride) throw new EngineError(`${label}: ${what} columns ${col}..${col + count - 1} do not fit rows of ${stride} values.`);
+}
+
 /** dX[xRowOffset + t, c] (+)= scale · Σ_r dY[t, dyCol + r] · W[rowStart + r, c]. */
 export function recordMatmulBackInput(device: GPUDevice, pipes: PipelineCache, c: BackInputCall): Dispatch {
   const w = c.w;
@@ -66,7 +71,7 @@ export function recordMatmulBackInput(device: GPUDevice, pipes: PipelineCache, c
   checkWhole(label, 'dyCol', dyCol);
   checkWhole(label, 'dyStride', dyStride, 1);
   if (rowStart + rows > w.rows) throw new EngineError(`${label}: rows ${rowStart}..${rowStart + rows - 1} are past the ${w.rows} rows of ${w.name}.`);
-  if (dyCol + rows > dyStride) throw new EngineError(`${label}: dY columns ${dyCol}..${dyCol + rows - 1} do not fit rows of ${dyStride} values.`);
+  checkColumns(label, 'dY', dyCol, rows, dyStride);
   const q4 = w.format === 'q4f16' || w.format === 'q4f32';
   if (q4 && w.cols % 32 !== 0) throw new EngineError(`${label}: a q4 weight needs a multiple of 32 columns, ${w.name} has ${w.cols}.`);
   if (q4 && !w.scale) throw new EngineError(`${label}: the q4 weight ${w.name} has no scale buffer.`);
@@ -121,8 +126,8 @@ export function recordMatmulBackWeight(device: GPUDevice, pipes: PipelineCache, 
   checkWhole(label, 'cols', c.cols, 1);
   checkWhole(label, 'dyCol', dyCol);
   checkWhole(label, 'xCol', xCol);
-  if (dyCol + c.rows > dyStride) throw new EngineError(`${label}: dY columns ${dyCol}..${dyCol + c.rows - 1} do not fit rows of ${dyStride} values.`);
-  if (xCol + c.cols > xStride) throw new EngineError(`${label}: X columns ${xCol}..${xCol + c.cols - 1} do not fit rows of ${xStride} values.`);
+  checkColumns(label, 'dY', dyCol, c.rows, dyStride);
+  checkColumns(label, 'X', xCol, c.cols, xStride);
   const constants = {
     ROWS: c.rows,
     COLS: c.cols,

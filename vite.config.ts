@@ -71,6 +71,8 @@ function policyMeta(): Plugin {
 export default defineConfig({
   // Relative base: the built site works from any sub-path of a static host.
   base: './',
+  // The dep cache lives in the checkout, not in node_modules: worktrees that share one node_modules must not share it.
+  cacheDir: resolve(import.meta.dirname, '.cache/vite'),
   plugins: [svelte(), localFiles(), policyMeta(), serviceWorkerPlugin({ modelsDir: MODELS_DIR })],
   worker: { format: 'es' },
   // Tests and CLIs run with RL_NO_HMR=1: a file saved mid-run must not reload the page under test.

@@ -8,7 +8,7 @@ import { existsSync } from 'node:fs';
 import { copyFile, mkdir, open, readFile, readdir, stat, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { LlamaConfig } from '../formats/llamaConfig.ts';
-import { parseEosTokenIds, validateLlamaConfig } from '../formats/mlcChatConfig.ts';
+import { CheckpointError, parseHfLlamaConfig, type CheckpointTensors } from '../formats/hfConversion.ts';
 import {
   decodeFloatBytes,
   floatDtypeBytes,
@@ -20,9 +20,7 @@ import {
 import type { ShardFile, ShardSink } from '../formats/tensorCache.ts';
 import type { ModelSource } from '../formats/tensorCacheTypes.ts';
 
-export class CheckpointError extends Error {
-  override name = 'CheckpointError';
-}
+export { CheckpointError, parseHfLlamaConfig };
 
 /** A ModelSource over a local model directory. */
 export function dirModelSource(dir: string): ModelSource {
@@ -61,49 +59,6 @@ export function dirShardSink(dir: string): ShardSink {
 
 type Json = Record<string, unknown>;
 
-/** LlamaConfig from a HF config.json (+ generation_config.json), refusing what we do not implement. */
-export function parseHfLlamaConfig(cfg: Json, gen: Json | null = null, where = 'config.json'): LlamaConfig {
-  const archs = Array.isArray(cfg.architectures) ? (cfg.architectures as string[]) : [];
-  if (!archs.includes('LlamaForCausalLM') && cfg.model_type !== 'llama') {
-    throw new CheckpointError(`${where}: unknown architecture ${archs[0] ?? String(cfg.model_type ?? '(none)')}; only LlamaForCausalLM is supported`);
-  }
-  if (cfg.rope_scaling !== undefined && cfg.rope_scaling !== null) {
-    throw new CheckpointError(`${where}: rope_scaling ${JSON.stringify(cfg.rope_scaling)} is not supported`);
-  }
-  if (cfg.attention_bias === true) throw new CheckpointError(`${where}: attention_bias = true is not supported`);
-  if (cfg.mlp_bias === true) throw new CheckpointError(`${where}: mlp_bias = true is not supported`);
-  if (cfg.hidden_act !== undefined && cfg.hidden_act !== 'silu') {
-    throw new CheckpointError(`${where}: hidden_act ${JSON.stringify(cfg.hidden_act)} is not supported (only silu)`);
-  }
-  const int = (k: string, fallback?: number): number => {
-    const v = cfg[k] ?? fallback;
-    if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0)
-      throw new CheckpointError(`${where}: ${k} must be a positive integer, got ${JSON.stringify(cfg[k])}`);
-    return v;
-  };
-  const hiddenSize = int('hidden_size');
-  const numHeads = int('num_attention_heads');
-  const headDim = int('head_dim', hiddenSize / numHeads);
-  const eos = gen?.eos_token_id ?? cfg.eos_token_id ?? 2;
-  const config: LlamaConfig = {
-    hiddenSize,
-    intermediateSize: int('intermediate_size'),
-    numLayers: int('num_hidden_layers'),
-    numHeads,
-    numKvHeads: int('num_key_value_heads', numHeads),
-    headDim,
-    vocabSize: int('vocab_size'),
-    rmsNormEps: typeof cfg.rms_norm_eps === 'number' ? cfg.rms_norm_eps : 1e-6,
-    ropeTheta: typeof cfg.rope_theta === 'number' ? cfg.rope_theta : 10000,
-    contextWindowSize: int('max_position_embeddings', 4096),
-    tieWordEmbeddings: cfg.tie_word_embeddings === true,
-    bosTokenId: Number(gen?.bos_token_id ?? cfg.bos_token_id ?? 1),
-    eosTokenIds: parseEosTokenIds(eos, where),
-  };
-  validateLlamaConfig(config, where);
-  return config;
-}
-
 export interface HfTensorRef {
   name: string;
   dtype: string;
@@ -114,7 +69,7 @@ export interface HfTensorRef {
 }
 
 /** An opened HF checkpoint directory: configs and a tensor index over its safetensors files. */
-export class HfCheckpoint {
+export class HfCheckpoint implements CheckpointTensors {
   private handles = new Map<string, FileHandle>();
 
   private constructor(
@@ -181,6 +136,10 @@ export class HfCheckpoint {
       }
     }
     return new HfCheckpoint(dir, config, generationConfig, tensors);
+  }
+
+  get where(): string {
+    return this.dir;
   }
 
   llamaConfig(): LlamaConfig {

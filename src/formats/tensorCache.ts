@@ -200,6 +200,19 @@ export interface RecordSpec {
 /** Produces a record's bytes in order by calling `emit` (lets a big tensor stream through in row blocks). */
 export type ChunkProducer = (emit: (chunk: Uint8Array) => Promise<void>) => Promise<void>;
 
+/**
+ * Where a writer stands between two records, as plain data (IndexedDB can keep it): the shards
+ * written, and the records of the shard still being filled, whose bytes `pendingData()` gives.
+ */
+export interface TensorCacheWriterState {
+  shards: ShardEntry[];
+  pending: TensorRecord[];
+  pendingBytes: number;
+  names: string[];
+  counter: number;
+  totalBytes: number;
+}
+
 /** Accumulates records into shards of about `shardBytes`, with MLC's placement rule. */
 export class TensorCacheWriter {
   private readonly cap: number;
@@ -223,6 +236,47 @@ export class TensorCacheWriter {
 
   get recordCount(): number {
     return this.names.size;
+  }
+
+  /** The writer's state between records (a copy), to resume later with `TensorCacheWriter.resume`. */
+  state(): TensorCacheWriterState {
+    const copy = <T>(x: T): T => JSON.parse(JSON.stringify(x)) as T;
+    return {
+      shards: copy(this.shards),
+      pending: copy(this.pending),
+      pendingBytes: this.pendingBytes,
+      names: [...this.names],
+      counter: this.counter,
+      totalBytes: this.totalBytes,
+    };
+  }
+
+  /** The bytes of the shard being filled (a view: copy it before the next add). */
+  pendingData(): Uint8Array {
+    return this.pendingBuf ? this.pendingBuf.subarray(0, this.pendingBytes) : new Uint8Array(0);
+  }
+
+  /**
+   * A writer that carries on from `state()`: the next record lands exactly where it would have
+   * without the interruption, so the shards come out byte for byte the same.
+   * @param pendingData the `pendingBytes` bytes `pendingData()` gave with that state
+   */
+  static resume(sink: ShardSink, opts: { shardBytes?: number; prefix?: string }, state: TensorCacheWriterState, pendingData: Uint8Array): TensorCacheWriter {
+    if (pendingData.length !== state.pendingBytes) {
+      throw new TensorCacheError(`cannot resume: ${pendingData.length} bytes of the pending shard saved, ${state.pendingBytes} expected`);
+    }
+    const w = new TensorCacheWriter(sink, opts);
+    w.shards = state.shards;
+    w.pending = state.pending;
+    w.pendingBytes = state.pendingBytes;
+    w.names = new Set(state.names);
+    w.counter = state.counter;
+    w.totalBytes = state.totalBytes;
+    if (state.pendingBytes > 0) {
+      w.pendingBuf = new Uint8Array(w.cap);
+      w.pendingBuf.set(pendingData);
+    }
+    return w;
   }
 
   /** Add a record from its bytes, or from a producer of exactly numel·elemBytes bytes. */

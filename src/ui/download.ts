@@ -8,7 +8,8 @@ export function downloadBytes(filename: string, bytes: Uint8Array, type = 'appli
   downloadBlob(filename, new Blob([bytes as Uint8Array<ArrayBuffer>], { type }));
 }
 
-function downloadBlob(filename: string, blob: Blob) {
+/** Save a Blob as a file through a link (a model export: the Blob's parts stay out of the JS heap). */
+export function downloadBlob(filename: string, blob: Blob) {
   const url = URL.createObjectURL(blob);
   const a = document.createElement('a');
   a.href = url;

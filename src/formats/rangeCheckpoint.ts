@@ -79,6 +79,8 @@ export class RangeCheckpoint implements CheckpointTensors {
       );
     }
     const generationConfig = await readCheckpointJson(files, HF_GENERATION_CONFIG_FILE);
+    // Not a Llama (or one we do not implement): say so before looking for weights.
+    parseHfLlamaConfig(config, generationConfig, `${files.where}/${HF_CONFIG_FILE}`);
     let weightMap: Record<string, string> | null = null;
     let shardFiles: string[];
     const index = await readCheckpointJson(files, HF_INDEX_FILE);

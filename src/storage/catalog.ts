@@ -180,7 +180,7 @@ export function obtainAdvice(m: ModelManifest): string | null {
     case 'convert':
       return (
         `Not hosted here: convert it from ${x.convertFrom!.repo} (about ${gb(x.convertFrom!.downloadBytes)} to download, about ` +
-        `${gb(x.convertFrom!.storedBytes)} stored) with npm run convert, or ask the site's operator to host the converted folder ("hostedAt").`
+        `${gb(x.convertFrom!.storedBytes)} stored): press "Convert in this browser" (or use npm run convert), or ask the site's operator to host the converted folder ("hostedAt").`
       );
     default:
       return null;

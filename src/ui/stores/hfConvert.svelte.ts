@@ -50,12 +50,15 @@ class HfConvertStore {
     this.pending = await pendingConversions();
   }
 
-  /** Convert the repo id in the form (or resume its saved conversion). */
-  startHub(repo = this.repo, quant = this.quant) {
+  /**
+   * Convert the repo id in the form (or resume its saved conversion). `as`: store it under a
+   * catalog entry's id and name (the entry then shows Stored), e.g. Llama-2-7B from NousResearch.
+   */
+  startHub(repo = this.repo, quant = this.quant, as?: { id: string; name: string }) {
     const name = repo.trim();
     const job: ConvertJob = {
-      id: convertedModelId(name, quant),
-      name: `${name} (${quant}, converted here)`,
+      id: as?.id ?? convertedModelId(name, quant),
+      name: as?.name ?? `${name} (${quant}, converted here)`,
       quant,
       source: { kind: 'hub', repo: name, hubUrl: configuredHubUrl() },
     };

@@ -8,6 +8,9 @@
  *    404 with X-Error-Code EntryNotFound;
  *  - CDN GET /<owner>/<name>/<path>: the bytes, with ETag and Range (206 + Content-Range).
  * Both send CORS headers (the page is another origin) and answer preflights.
+ * Options: `gated` repositories answer their resolve URLs 401 (as the hub does for a gated repo
+ * without an accepted license) unless the request carries `Authorization: Bearer <token>`;
+ * `delayMs` (settable later) holds each CDN Range answer back, so a test can act mid-transfer.
  */
 import { createHash } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -19,7 +22,15 @@ export interface FakeHub {
   cdnUrl: string;
   /** Requests seen by either server: "hub GET /api/…" / "cdn GET /…  bytes=0-0". */
   log: string[];
+  /** Milliseconds each CDN Range answer waits (0: none); may be changed between tests. */
+  delayMs: number;
   close(): Promise<void>;
+}
+
+export interface FakeHubOptions {
+  /** repo id → the token it accepts */
+  gated?: Map<string, string>;
+  delayMs?: number;
 }
 
 const CORS = {
@@ -38,8 +49,9 @@ function listen(handler: (req: IncomingMessage, res: ServerResponse) => void): P
 }
 
 /** @param repos repo id ("owner/name") → its files (path → bytes) */
-export async function startFakeHub(repos: Map<string, Map<string, Uint8Array>>): Promise<FakeHub> {
+export async function startFakeHub(repos: Map<string, Map<string, Uint8Array>>, opts: FakeHubOptions = {}): Promise<FakeHub> {
   const log: string[] = [];
+  const state = { delayMs: opts.delayMs ?? 0 };
   const etag = (b: Uint8Array) => `"${createHash('sha256').update(b).digest('hex')}"`;
   const lookup = (owner: string, name: string, path: string) => repos.get(`${owner}/${name}`)?.get(path);
 
@@ -56,8 +68,12 @@ export async function startFakeHub(repos: Map<string, Map<string, Uint8Array>>):
       const start = Number(r[1]);
       const end = r[2] === '' ? body.length - 1 : Math.min(Number(r[2]), body.length - 1);
       if (start >= body.length) return void res.writeHead(416, { ...CORS, 'Content-Range': `bytes */${body.length}` }).end();
-      res.writeHead(206, { ...head, 'Content-Range': `bytes ${start}-${end}/${body.length}`, 'Content-Length': String(end - start + 1) });
-      return void res.end(req.method === 'HEAD' ? undefined : body.subarray(start, end + 1));
+      const answer = () => {
+        res.writeHead(206, { ...head, 'Content-Range': `bytes ${start}-${end}/${body.length}`, 'Content-Length': String(end - start + 1) });
+        res.end(req.method === 'HEAD' ? undefined : body.subarray(start, end + 1));
+      };
+      if (state.delayMs > 0) return void setTimeout(answer, state.delayMs);
+      return answer();
     }
     res.writeHead(200, { ...head, 'Content-Length': String(body.length) });
     res.end(req.method === 'HEAD' ? undefined : body);
@@ -77,6 +93,14 @@ export async function startFakeHub(repos: Map<string, Map<string, Uint8Array>>):
     const resolve = /^\/([^/]+)\/([^/]+)\/resolve\/([^/]+)\/(.+)$/.exec(path);
     if (resolve) {
       const body = lookup(resolve[1], resolve[2], resolve[4]);
+      const token = opts.gated?.get(`${resolve[1]}/${resolve[2]}`);
+      if (token !== undefined && req.headers.authorization !== `Bearer ${token}`) {
+        return void res.writeHead(401, { ...CORS, 'Content-Type': 'application/json', 'X-Error-Code': 'GatedRepo' }).end(
+          JSON.stringify({
+            error: `Access to model ${resolve[1]}/${resolve[2]} is restricted. You must have access to it and be authenticated to access it.`,
+          }),
+        );
+      }
       if (!body) return void res.writeHead(404, { ...CORS, 'X-Error-Code': 'EntryNotFound' }).end('Entry not found');
       return void res
         .writeHead(302, {
@@ -94,6 +118,12 @@ export async function startFakeHub(repos: Map<string, Map<string, Uint8Array>>):
     url: hub.url,
     cdnUrl: cdn.url,
     log,
+    get delayMs() {
+      return state.delayMs;
+    },
+    set delayMs(v: number) {
+      state.delayMs = v;
+    },
     close: async () => {
       for (const s of [hub.server, cdn.server]) {
         s.closeAllConnections();

@@ -26,14 +26,15 @@ import {
   validateSources,
   writeParams,
 } from '../formats/hfConversion.ts';
-import type { QuantMode } from '../formats/llamaConfig.ts';
+import { floatDtype, type QuantMode } from '../formats/llamaConfig.ts';
 import { parseManifest, type ManifestFile, type ModelManifest } from '../formats/manifest.ts';
 import { writeMlcChatConfig } from '../formats/mlcChatConfig.ts';
 import { RangeCheckpoint, type CheckpointFiles } from '../formats/rangeCheckpoint.ts';
-import { TensorCacheWriter, type ShardSink, type TensorCacheWriterState } from '../formats/tensorCache.ts';
+import { DTYPE_BYTES, TensorCacheWriter, type ShardSink, type TensorCacheWriterState } from '../formats/tensorCache.ts';
 import { chunkKey, deleteModelEntries, fileKey, modelKey, modelStore, prefixRange, putEntries, resetFile, type StoredFile, type StoredModel } from './db.ts';
 import { DEFAULT_CHUNK_SIZE } from './download.ts';
 import { emit } from './events.ts';
+import { QuotaError } from './errors.ts';
 
 export const CONVERT_QUANTS = ['q4f16_1', 'q4f32_1'] as const satisfies readonly QuantMode[];
 export type ConvertQuant = (typeof CONVERT_QUANTS)[number];
@@ -243,6 +244,12 @@ export async function convertCheckpointToStore(
     state = { ...saved, job };
     writer = TensorCacheWriter.resume(sink, shardOpts, saved.writer, pending);
   } else {
+    // Room for what will be stored (4-bit weights plus one scale per 32), before anything is written.
+    const need = Math.ceil(totalParams * (0.5 + DTYPE_BYTES[floatDtype(job.quant)] / 32));
+    const est = (await navigator.storage?.estimate?.()) ?? {};
+    const available = (est.quota ?? Infinity) - (est.usage ?? 0);
+    if (need > available) throw new QuotaError(need, available, job.name);
+    void navigator.storage?.persist?.().catch(() => false);
     await discardConversion(id);
     writer = new TensorCacheWriter(sink, shardOpts);
     state = {

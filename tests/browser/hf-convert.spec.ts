@@ -64,6 +64,8 @@ test.beforeAll(async () => {
     hubFiles.set(r.repo, new Map(readdirSync(d).map((f) => [f, new Uint8Array(readFileSync(join(d, f)))])));
   }
   hubFiles.set('test-user/gated-llama', hubFiles.get('test-user/llama-bf16')!);
+  // The catalog's Llama-2-7B entries convert from this repo id: here it holds the tiny BF16 checkpoint.
+  hubFiles.set('NousResearch/Llama-2-7b-hf', hubFiles.get('test-user/llama-bf16')!);
   hubFiles.set(
     'test-user/not-llama',
     new Map([['config.json', new TextEncoder().encode(JSON.stringify({ architectures: ['GPT2LMHeadModel'], model_type: 'gpt2' }))]]),
@@ -214,22 +216,32 @@ test('F16 (sharded index, no tokenizer) → q4f16_1 survives a page reload mid-c
   expect(unzipped).toEqual(Object.fromEntries(Object.entries(stored.files).map(([p, h]) => [`${id}/${p}`, h])));
 });
 
-for (const [repo, quant] of [
-  ['test-user/llama-bf16', 'q4f32_1'],
-  ['test-user/llama-f32', 'q4f16_1'],
-] as const) {
-  test(`${repo} → ${quant}: stores exactly what npm run convert writes, with the repo's tokenizer`, async ({ page }) => {
-    const cli = await cliConversion(repo, quant);
-    await openPanel(page);
-    const t0 = Date.now();
-    await startConversion(page, repo, quant);
-    await expect(page.getByTestId('convert-notice')).toContainText(`Stored ${repo} (${quant}, converted here)`, { timeout: 120_000 });
-    console.log(`${repo} → ${quant}: converted and stored in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
-    const stored = await storedFiles(page, storedId(repo, quant));
-    expectCliBytes(stored, cli);
-    expect(stored.files['tokenizer.json']).toBe(sha(readFileSync(TOKENIZER)));
-  });
-}
+test('the catalog row "Convert in this browser" (BF16 → q4f32_1) stores the CLI bytes under the entry, which then shows Stored', async ({ page }) => {
+  const cli = await cliConversion('test-user/llama-bf16', 'q4f32_1');
+  await openPanel(page);
+  const row = page.getByTestId('model-llama-2-7b-q4f32_1');
+  await expect(row.getByRole('button', { name: 'Download' })).toHaveCount(0);
+  const t0 = Date.now();
+  await row.getByRole('button', { name: 'Convert in this browser' }).click();
+  await expect(page.getByTestId('convert-notice')).toContainText('Stored Llama-2-7B (q4f32_1)', { timeout: 120_000 });
+  console.log(`BF16 → q4f32_1 (tiny): converted and stored in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  await expect(row.getByTestId('state')).toHaveText('Stored');
+  expect(hub.log.some((l) => l.startsWith('hub GET /NousResearch/Llama-2-7b-hf/resolve/main/'))).toBe(true);
+  const stored = await storedFiles(page, 'llama-2-7b-q4f32_1');
+  expectCliBytes(stored, cli);
+  expect(stored.files['tokenizer.json']).toBe(sha(readFileSync(TOKENIZER)));
+});
+
+test("test-user/llama-f32 → q4f16_1 (form): stores exactly what npm run convert writes, with the repo's tokenizer", async ({ page }) => {
+  const repo = 'test-user/llama-f32';
+  const cli = await cliConversion(repo, 'q4f16_1');
+  await openPanel(page);
+  await startConversion(page, repo, 'q4f16_1');
+  await expect(page.getByTestId('convert-notice')).toContainText(`Stored ${repo} (q4f16_1, converted here)`, { timeout: 120_000 });
+  const stored = await storedFiles(page, storedId(repo, 'q4f16_1'));
+  expectCliBytes(stored, cli);
+  expect(stored.files['tokenizer.json']).toBe(sha(readFileSync(TOKENIZER)));
+});
 
 test('a gated repository without a token, a config that is not Llama and a repository without weights are refused by name, and nothing is stored', async ({
   page,

@@ -163,3 +163,44 @@ describe('tensor cache writer + parser', () => {
     await expect(iterateShardTensors(source, cache).next()).rejects.toThrow(/truncated download/);
   });
 });
+
+describe('tensor cache writer resume', () => {
+  it('a writer resumed from state() after any record writes the same shards and index as one never stopped', async () => {
+    const rng = new Rng(9);
+    // Sizes that exercise both placements at a 4 KiB cap: pending records and out-of-band shards.
+    const records = [300, 700, 2100, 64, 900, 1500, 10, 3000, 800].map((n, i) => ({ name: `t${i}`, data: rng.normalArray(n, 1) }));
+    const writeAll = async (w: TensorCacheWriter, from: number, to: number) => {
+      for (let i = from; i < to; i++) await w.add({ name: records[i].name, shape: [records[i].data.length], dtype: 'float32' }, u8(records[i].data));
+    };
+    const opts = { shardBytes: 4096 };
+    const whole = new MemoryShardSink();
+    const w0 = new TensorCacheWriter(whole, opts);
+    await writeAll(w0, 0, records.length);
+    const want = await w0.finish({ a: 1 });
+    for (let stop = 1; stop < records.length; stop++) {
+      const first = new MemoryShardSink();
+      const w1 = new TensorCacheWriter(first, opts);
+      await writeAll(w1, 0, stop);
+      // What a stopped conversion keeps: plain data (through JSON, as IndexedDB would clone it) and a copy of the pending bytes.
+      const state = JSON.parse(JSON.stringify(w1.state())) as ReturnType<TensorCacheWriter['state']>;
+      const pending = w1.pendingData().slice();
+      const second = new MemoryShardSink();
+      const w2 = TensorCacheWriter.resume(second, opts, state, pending);
+      await writeAll(w2, stop, records.length);
+      const got = await w2.finish({ a: 1 });
+      expect(got, `stopped after ${stop}`).toEqual(want);
+      const files = new Map([...first.files, ...second.files]);
+      expect([...files.keys()].sort()).toEqual([...whole.files.keys()].sort());
+      for (const [p, b] of whole.files) expect(Buffer.from(files.get(p)!).equals(Buffer.from(b)), `${p} after stop ${stop}`).toBe(true);
+    }
+    expect(want.records.length).toBeGreaterThan(3);
+  });
+
+  it('refuses pending bytes that do not match the saved state', async () => {
+    const w = new TensorCacheWriter(new MemoryShardSink(), { shardBytes: 4096 });
+    await w.add({ name: 'a', shape: [10], dtype: 'float32' }, new Uint8Array(40));
+    expect(() => TensorCacheWriter.resume(new MemoryShardSink(), { shardBytes: 4096 }, w.state(), new Uint8Array(8))).toThrow(
+      'cannot resume: 8 bytes of the pending shard saved, 40 expected',
+    );
+  });
+});

@@ -21,7 +21,9 @@ import { startFakeHub, type FakeHub } from './helpers/fakeHub.ts';
  * Three conversions cover the dtype × quantization matrix: each source dtype (F16, BF16, F32) is
  * decoded once and each quantization (q4f16_1 computes in float16, q4f32_1 in float32) runs at least
  * once; the two are independent steps of the one shared converter (dtype decoding happens before
- * quantization), and tests/unit/convert.test.ts covers every pair through the CLI.
+ * quantization), and tests/unit/convert.test.ts covers every pair through the CLI. The three also
+ * take the three ways in: F16 by repo id in the form (sharded, reloaded midway), BF16 from the
+ * catalog row of Llama-2-7B, F32 from a picked folder.
  */
 
 test.describe.configure({ timeout: 300_000 });
@@ -232,13 +234,16 @@ test('the catalog row "Convert in this browser" (BF16 → q4f32_1) stores the CL
   expect(stored.files['tokenizer.json']).toBe(sha(readFileSync(TOKENIZER)));
 });
 
-test("test-user/llama-f32 → q4f16_1 (form): stores exactly what npm run convert writes, with the repo's tokenizer", async ({ page }) => {
-  const repo = 'test-user/llama-f32';
-  const cli = await cliConversion(repo, 'q4f16_1');
+test("a picked checkpoint folder (F32, webkitdirectory) → q4f16_1: stores exactly what npm run convert writes, with the folder's tokenizer", async ({
+  page,
+}) => {
+  const folder = 'test-user_llama-f32';
+  const cli = await cliConversion('test-user/llama-f32', 'q4f16_1');
   await openPanel(page);
-  await startConversion(page, repo, 'q4f16_1');
-  await expect(page.getByTestId('convert-notice')).toContainText(`Stored ${repo} (q4f16_1, converted here)`, { timeout: 120_000 });
-  const stored = await storedFiles(page, storedId(repo, 'q4f16_1'));
+  await page.getByTestId('hf-quant').selectOption('q4f16_1');
+  await page.getByTestId('hf-folder').setInputFiles(join(dir, folder));
+  await expect(page.getByTestId('convert-notice')).toContainText(`Stored ${folder} (q4f16_1, converted here)`, { timeout: 120_000 });
+  const stored = await storedFiles(page, `hf-${folder}-q4f16-1`);
   expectCliBytes(stored, cli);
   expect(stored.files['tokenizer.json']).toBe(sha(readFileSync(TOKENIZER)));
 });

@@ -44,7 +44,8 @@ class HfConvertStore {
   /** Test hook: small shards and row blocks make a tiny checkpoint span many shards. */
   shardBytes: number | undefined;
   blockBytes: number | undefined;
-  private worker: Worker | null = null;
+  /** Ends the running conversion's worker (and settles its promise). */
+  private stop: (() => void) | null = null;
 
   async refreshPending() {
     this.pending = await pendingConversions();
@@ -94,11 +95,8 @@ class HfConvertStore {
 
   /** Stop now; what was converted up to the last whole tensor is kept for Resume. */
   pause() {
-    this.worker?.terminate();
-    this.worker = null;
-    this.running = null;
+    this.stop?.();
     this.progress = null;
-    void this.refreshPending();
   }
 
   private run(job: ConvertJob, localFiles?: [string, File][]): Promise<void> {
@@ -108,15 +106,15 @@ class HfConvertStore {
     this.running = job.id;
     this.progress = null;
     const worker = new Worker(new URL('../../storage/convertWorker.ts', import.meta.url), { type: 'module' });
-    this.worker = worker;
     return new Promise<void>((done) => {
       const finish = () => {
         worker.terminate();
-        if (this.worker === worker) this.worker = null;
+        if (this.stop === finish) this.stop = null;
         this.running = null;
         void this.refreshPending().then(() => models.refresh());
         done();
       };
+      this.stop = finish;
       worker.onmessage = (e: MessageEvent<ConvertReply>) => {
         const m = e.data;
         if (m.type === 'progress') this.progress = m.progress;

@@ -22,8 +22,9 @@ test('the favicon loads: a linked SVG the policy allows, no failed request and n
   });
   await page.goto('./');
   await expect(page.getByRole('tab', { name: 'Reasoning lab' })).toBeVisible();
-  const href = await page.locator('link[rel="icon"]').getAttribute('href');
-  expect(href).toMatch(/\.svg$/);
+  const icon = page.locator('link[rel="icon"]');
+  await expect(icon).toHaveAttribute('href', /\.svg$/, { timeout: 5_000 });
+  const href = await icon.getAttribute('href');
   // Loaded as the browser loads an icon (an image, under the page's img-src), and really an image.
   const size = await page.evaluate(async (href) => {
     const img = new Image();
@@ -49,7 +50,7 @@ test("the block diagram's group labels overlap no box, marker or other label, fo
     const clashes = await page.getByTestId('block-diagram').evaluate((fig) => {
       const svg = fig.querySelector('svg')!;
       const frame = svg.getBoundingClientRect();
-      const labels = [...svg.querySelectorAll('text[data-group]')];
+      const labels = [...svg.querySelectorAll('text.group')];
       const others = [...svg.querySelectorAll('rect, text')].filter((e) => !labels.includes(e));
       const out: string[] = [];
       if (labels.length !== 2) out.push(`expected the two group labels, found ${labels.length}`);

@@ -2,9 +2,11 @@ import { test, expect, type Page } from '@playwright/test';
 import AxeBuilder from '@axe-core/playwright';
 
 /**
- * An accessibility scan (axe-core) of every view: before a model is loaded (a first visit), then on
- * the tiny model with one short run finished, so the accuracy chart, the results table and the
- * lab's explanation panel are on the page too. Serious and critical findings fail the test.
+ * An accessibility scan (axe-core) of every view: the landing view before a model is loaded (a
+ * first visit), then every view on the tiny model with one short run finished, so the accuracy
+ * chart, the results table and the lab's explanation panel are on the page too. Serious and
+ * critical findings fail the test. The lab compares two configurations, the baseline's long
+ * few-shot prompt among them, so both previews and both explanations are on the page.
  */
 
 const VIEWS = ['generate', 'lab', 'accuracy', 'train', 'models'] as const;
@@ -28,13 +30,11 @@ async function openView(page: Page, view: (typeof VIEWS)[number]) {
 test('every view has no serious or critical accessibility violation, before and after loading the tiny model', async ({ page }) => {
   test.setTimeout(300_000);
   await page.goto('./#view=lab&prompt=q_end&compare=baseline&max=4');
-  const found: string[] = [];
-  for (const view of VIEWS) {
-    await openView(page, view);
-    found.push(...(await seriousViolations(page, `${view} (no model)`)));
-  }
-
+  // The page a first visit lands on, before anything is loaded (the other views differ from their
+  // loaded state by a hint only, and each scan costs seconds on a busy CI machine).
   await openView(page, 'lab');
+  const found = await seriousViolations(page, 'lab (no model)');
+
   await page.getByRole('combobox', { name: 'Model' }).selectOption('tiny-q4f32_1');
   await page.getByRole('button', { name: /Load model|Reload/ }).click();
   await expect(page.getByTestId('model-status')).toContainText('q4f32_1', { timeout: 120_000 });

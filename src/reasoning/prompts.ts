@@ -45,6 +45,18 @@ export const ALPACA_TEMPLATE =
   '                ### Response:\n' +
   '                ';
 
+/** A line only the Alpaca frame has: "### Instruction:" behind the 16 spaces of evaluate.py's source indentation. */
+const ALPACA_INDENTED_LINE = '\n                ### Instruction:\n';
+
+/** Said wherever the Alpaca frame is shown: its indentation looks like a mistake and is not. */
+export const ALPACA_INDENT_NOTE =
+  "The 16-space indentation is LLM-Adapters' own (their evaluate.py's source indentation, inside the prompt string), kept on purpose: the adapters were evaluated on exactly this text.";
+
+/** Whether a configuration's template holds LLM-Adapters' Alpaca frame (plain, with a hard prompt, or pasted into a custom one). */
+export function usesAlpacaFrame(config: PromptConfig): boolean {
+  return config.template.includes(ALPACA_INDENTED_LINE);
+}
+
 /** Stops for the "Q: … A: …" frame: the model starting the next question, or running on into blank lines. */
 const QA_STOPS = ['\nQ:', '\n\n\n'];
 

@@ -1,5 +1,16 @@
 import { describe, it, expect } from 'vitest';
-import { PROMPT_CONFIGS, getPromptConfig, buildPrompt, customPrompt, withAlpaca, cutAtStop, BASELINE, ALPACA } from '../../src/reasoning/prompts.ts';
+import {
+  PROMPT_CONFIGS,
+  getPromptConfig,
+  buildPrompt,
+  customPrompt,
+  withAlpaca,
+  cutAtStop,
+  BASELINE,
+  ALPACA,
+  ALPACA_TEMPLATE,
+  usesAlpacaFrame,
+} from '../../src/reasoning/prompts.ts';
 import { GSM8K_COT_EXEMPLARS } from '../../src/reasoning/exemplars.ts';
 
 const problem = { question: 'Tom has 3 apples and buys 2 more. How many apples does he have?' };
@@ -82,5 +93,20 @@ describe('prompt configurations (exact text)', () => {
       ' He has 3 + 2 = 5 apples. The answer is 5.\n',
     );
     expect(cutAtStop('no stop here', BASELINE.stopSequences)).toBe('no stop here');
+  });
+});
+
+describe('usesAlpacaFrame (the indentation note is shown where the frame is)', () => {
+  it('is true exactly for the Alpaca configurations, and for a custom template holding the frame', () => {
+    const framed = PROMPT_CONFIGS.filter((c) => usesAlpacaFrame(c)).map((c) => c.id);
+    expect(framed.sort()).toEqual(
+      PROMPT_CONFIGS.filter((c) => c.id === ALPACA.id || c.id.startsWith('alpaca+'))
+        .map((c) => c.id)
+        .sort(),
+    );
+    expect(framed).toContain('alpaca');
+    expect(usesAlpacaFrame(customPrompt(`Note.\n${ALPACA_TEMPLATE}`))).toBe(true);
+    // Without the 16 spaces it is not LLM-Adapters' frame.
+    expect(usesAlpacaFrame(customPrompt(ALPACA_TEMPLATE.replace(/\n {16}/g, '\n')))).toBe(false);
   });
 });

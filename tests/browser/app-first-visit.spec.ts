@@ -60,3 +60,57 @@ test('8-shot on the tiny model: Solve is disabled with the reason beside it; a p
   await expect(page.getByRole('button', { name: 'Solve with both' })).toBeDisabled();
   await expect(reason).toContainText('Configuration B: This prompt');
 });
+
+test('one name per model and adapter: the Models view, the model bar, the picker, the status lines and a solution say the same', async ({ page }) => {
+  await page.goto('./#view=models');
+  const baseRow = page.getByTestId('model-tiny-q4f32_1');
+  const loraRow = page.getByTestId('model-tiny-q4f32_1-lora');
+  const baseName = (await baseRow.getByTestId('name').textContent())!.trim();
+  const loraName = (await loraRow.getByTestId('name').textContent())!.trim();
+  expect(baseName.length).toBeGreaterThan(3);
+  expect(loraName.length).toBeGreaterThan(3);
+  // Served with the site: the row says it loads without a download.
+  await expect(baseRow.getByTestId('served')).toContainText('without downloading');
+
+  await page.getByRole('tab', { name: 'Reasoning lab' }).click();
+  await loadTiny(page);
+  const modelSelect = page.getByRole('combobox', { name: 'Model', exact: true });
+  expect(await modelSelect.locator('option:checked').textContent()).toContain(baseName);
+  await expect(page.getByTestId('model-status')).toContainText(`Loaded: ${baseName} ·`);
+
+  await page.getByTestId('adapter-select').selectOption('tiny-q4f32_1-lora');
+  await expect(page.getByTestId('adapter-active')).toContainText(`Using ${loraName} · LoRA`, { timeout: 60_000 });
+  expect(await page.getByTestId('adapter-select').locator('option:checked').textContent()).toContain(loraName);
+  await page.getByRole('tab', { name: 'Generate' }).click();
+  await expect(page.getByTestId('gen-adapter')).toHaveText(`${loraName} · LoRA`);
+  await page.getByRole('tab', { name: 'Live accuracy' }).click();
+  await expect(page.getByTestId('run-adapter-planned')).toHaveText(`${loraName} · LoRA`);
+  await page.getByRole('tab', { name: 'Reasoning lab' }).click();
+  await expect(page.getByTestId('solution-a-adapter')).toHaveText(`${loraName} · LoRA`);
+});
+
+test("the paper's number is greyed out with the reason when the model or the adapter is not the paper's", async ({ page }) => {
+  await page.goto('./#view=accuracy&prompt=alpaca&dataset=gsm8k&max=4');
+  await loadTiny(page);
+  await page.getByTestId('adapter-select').selectOption('tiny-q4f32_1-lora');
+  await expect(page.getByTestId('adapter-active')).toContainText('LoRA', { timeout: 60_000 });
+  // The cell is the paper's LoRA row (Alpaca, GSM8K), but a tiny random LoRA is not its 7B math_10k LoRA.
+  const planned = page.getByTestId('planned-paper-value').locator('..');
+  await expect(page.getByTestId('planned-paper-value')).toHaveText('44.66%');
+  await expect(planned).toHaveAttribute('data-comparable', 'false');
+  await expect(page.getByTestId('planned-paper-reason')).toContainText('not comparable');
+  await expect(page.getByTestId('planned-paper-reason')).toContainText('tiny-q4f32_1');
+  const grey = await planned.evaluate((el) => getComputedStyle(el).color);
+  const text = await page.getByTestId('run-adapter-planned').evaluate((el) => getComputedStyle(el).color);
+  expect(grey).not.toBe(text);
+  // A finished run in the table: the same verdict and reason.
+  await page.getByRole('radio', { name: /The first/ }).check();
+  await page.getByLabel('Number of problems').fill('1');
+  await page.getByRole('button', { name: 'Start run' }).click();
+  await expect(page.getByTestId('progress')).toHaveText('1 of 1 problems', { timeout: 120_000 });
+  const row = page.getByTestId('results-table').locator('tbody tr').first();
+  await expect(row.getByTestId('run-paper-value')).toHaveText('44.66%');
+  await expect(row.getByTestId('run-paper-value').locator('..')).toHaveAttribute('data-comparable', 'false');
+  await expect(row.getByTestId('run-paper-reason')).toContainText('the paper measured Llama-2-7B (base), this is tiny-q4f32_1');
+  await expect(page.getByTestId('selected-paper-reason')).toContainText('not comparable');
+});

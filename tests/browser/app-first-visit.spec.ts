@@ -1,4 +1,8 @@
 import { test, expect, type Page } from '@playwright/test';
+import { createServer } from 'node:http';
+import { createServer as createNetServer, type AddressInfo } from 'node:net';
+import { readFileSync, readdirSync } from 'node:fs';
+import { resolve } from 'node:path';
 
 /**
  * What a first visit meets on the tiny model (random weights, 512-token context): an 8-shot prompt
@@ -113,4 +117,117 @@ test("the paper's number is greyed out with the reason when the model or the ada
   await expect(row.getByTestId('run-paper-value').locator('..')).toHaveAttribute('data-comparable', 'false');
   await expect(row.getByTestId('run-paper-reason')).toContainText('the paper measured Llama-2-7B (base), this is tiny-q4f32_1');
   await expect(page.getByTestId('selected-paper-reason')).toContainText('not comparable');
+});
+
+test('the 7B download offline: its size before anything is fetched, the error names the host and says offline, Retry really tries again', async ({
+  page,
+  context,
+}) => {
+  await page.goto('./#view=models');
+  const row = page.getByTestId('model-llama-2-7b-chat-q4f16_1');
+  // The catalog's approxBytes (3.6 GB), shown before any byte is downloaded.
+  await expect(row.locator('.size')).toHaveText('about 3.6 GB');
+  const host = new URL((await page.evaluate(async () => (await (await fetch('models/llama-2-7b-chat-q4f16_1.json')).json()) as { baseUrl: string })).baseUrl)
+    .host;
+  const tries: string[] = [];
+  page.on('requestfailed', (r) => {
+    if (new URL(r.url()).host === host) tries.push(r.url());
+  });
+  await context.setOffline(true);
+  await row.getByRole('button', { name: 'Download' }).click();
+  const error = row.getByTestId('error');
+  await expect(error).toContainText(`Could not reach ${host} to download`);
+  await expect(error).toContainText('you appear to be offline');
+  const retry = row.getByRole('button', { name: 'Retry' });
+  await expect(retry).toBeVisible();
+  await expect.poll(() => tries.length).toBeGreaterThan(0);
+  const before = tries.length;
+  await retry.click();
+  await expect.poll(() => tries.length).toBeGreaterThan(before);
+  await expect(error).toContainText('you appear to be offline');
+  await expect(row.getByTestId('state')).toHaveText('Not stored');
+  await context.setOffline(false);
+});
+
+test('a host that refuses the connection: named, offline or down said, and Retry completes once it answers', async ({ page }) => {
+  // A port nobody listens on (taken, then released): connections to it are refused.
+  const port = await new Promise<number>((ok) => {
+    const s = createNetServer().listen(0, '127.0.0.1', () => {
+      const p = (s.address() as AddressInfo).port;
+      s.close(() => ok(p));
+    });
+  });
+  const dir = resolve('models/tiny/q4f32_1');
+  const manifest = {
+    schema: 1,
+    id: 'tiny-refused',
+    name: 'Tiny model on a host that is down',
+    kind: 'base',
+    baseUrl: `http://127.0.0.1:${port}/m/`,
+    quantization: 'q4f32_1',
+    shardIndex: ['tensor-cache.json'],
+    files: [
+      { path: 'mlc-chat-config.json', size: null },
+      { path: 'tokenizer.json', size: null },
+      { path: 'tokenizer_config.json', size: null, optional: true },
+    ],
+  };
+  await page.goto('./#view=models');
+  await page.getByText('Add a model from a manifest').click();
+  await page.getByTestId('import-file').setInputFiles({ name: 'refused.json', mimeType: 'application/json', buffer: Buffer.from(JSON.stringify(manifest)) });
+  const row = page.getByTestId('model-tiny-refused');
+  await row.getByRole('button', { name: 'Download' }).click();
+  const error = row.getByTestId('error');
+  await expect(error).toContainText(`Could not reach 127.0.0.1:${port} to download`);
+  await expect(error).toContainText(`you appear to be offline, or 127.0.0.1:${port} is down`);
+  // The host comes back: Retry fetches everything.
+  const server = createServer((req, res) => {
+    const name = decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname.replace(/^\/m\//, ''));
+    if (!readdirSync(dir).includes(name)) return void res.writeHead(404).end();
+    res.writeHead(200, { 'Access-Control-Allow-Origin': '*', 'Content-Type': 'application/octet-stream' }).end(readFileSync(resolve(dir, name)));
+  });
+  await new Promise<void>((ok) => server.listen(port, '127.0.0.1', ok));
+  try {
+    await row.getByRole('button', { name: 'Retry' }).click();
+    await expect(row.getByTestId('state')).toHaveText('Stored', { timeout: 60_000 });
+    await expect(error).toHaveCount(0);
+  } finally {
+    await new Promise((ok) => server.close(ok));
+  }
+});
+
+test('a dataset URL typed in the page: a file with no valid problem says so, keeps nothing, and the built-in source comes back', async ({ page }) => {
+  await page.goto('./#view=lab&dataset=gsm8k&problem=0');
+  await expect(page.getByTestId('question')).toBeVisible();
+  await page.getByText('Dataset source').click();
+  // A committed fixture whose lines lack an answer (or are no problem at all).
+  await page.getByTestId('dataset-url').fill('/tests/fixtures/no-answers/');
+  await page.getByRole('button', { name: 'Use', exact: true }).click();
+  const url = new URL('/tests/fixtures/no-answers/gsm8k/test.jsonl', page.url()).href;
+  const alert = page.getByRole('alert').filter({ hasText: 'No valid problems' });
+  await expect(alert).toHaveText(
+    `No valid problems at ${url}: none of its 3 items is a GSM8K problem (line 1 (item 0): missing "answer"; line 2 (item 1): answer has no parseable "#### <number>" line; line 3 (item 2): missing "question"/"instruction"). Check the data URL.`,
+  );
+  await expect(page.getByTestId('dataset-source')).toHaveText(new URL('/tests/fixtures/no-answers/', page.url()).href);
+  await expect(page.getByText(/There is no (valid )?problem/)).toHaveCount(0);
+  await expect(page.getByTestId('question')).toHaveCount(0);
+  // Nothing of it was cached or pinned in IndexedDB.
+  const keys = await page.evaluate(
+    () =>
+      new Promise<string[]>((ok, fail) => {
+        const open = indexedDB.open('reasoning-lab-datasets');
+        open.onerror = () => fail(open.error);
+        open.onsuccess = () => {
+          const req = open.result.transaction('files').objectStore('files').getAllKeys();
+          req.onsuccess = () => ok(req.result.map(String));
+          req.onerror = () => fail(req.error);
+        };
+      }),
+  );
+  expect(keys.filter((k) => k.includes('no-answers'))).toEqual([]);
+  // Empty and Use: the built-in source again, and the problem is back.
+  await page.getByTestId('dataset-url').fill('');
+  await page.getByRole('button', { name: 'Use', exact: true }).click();
+  await expect(page.getByTestId('question')).toBeVisible();
+  await expect(alert).toHaveCount(0);
 });

@@ -231,3 +231,78 @@ test('a dataset URL typed in the page: a file with no valid problem says so, kee
   await expect(page.getByTestId('question')).toBeVisible();
   await expect(alert).toHaveCount(0);
 });
+
+test("a finished run's Show lists every problem a page at a time: question, steps, extracted answer, gold, verdict; wrong ones filtered; a record copied; all as text", async ({
+  page,
+  context,
+}) => {
+  await context.grantPermissions(['clipboard-read', 'clipboard-write']);
+  await page.goto('./#view=accuracy');
+  // A whole GSM8K run (1319 problems), stored as the app stores one, scored by the app's own scorer;
+  // every other output carries markup that must stay text.
+  const seeded = await page.evaluate(async () => {
+    const ds = await import(/* @vite-ignore */ '/src/reasoning/datasetStore.ts' as string);
+    const runsMod = await import(/* @vite-ignore */ '/src/reasoning/runs.ts' as string);
+    const score = await import(/* @vite-ignore */ '/src/reasoning/score.ts' as string);
+    const store = await import(/* @vite-ignore */ '/src/reasoning/runStore.ts' as string);
+    type P = { index: number; question: string; gold: number };
+    const data = (await ds.loadDataset('gsm8k', { baseUrl: new URL('data/', document.baseURI).href })) as { problems: P[] };
+    const run = runsMod.createRun(
+      { dataset: 'gsm8k', promptId: 'q_end', promptTemplate: 'Q: {question}', adapter: null, adapterKind: null, model: 'tiny-q4f32_1' },
+      data.problems.map((p) => p.index),
+    );
+    const items = data.problems.map((p, i) => {
+      const output =
+        i % 3 === 0 ? `First add them.\nSo the total is ${p.gold}.` : `First <img src=x onerror="window.__xss=1"> add them.\nThe answer is ${p.gold + 1}.`;
+      return { ...score.scoreOutput('gsm8k', p, output), output };
+    });
+    await store.saveRun({ ...run, items, maxNewTokens: 8, stopSequences: [], promptLabel: 'Q_end' });
+    return {
+      id: run.id as string,
+      total: items.length,
+      wrong: items.filter((i: { correct: boolean }) => !i.correct).length,
+      first: { question: data.problems[0].question, gold: items[0].gold, pred: items[0].pred, output: items[0].output },
+      second: { question: data.problems[1].question, pred: items[1].pred },
+    };
+  });
+  expect(seeded.total).toBe(1319);
+  await page.reload();
+  const t0 = Date.now();
+  await page.getByRole('button', { name: `Show run ${seeded.id}` }).click();
+  const list = page.getByTestId('run-problems');
+  await expect(list.getByTestId('run-problems-range')).toHaveText(`1–20 of ${seeded.total} problems`);
+  // Paged: 20 in the page, not 1319.
+  await expect(list.getByTestId('run-problem')).toHaveCount(20);
+  expect(Date.now() - t0).toBeLessThan(10_000);
+  const first = list.getByTestId('run-problem').first();
+  await expect(first.getByTestId('run-problem-question')).toHaveText(seeded.first.question);
+  await expect(first.getByTestId('run-problem-gold')).toHaveText(String(seeded.first.gold));
+  await expect(first.getByTestId('run-problem-pred')).toHaveText(String(seeded.first.pred));
+  await expect(first.getByTestId('run-problem-verdict')).toHaveText('✓ Correct');
+  await expect(first.getByTestId('run-problem-steps').locator('li')).toHaveCount(2);
+  const second = list.getByTestId('run-problem').nth(1);
+  await expect(second.getByTestId('run-problem-verdict')).toHaveText('✗ Incorrect');
+  await expect(second.getByTestId('run-problem-pred')).toHaveText(String(seeded.second.pred));
+  // Untrusted output stays text: the markup shows, nothing of it runs.
+  await expect(second.getByTestId('run-problem-steps')).toContainText('<img src=x onerror="window.__xss=1">');
+  expect(await list.locator('img').count()).toBe(0);
+  expect(await page.evaluate(() => (window as unknown as { __xss?: number }).__xss)).toBeUndefined();
+
+  await list.getByRole('button', { name: 'Next' }).click();
+  await expect(list.getByTestId('run-problems-range')).toHaveText(`21–40 of ${seeded.total} problems`);
+  // Only the wrong answers: every row shown is incorrect, counted among all 1319.
+  await list.getByTestId('only-wrong').check();
+  await expect(list.getByTestId('run-problems-range')).toHaveText(`1–20 of ${seeded.wrong} wrong problems`);
+  expect(await list.getByTestId('run-problem').evaluateAll((els) => els.map((e) => e.getAttribute('data-correct')))).toEqual(Array(20).fill('false'));
+  await list.getByTestId('only-wrong').uncheck();
+
+  // Copy: the problem's record as text.
+  await list.getByRole('button', { name: 'Copy problem 0', exact: true }).click();
+  await expect(list.getByText('Copied problem #0.')).toBeVisible();
+  const copied = await page.evaluate(() => navigator.clipboard.readText());
+  expect(copied).toContain(`Question: ${seeded.first.question}`);
+  expect(copied).toContain(seeded.first.output);
+  expect(copied).toContain(`Extracted answer: ${seeded.first.pred}`);
+  expect(copied).toContain(`Gold: ${seeded.first.gold}`);
+  expect(copied).toContain('Verdict: correct');
+});

@@ -304,7 +304,7 @@ test('offline: the error names the host and says so; Resume then completes', asy
   await expectStored(page, [...model.files.keys()]);
 });
 
-test('the Models view: the size before download, an offline attempt names the host and offers Resume, which then completes', async ({ page, context }) => {
+test('the Models view: the size before download, an offline attempt names the host and offers Retry, which then completes', async ({ page, context }) => {
   const dir = resolve('models/tiny/q4f32_1');
   const files = new Map<string, Uint8Array>();
   for (const f of readdirSync(dir)) files.set(`m/${f}`, new Uint8Array(readFileSync(resolve(dir, f))));

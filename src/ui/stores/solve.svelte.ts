@@ -107,8 +107,10 @@ class SolveStore {
         ] as const)
       : ([['', lab.config]] as const);
     for (const [name, config] of sides) {
-      const why = promptFit.check(config, problem, lab.maxNewTokens).problem;
-      if (why) return name ? `Configuration ${name}: ${why}` : why;
+      const fit = promptFit.check(config, problem, lab.maxNewTokens);
+      // Until counted it is not known to fit (a click then would only fail in the engine).
+      if (fit.count === null) return 'Counting the prompt’s tokens…';
+      if (fit.problem) return name ? `Configuration ${name}: ${fit.problem}` : fit.problem;
     }
     return null;
   }

@@ -270,6 +270,7 @@ test("a finished run's Show lists every problem a page at a time: question, step
   const t0 = Date.now();
   await page.getByRole('button', { name: `Show run ${seeded.id}` }).click();
   const list = page.getByTestId('run-problems');
+  await expect(list).toBeInViewport();
   await expect(list.getByTestId('run-problems-range')).toHaveText(`1–20 of ${seeded.total} problems`);
   // Paged: 20 in the page, not 1319.
   await expect(list.getByTestId('run-problem')).toHaveCount(20);

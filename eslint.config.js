@@ -6,7 +6,7 @@ import svelte from 'eslint-plugin-svelte';
 import globals from 'globals';
 
 export default tseslint.config(
-  { ignores: ['node_modules/', 'dist/', 'models/', 'test-results/', 'playwright-report/', 'device-kit/'] },
+  { ignores: ['node_modules/', 'dist/', 'models/', 'test-results/', 'playwright-report/', 'device-kit/', '.cache/'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   ...svelte.configs['flat/recommended'],

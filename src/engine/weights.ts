@@ -23,6 +23,7 @@ export interface GpuMatrix {
 
 export interface LoadProgress {
   phase: 'weights';
+  /** Shards uploaded so far (1 after the first): reported when a shard is done, so never above shardCount. */
   shard: number;
   shardCount: number;
   bytesLoaded: number;

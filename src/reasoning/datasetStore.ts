@@ -3,8 +3,8 @@
  * lab works offline afterwards. Parsing lives in datasets.ts (Node-testable); this module is the
  * browser part.
  */
-import { createStore, get, setMany, del, type UseStore } from 'idb-keyval';
-import { DATASETS, parseDataset, type DatasetName, type ParsedDataset } from './datasets.ts';
+import { createStore, get, setMany, del, delMany, type UseStore } from 'idb-keyval';
+import { DATASETS, DatasetParseError, describeSkipped, parseDataset, type DatasetName, type ParsedDataset } from './datasets.ts';
 import { sha256OfText } from './runRecord.ts';
 import { BrokenFileError, FileNotFoundError, FileTooLargeError, hostOf, HostUnreachableError, HttpStatusError, requireFileText } from '../formats/fetchFile.ts';
 
@@ -119,8 +119,23 @@ export async function loadDataset(
   options: DatasetSourceOptions = {},
 ): Promise<ParsedDataset & { url: string; cached: boolean; sha256: string }> {
   const { url, text, cached } = await loadDatasetText(name, options);
+  const parsed = parseDataset(text, name);
+  if (parsed.problems.length === 0) {
+    // A file with no usable problem is no dataset: say so (not "no problem 0 of N"), and keep nothing of it.
+    await delMany([url, pinKey(url)], datasetFiles());
+    throw new DatasetParseError(noValidProblems(DATASETS[name].label, url, parsed));
+  }
   // For run records: the file's text as UTF-8 (the bytes served, for a file without a BOM).
-  return { ...parseDataset(text, name), url, cached, sha256: await sha256OfText(text) };
+  return { ...parsed, url, cached, sha256: await sha256OfText(text) };
+}
+
+/** The words for a file in which no line is a valid problem (the first few reasons why). */
+export function noValidProblems(label: string, url: string, parsed: ParsedDataset): string {
+  const why = describeSkipped(parsed.skipped.slice(0, 3)).join('; ');
+  const lines = parsed.total === 1 ? '1 item' : `${parsed.total} items`;
+  return parsed.total === 0
+    ? `No valid problems at ${url}: the file is empty. Check the data URL.`
+    : `No valid problems at ${url}: none of its ${lines} is a ${label} problem (${why}${parsed.skipped.length > 3 ? '; …' : ''}). Check the data URL.`;
 }
 
 /** Forget a cached file (its pinned hash stays: a new download must match it). */

@@ -105,16 +105,26 @@ export function savedManifests(): Promise<ModelManifest[]> {
   return allSavedManifests();
 }
 
+/** The built-in catalog as last read in this page, by catalog URL. */
+const lastCatalog = new Map<string, ModelManifest[]>();
+
 /**
  * Built-in and imported manifests together (an imported one wins on the same id). Offline, when
- * the catalog cannot be fetched, only imported ones are returned; listModels adds every stored
- * model from its own saved manifest, so stored models stay usable.
+ * the catalog cannot be fetched, the catalog this page read last is used (none on a cold start:
+ * then only imported ones are returned); listModels adds every stored model from its own saved
+ * manifest, so stored models stay usable.
  */
 export async function allManifests(catalogUrl?: string): Promise<ModelManifest[]> {
-  const builtin = await builtinManifests(catalogUrl).catch((e: unknown) => {
-    console.warn('Built-in model catalog unavailable:', e);
-    return [] as ModelManifest[];
-  });
+  const key = catalogUrl ?? '';
+  const builtin = await builtinManifests(catalogUrl).then(
+    (list) => (lastCatalog.set(key, list), list),
+    (e: unknown) => {
+      // Offline after the page had the catalog (a failed download refreshes the list): keep showing
+      // it, so the entry that just failed stays on screen with its error and Retry.
+      console.warn('Built-in model catalog unavailable:', e);
+      return lastCatalog.get(key) ?? [];
+    },
+  );
   const byId = new Map(builtin.map((m) => [m.id, m]));
   for (const m of await savedManifests()) byId.set(m.id, m);
   return [...byId.values()];

@@ -33,8 +33,9 @@ export class NetworkError extends Error {
       host === undefined
         ? `Connection lost while downloading ${file}. What was already downloaded is kept — press Resume to continue.`
         : options?.offline
-          ? `Could not reach ${host} to download ${file}: you appear to be offline. What was already downloaded is kept — press Resume when you are back online.`
-          : `Could not reach ${host} to download ${file}. What was already downloaded is kept — press Resume to try again.`,
+          ? `Could not reach ${host} to download ${file}: you appear to be offline. What was already downloaded is kept — press Retry when you are back online.`
+          : // The browser says it is online, yet the host refused or never answered: offline to that host, or it is down.
+            `Could not reach ${host} to download ${file}: you appear to be offline, or ${host} is down or blocked from here. What was already downloaded is kept — press Retry to try again.`,
       { cause: options?.cause },
     );
     this.host = host;

@@ -47,12 +47,20 @@ export function locationOf(m: Pick<ModelStatus, 'id' | 'state' | 'manifest'>): M
   return null;
 }
 
+/**
+ * The one name of a model or adapter: its manifest's name, as the Models view, the model bar, the
+ * adapter picker and the status lines show it (adapterName for an adapter chosen by id).
+ */
+export function displayName(m: Pick<ModelStatus, 'manifest'>): string {
+  return m.manifest.name;
+}
+
 /** The base models the model bar offers: stored ones and those served with the app. */
 export function modelChoicesFrom(list: readonly ModelStatus[]): ModelChoice[] {
   const out: ModelChoice[] = [];
   for (const m of list) {
     const location = m.kind === 'base' ? locationOf(m) : null;
-    if (location) out.push({ id: m.id, label: m.name, location, note: catalogExtras(m.manifest).note });
+    if (location) out.push({ id: m.id, label: displayName(m), location, note: catalogExtras(m.manifest).note });
   }
   return out;
 }
@@ -64,6 +72,20 @@ export function kindWord(kind: AdapterKind | null | undefined): string {
 /** How an adapter is named wherever a solution or a run shows it: "tiny lora (random) · LoRA". */
 export function adapterLabel(a: { name: string; kind?: AdapterKind | null } | null | undefined): string {
   return a ? `${a.name} · ${kindWord(a.kind)}` : 'none (base model)';
+}
+
+/**
+ * The one name of an adapter wherever it shows (the picker, the status line, solutions, runs): the
+ * name of its manifest (catalog or stored) when it is listed for the base; else, for a folder given
+ * by URL, the name its adapter.json gives once loaded, or the folder's name before. adapter.json's
+ * own name ("tiny lora (random)") is kept in run records, never shown beside a listed adapter.
+ */
+export function adapterName(id: string, choices: readonly Pick<AdapterChoice, 'id' | 'label'>[], loaded?: { name: string } | null): string {
+  if (id === NO_ADAPTER) return 'none (base model)';
+  const listed = choices.find((c) => c.id === id);
+  if (listed) return listed.label;
+  if (loaded) return loaded.name;
+  return id.startsWith('url:') ? urlChoice(id.slice('url:'.length)).label : id;
 }
 
 /** A choice for an adapter folder given by URL (a share link, or the picker's URL field). */
@@ -79,7 +101,7 @@ export function adapterChoicesFor(modelId: string | null, list: readonly ModelSt
   for (const m of list) {
     const a = m.manifest.adapter;
     if (m.kind !== 'adapter' || !a || a.baseModel !== modelId) continue;
-    out.push({ id: m.id, label: m.name, kind: a.method, note: catalogExtras(m.manifest).note, location: locationOf(m) });
+    out.push({ id: m.id, label: displayName(m), kind: a.method, note: catalogExtras(m.manifest).note, location: locationOf(m) });
   }
   return out;
 }

@@ -53,7 +53,7 @@ test('run 5 problems one at a time: accuracy, interval, chart and table update a
 
   const row = page.getByTestId('results-table').locator('tbody tr').first();
   await expect(row.getByTestId('run-done')).toHaveText('5 of 5');
-  await expect(row.getByTestId('run-paper')).toHaveText('15.61%');
+  await expect(row.getByTestId('run-paper-value')).toHaveText('15.61%');
   const accuracy = (await page.getByTestId('accuracy').textContent())!;
   await expect(row.getByTestId('run-accuracy')).toHaveText(accuracy);
   await expect(row.getByTestId('run-interval')).toHaveText(/\d+\.\d% – \d+\.\d%/);

@@ -64,14 +64,14 @@ test('pick LoRA, series, parallel and none: outputs change, and the base output 
   expect(base.length).toBeGreaterThan(0);
   await expect(page.getByTestId('gen-adapter')).toHaveText('none (base model)');
 
-  await pickAdapter(page, 'tiny-q4f32_1-lora', 'Using tiny lora (random) (LoRA) · 1 adapter resident');
+  await pickAdapter(page, 'tiny-q4f32_1-lora', 'Using Tiny LoRA demo (q4f32_1) · LoRA · 1 adapter resident');
   const lora = await generate(page);
-  await expect(page.getByTestId('gen-adapter')).toHaveText('tiny lora (random) · LoRA');
+  await expect(page.getByTestId('gen-adapter')).toHaveText('Tiny LoRA demo (q4f32_1) · LoRA');
   expect(lora).not.toBe(base);
 
   // Series and parallel join it: all three resident at once beside the one base.
-  await pickAdapter(page, 'tiny-q4f32_1-series', 'Using tiny series (random) (series adapter) · 2 adapters resident');
-  await pickAdapter(page, 'tiny-q4f32_1-parallel', 'Using tiny parallel (random) (parallel adapter) · 3 adapters resident');
+  await pickAdapter(page, 'tiny-q4f32_1-series', 'Using Tiny series adapter demo (q4f32_1) · series adapter · 2 adapters resident');
+  await pickAdapter(page, 'tiny-q4f32_1-parallel', 'Using Tiny parallel adapter demo (q4f32_1) · parallel adapter · 3 adapters resident');
 
   // Back to none: the very same base text, with the adapters still resident.
   await pickAdapter(page, 'none', 'Using the base model alone · 3 adapters resident');
@@ -79,7 +79,7 @@ test('pick LoRA, series, parallel and none: outputs change, and the base output 
   await expect(page.getByTestId('gen-adapter')).toHaveText('none (base model)');
   // And back to LoRA: no loading this time (it is resident), nothing more made resident.
   await countAppearances(page, '[data-testid="adapter-loading"]', 'adapterLoads');
-  await pickAdapter(page, 'tiny-q4f32_1-lora', 'Using tiny lora (random) (LoRA) · 3 adapters resident');
+  await pickAdapter(page, 'tiny-q4f32_1-lora', 'Using Tiny LoRA demo (q4f32_1) · LoRA · 3 adapters resident');
   expect(await counted(page, 'adapterLoads')).toBe(0);
   expect(await counted(page, 'baseReloads')).toBe(0);
 });
@@ -87,17 +87,17 @@ test('pick LoRA, series, parallel and none: outputs change, and the base output 
 test("a run with the LoRA adapter records it; the results table shows the paper's LoRA cell (Alpaca prompt, GSM8K: 44.66%)", async ({ page }) => {
   await page.goto('./#view=accuracy&prompt=alpaca&dataset=gsm8k&max=8');
   await loadTiny(page);
-  await pickAdapter(page, 'tiny-q4f32_1-lora', 'Using tiny lora (random) (LoRA)');
-  await expect(page.getByTestId('run-adapter-planned')).toHaveText('tiny lora (random) · LoRA');
+  await pickAdapter(page, 'tiny-q4f32_1-lora', 'Using Tiny LoRA demo (q4f32_1) · LoRA');
+  await expect(page.getByTestId('run-adapter-planned')).toHaveText('Tiny LoRA demo (q4f32_1) · LoRA');
   await page.getByRole('radio', { name: /The first/ }).check();
   await page.getByLabel('Number of problems').fill('2');
   await page.getByRole('button', { name: 'Start run' }).click();
   await expect(page.getByTestId('progress')).toHaveText('2 of 2 problems', { timeout: 120_000 });
   const row = page.getByTestId('results-table').locator('tbody tr').first();
   await expect(row.getByTestId('run-done')).toHaveText('2 of 2');
-  await expect(row.getByTestId('run-adapter')).toHaveText('tiny lora (random) (LoRA)');
-  await expect(row.getByTestId('run-paper')).toHaveText('44.66%');
-  await expect(page.locator('.summary h3')).toContainText('tiny lora (random) · LoRA');
+  await expect(row.getByTestId('run-adapter')).toHaveText('Tiny LoRA demo (q4f32_1) · LoRA');
+  await expect(row.getByTestId('run-paper-value')).toHaveText('44.66%');
+  await expect(page.locator('.summary h3')).toContainText('Tiny LoRA demo (q4f32_1) · LoRA');
 });
 
 test('compare side by side with a different adapter on each side; the diagram marks the adapter in use', async ({ page }) => {
@@ -110,7 +110,7 @@ test('compare side by side with a different adapter on each side; the diagram ma
   await page.getByRole('button', { name: 'Solve with both' }).click();
   await expect(page.getByTestId('solution-b-verdict')).toHaveText(/Correct|Incorrect/, { timeout: 120_000 });
   await expect(page.getByTestId('solution-a-adapter')).toHaveText('none (base model)');
-  await expect(page.getByTestId('solution-b-adapter')).toHaveText('tiny parallel (random) · parallel adapter');
+  await expect(page.getByTestId('solution-b-adapter')).toHaveText('Tiny parallel adapter demo (q4f32_1) · parallel adapter');
   // The engine is back on A's adapter (the one the picker shows); B's stays resident.
   await expect(page.getByTestId('adapter-active')).toHaveText('Using the base model alone · 1 adapter resident');
   expect(page.url()).toContain('compareAdapter=tiny-q4f32_1-parallel');
@@ -128,13 +128,15 @@ test('compare side by side with a different adapter on each side; the diagram ma
 test('the share link restores the adapter once the model loads', async ({ page }) => {
   await page.goto('./#view=lab&problem=2&prompt=alpaca');
   await loadTiny(page);
-  await pickAdapter(page, 'tiny-q4f32_1-series', 'Using tiny series (random) (series adapter)');
+  await pickAdapter(page, 'tiny-q4f32_1-series', 'Using Tiny series adapter demo (q4f32_1) · series adapter');
   await expect.poll(() => page.url()).toContain('adapter=tiny-q4f32_1-series');
   await page.reload();
   await expect(page.getByTestId('adapter-select')).toHaveValue('tiny-q4f32_1-series');
   await loadTiny(page);
-  await expect(page.getByTestId('adapter-active')).toHaveText('Using tiny series (random) (series adapter) · 1 adapter resident', { timeout: 60_000 });
-  await expect(page.getByTestId('solution-a-adapter')).toHaveText('tiny series (random) · series adapter');
+  await expect(page.getByTestId('adapter-active')).toHaveText('Using Tiny series adapter demo (q4f32_1) · series adapter · 1 adapter resident', {
+    timeout: 60_000,
+  });
+  await expect(page.getByTestId('solution-a-adapter')).toHaveText('Tiny series adapter demo (q4f32_1) · series adapter');
   const explain = page.locator('details.why').first();
   await explain.locator('summary').click();
   await expect(explain.getByTestId('block-diagram')).toHaveAttribute('data-active', 'series');
@@ -166,7 +168,7 @@ test('an adapter made for another base is refused with the reason in words', asy
 test('a run with an adapter, interrupted by a reload, resumes with that adapter whatever the picker shows', async ({ page }) => {
   await page.goto('./#view=accuracy&prompt=alpaca&dataset=gsm8k&max=24');
   await loadTiny(page);
-  await pickAdapter(page, 'tiny-q4f32_1-parallel', 'Using tiny parallel (random) (parallel adapter)');
+  await pickAdapter(page, 'tiny-q4f32_1-parallel', 'Using Tiny parallel adapter demo (q4f32_1) · parallel adapter');
   await page.getByRole('radio', { name: /The first/ }).check();
   await page.getByLabel('Number of problems').fill('6');
   // One at a time, so the reload falls between results.
@@ -178,10 +180,10 @@ test('a run with an adapter, interrupted by a reload, resumes with that adapter 
   await loadTiny(page);
   await pickAdapter(page, 'none', 'Using the base model alone');
   const row = page.getByTestId('results-table').locator('tbody tr').first();
-  await expect(row.getByTestId('run-adapter')).toHaveText('tiny parallel (random) (parallel adapter)');
+  await expect(row.getByTestId('run-adapter')).toHaveText('Tiny parallel adapter demo (q4f32_1) · parallel adapter');
   await row.getByRole('button', { name: 'Resume' }).click();
   await expect(row.getByTestId('run-done')).toHaveText('6 of 6', { timeout: 240_000 });
-  await expect(row.getByTestId('run-paper')).toHaveText('41.02%');
+  await expect(row.getByTestId('run-paper-value')).toHaveText('41.02%');
   // The run used its own adapter; the picker's choice (none) is in use again afterwards.
   await expect(page.getByTestId('adapter-active')).toHaveText('Using the base model alone · 1 adapter resident');
   await expect(page.getByTestId('results-table').locator('tbody tr')).toHaveCount(1);

@@ -296,7 +296,7 @@ test('offline: the error names the host and says so; Resume then completes', asy
   if (!r.ok)
     expect(r.message).toMatch(
       new RegExp(
-        `^Could not reach ${host.replace(/\./g, '\\.')} to download [\\w.-]+: you appear to be offline\\. What was already downloaded is kept — press Resume when you are back online\\.$`,
+        `^Could not reach ${host.replace(/\./g, '\\.')} to download [\\w.-]+: you appear to be offline\\. What was already downloaded is kept — press Retry when you are back online\\.$`,
       ),
     );
   await context.setOffline(false);
@@ -304,7 +304,7 @@ test('offline: the error names the host and says so; Resume then completes', asy
   await expectStored(page, [...model.files.keys()]);
 });
 
-test('the Models view: the size before download, an offline attempt names the host and offers Resume, which then completes', async ({ page, context }) => {
+test('the Models view: the size before download, an offline attempt names the host and offers Retry, which then completes', async ({ page, context }) => {
   const dir = resolve('models/tiny/q4f32_1');
   const files = new Map<string, Uint8Array>();
   for (const f of readdirSync(dir)) files.set(`m/${f}`, new Uint8Array(readFileSync(resolve(dir, f))));
@@ -338,10 +338,10 @@ test('the Models view: the size before download, an offline attempt names the ho
   await context.setOffline(true);
   await c.getByRole('button', { name: 'Download' }).click();
   await expect(c.getByTestId('error')).toHaveText(
-    `Could not reach ${new URL(server.url).host} to download tensor-cache.json: you appear to be offline. What was already downloaded is kept — press Resume when you are back online.`,
+    `Could not reach ${new URL(server.url).host} to download tensor-cache.json: you appear to be offline. What was already downloaded is kept — press Retry when you are back online.`,
   );
   await context.setOffline(false);
-  await c.getByRole('button', { name: 'Resume' }).click();
+  await c.getByRole('button', { name: 'Retry' }).click();
   await expect(c.getByTestId('state')).toHaveText('Stored', { timeout: 60_000 });
   await expect(c.getByTestId('error')).toHaveCount(0);
 });

@@ -84,7 +84,7 @@ test('a link naming another site asks first: nothing is fetched from it before t
 
   // Yes to the adapter: its folder (adapter.json and its shard) is fetched and it is used.
   await adapter.getByRole('button', { name: `Fetch and use the adapter from ${new URL(attacker.url).host}` }).click();
-  await expect(page.getByTestId('adapter-active')).toContainText('(LoRA)', { timeout: 60_000 });
+  await expect(page.getByTestId('adapter-active')).toContainText('· LoRA', { timeout: 60_000 });
   const after = attacker.log.slice(1).map((r) => r.path);
   expect(after).toContain('adapters/lora/adapter.json');
   expect(after).toContain('adapters/lora/adapter_shard_0.bin');
@@ -113,5 +113,5 @@ test('a link to an adapter folder on this same site needs no question (the exist
   await page.reload();
   await expect(page.getByTestId('consent-adapter')).toHaveCount(0);
   await loadTiny(page);
-  await expect(page.getByTestId('adapter-active')).toContainText('(series adapter)', { timeout: 60_000 });
+  await expect(page.getByTestId('adapter-active')).toContainText('· series adapter', { timeout: 60_000 });
 });

@@ -125,6 +125,28 @@ describe.each([
     expect(stream.push(156)).toBe('🦙');
   });
 
+  it('never shows text a later token changes, on random mixes of byte-fallback and word tokens (what random weights emit)', () => {
+    // Seeded LCG; byte tokens <0x00>..<0xFF> are ids 3..258, biased to UTF-8 lead and continuation bytes.
+    let seed = 7;
+    const rnd = () => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32;
+    const utf8 = [0xe2, 0x82, 0xac, 0xf0, 0x9f, 0xa6, 0x99, 0xc3, 0xa9].map((b) => b + 3);
+    const words = [450, 278, 13, 29871, 15043];
+    for (let t = 0; t < 300; t++) {
+      const ids = Array.from({ length: 2 + Math.floor(rnd() * 8) }, () =>
+        rnd() < 0.5 ? utf8[Math.floor(rnd() * utf8.length)] : rnd() < 0.5 ? words[Math.floor(rnd() * words.length)] : 3 + Math.floor(rnd() * 256),
+      );
+      const full = tok.decode(ids);
+      const stream = tok.streamDecoder();
+      let shown = '';
+      for (const id of ids) {
+        shown += stream.push(id);
+        // A partial character is held back; U+FFFD appears only where decode() of the whole has it.
+        expect(full.startsWith(shown), JSON.stringify(ids)).toBe(true);
+      }
+      expect(shown + stream.flush()).toBe(full);
+    }
+  });
+
   it('keeps the leading space of a continuation when given the prompt tail', () => {
     const prompt = tok.encode('Q: 2+2?\nA:');
     // What the model generates after "A:": "▁The" (450) etc., its "▁" meaning a space after the colon.

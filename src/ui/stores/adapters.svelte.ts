@@ -6,7 +6,7 @@
  * value, the share link, the run record and the key the engine keeps it resident under.
  */
 import { untrack } from 'svelte';
-import { adapterChoicesFor, urlChoice, adapterLabel, kindWord, NO_ADAPTER, type AdapterChoice } from '../adapterChoices.ts';
+import { adapterChoicesFor, adapterName, urlChoice, adapterLabel, kindWord, NO_ADAPTER, type AdapterChoice } from '../adapterChoices.ts';
 import { foreignAdapterFolder } from '../foreignSources.ts';
 import { engine, type AdapterInfo } from './engine.svelte.ts';
 import { lab } from './lab.svelte.ts';
@@ -72,13 +72,31 @@ class AdaptersStore {
     return engine.resident[id]?.kind ?? this.resolve(id)?.kind ?? null;
   }
 
-  /** A human name for a choice id ("none (base model)", the engine's name once resident, else the label). */
+  /** The adapter's one name (adapterChoices.ts adapterName): the picker's label, also once resident. */
+  name(id: string): string {
+    return adapterName(id, this.choices, engine.resident[id]);
+  }
+
+  /** Its name and kind, as every view shows an adapter: "Tiny LoRA demo (q4f32_1) · LoRA", "none (base model)". */
   describe(id: string): string {
     if (id === NO_ADAPTER) return adapterLabel(null);
-    const info = engine.resident[id];
-    if (info) return adapterLabel(info);
-    const c = this.resolve(id);
-    return c ? `${c.label}${c.kind ? ` · ${kindWord(c.kind)}` : ''}` : id;
+    const kind = this.kindOf(id);
+    return `${this.name(id)}${kind ? ` · ${kindWord(kind)}` : ''}`;
+  }
+
+  /** describe() for an adapter the engine reported (a solution's, a generation's); null: the base alone. */
+  describeUsed(info: AdapterInfo | null): string {
+    return info ? this.describe(info.id) : adapterLabel(null);
+  }
+
+  /**
+   * How a stored run's adapter is shown: under its one name when the run's adapter id is listed for
+   * the run's model; else as the run recorded it (adapter.json's name).
+   */
+  describeRun(run: { model: string; adapter: string | null; adapterKind?: AdapterChoice['kind']; adapterId?: string }): string {
+    if (run.adapter === null) return adapterLabel(null);
+    const listed = run.adapterId ? adapterChoicesFor(run.model, models.list).find((c) => c.id === run.adapterId) : undefined;
+    return adapterLabel({ name: listed?.label ?? run.adapter, kind: run.adapterKind ?? listed?.kind ?? null });
   }
 
   /**

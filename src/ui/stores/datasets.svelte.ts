@@ -43,6 +43,35 @@ class DatasetsStore {
     this.answer();
   }
 
+  /**
+   * The dataset URL field: read datasets from the folder at `text` (the ../shared/data layout:
+   * gsm8k/test.jsonl, llm-adapters/…), resolved against the page; empty: the built-in source.
+   * Typed by the user and confirmed with Use, so their own choice, not a link's: no consent asked.
+   * Datasets already loaded are loaded again from there. Returns an error in words, or null.
+   */
+  useSource(text: string): string | null {
+    const t = text.trim();
+    let base: string | undefined;
+    try {
+      base = t === '' ? builtInDataBase() : new URL(t.endsWith('/') ? t : `${t}/`, document.baseURI).href;
+    } catch {
+      return `"${t}" is not a URL of a dataset folder.`;
+    }
+    if (base !== undefined && !/^https?:$/.test(new URL(base).protocol)) return `"${t}" is not an http(s) URL.`;
+    this.baseUrl = base;
+    if (this.pendingSource) this.confirmSource();
+    // Loads still running read the old source: their results are dropped (see load).
+    this.generation++;
+    this.inflight.clear();
+    const names = Object.keys(this.entries) as DatasetName[];
+    this.entries = {};
+    for (const name of names) this.load(name).catch(() => {});
+    return null;
+  }
+
+  /** Where datasets come from now, in words ("the built-in source" when no URL is set). */
+  readonly sourceLabel = $derived(this.baseUrl ?? 'each dataset’s public source');
+
   /** The user said no: the built-in datasets are used instead, and nothing is fetched from that site. */
   declineSource() {
     this.baseUrl = builtInDataBase();
@@ -53,23 +82,28 @@ class DatasetsStore {
   /** Replaced on each change, never mutated: a dataset's problems stay plain objects, not deep proxies. */
   entries = $state.raw<Partial<Record<DatasetName, Entry>>>({});
   private inflight = new Map<DatasetName, Promise<ParsedDataset>>();
+  /** Bumped when the source changes. */
+  private generation = 0;
 
   /** The parsed dataset (loading it once). */
   load(name: DatasetName): Promise<ParsedDataset> {
     const existing = this.inflight.get(name);
     if (existing) return existing;
     this.set(name, { status: 'loading' });
+    const generation = this.generation;
     // baseUrl is read once answered: a declined link's site is never asked.
     const p = this.answered
       .then(() => loadDataset(name, { baseUrl: this.baseUrl }))
       .then(
         (data) => {
-          this.set(name, { status: 'ready', data, warnings: describeSkipped(data.skipped) });
+          if (generation === this.generation) this.set(name, { status: 'ready', data, warnings: describeSkipped(data.skipped) });
           return data;
         },
         (e: unknown) => {
-          this.inflight.delete(name);
-          this.set(name, { status: 'error', message: (e as Error).message });
+          if (generation === this.generation) {
+            this.inflight.delete(name);
+            this.set(name, { status: 'error', message: (e as Error).message });
+          }
           throw e;
         },
       );

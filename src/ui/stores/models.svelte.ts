@@ -34,6 +34,8 @@ class ModelsStore {
   progress = $state<Record<string, ProgressEvent>>({});
   /** The last error per model, in the storage error's own words. */
   errors = $state<Record<string, string>>({});
+  /** The name of that error's class ("NetworkError": the host could not be reached, so the action is Retry). */
+  errorNames = $state<Record<string, string>>({});
   /** Good news per model ("All 5 files verified."). */
   notices = $state<Record<string, string>>({});
   /** Models with an action under way here (verify, delete). */
@@ -98,7 +100,10 @@ class ModelsStore {
       if (e.state === 'waiting') this.waiting[e.modelId] = true;
       else delete this.waiting[e.modelId];
       if (e.state !== 'downloading' && e.state !== 'waiting') delete this.progress[e.modelId];
-      if (e.error && e.error.name !== 'CancelledError') this.errors[e.modelId] = e.error.message;
+      if (e.error && e.error.name !== 'CancelledError') {
+        this.errors[e.modelId] = e.error.message;
+        this.errorNames[e.modelId] = e.error.name;
+      }
       void this.refresh();
     });
     void this.refresh();
@@ -107,6 +112,7 @@ class ModelsStore {
   /** Download, or resume what an earlier attempt (or another tab) left. */
   async download(status: Pick<ModelStatus, 'id' | 'manifest'>) {
     delete this.errors[status.id];
+    delete this.errorNames[status.id];
     delete this.notices[status.id];
     // Entries to train, convert or import are listed, never fetched (nothing there to download).
     const advice = obtainAdvice(status.manifest);
@@ -119,12 +125,22 @@ class ModelsStore {
     } catch (e) {
       // A pause is the user's own doing: say so quietly, not as an error.
       if ((e as Error).name === 'CancelledError') this.notices[status.id] = message(e);
-      else this.errors[status.id] = message(e);
+      else {
+        this.errors[status.id] = message(e);
+        this.errorNames[status.id] = (e as Error).name;
+      }
     } finally {
       delete this.progress[status.id];
       delete this.waiting[status.id];
       await this.refresh();
     }
+  }
+
+  /** What the download button says: Retry after the host could not be reached, else Download (nothing stored) or Resume. */
+  downloadAction(m: Pick<ModelStatus, 'id' | 'state'>): 'Download' | 'Resume' | 'Retry' {
+    if (this.errorNames[m.id] === 'NetworkError') return 'Retry';
+    // After a failed first attempt the error says "press Resume": so does the button.
+    return m.state === 'not-stored' && !this.errors[m.id] ? 'Download' : 'Resume';
   }
 
   /** Pause: stop the download (here or in the tab running it); what is stored is kept. */
@@ -135,6 +151,7 @@ class ModelsStore {
   /** Re-hash every stored file; a damaged one is discarded and the model shows as damaged. */
   async verify(id: string) {
     delete this.errors[id];
+    delete this.errorNames[id];
     delete this.notices[id];
     this.busy[id] = 'Verifying';
     try {
@@ -153,6 +170,7 @@ class ModelsStore {
 
   async remove(id: string) {
     delete this.errors[id];
+    delete this.errorNames[id];
     delete this.notices[id];
     this.busy[id] = 'Deleting';
     try {

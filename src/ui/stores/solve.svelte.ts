@@ -7,6 +7,7 @@ import { untrack } from 'svelte';
 import { engine, type AdapterInfo } from './engine.svelte.ts';
 import { adapters } from './adapters.svelte.ts';
 import { lab } from './lab.svelte.ts';
+import { promptFit } from './promptFit.svelte.ts';
 
 export interface SolutionState {
   text: string;
@@ -86,6 +87,32 @@ class SolveStore {
 
   stop() {
     this.abort?.abort();
+  }
+
+  /**
+   * Why the lab cannot solve `problem` now with its configuration(s), in words shown beside the
+   * Solve button; null when it can. A prompt that does not fit the context is refused here, before
+   * anything is sent to the engine (it would only fail there).
+   */
+  blockedBy(problem: Problem | null): string | null {
+    if (!engine.ready) return 'Load a model above to solve.';
+    if (engine.busy) return `Wait for "${engine.busy}" to finish, or stop it.`;
+    if (!problem) return 'Choose a problem first.';
+    const comparing = lab.compareId !== null;
+    if (!lab.config || (comparing && !lab.compareConfig)) return 'Fix the custom template first.';
+    const sides = comparing
+      ? ([
+          ['A', lab.config],
+          ['B', lab.compareConfig!],
+        ] as const)
+      : ([['', lab.config]] as const);
+    for (const [name, config] of sides) {
+      const fit = promptFit.check(config, problem, lab.maxNewTokens);
+      // Until counted it is not known to fit (a click then would only fail in the engine).
+      if (fit.count === null) return 'Counting the prompt’s tokens…';
+      if (fit.problem) return name ? `Configuration ${name}: ${fit.problem}` : fit.problem;
+    }
+    return null;
   }
 
   /**

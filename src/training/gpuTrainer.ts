@@ -93,6 +93,14 @@ interface TensorOnGpu {
 
 const STORAGE = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC;
 
+/** One pipeline cache per device: a resumed or restarted run on the same device compiles nothing again. */
+const PIPELINES = new WeakMap<GPUDevice, PipelineCache>();
+function pipelinesFor(device: GPUDevice): PipelineCache {
+  let p = PIPELINES.get(device);
+  if (!p) PIPELINES.set(device, (p = new PipelineCache(device)));
+  return p;
+}
+
 export class GpuTrainerBackend implements TrainerBackend {
   readonly label = GPU_BACKEND_LABEL;
   private readonly permCache = new Map<number, Uint32Array>();
@@ -141,7 +149,7 @@ export class GpuTrainerBackend implements TrainerBackend {
         own.push(b);
         return b;
       };
-      const pipes = new PipelineCache(device);
+      const pipes = pipelinesFor(device);
       const ad = state.adapter;
       const passAdapter: PassAdapter = {
         kind: ad.kind,

@@ -133,12 +133,12 @@ export async function stepsVsReference(url: string, method: TrainingMethod, step
   }
 }
 
-/** 2 steps, a checkpoint serialised and parsed into a new GPU backend, 2 more = 4 steps straight (exactly). */
-export async function resumeEqualsStraight(url: string, method: TrainingMethod) {
+/** n steps, a checkpoint serialised and parsed into a new GPU backend, n more = 2n steps straight (exactly). */
+export async function resumeEqualsStraight(url: string, method: TrainingMethod, n: number) {
   const base = await baseFor(url);
   const info = await loadModelManifest(httpModelSource(url));
   const data = examples(6, 11, base.config.vocabSize);
-  const state = randomState(base, method, { microBatch: 2, gradAccum: 2, steps: 4, lr: 1e-2 });
+  const state = randomState(base, method, { microBatch: 2, gradAccum: 2, steps: 2 * n, lr: 1e-2 });
   const g = await gpuCtx();
   const run = async (s: TrainerState, n: number) => {
     const b = await GpuTrainerBackend.create(g, httpModelSource(url), info, data, s);
@@ -150,9 +150,9 @@ export async function resumeEqualsStraight(url: string, method: TrainingMethod) 
       b.dispose();
     }
   };
-  const straight = await run(clone(state), 4);
-  const first = await run(clone(state), 2);
-  const second = await run(parseTrainerState(first.state), 2);
+  const straight = await run(clone(state), 2 * n);
+  const first = await run(clone(state), n);
+  const second = await run(parseTrainerState(first.state), n);
   return { equal: straight.state === second.state, straight: straight.losses, resumed: [...first.losses, ...second.losses] };
 }
 

@@ -4,7 +4,8 @@ import { test, expect, type Page } from '@playwright/test';
  * The WebGPU trainer (src/training/gpuTrainer.ts: engine/trainingPass.ts's forward + backward with
  * gradient checkpointing, AdamW as a kernel) on the tiny models, against the f64 reference
  * (referenceTraining.ts, whose gradients tests/unit/training-reference.test.ts checks against
- * finite differences, and referenceTrainer.ts's steps).
+ * finite differences, and referenceTrainer.ts's steps), and directly against central finite
+ * differences of the reference forward along a random direction over all adapter tensors.
  *
  * Tolerances, why: the GPU computes in f32 from the same frozen weights the reference sees exactly
  * (q4 dequantized by the forward's own weightQ4.wgsl, one f32 rounding of an exact product), so
@@ -49,6 +50,8 @@ for (const mode of ['q0f32', 'q4f32_1'] as const) {
       expect(r.allNonZero, `${method}: the reference's gradients are all non-zero`).toBe(true);
       expect(r.maxErr, `${method} ${JSON.stringify(r.errors)}`).toBeLessThan(GRAD_TOL);
       expect(r.lossErr, `${method} loss`).toBeLessThan(1e-5);
+      // and the GPU's gradient against finite differences of the reference forward, along one random direction
+      expect(r.fdErr, `${method} finite differences`).toBeLessThan(GRAD_TOL);
       expect(r.peakGpuBytes).toBeGreaterThan(0);
     }
   });

@@ -3,14 +3,15 @@
  *   --data <file> (--steps N | --epochs E) --batch B --grad-accum G --lr X --warmup W --weight-decay D
  *   [--max-len 256] [--seed S] [--no-shuffle] --out <peft dir> [--json]
  *
- * Trains an adapter on a frozen base (src/training, through the TrainerBackend seam: today the
- * reference trainer, CPU, f64) and writes a PEFT folder (adapter_config.json +
+ * Trains an adapter on a frozen base (src/training, through the TrainerBackend seam: the WebGPU
+ * trainer through Dawn's Node bindings on a hardware adapter, else the reference trainer, CPU, f64,
+ * saying why: src/training/chooseBackend.ts) and writes a PEFT folder (adapter_config.json +
  * adapter_model.safetensors, F32). --method's unset fields come from the paper's recipe
  * (src/training/recipes.ts). --batch is the micro-batch, --grad-accum the micro-batches per
  * optimizer step. Every argument, the model's files, --init's adapter and the whole data file are
  * checked before the base weights are read. Progress goes to stderr; --json prints one JSON object
  * last on stdout: losses (one per optimizer step, the mean of its micro-batches' losses), lrs,
- * tokensPerSecond, peakGpuBytes. A non-finite loss or update stops the run, keeps the last good
+ * tokensPerSecond, peakGpuBytes (the GPU trainer's allocated buffers at their most; 0 on the CPU). A non-finite loss or update stops the run, keeps the last good
  * state, writes it to --out and exits 1.
  */
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -23,7 +24,8 @@ import type { AdapterSpec } from '../training/init.ts';
 import { RecipeError, specFromRecipe, TRAINING_METHODS, type TrainingMethod } from '../training/recipes.ts';
 import { peftInit, type PeftInit } from '../training/peftInit.ts';
 import { baseTokenizer, loadTrainingBase, readTrainingBaseInfo } from '../training/referenceModel.ts';
-import { defaultHyper } from '../training/referenceTrainer.ts';
+import { nodeWebGpu } from './nodeWebGpu.ts';
+import { createTrainerState, defaultHyper } from '../training/referenceTrainer.ts';
 import { trainerTotalSteps } from '../training/schedule.ts';
 import { adamwInitState } from '../training/adamw.ts';
 import { adapterTensorList, type TrainerState } from '../training/checkpoint.ts';
@@ -269,13 +271,31 @@ export async function runTrain(args: TrainArgs, log: (line: string) => void = (l
   );
 
   // Heavy work from here on.
-  const model = await loadTrainingBase(source, base.info);
-  let backend: TrainerBackend;
+  let state: TrainerState;
   if (init) {
-    const state: TrainerState = { spec, hyper, step: 0, adapter: init.adapter, optim: new Map() };
+    state = { spec, hyper, step: 0, adapter: init.adapter, optim: new Map() };
     for (const t of adapterTensorList(init.adapter)) state.optim.set(t.name, adamwInitState(t.data.length));
-    backend = new ReferenceTrainerBackend(model, data.examples, state);
-  } else backend = ReferenceTrainerBackend.fresh(model, data.examples, spec, hyper);
+  } else state = createTrainerState(base.config, spec, hyper);
+  const gpu = await nodeWebGpu();
+  let backend: TrainerBackend;
+  if ('unavailable' in gpu) {
+    backend = new ReferenceTrainerBackend(await loadTrainingBase(source, base.info), data.examples, state);
+    log(`no WebGPU device (${gpu.unavailable}): training on the reference trainer`);
+  } else {
+    // Imported only now: engine modules read Dawn's WebGPU globals as they load.
+    const { chooseTrainerBackend } = await import('../training/chooseBackend.ts');
+    const choice = await chooseTrainerBackend({
+      gpu,
+      allowSoftware: process.env.REASONING_LAB_TRAIN_ON_SOFTWARE_GPU === '1',
+      source,
+      info: base.info,
+      data: data.examples,
+      state,
+      referenceModel: () => loadTrainingBase(source, base.info),
+    });
+    backend = choice.backend;
+    if (choice.notice) log(choice.notice);
+  }
   log(
     `backend: ${backend.label}; ${spec.kind} on ${spec.targets.join(', ')}; ${totalSteps} optimizer steps of ${args.gradAccum} × ${args.batch} examples; ` +
       `base ${base.mode}, frozen`,

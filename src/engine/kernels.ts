@@ -37,6 +37,7 @@ import matmulBackInputWgsl from './kernels/matmulBackInput.wgsl?raw';
 import matmulBackWeightWgsl from './kernels/matmulBackWeight.wgsl?raw';
 import attnBackQueryWgsl from './kernels/attnBackQuery.wgsl?raw';
 import attnBackKeyValueWgsl from './kernels/attnBackKeyValue.wgsl?raw';
+import addColumnsWgsl from './kernels/addColumns.wgsl?raw';
 
 /** How a weight matrix is stored on the GPU (follows the record dtypes, not the mode name). */
 export type WeightFormat = 'f32' | 'f16' | 'q4f16' | 'q4f32';
@@ -68,6 +69,8 @@ export const KERNELS = {
   matmulBackWeight: matmulBackWeightWgsl,
   attnBackQuery: attnBackQueryWgsl,
   attnBackKeyValue: attnBackKeyValueWgsl,
+  // The whole-model training pass (trainingPass.ts): strided column adds between the kernels above.
+  addColumns: addColumnsWgsl,
 } as const;
 export type KernelName = keyof typeof KERNELS;
 
@@ -218,6 +221,7 @@ export const BINDINGS = {
   matmulBackWeight: { 0: { p: 0, dy: 1, x: 2, dw: 3 } },
   attnBackQuery: { 0: { p: 0, qkv: 1, dOut: 2, dqkv: 3, stats: 4 } },
   attnBackKeyValue: { 0: { p: 0, qkv: 1, dOut: 2, dqkv: 3, stats: 4 } },
+  addColumns: { 0: { p: 0, src: 1, dst: 2 } },
 } as const satisfies Record<KernelName, Partial<Record<0 | 1 | 2, Readonly<Record<string, number>>>>>;
 
 type Groups<K extends KernelName> = (typeof BINDINGS)[K];

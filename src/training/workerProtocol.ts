@@ -2,7 +2,17 @@
 export type TrainingRequest = { type: 'run'; runId: string } | { type: 'pause' };
 
 export type TrainingEvent =
-  | { type: 'ready'; runId: string; backend: string; examples: number; truncated: number; unlabelled: number; totalSteps: number; startStep: number }
+  | {
+      type: 'ready';
+      runId: string;
+      backend: string;
+      examples: number;
+      truncated: number;
+      unlabelled: number;
+      totalSteps: number;
+      startStep: number;
+      notice?: string | null;
+    }
   | { type: 'step'; runId: string; step: number; loss: number; lr: number; tokens: number; seconds: number; peakGpuBytes: number }
   | { type: 'checkpoint'; runId: string; step: number }
   | { type: 'paused'; runId: string; step: number }

@@ -1,0 +1,77 @@
+import { test, expect, type Page } from '@playwright/test';
+
+/**
+ * The WebGPU trainer (src/training/gpuTrainer.ts: engine/trainingPass.ts's forward + backward with
+ * gradient checkpointing, AdamW as a kernel) on the tiny models, against the f64 reference
+ * (referenceTraining.ts, whose gradients tests/unit/training-reference.test.ts checks against
+ * finite differences, and referenceTrainer.ts's steps), and directly against central finite
+ * differences of the reference forward along a random direction over all adapter tensors.
+ *
+ * Tolerances, why: the GPU computes in f32 from the same frozen weights the reference sees exactly
+ * (q4 dequantized by the forward's own weightQ4.wgsl, one f32 rounding of an exact product), so
+ * what is left is f32 rounding through 2 layers, softmaxes and a 32000-way cross-entropy: about
+ * 1e-6 to 1e-5 of each gradient's scale. 1e-3 leaves margin for that and is far below what a wrong
+ * row, column, head, scaling or a missing term gives (O(1e-1) or more: each is a whole term of the
+ * gradient). Steps: AdamW divides by sqrt(v), so a tiny gradient's f32 error can move the update
+ * by more; the weights' change over 2 steps is compared at 1e-2 of its size, losses at 1e-4.
+ */
+type Checks = typeof import('./harness/gpuTrainerChecks.ts');
+
+async function call<K extends keyof Checks>(page: Page, name: K, ...args: Parameters<Checks[K]>): Promise<Awaited<ReturnType<Checks[K]>>> {
+  return page.evaluate(
+    async ({ name, args }) => {
+      const checks = (await import(/* @vite-ignore */ '/tests/browser/harness/gpuTrainerChecks.ts' as string)) as Checks;
+      return (checks[name] as (...a: unknown[]) => Promise<unknown>)(...args);
+    },
+    { name, args: args as unknown[] },
+  ) as Promise<Awaited<ReturnType<Checks[K]>>>;
+}
+
+// Pipelines are compiled per shape, which on SwiftShader takes a second or more each: time, not
+// GPU work. The tests share one page, so the trainer's per-device pipeline cache compiles each
+// shape once for the whole file (the modes differ only in the base weights' kernels).
+test.describe.configure({ timeout: 600_000, mode: 'serial' });
+
+let page: Page;
+test.beforeAll(async ({ browser }) => {
+  page = await browser.newPage();
+  await page.goto('/harness.html');
+});
+test.afterAll(async () => {
+  await page.close();
+});
+
+const GRAD_TOL = 1e-3;
+
+for (const mode of ['q0f32', 'q4f32_1'] as const) {
+  test(`${mode}: every adapter tensor's whole-model gradient (LoRA, series, parallel) equals the reference backward`, async () => {
+    for (const method of ['lora', 'series', 'parallel'] as const) {
+      const r = await call(page, 'gradientsVsReference', `/models/tiny/${mode}/`, method);
+      expect(r.allNonZero, `${method}: the reference's gradients are all non-zero`).toBe(true);
+      expect(r.maxErr, `${method} ${JSON.stringify(r.errors)}`).toBeLessThan(GRAD_TOL);
+      expect(r.lossErr, `${method} loss`).toBeLessThan(1e-5);
+      // and the GPU's gradient against finite differences of the reference forward, along one random direction
+      expect(r.fdErr, `${method} finite differences (the reference backward's own error: ${r.refFdErr})`).toBeLessThan(GRAD_TOL);
+      expect(r.peakGpuBytes).toBeGreaterThan(0);
+    }
+  });
+}
+
+test("q4f32_1: 2 optimizer steps give the reference trainer's losses and weights; 1 + checkpoint/reload + 1 steps = 2 steps, exactly", async () => {
+  const r = await call(page, 'stepsVsReference', '/models/tiny/q4f32_1/', 'lora', 2);
+  expect(r.step).toBe(2);
+  expect(r.moved, 'the steps changed the weights').toBeGreaterThan(1e-4);
+  expect(r.lossErr, 'losses').toBeLessThan(1e-4);
+  expect(r.weightErr, 'weights').toBeLessThan(1e-2);
+  // The GPU pass is deterministic (no atomics, fixed reduction order): a resumed run is bit-identical.
+  const resumed = await call(page, 'resumeEqualsStraight', '/models/tiny/q4f32_1/', 'lora', 1);
+  expect(resumed.resumed).toEqual(resumed.straight);
+  expect(resumed.equal, 'the resumed state is bit-identical').toBe(true);
+});
+
+test("a micro-batch over the device's largest buffer is refused before allocating, saying what fits", async () => {
+  const msg = await call(page, 'tooLargeMessage', '/models/tiny/q0f32/', 4096, 512);
+  expect(msg).toMatch(
+    /a micro-batch of 4096 × 512 tokens does not fit this GPU: the logits would take .* what fits: a micro-batch of at most \d+ sequences of 512 tokens/,
+  );
+});

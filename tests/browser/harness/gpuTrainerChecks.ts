@@ -1,0 +1,227 @@
+/**
+ * The WebGPU trainer (src/training/gpuTrainer.ts) on a tiny model in the page, against the f64
+ * reference: whole-model adapter gradients (referenceTraining.ts trainingLossAndGrads, itself
+ * checked against finite differences in tests/unit/training-reference.test.ts), optimizer steps
+ * (referenceTrainer.ts trainStep through ReferenceTrainerBackend), and a checkpoint / reload.
+ * Errors are max |got − want| / max |want| per tensor (kernelChecks.ts relErr).
+ */
+import { createGpuContext, type GpuContext } from '../../../src/engine/gpu.ts';
+import { httpModelSource, loadModelManifest } from '../../../src/formats/modelFiles.ts';
+import { Rng } from '../../../src/formats/random.ts';
+import type { AdapterModule } from '../../../src/formats/adapterFormat.ts';
+import { trainingForward, trainingLossAndGrads, type TrainableAdapter } from '../../../src/engine/referenceTraining.ts';
+import { loadTrainingBase, type LoadedTrainingBase } from '../../../src/training/referenceModel.ts';
+import { createTrainerState, defaultHyper } from '../../../src/training/referenceTrainer.ts';
+import { specFromRecipe, type TrainingMethod } from '../../../src/training/recipes.ts';
+import { adapterTensorList, parseTrainerState, serializeTrainerState, type TrainerState } from '../../../src/training/checkpoint.ts';
+import { microBatchIndices, padBatch } from '../../../src/training/batching.ts';
+import { ReferenceTrainerBackend } from '../../../src/training/backend.ts';
+import { GpuTrainerBackend, checkTrainingFits } from '../../../src/training/gpuTrainer.ts';
+import type { TokenizedExample } from '../../../src/training/data.ts';
+import { relErr } from './kernelChecks.ts';
+
+let ctx: Promise<GpuContext> | null = null;
+const bases = new Map<string, Promise<LoadedTrainingBase>>();
+const gpuCtx = () => (ctx ??= createGpuContext());
+const baseFor = (url: string) => {
+  let b = bases.get(url);
+  if (!b) bases.set(url, (b = loadTrainingBase(httpModelSource(url))));
+  return b;
+};
+
+/** Every module for LoRA and parallel (series: its three), so every site of the pass is covered. */
+const ALL: Record<TrainingMethod, AdapterModule[]> = {
+  lora: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'],
+  series: ['gate_proj', 'up_proj', 'down_proj'],
+  parallel: ['q_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'],
+};
+
+/** Seeded examples of different lengths (right padding inside a micro-batch), some prompt tokens masked. */
+function examples(n: number, seed: number, vocab: number): TokenizedExample[] {
+  const rng = new Rng(seed);
+  return Array.from({ length: n }, (_, i) => {
+    const len = 3 + ((i * 3) % 5);
+    const inputIds = Array.from({ length: len }, (_, t) => (t === 0 ? 1 : 3 + rng.int(vocab - 3)));
+    const labels = inputIds.map((id, t) => (t < 2 && i % 2 === 0 ? -100 : id));
+    return { inputIds, labels };
+  });
+}
+
+/** A trainer state with every adapter tensor random (B and up too: zeros would hide A's and down's gradients). */
+function randomState(base: LoadedTrainingBase, method: TrainingMethod, o: { microBatch: number; gradAccum: number; steps: number; lr: number }): TrainerState {
+  const spec = specFromRecipe(method, { dropout: 0, targets: ALL[method], ...(method === 'lora' ? { r: 4, alpha: 8 } : { bottleneck: 6 }) });
+  const hyper = defaultHyper({ microBatch: o.microBatch, gradAccum: o.gradAccum, totalSteps: o.steps, warmupSteps: 1, lr: o.lr, seed: 7, weightDecay: 0.01 });
+  const state = createTrainerState(base.config, spec, hyper);
+  const rng = new Rng(99);
+  for (const t of adapterTensorList(state.adapter)) t.data.set(rng.normalArray(t.data.length, 0.2));
+  return state;
+}
+
+const clone = (s: TrainerState) => parseTrainerState(serializeTrainerState(s));
+
+/**
+ * The adapter at θ + eps·d in f64 (f32 tensors would round the perturbation), d given per tensor in
+ * adapterTensorList's order (layer, module as stored, then A/B or down/up).
+ */
+function perturbed(a: TrainableAdapter, eps: number, dirs: Float32Array[]): TrainableAdapter {
+  let k = 0;
+  const move = (t: Float32Array | Float64Array) => Float64Array.from(t, (x, i) => x + eps * dirs[k][i]);
+  const layers = a.layers.map((L) =>
+    Object.fromEntries(
+      Object.entries(L).map(([m, t]) => {
+        if ('a' in t) {
+          const A = move(t.a);
+          k++;
+          const B = move(t.b);
+          k++;
+          return [m, { a: A, b: B }];
+        }
+        const down = move(t.down);
+        k++;
+        const up = move(t.up);
+        k++;
+        return [m, { ...t, down, up }];
+      }),
+    ),
+  );
+  return { ...a, layers } as TrainableAdapter;
+}
+
+/** One optimizer step's accumulated gradient on the GPU against the reference's mean of micro-batch gradients. */
+export async function gradientsVsReference(url: string, method: TrainingMethod) {
+  const base = await baseFor(url);
+  const info = await loadModelManifest(httpModelSource(url));
+  const data = examples(5, 3, base.config.vocabSize);
+  const state = randomState(base, method, { microBatch: 2, gradAccum: 2, steps: 2, lr: 0 });
+  const want = new Map<string, Float64Array>();
+  const tensors = adapterTensorList(state.adapter);
+  for (const t of tensors) want.set(t.name, new Float64Array(t.data.length));
+  const order = { numExamples: data.length, microBatch: 2, gradAccum: 2, shuffle: true, seed: state.hyper.seed };
+  let wantLoss = 0;
+  for (let micro = 0; micro < 2; micro++) {
+    const batch = padBatch(microBatchIndices(0, micro, order).map((i) => data[i]));
+    const r = trainingLossAndGrads(base.config, base.weights, state.adapter as TrainableAdapter, batch);
+    wantLoss += r.loss / 2;
+    for (const t of tensors) {
+      const g = (r.grads[t.layer][t.module] as Record<string, Float64Array>)[
+        t.role === 'lora_A' ? 'a' : t.role === 'lora_B' ? 'b' : t.role === 'adapter_down' ? 'down' : 'up'
+      ];
+      const a = want.get(t.name)!;
+      for (let i = 0; i < a.length; i++) a[i] += g[i] / 2;
+    }
+  }
+  const gpu = await GpuTrainerBackend.create(await gpuCtx(), httpModelSource(url), info, data, clone(state));
+  try {
+    const r = await gpu.step();
+    const got = await gpu.lastGradients();
+    const errors: Record<string, number> = {};
+    let maxErr = 0;
+    for (const t of tensors) {
+      const e = relErr(got.get(t.name)!, want.get(t.name)!);
+      errors[t.name] = e;
+      maxErr = Math.max(maxErr, e);
+    }
+    const allNonZero = [...want.values()].every((a) => a.some((x) => x !== 0));
+    // Finite differences of the reference forward along one random direction d over every tensor:
+    // (L(θ + εd) − L(θ − εd)) / 2ε against the GPU's ⟨g, d⟩ (f64 forward; ε = 1e-5 keeps the ε² truncation far below the tolerance).
+    const rng = new Rng(5);
+    const dirs = tensors.map((t) => rng.normalArray(t.data.length));
+    const stepLoss = (eps: number) => {
+      const moved = perturbed(state.adapter as TrainableAdapter, eps, dirs);
+      let l = 0;
+      for (let micro = 0; micro < 2; micro++) {
+        const batch = padBatch(microBatchIndices(0, micro, order).map((i) => data[i]));
+        l += trainingForward(base.config, base.weights, moved, batch).loss / 2;
+      }
+      return l;
+    };
+    const eps = 1e-5;
+    const fd = (stepLoss(eps) - stepLoss(-eps)) / (2 * eps);
+    let dot = 0;
+    tensors.forEach((t, k) => got.get(t.name)!.forEach((g, i) => (dot += g * dirs[k][i])));
+    const fdErr = Math.abs(fd - dot) / Math.abs(fd);
+    let refDot = 0;
+    tensors.forEach((t, k) => want.get(t.name)!.forEach((g, i) => (refDot += g * dirs[k][i])));
+    const refFdErr = Math.abs(fd - refDot) / Math.abs(fd);
+    return {
+      fdErr,
+      refFdErr,
+      lossErr: Math.abs(r.loss - wantLoss) / Math.abs(wantLoss),
+      maxErr,
+      errors,
+      tensors: tensors.length,
+      allNonZero,
+      peakGpuBytes: gpu.peakGpuBytes(),
+    };
+  } finally {
+    gpu.dispose();
+  }
+}
+
+/** `steps` optimizer steps on the GPU and in the reference from one state: losses and weights. */
+export async function stepsVsReference(url: string, method: TrainingMethod, steps: number) {
+  const base = await baseFor(url);
+  const info = await loadModelManifest(httpModelSource(url));
+  const data = examples(6, 5, base.config.vocabSize);
+  const state = randomState(base, method, { microBatch: 2, gradAccum: 2, steps, lr: 1e-2 });
+  const ref = new ReferenceTrainerBackend(base, data, clone(state));
+  const gpu = await GpuTrainerBackend.create(await gpuCtx(), httpModelSource(url), info, data, clone(state));
+  try {
+    let lossErr = 0;
+    for (let s = 0; s < steps; s++) {
+      const a = await ref.step();
+      const b = await gpu.step();
+      lossErr = Math.max(lossErr, Math.abs(a.loss - b.loss) / Math.abs(a.loss));
+    }
+    const want = adapterTensorList(ref.state.adapter);
+    const got = adapterTensorList(gpu.state.adapter);
+    const start = adapterTensorList(state.adapter);
+    let weightErr = 0;
+    let moved = 0;
+    want.forEach((t, i) => {
+      // relative to the change the steps made, so a GPU that did nothing cannot pass
+      const dw = t.data.map((x, j) => x - start[i].data[j]);
+      const dg = got[i].data.map((x, j) => x - start[i].data[j]);
+      weightErr = Math.max(weightErr, relErr(dg, dw));
+      moved = Math.max(moved, Math.max(...dw.map(Math.abs)));
+    });
+    return { lossErr, weightErr, moved, step: gpu.state.step };
+  } finally {
+    gpu.dispose();
+  }
+}
+
+/** n steps, a checkpoint serialised and parsed into a new GPU backend, n more = 2n steps straight (exactly). */
+export async function resumeEqualsStraight(url: string, method: TrainingMethod, n: number) {
+  const base = await baseFor(url);
+  const info = await loadModelManifest(httpModelSource(url));
+  const data = examples(6, 11, base.config.vocabSize);
+  const state = randomState(base, method, { microBatch: 2, gradAccum: 2, steps: 2 * n, lr: 1e-2 });
+  const g = await gpuCtx();
+  const run = async (s: TrainerState, n: number) => {
+    const b = await GpuTrainerBackend.create(g, httpModelSource(url), info, data, s);
+    const losses: number[] = [];
+    try {
+      for (let i = 0; i < n; i++) losses.push((await b.step()).loss);
+      return { state: serializeTrainerState(b.state), losses };
+    } finally {
+      b.dispose();
+    }
+  };
+  const straight = await run(clone(state), 2 * n);
+  const first = await run(clone(state), n);
+  const second = await run(parseTrainerState(first.state), n);
+  return { equal: straight.state === second.state, straight: straight.losses, resumed: [...first.losses, ...second.losses] };
+}
+
+/** The memory check's message for a micro-batch over the device's largest buffer (nothing allocated). */
+export async function tooLargeMessage(url: string, B: number, T: number): Promise<string> {
+  const info = await loadModelManifest(httpModelSource(url));
+  const limits = (await gpuCtx()).device.limits;
+  try {
+    checkTrainingFits(limits, info.config, B, T);
+    return 'fits';
+  } catch (e) {
+    return (e as Error).message;
+  }
+}

@@ -182,6 +182,11 @@ export interface Dispatch {
   alt?: Dispatch;
 }
 
+/** The dispatch a call over `rows` rows runs: `d`, or its twin past `d.maxRows`. */
+export function pickDispatch(d: Dispatch, rows: number): Dispatch {
+  return d.alt && rows > d.maxRows! ? d.alt : d;
+}
+
 /** Group 1 of the kernels that read a weight matrix (weight*.wgsl); wScale: q4 formats only. */
 const WEIGHT_SLOTS = { wData: 0, wScale: 1 } as const;
 /** Group 2 of the matmul kernels' adapterAdd variant (adapterAdd.wgsl). */

@@ -1,5 +1,5 @@
 /**
- * Per-kernel GPU time of a decode step from timestamp-query. WebGPU timestamps are written at the
+ * Per-kernel GPU time of a decode step from timestamp-query (bench and the device kit). WebGPU timestamps are written at the
  * start and end of a pass, and the engine runs a whole step in one pass; so the profiler replays a
  * step's dispatch list (body, final norm, LM head, argmax: what encodeRows runs) with each
  * dispatch in a pass of its own, and sums the times by kernel (labels with the layer left out).
@@ -7,7 +7,8 @@
  * The dispatch list comes from LlamaModel.decodeStepDispatches and the row params from
  * prepareRows, as a decode call queues them.
  */
-import type { LlamaModel } from '../../src/engine/llama.ts';
+import type { LlamaModel } from './llama.ts';
+import { pickDispatch } from './kernels.ts';
 
 export interface KernelProfile {
   batch: number;
@@ -40,7 +41,7 @@ export async function profileDecodeStep(model: LlamaModel, batch: number, positi
       const kvLen = model.prepareRows(Array.from({ length: batch }, (_, s) => ({ slot: s, pos: position + step })));
       const enc = device.createCommandEncoder();
       list.forEach((d, i) => {
-        const dsp = d.alt && batch > d.maxRows! ? d.alt : d;
+        const dsp = pickDispatch(d, batch);
         const pass = enc.beginComputePass({ timestampWrites: { querySet, beginningOfPassWriteIndex: 2 * i, endOfPassWriteIndex: 2 * i + 1 } });
         pass.setPipeline(dsp.pipeline);
         dsp.bindGroups.forEach((g, j) => pass.setBindGroup(j, g));
@@ -65,7 +66,7 @@ export async function profileDecodeStep(model: LlamaModel, batch: number, positi
   const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
   const byKernel = new Map<string, { count: number; us: number }>();
   list.forEach((d, i) => {
-    const dsp = d.alt && batch > d.maxRows! ? d.alt : d;
+    const dsp = pickDispatch(d, batch);
     const key = kernelKey(dsp.label);
     const e = byKernel.get(key) ?? { count: 0, us: 0 };
     e.count++;

@@ -9,7 +9,7 @@ import type { ModelSource, TensorCache } from '../formats/tensorCacheTypes.ts';
 import type { GpuContext } from './gpu.ts';
 import { explainGpuFailure } from './gpu.ts';
 import { EngineError, GPUOutOfMemoryError } from './errors.ts';
-import { PipelineCache, pickDispatch, type Dispatch } from './kernels.ts';
+import { PipelineCache, pickDispatches, type Dispatch } from './kernels.ts';
 import { createGpuAdapter, adapterZWidth, type GpuAdapter } from './adapters.ts';
 import type { AdapterManifest } from '../formats/adapterFormat.ts';
 import { takeModelWeights, uploadTensors, type LoadProgress, type ModelWeights, type UploadedTensors } from './weights.ts';
@@ -275,7 +275,13 @@ export class LlamaModel {
    * (null), one per dispatch a call runs; a dispatch with a prefill twin names both.
    */
   bodyDispatchLabels(name: string | null): string[] {
-    return (this.forwards.get(name)?.body ?? []).map((d) => (d.alt ? `${d.label} | over ${d.maxRows} rows: ${d.alt.label}` : d.label));
+    return (this.forwards.get(name)?.body ?? []).map((d) =>
+      d.prefill
+        ? `${d.label} | over ${d.maxRows} rows: ${d.prefill.map((p) => pickDispatches(p, d.maxRows! + 1)[0].label).join(', ')}`
+        : d.alt
+          ? `${d.label} | over ${d.maxRows} rows: ${d.alt.label}`
+          : d.label,
+    );
   }
 
   get adapterNames(): string[] {
@@ -420,13 +426,13 @@ export class LlamaModel {
 
   /**
    * What a greedy decode step dispatches, in order (encodeRows with the argmax): the body, the
-   * final norm, the LM head and the argmax of the adapter in use. For the device kit's per-kernel
+   * LM head (the final norm folded in) and the argmax of the adapter in use. For the device kit's per-kernel
    * profile, which replays them one pass each (WebGPU times passes, not dispatches); with
    * prepareRows, which queues a step's row params as every call does first.
    */
   decodeStepDispatches(): Dispatch[] {
     const f = this.forwards.get(this.activeAdapter)!;
-    return [...f.body, f.finalNorm, f.lmHead, f.argmax];
+    return [...f.body, f.lmHead, f.argmax];
   }
 
   /** Queue the params of a call over `rows` (writeRows; headRow0 0: every row's logits). Returns kvLen. */
@@ -438,26 +444,26 @@ export class LlamaModel {
     return new EngineError(`The context window is full (${this.contextLength} tokens). Start a new conversation or shorten the prompt.`);
   }
 
-  /** One compute pass: the body over n rows, then (headRow0 >= 0) the final norm, the LM head of rows headRow0.., and optionally their argmax into tokens. */
+  /** One compute pass: the body over n rows, then (headRow0 >= 0) the normed LM head of rows headRow0.., and optionally their argmax into tokens. */
   private encodeRows(enc: GPUCommandEncoder, n: number, kvLen: number, headRow0: number, argmax: boolean) {
     const pass = enc.beginComputePass();
     let dispatches = 0;
     const run = (list: Dispatch[], r: number) => {
       for (const d of list) {
-        const dsp = pickDispatch(d, r);
-        pass.setPipeline(dsp.pipeline);
-        dsp.bindGroups.forEach((g, i) => pass.setBindGroup(i, g));
-        const [x, y, z] = dsp.workgroups(r, kvLen);
-        pass.dispatchWorkgroups(x, y, z);
-        dispatches++;
+        for (const dsp of pickDispatches(d, r)) {
+          pass.setPipeline(dsp.pipeline);
+          dsp.bindGroups.forEach((g, i) => pass.setBindGroup(i, g));
+          const [x, y, z] = dsp.workgroups(r, kvLen);
+          pass.dispatchWorkgroups(x, y, z);
+          dispatches++;
+        }
       }
     };
     const f = this.forwards.get(this.activeAdapter)!;
     run(f.body, n);
     const headRows = headRow0 >= 0 ? n - headRow0 : 0;
     if (headRows > 0) {
-      // The final norm runs over all rows; the LM head matmul reads rows headRow0.. only.
-      run([f.finalNorm], n);
+      // The LM head (the final norm folded in) reads rows headRow0.. only.
       run([f.lmHead], headRows);
       if (argmax) run([f.argmax], headRows);
     }

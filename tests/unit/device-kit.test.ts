@@ -73,6 +73,10 @@ describe('device kit', () => {
       'rope + kv write',
       'swiglu',
       'attention',
+      'attention fused',
+      'norm + matmul',
+      'norm + q4 matvec',
+      'norm + q4 matvec subgroups',
       'argmax',
     ])
       expect(groups, g).toContain(g);

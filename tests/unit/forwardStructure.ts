@@ -6,22 +6,17 @@
 
 /** One layer of the base model (no adapter), in order. */
 export const LAYER_DISPATCHES = [
-  'input norm',
-  'qkv matmul',
+  'input norm + qkv matmul',
   'rope + kv write',
-  'attention scores',
-  'softmax',
-  'attention output',
+  'attention (scores, softmax, output)',
   'o matmul (+ residual)',
-  'post-attention norm',
-  'gate/up matmul',
-  'swiglu',
+  'post-attention norm + gate/up matmul + swiglu',
   'down matmul (+ residual)',
 ] as const;
 
-/** Before the layers: the embedding. After them: the final norm and the LM head, then greedy's argmax. */
+/** Before the layers: the embedding. After them: the final norm with the LM head, then greedy's argmax. */
 export const BEFORE_LAYERS = ['embedding'] as const;
-export const AFTER_LAYERS = ['final norm', 'lm head'] as const;
+export const AFTER_LAYERS = ['final norm + lm head'] as const;
 
 /** Dispatches of one decode step of a base model with `layers` layers; greedy adds the argmax. */
 export function decodeStepDispatches(layers: number, greedy: boolean): number {

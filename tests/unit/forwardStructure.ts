@@ -2,6 +2,9 @@
  * The forward pass's structure as forward.ts's recordForward lays it out, written down here on its
  * own so tests can derive how many dispatches a decode step must encode from a model's layer count
  * and compare that with what the engine counted as it encoded (LlamaModel.encodeStats).
+ * These are the fused decode dispatches, which the per-row kernels (the software adapter's choice)
+ * run at any row count; where the GPU kernels are chosen, a call over more than 8 rows runs the
+ * norm, the tiled matmul and SwiGLU as separate dispatches instead (forward.ts normMatmul).
  */
 
 /** One layer of the base model (no adapter), in order. */

@@ -155,11 +155,12 @@ function decodeRow(name: string, d: DecodeTiming, bytesPerStep: number): string 
 function profileLines(r: BenchResult): string[] {
   const p = r.profile;
   if (!p) return [`per-kernel profile: ${r.profileSkipped}`];
+  const w = Math.max(6, ...p.kernels.map((k) => k.kernel.length)) + 2;
   return [
     `per-kernel profile, greedy step at batch ${p.batch} from position ${p.position} (${p.dispatches} dispatches, each timed in a pass of its own${r.software ? ', software adapter' : ''}): ${(p.totalUs / 1000).toFixed(2)} ms`,
-    `${'kernel'.padEnd(60)}${'count'.padStart(7)}${'us'.padStart(10)}${'share'.padStart(8)}`,
+    `${'kernel'.padEnd(w)}${'count'.padStart(7)}${'us'.padStart(10)}${'share'.padStart(8)}`,
     ...p.kernels.map(
-      (k) => `${k.kernel.padEnd(60)}${String(k.count).padStart(7)}${k.us.toFixed(0).padStart(10)}${`${(100 * k.share).toFixed(1)}%`.padStart(8)}`,
+      (k) => `${k.kernel.padEnd(w)}${String(k.count).padStart(7)}${k.us.toFixed(0).padStart(10)}${`${(100 * k.share).toFixed(1)}%`.padStart(8)}`,
     ),
   ];
 }

@@ -125,12 +125,19 @@ async function main() {
     `prefill         ${r.prefillTokensPerSecond.toFixed(1)} tokens/s (${opts.promptLen} tokens), time to first token ${r.timeToFirstTokenMs.toFixed(1)} ms`,
     '',
     `decode, batch ${r.batch}`,
-    `${'adapter'.padEnd(26)}${'tokens/s'.padStart(10)}${'ms/step'.padStart(10)}${'bytes/step'.padStart(13)}${'efficiency'.padStart(12)}${'overhead'.padStart(10)}`,
+    `${'adapter'.padEnd(26)}${'tokens/s'.padStart(10)}${'ms/step'.padStart(10)}${'bytes/step'.padStart(13)}${'efficiency'.padStart(12)}${'overhead'.padStart(10)}${'dispatches'.padStart(12)}${'encode ms'.padStart(11)}`,
     ...r.decode.flatMap((d) => [decodeRow(d.adapter ?? 'none (base)', d, d.bytesPerStep), decodeRow('  GPU argmax, pipelined', d.greedy, d.bytesPerStep)]),
     `${`beam search, ${r.beam.numBeams} beams`.padEnd(26)}${''.padStart(10)}${r.beam.msPerStep.toFixed(2).padStart(10)}   ${r.beam.vsGreedyStep.toFixed(2)}x the GPU-argmax step, ${r.beam.vsReadBackStep.toFixed(2)}x the read-back step (batch ${r.batch})`,
     '',
     'efficiency = bytes one decode step must read (weights, scales, KV cache, adapter) x steps/s / copy bandwidth',
     'first row of each: every step reads back its logits; "GPU argmax, pipelined": greedy, only token ids read back, 3 steps in flight',
+    "dispatches: what one step encoded, counted as the engine encoded it; encode ms: JS time to queue the step's params and encode its pass",
+    '',
+    ...profileLines(r),
+    '',
+    r.gsm8k
+      ? `GSM8K estimate, ${r.gsm8k.label}: ${(r.gsm8k.totalSeconds / 60).toFixed(1)} min for ${r.gsm8k.problems} problems (${r.gsm8k.promptTokens}-token prompts, <= ${r.gsm8k.maxNewTokens} new, batch ${r.gsm8k.batch}) = prefill ${(r.gsm8k.prefillSeconds / 60).toFixed(1)} + decode ${(r.gsm8k.decodeSeconds / 60).toFixed(1)} min (${r.gsm8k.basis})`
+      : `GSM8K estimate: ${r.gsm8kSkipped}`,
     ...(webllm ? ['', ...webllmLines(webllm, r, opts)] : []),
   ];
   process.stdout.write(lines.join('\n') + '\n');
@@ -139,8 +146,23 @@ async function main() {
 function decodeRow(name: string, d: DecodeTiming, bytesPerStep: number): string {
   return (
     `${name.padEnd(26)}${d.tokensPerSecond.toFixed(1).padStart(10)}${d.msPerStep.toFixed(2).padStart(10)}${formatBinaryBytes(bytesPerStep).padStart(13)}` +
-    `${d.efficiency.toFixed(3).padStart(12)}${(d.overhead === null ? '-' : `${(d.overhead * 100).toFixed(1)}%`).padStart(10)}`
+    `${d.efficiency.toFixed(3).padStart(12)}${(d.overhead === null ? '-' : `${(d.overhead * 100).toFixed(1)}%`).padStart(10)}` +
+    `${String(d.dispatchesPerStep).padStart(12)}${d.encodeMsPerStep.toFixed(3).padStart(11)}`
   );
+}
+
+/** The per-kernel profile's kernels by GPU time (timestamp-query), or why there is none. */
+function profileLines(r: BenchResult): string[] {
+  const p = r.profile;
+  if (!p) return [`per-kernel profile: ${r.profileSkipped}`];
+  const w = Math.max(6, ...p.kernels.map((k) => k.kernel.length)) + 2;
+  return [
+    `per-kernel profile, greedy step at batch ${p.batch} from position ${p.position} (${p.dispatches} dispatches, each timed in a pass of its own${r.software ? ', software adapter' : ''}): ${(p.totalUs / 1000).toFixed(2)} ms`,
+    `${'kernel'.padEnd(w)}${'count'.padStart(7)}${'us'.padStart(10)}${'share'.padStart(8)}`,
+    ...p.kernels.map(
+      (k) => `${k.kernel.padEnd(w)}${String(k.count).padStart(7)}${k.us.toFixed(0).padStart(10)}${`${(100 * k.share).toFixed(1)}%`.padStart(8)}`,
+    ),
+  ];
 }
 
 /** Both engines' tokens/s for the same prompt and generation lengths, or why WebLLM was skipped. */

@@ -14,7 +14,10 @@ import { randomPeftAdapter } from '../formats/randomAdapter.ts';
 import type { ModelSource } from '../formats/tensorCacheTypes.ts';
 import type { QuantMode } from '../formats/llamaConfig.ts';
 import type { LoadedAdapter } from '../engine/reasoningEngine.ts';
+import type { EncodeStats } from '../engine/llama.ts';
 import type { ProgressEvent } from './progress.ts';
+import { gsm8kEstimate, GSM8K_BATCH, type Gsm8kEstimate } from './gsm8kEstimate.ts';
+import { profileDecodeStep, type KernelProfile } from '../engine/kernelProfile.ts';
 
 export interface BenchOptions {
   model: { url: string } | { synthetic: { layers: number; mode: QuantMode } };
@@ -30,6 +33,8 @@ export interface DecodeTiming {
   msPerStep: number;
   efficiency: number; // bytesPerStep * steps/s / copy bandwidth
   overhead: number | null; // decode time vs the base, with an adapter
+  dispatchesPerStep: number; // counted as the engine encoded them (LlamaModel.encodeStats)
+  encodeMsPerStep: number; // JS time to queue a step's params and encode its pass
 }
 
 /** Decode with every step's logits read back (model.decodeBatch), and greedy with the argmax on the GPU, pipelined (model.decodeGreedy). */
@@ -52,6 +57,13 @@ export interface BenchResult {
   batch: number;
   /** One beam-search step with `batch` beams (engine.generateBeams: decode, log-softmax, top 2N, forks), base model. */
   beam: { numBeams: number; msPerStep: number; vsGreedyStep: number; vsReadBackStep: number };
+  /** Per-kernel GPU time of a greedy step of the base model at `batch` (timestamp-query); null with the reason in profileSkipped. */
+  profile: KernelProfile | null;
+  profileSkipped?: string;
+  /** The full GSM8K test set at this run's rates: needs --batch 32 (null otherwise, with the reason). */
+  gsm8k: Gsm8kEstimate | null;
+  gsm8kSkipped?: string;
+  software: boolean;
 }
 
 function memorySource(files: Map<string, Uint8Array>, json: Record<string, unknown>): ModelSource {
@@ -117,37 +129,56 @@ export async function runBench(o: BenchOptions, progress: (e: ProgressEvent) => 
     await prefillSlots();
     const entries = Array.from({ length: o.batch }, (_, s) => ({ slot: s, token: 29871 % info.config.vocabSize }));
     await model.decodeBatch(entries); // warm-up (this adapter's pipelines)
+    model.resetEncodeStats();
     const t = performance.now();
     for (let i = 1; i < o.gen; i++) {
       await model.decodeBatch(entries);
       progress({ phase: readBack, step: i, steps });
     }
     const msPerStep = (performance.now() - t) / steps;
+    const readBackEncode = stepEncode(model.encodeStats, steps);
     // The same steps again, greedy: argmax on the GPU, only ids read back, steps pipelined.
     const greedy = `decode, ${which} (GPU argmax, pipelined)`;
     progress({ phase: greedy, step: 0, steps });
     await prefillSlots();
     await model.decodeGreedy(entries, 1, () => {}); // warm-up (the argmax pipeline)
+    model.resetEncodeStats();
     const tg = performance.now();
     await model.decodeGreedy(entries, steps, (_ids, step) => progress({ phase: greedy, step: step + 1, steps }));
     const greedyMsPerStep = (performance.now() - tg) / steps;
+    const greedyEncode = stepEncode(model.encodeStats, steps);
     const meanPos = o.promptLen + 1 + steps / 2;
     const bytesPerStep = decodeBytesPerStep(info.config, info.mode, o.batch, meanPos, adapterBytes);
     const base = decode[0];
-    const timing = (ms: number, baseMs: number | undefined): DecodeTiming => ({
+    const timing = (ms: number, baseMs: number | undefined, enc: ReturnType<typeof stepEncode>): DecodeTiming => ({
       tokensPerSecond: (o.batch * 1000) / ms,
       msPerStep: ms,
       efficiency: (bytesPerStep * (1000 / ms)) / copyBytesPerSecond,
       overhead: baseMs !== undefined && adapter ? ms / baseMs - 1 : null,
+      ...enc,
     });
     decode.push({
       adapter: adapter?.name ?? null,
       bytesPerStep,
-      ...timing(msPerStep, base?.msPerStep),
-      greedy: timing(greedyMsPerStep, base?.greedy.msPerStep),
+      ...timing(msPerStep, base?.msPerStep, readBackEncode),
+      greedy: timing(greedyMsPerStep, base?.greedy.msPerStep, greedyEncode),
     });
   };
   await measureDecode(null, 0);
+  // Per-kernel GPU times of the base model's greedy step, each dispatch replayed in a timed pass of its own.
+  let profile: KernelProfile | null = null;
+  let profileSkipped: string | undefined;
+  if (!device.features.has('timestamp-query')) profileSkipped = 'the adapter has no timestamp-query';
+  else {
+    progress({ phase: `per-kernel profile, batch ${o.batch}` });
+    await prefillSlots();
+    try {
+      profile = await profileDecodeStep(model, o.batch, o.promptLen, 3);
+    } catch (e) {
+      profileSkipped = `profile failed: ${(e as Error).message}`;
+    }
+  }
+  const gsm8k = o.batch === GSM8K_BATCH ? gsm8kEstimate((o.promptLen * 1000) / prefillMs, decode[0].greedy.msPerStep, o.promptLen, model.gpu.isSoftware) : null;
   // Beam search at N = batch beams against the greedy step at batch N: it should cost no more
   // than N times the greedy step (it decodes the same N rows, plus logits read-back and scoring).
   progress({ phase: `beam search, ${o.batch} beams, ${o.gen} tokens` });
@@ -173,7 +204,19 @@ export async function runBench(o: BenchOptions, progress: (e: ProgressEvent) => 
     decode,
     batch: o.batch,
     beam,
+    profile,
+    ...(profileSkipped ? { profileSkipped } : {}),
+    gsm8k,
+    ...(gsm8k ? {} : { gsm8kSkipped: `needs the batch-${GSM8K_BATCH} step time: run with --batch ${GSM8K_BATCH}` }),
+    software: model.gpu.isSoftware,
   };
+}
+
+/** A measured run's encode stats per step; every step must have been one call of the same dispatches. */
+function stepEncode(s: EncodeStats, steps: number): { dispatchesPerStep: number; encodeMsPerStep: number } {
+  if (s.calls !== steps || s.dispatches !== s.calls * s.lastCallDispatches)
+    throw new Error(`decode steps encoded unevenly: ${s.dispatches} dispatches in ${s.calls} calls for ${steps} steps`);
+  return { dispatchesPerStep: s.lastCallDispatches, encodeMsPerStep: s.encodeMs / s.calls };
 }
 
 export interface WebLLMBenchOptions {

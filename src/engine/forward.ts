@@ -30,8 +30,7 @@ export interface KernelChoice {
 /** One forward call's dispatches, in order. */
 export interface RecordedForward {
   body: Dispatch[]; // embedding and every layer, over all rows of the call
-  finalNorm: Dispatch; // over all rows (the residual stream is per row)
-  lmHead: Dispatch; // over the rows whose logits are wanted: headRow0.. (paramsHead)
+  lmHead: Dispatch; // the final norm and the LM head over the rows whose logits are wanted: headRow0.. (paramsHead)
   argmax: Dispatch; // greedy only: the LM head rows' argmax into tokens, the next step's input
 }
 
@@ -70,9 +69,14 @@ export function recordForward(parts: ForwardParts, adapter: GpuAdapter | null): 
     const at = `layer ${l}`;
 
     // ---- attention block: x += W_o attention(rope(W_qkv rmsnorm(x))) ----
-    body.push(rec.rmsnorm(`${at} input norm`, b.x, b.xn, lw.inputNorm)); // xn [rows, dim]
-    if (site.qkv) body.push(rec.adapterDown(`${at} adapter qkv down`, site.qkv, b.xn)); // z [rows, 3 r] = act(D xn)
-    body.push(rec.matmul(lw.qkv, b.xn, b.qkv, { adapter: site.qkv })); // qkv [rows, (H + 2 KV) hd] (+ scale U z)
+    if (site.qkv) {
+      // An adapter's down-projection reads the normed x, so here the norm runs on its own.
+      body.push(rec.rmsnorm(`${at} input norm`, b.x, b.xn, lw.inputNorm)); // xn [rows, dim]
+      body.push(rec.adapterDown(`${at} adapter qkv down`, site.qkv, b.xn)); // z [rows, 3 r] = act(D xn)
+      body.push(rec.matmul(lw.qkv, b.xn, b.qkv, { adapter: site.qkv })); // qkv [rows, (H + 2 KV) hd] (+ scale U z)
+    } else {
+      body.push(rec.normMatmul(`${at} input norm`, lw.qkv, lw.inputNorm, b.x, b.qkv)); // qkv [rows, (H + 2 KV) hd] = W_qkv rmsnorm(x)
+    }
     // One thread per q pair, one per adjacent k/v pair: (H + KV) hd/2 threads per row.
     body.push(
       rec.kernel(`${at} rope + kv write`, 'ropeKvWrite', kv, heads, { qkv: b.qkv, cosSin: b.cosSin, rowInfo: b.rowInfo, kCache, vCache }, (rows) => [
@@ -82,36 +86,31 @@ export function recordForward(parts: ForwardParts, adapter: GpuAdapter | null): 
       ]),
     ); // q = rope(q) in qkv; cache[slot, pos] = rope(k), v
     body.push(
-      rec.kernel(`${at} scores`, 'attnScores', kv, heads, { qkv: b.qkv, scores: b.scores, kCache, rowInfo: b.rowInfo }, (rows, kvLen) => [
-        ceil(kvLen, 64),
-        rows * H,
-        1,
-      ]),
-    ); // scores [rows, H, ctx] = q k^T / sqrt(hd), pos <= row's
-    body.push(
-      rec.kernel(`${at} softmax`, 'attnSoftmax', {}, { N_HEADS: H, CTX: parts.contextLength }, { scores: b.scores, rowInfo: b.rowInfo }, (rows) => [
+      rec.kernel(`${at} attention`, 'attention', kv, heads, { qkv: b.qkv, scores: b.scores, kCache, vCache, rowInfo: b.rowInfo, o: b.attn }, (rows) => [
         rows * H,
         1,
         1,
       ]),
-    ); // scores [rows, H, ctx] = softmax over visible keys
-    body.push(
-      rec.kernel(`${at} attn out`, 'attnOutput', kv, heads, { scores: b.scores, o: b.attn, vCache, rowInfo: b.rowInfo }, (rows) => [ceil(H * hd, 64), rows, 1]),
-    ); // attn [rows, H hd] = scores v
+    ); // attn [rows, H hd] = softmax(q k^T / sqrt(hd), pos <= row's) v, one workgroup per (row, head)
     if (site.o) body.push(rec.adapterDown(`${at} adapter o down`, site.o, b.attn)); // z [rows, r] = act(D attn)
     body.push(rec.matmul(lw.o, b.attn, b.x, { accumulate: true, adapter: site.o })); // x [rows, dim] += W_o attn (+ scale U z)
 
     // ---- feed-forward block: x += W_down (silu(W_gate xn) * W_up xn), xn = rmsnorm(x) ----
-    body.push(rec.rmsnorm(`${at} post-attention norm`, b.x, b.xn, lw.postNorm)); // xn [rows, dim]
     const gu = site.gateUp;
-    if (gu) body.push(rec.adapterDown(`${at} adapter gate/up down`, gu, b.xn)); // z [rows, 2 r] = act(D xn)
-    if (gu?.mode === 'seriesInput') {
-      body.push(rec.adapterUp(`${at} adapter gate/up inputs`, gu, s!.xSplit, b.xn)); // xSplit [2, rows, dim] = xn + scale U z, per half
-      body.push(rec.matmul(lw.gateUp, s!.xSplit, b.gateUp, { splitRow: ffn })); // gateUp [rows, 2 ffn]: gate rows read half 0, up rows half 1
+    if (gu) {
+      // As above: the adapter reads xn, and its gate/up (+ scale U z) is summed before the SwiGLU.
+      body.push(rec.rmsnorm(`${at} post-attention norm`, b.x, b.xn, lw.postNorm)); // xn [rows, dim]
+      body.push(rec.adapterDown(`${at} adapter gate/up down`, gu, b.xn)); // z [rows, 2 r] = act(D xn)
+      if (gu.mode === 'seriesInput') {
+        body.push(rec.adapterUp(`${at} adapter gate/up inputs`, gu, s!.xSplit, b.xn)); // xSplit [2, rows, dim] = xn + scale U z, per half
+        body.push(rec.matmul(lw.gateUp, s!.xSplit, b.gateUp, { splitRow: ffn })); // gateUp [rows, 2 ffn]: gate rows read half 0, up rows half 1
+      } else {
+        body.push(rec.matmul(lw.gateUp, b.xn, b.gateUp, { adapter: gu })); // gateUp [rows, 2 ffn] = [W_gate xn | W_up xn] + scale U z
+      }
+      body.push(rec.swiglu(`${at} swiglu`)); // ffn [rows, ffn] = silu(gate) * up
     } else {
-      body.push(rec.matmul(lw.gateUp, b.xn, b.gateUp, { adapter: gu })); // gateUp [rows, 2 ffn] = [W_gate xn | W_up xn] (+ scale U z)
+      body.push(rec.normMatmul(`${at} post-attention norm`, lw.gateUp, lw.postNorm, b.x, b.ffn, { swiglu: true })); // ffn [rows, ffn] = silu(W_gate xn) * W_up xn
     }
-    body.push(rec.kernel(`${at} swiglu`, 'swiglu', {}, { FFN: ffn }, { gu: b.gateUp, h: b.ffn }, (rows) => [ceil(ffn, 64), rows, 1])); // ffn [rows, ffn] = silu(gate) * up
     const dn = site.down;
     if (dn?.mode === 'seriesOutput') {
       body.push(rec.matmul(lw.down, b.ffn, s!.tmp)); // tmp [rows, dim] = W_down ffn
@@ -123,11 +122,10 @@ export function recordForward(parts: ForwardParts, adapter: GpuAdapter | null): 
     }
   }
 
-  // Final norm over every row; the LM head and argmax read rows headRow0.. only (paramsHead).
-  const finalNorm = rec.rmsnorm('final norm', b.x, b.xn, w.finalNorm); // xn [rows, dim]
-  const lmHead = rec.matmul(w.lmHead, b.xn, b.logits, { params: b.paramsHead }); // logits [rows - headRow0, vocab]
+  // Final norm and LM head of rows headRow0.. only (paramsHead), then their argmax.
+  const lmHead = rec.normMatmul('final norm', w.lmHead, w.finalNorm, b.x, b.logits, { params: b.paramsHead }); // logits [rows - headRow0, vocab] = W_head rmsnorm(x)
   const argmax = rec.kernel('argmax', 'argmax', {}, { VOCAB: vocabSize }, { logits: b.logits, tokens: b.tokens }, (rows) => [rows, 1, 1], b.paramsHead); // tokens [rows - headRow0] = argmax logits
-  return { body, finalNorm, lmHead, argmax };
+  return { body, lmHead, argmax };
 }
 
 /** A kernel's buffers less its Params uniform `p`, which the recorder binds. */
@@ -182,6 +180,50 @@ class DispatchRecorder {
   rmsnorm(label: string, x: GPUBuffer, y: GPUBuffer, w: GPUBuffer): Dispatch {
     const c = this.parts.config;
     return this.kernel(label, 'rmsnorm', {}, { DIM: c.hiddenSize, EPS: c.rmsNormEps }, { x, y, w }, (rows) => [rows, 1, 1]);
+  }
+
+  /** h = silu(gate) * up over the fused gate/up rows. */
+  swiglu(label: string): Dispatch {
+    const b = this.parts.buffers;
+    const ffn = this.parts.config.intermediateSize;
+    return this.kernel(label, 'swiglu', {}, { FFN: ffn }, { gu: b.gateUp, h: b.ffn }, (rows) => [Math.ceil(ffn / 64), rows, 1]);
+  }
+
+  /**
+   * y = W rmsnorm(x) in one dispatch (normMatmul.wgsl; normQ4MatVec.wgsl for q4 decode where the
+   * wide kernels are chosen), the norm weight `g`; with `swiglu` W is the fused [gate | up] and y
+   * = silu(gate) * up. `params` other than the body's (the LM head's) read rows from its
+   * xRowOffset. Where prefill takes the tiled kernels (GPUs), calls over more than 8 rows run the
+   * unfused steps instead: rmsnorm into xn, the matmul, then swiglu.
+   */
+  normMatmul(label: string, w: GpuMatrix, g: GPUBuffer, x: GPUBuffer, y: GPUBuffer, o: { swiglu?: boolean; params?: GPUBuffer } = {}): Dispatch {
+    const c = this.parts.config;
+    const b = this.parts.buffers;
+    const choice = this.parts.kernels;
+    const nOut = o.swiglu ? w.rows / 2 : w.rows;
+    const constants = { IN: w.cols, OUT: w.rows, EPS: c.rmsNormEps, SWIGLU: o.swiglu ? 1 : 0 };
+    const buffers = { p: o.params ?? b.params, x, y, g, wData: w.data, wScale: w.scale };
+    const fused = (kernel: 'normMatmul' | 'normQ4MatVec', workgroups: Dispatch['workgroups']): Dispatch => {
+      const pipeline = this.parts.pipes.get(kernel, { weight: w.format, subgroups: kernel === 'normQ4MatVec' && choice.subgroups }, constants);
+      return {
+        label: `${label} + ${o.swiglu ? 'swiglu ' : ''}matmul ${w.name}`,
+        pipeline,
+        bindGroups: bindKernel(this.device, pipeline, kernel, buffers, label),
+        workgroups,
+      };
+    };
+    const q4 = (w.format === 'q4f16' || w.format === 'q4f32') && choice.q4MatVec && w.cols % 4 === 0;
+    const x65535 = Math.min(nOut, 65535);
+    const d = q4
+      ? fused('normQ4MatVec', () => [x65535, Math.ceil(nOut / x65535), 1])
+      : fused('normMatmul', (rows) => [Math.ceil(nOut / 64), Math.ceil(rows / 8), 1]);
+    if (!q4 && !choice.tiled) return d; // the per-row kernels (CPU-emulated adapters): fused at every row count
+    // The unfused steps for prefill. The norm covers every row the buffers hold (its workgroups
+    // past the call's rows return at once): the LM head's rows start at its xRowOffset.
+    const capacity = b.x.size / (4 * c.hiddenSize);
+    const norm = { ...this.rmsnorm(`${label} (prefill)`, x, b.xn, g), workgroups: (): [number, number, number] => [capacity, 1, 1] };
+    const mm = this.matmul(w, b.xn, o.swiglu ? b.gateUp : y, { params: o.params });
+    return { ...d, maxRows: 8, prefill: o.swiglu ? [norm, mm, this.swiglu(`${label} swiglu (prefill)`)] : [norm, mm] };
   }
 
   /**

@@ -38,6 +38,11 @@ import matmulBackWeightWgsl from './kernels/matmulBackWeight.wgsl?raw';
 import attnBackQueryWgsl from './kernels/attnBackQuery.wgsl?raw';
 import attnBackKeyValueWgsl from './kernels/attnBackKeyValue.wgsl?raw';
 import addColumnsWgsl from './kernels/addColumns.wgsl?raw';
+import attentionWgsl from './kernels/attention.wgsl?raw';
+import normMatmulWgsl from './kernels/normMatmul.wgsl?raw';
+import normQ4MatVecWgsl from './kernels/normQ4MatVec.wgsl?raw';
+import reduceRowsSharedWgsl from './kernels/reduceRowsShared.wgsl?raw';
+import reduceRowsSubgroupWgsl from './kernels/reduceRowsSubgroup.wgsl?raw';
 
 /** How a weight matrix is stored on the GPU (follows the record dtypes, not the mode name). */
 export type WeightFormat = 'f32' | 'f16' | 'q4f16' | 'q4f32';
@@ -57,6 +62,11 @@ export const KERNELS = {
   bandwidthCopy: bandwidthCopyWgsl,
   q4MatVec: q4MatVecWgsl,
   matmulTiled: matmulTiledWgsl,
+  // Fused decode kernels (forward.ts): RMSNorm folded into the next matmul (SwiGLU in gate/up's
+  // epilogue), attention's three passes in one.
+  normMatmul: normMatmulWgsl,
+  normQ4MatVec: normQ4MatVecWgsl,
+  attention: attentionWgsl,
   // Training: backward kernels and the optimizer (trainingKernels.ts records them).
   crossEntropy: crossEntropyWgsl,
   rmsnormBack: rmsnormBackWgsl,
@@ -112,6 +122,7 @@ const KV_BINDINGS: Partial<Record<KernelName, { k: number; v: number; access: 'r
   ropeKvWrite: { k: 4, v: 5, access: 'read_write' },
   attnScores: { k: 3, v: 4, access: 'read' },
   attnOutput: { k: 3, v: 4, access: 'read' },
+  attention: { k: 3, v: 4, access: 'read' },
 };
 
 /** Stores the adjacent pairs k, v (vec2<f32>) at cache element dst (even): one packed word each in f16. */
@@ -144,6 +155,22 @@ export function kernelSource(name: KernelName, variant: KernelVariant = {}): str
       .replace('REDUCE_ENABLE', variant.subgroups ? 'enable subgroups;' : '')
       .replace('REDUCE_PARAMS', variant.subgroups ? ', @builtin(subgroup_invocation_id) sgLane: u32, @builtin(subgroup_size) sgSize: u32' : '')
       .replace('REDUCE_BODY', variant.subgroups ? reduceSubgroupWgsl : reduceSharedWgsl);
+  }
+  if (src.includes('ROWS_REDUCE')) {
+    // normQ4MatVec's reduction of several values per row, over subgroups or shared memory.
+    src = src
+      .replace('REDUCE_ENABLE', variant.subgroups ? 'enable subgroups;' : '')
+      .replace('REDUCE_PARAMS', variant.subgroups ? ', @builtin(subgroup_invocation_id) sgLane: u32' : '')
+      .replace('REDUCE_DECL', variant.subgroups ? 'var<workgroup> leads: array<atomic<u32>, WG / 32u>;' : '')
+      .replace('ROWS_REDUCE', variant.subgroups ? reduceRowsSubgroupWgsl : reduceRowsSharedWgsl);
+  }
+  if (src.includes('SCALE_READ')) {
+    // A q4 kernel with its own wide weight reads (normQ4MatVec): the scale's storage and read.
+    if (variant.weight !== 'q4f16' && variant.weight !== 'q4f32') throw new Error(`kernel ${name} needs a q4 weight format`);
+    const f16 = variant.weight === 'q4f16';
+    src = src
+      .replace('SCALE_STORAGE', f16 ? 'u32' : 'f32')
+      .replace('SCALE_READ', f16 ? 'return unpack2x16float(wScale[i >> 1u])[i & 1u];' : 'return wScale[i];');
   }
   if (src.includes('#include kv')) {
     const b = KV_BINDINGS[name];
@@ -183,6 +210,22 @@ export interface Dispatch {
   /** Used instead when a call has more than `maxRows` rows (a decode kernel's prefill twin). */
   maxRows?: number;
   alt?: Dispatch;
+  /**
+   * Used instead when a call has more than `maxRows` rows, for a fused decode dispatch whose
+   * prefill form is several (its unfused steps, each picked by the same rule).
+   */
+  prefill?: Dispatch[];
+}
+
+/** The dispatch a call over `rows` rows runs: `d`, or its twin past `d.maxRows`. */
+export function pickDispatch(d: Dispatch, rows: number): Dispatch {
+  return d.alt && rows > d.maxRows! ? d.alt : d;
+}
+
+/** The dispatches a call over `rows` rows runs for `d`: its prefill steps past `d.maxRows`, else pickDispatch. */
+export function pickDispatches(d: Dispatch, rows: number): Dispatch[] {
+  if (d.prefill && rows > d.maxRows!) return d.prefill.flatMap((p) => pickDispatches(p, rows));
+  return [pickDispatch(d, rows)];
 }
 
 /** Group 1 of the kernels that read a weight matrix (weight*.wgsl); wScale: q4 formats only. */
@@ -209,6 +252,9 @@ export const BINDINGS = {
   attnSoftmax: { 0: { p: 0, scores: 1, rowInfo: 2 } },
   attnOutput: { 0: { p: 0, scores: 1, o: 2, vCache: 4, rowInfo: 5 } },
   swiglu: { 0: { p: 0, gu: 1, h: 2 } },
+  normMatmul: { 0: { p: 0, x: 1, y: 2, g: 3 }, 1: WEIGHT_SLOTS },
+  normQ4MatVec: { 0: { p: 0, x: 1, y: 2, g: 3 }, 1: WEIGHT_SLOTS },
+  attention: { 0: { p: 0, qkv: 1, scores: 2, kCache: 3, vCache: 4, rowInfo: 5, o: 6 } },
   adapterUp: { 0: { p: 0, z: 1, y: 2, res: 3, scales: 4 }, 1: { U: 0 } },
   bandwidthCopy: { 0: { src: 0, dst: 1 } },
   crossEntropy: { 0: { p: 0, logits: 1, targets: 2, loss: 3 } },

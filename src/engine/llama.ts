@@ -9,7 +9,7 @@ import type { ModelSource, TensorCache } from '../formats/tensorCacheTypes.ts';
 import type { GpuContext } from './gpu.ts';
 import { explainGpuFailure } from './gpu.ts';
 import { EngineError, GPUOutOfMemoryError } from './errors.ts';
-import { PipelineCache, type Dispatch } from './kernels.ts';
+import { PipelineCache, pickDispatches, type Dispatch } from './kernels.ts';
 import { createGpuAdapter, adapterZWidth, type GpuAdapter } from './adapters.ts';
 import type { AdapterManifest } from '../formats/adapterFormat.ts';
 import { takeModelWeights, uploadTensors, type LoadProgress, type ModelWeights, type UploadedTensors } from './weights.ts';
@@ -70,6 +70,20 @@ interface ModelParts {
   weights: ModelWeights;
 }
 
+/**
+ * What the engine encoded since the last reset (LlamaModel.encodeStats): forward calls, the
+ * dispatches their passes received, counted at each dispatchWorkgroups as it is encoded (not
+ * derived from the recorded lists), and the JS time spent preparing and encoding them (row params
+ * queued, the pass encoded, the command buffer finished; not the submit, not the GPU's time).
+ */
+export interface EncodeStats {
+  calls: number;
+  dispatches: number;
+  /** Dispatches of the last call alone. */
+  lastCallDispatches: number;
+  encodeMs: number;
+}
+
 export class LlamaModel {
   /** Tokens already in each slot's KV cache; the next call for that slot starts there. */
   readonly positions: number[];
@@ -88,6 +102,7 @@ export class LlamaModel {
   private readonly adapters = new Map<string, GpuAdapter>();
   private activeAdapter: string | null = null;
   private scratch: AdapterScratch | null = null;
+  private stats: EncodeStats = { calls: 0, dispatches: 0, lastCallDispatches: 0, encodeMs: 0 };
 
   private constructor(
     private readonly parts: ModelParts,
@@ -260,7 +275,13 @@ export class LlamaModel {
    * (null), one per dispatch a call runs; a dispatch with a prefill twin names both.
    */
   bodyDispatchLabels(name: string | null): string[] {
-    return (this.forwards.get(name)?.body ?? []).map((d) => (d.alt ? `${d.label} | over ${d.maxRows} rows: ${d.alt.label}` : d.label));
+    return (this.forwards.get(name)?.body ?? []).map((d) =>
+      d.prefill
+        ? `${d.label} | over ${d.maxRows} rows: ${d.prefill.map((p) => pickDispatches(p, d.maxRows! + 1)[0].label).join(', ')}`
+        : d.alt
+          ? `${d.label} | over ${d.maxRows} rows: ${d.alt.label}`
+          : d.label,
+    );
   }
 
   get adapterNames(): string[] {
@@ -341,8 +362,18 @@ export class LlamaModel {
     if (!Number.isInteger(slot) || slot < 0 || slot >= this.maxBatch) throw new EngineError(`Slot ${slot} is outside the batch of ${this.maxBatch}.`);
   }
 
+  /** What was encoded since the last resetEncodeStats (bench: dispatches and JS encode time per step). */
+  get encodeStats(): Readonly<EncodeStats> {
+    return { ...this.stats };
+  }
+
+  resetEncodeStats() {
+    this.stats = { calls: 0, dispatches: 0, lastCallDispatches: 0, encodeMs: 0 };
+  }
+
   /** Encode and run one call: rows of (slot, token, position); LM head for rows headRow0.. (none if -1). */
   private async runRows(rows: { slot: number; token: number; pos: number }[], headRow0: number): Promise<Float32Array | null> {
+    const t0 = performance.now();
     const kvLen = this.writeRows(rows, headRow0);
     this.device.queue.writeBuffer(this.buf.tokens, 0, new Uint32Array(rows.map((r) => r.token)));
     const n = rows.length;
@@ -351,7 +382,9 @@ export class LlamaModel {
     this.encodeRows(enc, n, kvLen, headRow0, false);
     const bytes = headRows * this.config.vocabSize * 4;
     if (bytes > 0) enc.copyBufferToBuffer(this.buf.logits, 0, this.buf.staging, 0, bytes);
-    this.device.queue.submit([enc.finish()]);
+    const commands = enc.finish();
+    this.stats.encodeMs += performance.now() - t0;
+    this.device.queue.submit([commands]);
     if (bytes === 0) return null;
     return new Float32Array(await this.readBack(this.buf.staging, this.buf.staging.mapAsync(GPUMapMode.READ, 0, bytes), bytes));
   }
@@ -393,13 +426,13 @@ export class LlamaModel {
 
   /**
    * What a greedy decode step dispatches, in order (encodeRows with the argmax): the body, the
-   * final norm, the LM head and the argmax of the adapter in use. For the device kit's per-kernel
+   * LM head (the final norm folded in) and the argmax of the adapter in use. For the device kit's per-kernel
    * profile, which replays them one pass each (WebGPU times passes, not dispatches); with
    * prepareRows, which queues a step's row params as every call does first.
    */
   decodeStepDispatches(): Dispatch[] {
     const f = this.forwards.get(this.activeAdapter)!;
-    return [...f.body, f.finalNorm, f.lmHead, f.argmax];
+    return [...f.body, f.lmHead, f.argmax];
   }
 
   /** Queue the params of a call over `rows` (writeRows; headRow0 0: every row's logits). Returns kvLen. */
@@ -411,28 +444,33 @@ export class LlamaModel {
     return new EngineError(`The context window is full (${this.contextLength} tokens). Start a new conversation or shorten the prompt.`);
   }
 
-  /** One compute pass: the body over n rows, then (headRow0 >= 0) the final norm, the LM head of rows headRow0.., and optionally their argmax into tokens. */
+  /** One compute pass: the body over n rows, then (headRow0 >= 0) the normed LM head of rows headRow0.., and optionally their argmax into tokens. */
   private encodeRows(enc: GPUCommandEncoder, n: number, kvLen: number, headRow0: number, argmax: boolean) {
     const pass = enc.beginComputePass();
+    let dispatches = 0;
     const run = (list: Dispatch[], r: number) => {
       for (const d of list) {
-        const dsp = d.alt && r > d.maxRows! ? d.alt : d;
-        pass.setPipeline(dsp.pipeline);
-        dsp.bindGroups.forEach((g, i) => pass.setBindGroup(i, g));
-        const [x, y, z] = dsp.workgroups(r, kvLen);
-        pass.dispatchWorkgroups(x, y, z);
+        for (const dsp of pickDispatches(d, r)) {
+          pass.setPipeline(dsp.pipeline);
+          dsp.bindGroups.forEach((g, i) => pass.setBindGroup(i, g));
+          const [x, y, z] = dsp.workgroups(r, kvLen);
+          pass.dispatchWorkgroups(x, y, z);
+          dispatches++;
+        }
       }
     };
     const f = this.forwards.get(this.activeAdapter)!;
     run(f.body, n);
     const headRows = headRow0 >= 0 ? n - headRow0 : 0;
     if (headRows > 0) {
-      // The final norm runs over all rows; the LM head matmul reads rows headRow0.. only.
-      run([f.finalNorm], n);
+      // The LM head (the final norm folded in) reads rows headRow0.. only.
       run([f.lmHead], headRows);
       if (argmax) run([f.argmax], headRows);
     }
     pass.end();
+    this.stats.calls++;
+    this.stats.dispatches += dispatches;
+    this.stats.lastCallDispatches = dispatches;
   }
 
   /**
@@ -464,6 +502,7 @@ export class LlamaModel {
     let delivered = 0;
     let stop = false;
     const submit = (step: number) => {
+      const t0 = performance.now();
       // Queue writes are ordered with submits: this step's params land after the previous step ran.
       const kvLen = this.writeRows(
         entries.map((e, i) => ({ slot: e.slot, pos: start[i] + step })),
@@ -473,7 +512,9 @@ export class LlamaModel {
       this.encodeRows(enc, n, kvLen, 0, true);
       const buffer = this.buf.idStaging[step % GREEDY_PIPELINE_DEPTH];
       enc.copyBufferToBuffer(this.buf.tokens, 0, buffer, 0, bytes);
-      q.submit([enc.finish()]);
+      const commands = enc.finish();
+      this.stats.encodeMs += performance.now() - t0;
+      q.submit([commands]);
       const mapped = buffer.mapAsync(GPUMapMode.READ, 0, bytes);
       mapped.catch(() => {}); // awaited below (or drained); never an unhandled rejection
       inFlight.push({ step, buffer, mapped });

@@ -73,7 +73,9 @@ for (const c of [CASES[1], CASES[4]]) {
   });
 }
 
-test('a LoRA or parallel site costs one dispatch per layer (the up-projection rides in the base matmul), a series site two', async ({ page }) => {
+test('a LoRA or parallel site costs one dispatch per layer (the up-projection rides in the base matmul), a series site two, plus the norm (and SwiGLU) the base folds', async ({
+  page,
+}) => {
   const r = await call(
     page,
     'dispatchCounts',
@@ -83,8 +85,12 @@ test('a LoRA or parallel site costs one dispatch per layer (the up-projection ri
   // Sites per layer: LoRA paper qkv, gate/up, down; LoRA everywhere + o; series paper gate/up
   // (down and input up-projections); series + down (down and output up-projections); parallel
   // paper gate/up, down; parallel q,v,o: qkv, o.
+  // The base folds the input norm into qkv and the post-attention norm and SwiGLU into gate/up; an
+  // adapter on qkv (on gate/up) reads the normed x, so there those run on their own again: +1 (+2).
+  const sites = [3, 4, 2, 4, 2, 2];
+  const unfolded = [1 + 2, 1 + 2, 2, 2, 2, 1];
   const extraPerLayer = r.adapters.map((labels) => (labels.length - r.base.length) / r.layers);
-  expect(extraPerLayer).toEqual([3, 4, 2, 4, 2, 2]);
+  expect(extraPerLayer).toEqual(sites.map((n, i) => n + unfolded[i]));
   // Up-projection passes of their own: only series sites have them.
   const upPerLayer = r.adapters.map((labels) => labels.filter((l) => /^layer \d+ adapter .* (up|inputs)$/.test(l)).length / r.layers);
   expect(upPerLayer).toEqual([0, 0, 1, 2, 0, 0]);

@@ -227,6 +227,51 @@ test('causal grouped-query attention over the KV cache, f32 and f16 caches', asy
   expect(await check(page, 'checkAttention', 'f16', 2, 1, 6, 5, 1, 10, 1, 2)).toBeLessThan(TOL);
 });
 
+test('attention in one dispatch (scores, softmax, output) matches the oracle, f32 and f16 caches, batched slots, head dims past 64', async ({ page }) => {
+  // (kv, heads, kv heads, head dim, cached positions, new rows, context, slot, slots)
+  expect(await check(page, 'checkAttention', 'f32', 4, 2, 16, 0, 5, 16, 0, 1, true)).toBeLessThan(TOL);
+  expect(await check(page, 'checkAttention', 'f32', 3, 3, 10, 70, 3, 80, 0, 1, true)).toBeLessThan(TOL);
+  expect(await check(page, 'checkAttention', 'f16', 4, 1, 8, 9, 4, 16, 0, 1, true)).toBeLessThan(TOL);
+  expect(await check(page, 'checkAttention', 'f32', 4, 2, 8, 6, 2, 12, 2, 3, true)).toBeLessThan(TOL);
+  expect(await check(page, 'checkAttention', 'f16', 2, 1, 130, 5, 1, 10, 1, 2, true)).toBeLessThan(TOL);
+});
+
+// RMSNorm folded into the matmul after it (Σx² beside the dot, the norm weight applied on the fly),
+// optionally with SwiGLU in the epilogue of the fused [gate | up] matrix.
+test('RMSNorm folded into the per-row matmul over f32, f16 and q4 weights, with a SwiGLU epilogue and a row offset', async ({ page }) => {
+  for (const [format, IN, OUT, rows] of [
+    ['f32', 37, 30, 1],
+    ['f16', 37, 30, 11],
+    ['q4f32', 96, 34, 3],
+    ['q4f16', 64, 130, 9],
+  ] as const) {
+    for (const swiglu of [false, true]) {
+      expect(await check(page, 'checkNormMatmul', format, IN, OUT, rows, { swiglu }), `${format} ${IN}x${OUT} rows ${rows} swiglu ${swiglu}`).toBeLessThan(TOL);
+    }
+  }
+  expect(await check(page, 'checkNormMatmul', 'f32', 37, 29, 5, { xRowOffset: 4 })).toBeLessThan(TOL);
+});
+
+test('RMSNorm folded into the q4 decode matrix-vector kernel, with a SwiGLU epilogue, padded groups and a row offset, shared-memory and subgroup reductions', async ({
+  page,
+}) => {
+  // 2080 columns: 65 groups, more than the 64 lanes; 8 rows: the kernel's whole tile. (Each case compiles a pipeline: few cases.)
+  for (const [format, IN, OUT, rows, swiglu, subgroups] of [
+    ['q4f16', 32, 2, 1, true, false],
+    ['q4f16', 2080, 6, 1, true, true],
+    ['q4f16', 320, 40, 8, false, false],
+    ['q4f16', 320, 40, 8, true, true],
+    ['q4f32', 64, 66, 3, true, false],
+    ['q4f32', 96, 34, 2, false, true],
+  ] as const) {
+    expect(
+      await check(page, 'checkNormMatmul', format, IN, OUT, rows, { swiglu, q4MatVec: true, subgroups }),
+      `${format} ${IN}x${OUT} rows ${rows} swiglu ${swiglu} subgroups ${subgroups}`,
+    ).toBeLessThan(TOL);
+  }
+  expect(await check(page, 'checkNormMatmul', 'q4f32', 64, 50, 6, { q4MatVec: true, xRowOffset: 5, subgroups: true })).toBeLessThan(TOL);
+});
+
 test('greedy argmax: the first index of the maximum, as sampling.ts argmax (ties, NaN, infinities, odd vocab sizes)', async ({ page }) => {
   // Rows cycle through planted cases (see checkArgmax); 9 rows cover each once.
   for (const [vocab, rows, seed] of [

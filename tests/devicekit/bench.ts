@@ -10,7 +10,8 @@ import { measureCopyBandwidth } from '../../src/engine/bandwidth.ts';
 import { decodeBytesPerStep } from '../../src/engine/memoryPlan.ts';
 import { syntheticModelSource } from '../../src/formats/syntheticModel.ts';
 import type { LlamaConfig, QuantMode } from '../../src/formats/llamaConfig.ts';
-import { profileDecodeStep, type KernelProfile } from './profile.ts';
+import { profileDecodeStep, type KernelProfile } from '../../src/engine/kernelProfile.ts';
+import { gsm8kEstimate, type Gsm8kEstimate } from '../../src/cli/gsm8kEstimate.ts';
 
 export interface BenchOptions {
   /** The model's shape: Llama-2-7B's (llama2_7bShape) with some layers, or a smaller one (quick runs on SwiftShader). */
@@ -50,6 +51,10 @@ export interface DecodeRow {
   bytesPerStep: number;
   /** bytesPerStep / greedy step time / copy bandwidth: 1 would be a step at the copy's speed. */
   efficiency: number;
+  /** Dispatches one greedy step encoded (counted as the engine encoded them: LlamaModel.encodeStats). */
+  dispatchesPerStep: number;
+  /** JS time to queue a greedy step's params and encode its pass, per step (ms). */
+  encodeMsPerStep: number;
 }
 
 export interface BenchReport {
@@ -65,37 +70,6 @@ export interface BenchReport {
   gsm8k: Gsm8kEstimate | null;
   profile: KernelProfile[] | null;
   profileSkipped?: string;
-}
-
-/** The GSM8K test set through the engine at batch 32: every prompt prefilled, 256 greedy steps per batch of 32. */
-export interface Gsm8kEstimate {
-  problems: number;
-  promptTokens: number;
-  maxNewTokens: number;
-  batch: number;
-  prefillSeconds: number;
-  decodeSeconds: number;
-  totalSeconds: number;
-  basis: string;
-}
-
-export function gsm8kEstimate(prefillTokensPerSecond: number, batch32GreedyMsPerStep: number, measuredPromptLen: number): Gsm8kEstimate {
-  const problems = 1319;
-  const promptTokens = 900;
-  const maxNewTokens = 256;
-  const batch = 32;
-  const prefillSeconds = (problems * promptTokens) / prefillTokensPerSecond;
-  const decodeSeconds = (Math.ceil(problems / batch) * maxNewTokens * batch32GreedyMsPerStep) / 1000;
-  return {
-    problems,
-    promptTokens,
-    maxNewTokens,
-    batch,
-    prefillSeconds,
-    decodeSeconds,
-    totalSeconds: prefillSeconds + decodeSeconds,
-    basis: `upper bound: every answer runs to ${maxNewTokens} tokens; prefill at the ${measuredPromptLen}-token rate, each step at the batch-32 greedy step time measured from position ${measuredPromptLen}`,
-  };
 }
 
 export async function runBench(o: BenchOptions): Promise<BenchReport> {
@@ -148,9 +122,13 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
     }
     startAt(batch);
     if (o.warmUp) await model.decodeGreedy(entries, 1, () => {}); // the argmax pipeline too
+    model.resetEncodeStats();
     const tg = performance.now();
     await model.decodeGreedy(entries, o.steps, () => {});
     const greedyMsPerStep = (performance.now() - tg) / o.steps;
+    const enc = model.encodeStats;
+    if (enc.calls !== o.steps || enc.dispatches !== enc.calls * enc.lastCallDispatches)
+      throw new Error(`decode steps encoded unevenly: ${enc.dispatches} dispatches in ${enc.calls} calls for ${o.steps} steps`);
     const bytesPerStep = decodeBytesPerStep(info.config, info.mode, batch, o.promptLen + 1 + o.steps / 2);
     decode.push({
       batch,
@@ -162,8 +140,12 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
       greedyTokensPerSecond: (batch * 1000) / greedyMsPerStep,
       bytesPerStep,
       efficiency: (bytesPerStep * (1000 / greedyMsPerStep)) / copy.bytesPerSecond,
+      dispatchesPerStep: enc.lastCallDispatches,
+      encodeMsPerStep: enc.encodeMs / enc.calls,
     });
-    o.log(`bench: batch ${batch}: ${msPerStep?.toFixed(1) ?? '-'} ms/step, greedy ${greedyMsPerStep.toFixed(1)} ms/step`);
+    o.log(
+      `bench: batch ${batch}: ${msPerStep?.toFixed(1) ?? '-'} ms/step, greedy ${greedyMsPerStep.toFixed(1)} ms/step, ${enc.lastCallDispatches} dispatches, encode ${(enc.encodeMs / enc.calls).toFixed(3)} ms/step`,
+    );
     if (hasTimestamps && o.profileSteps > 0 && o.profileBatches.includes(batch)) {
       startAt(batch);
       try {
@@ -187,7 +169,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
     copy,
     prefill,
     decode,
-    gsm8k: b32 ? gsm8kEstimate(prefill.tokensPerSecond, b32.greedyMsPerStep, o.promptLen) : null,
+    gsm8k: b32 ? gsm8kEstimate(prefill.tokensPerSecond, b32.greedyMsPerStep, o.promptLen, model.gpu.isSoftware) : null,
     profile,
     ...(profileSkipped && !profile ? { profileSkipped } : {}),
   };

@@ -9,6 +9,7 @@ import {
   checkAttention,
   checkEmbedding,
   checkMatmul,
+  checkNormMatmul,
   checkQ4MatVec,
   checkRmsnorm,
   checkRopeKvWrite,
@@ -207,6 +208,50 @@ export function kernelChecks(): Check[] {
       () => checkAttention(kv, H, KV, hd, past, rows, ctx, slot, slots),
       true,
     );
+
+  // attention.wgsl: scores, softmax and output in one dispatch (kernels.spec.ts's fused cases).
+  const fusedAttention = [
+    ['f32', 4, 2, 16, 0, 5, 16, 0, 1],
+    ['f32', 3, 3, 10, 70, 3, 80, 0, 1],
+    ['f16', 4, 1, 8, 9, 4, 16, 0, 1],
+    ['f32', 4, 2, 8, 6, 2, 12, 2, 3],
+    ['f16', 2, 1, 130, 5, 1, 10, 1, 2],
+  ] as const;
+  for (const [kv, H, KV, hd, past, rows, ctx, slot, slots] of fusedAttention)
+    rel(
+      'attention fused',
+      `${kv} ${H}/${KV} heads hd ${hd} past ${past} rows ${rows} slot ${slot}/${slots}`,
+      () => checkAttention(kv, H, KV, hd, past, rows, ctx, slot, slots, true),
+      true,
+    );
+
+  // RMSNorm folded into the next matmul, with and without the SwiGLU epilogue (kernels.spec.ts).
+  for (const [f, IN, OUT, rows] of [
+    ['f32', 37, 30, 1],
+    ['f16', 37, 30, 11],
+    ['q4f32', 96, 34, 3],
+    ['q4f16', 64, 130, 9],
+  ] as const)
+    for (const swiglu of [false, true])
+      rel('norm + matmul', `${f} ${IN}x${OUT} rows ${rows}${swiglu ? ' swiglu' : ''}`, () => checkNormMatmul(f, IN, OUT, rows, { swiglu }), rows < 9);
+  rel('norm + matmul', 'f32 row offset 4', () => checkNormMatmul('f32', 37, 29, 5, { xRowOffset: 4 }), true);
+  for (const subgroups of [false, true]) {
+    const group = `norm + q4 matvec${subgroups ? ' subgroups' : ''}`;
+    for (const [f, IN, OUT, rows, swiglu] of [
+      ['q4f16', 32, 2, 1, true],
+      ['q4f16', 2080, 6, 1, true],
+      ['q4f16', 320, 40, 8, false],
+      ['q4f16', 320, 40, 8, true],
+      ['q4f32', 64, 66, 3, true],
+    ] as const)
+      rel(
+        group,
+        `${f} ${IN}x${OUT} rows ${rows}${swiglu ? ' swiglu' : ''}`,
+        () => checkNormMatmul(f, IN, OUT, rows, { swiglu, q4MatVec: true, subgroups }),
+        IN < 2080,
+      );
+    rel(group, 'q4f32 row offset 5', () => checkNormMatmul('q4f32', 64, 50, 6, { q4MatVec: true, xRowOffset: 5, subgroups }));
+  }
 
   for (const [vocab, rows, seed] of [
     [32000, 9, 1],

@@ -46,7 +46,7 @@ export function formatReport(r: KitReport): string {
     );
     out.push(
       pad([
-        ['batch', 'from pos', 'ms/step', 'tok/s', 'greedy ms/step', 'greedy tok/s', 'MB/step', 'efficiency'],
+        ['batch', 'from pos', 'ms/step', 'tok/s', 'greedy ms/step', 'greedy tok/s', 'MB/step', 'efficiency', 'dispatches', 'encode ms'],
         ...b.decode.map((d) => [
           String(d.batch),
           String(d.position),
@@ -56,13 +56,15 @@ export function formatReport(r: KitReport): string {
           d.greedyTokensPerSecond.toFixed(1),
           (d.bytesPerStep / 1e6).toFixed(1),
           d.efficiency.toFixed(3),
+          String(d.dispatchesPerStep),
+          d.encodeMsPerStep.toFixed(3),
         ]),
       ]),
     );
     if (b.gsm8k) {
       const g = b.gsm8k;
       out.push(
-        `GSM8K estimate (${g.problems} problems, ${g.promptTokens}-token prompts, <= ${g.maxNewTokens} new, batch ${g.batch}): ${(g.totalSeconds / 60).toFixed(1)} min = prefill ${(g.prefillSeconds / 60).toFixed(1)} + decode ${(g.decodeSeconds / 60).toFixed(1)}`,
+        `GSM8K estimate, ${g.label} (${g.problems} problems, ${g.promptTokens}-token prompts, <= ${g.maxNewTokens} new, batch ${g.batch}): ${(g.totalSeconds / 60).toFixed(1)} min = prefill ${(g.prefillSeconds / 60).toFixed(1)} + decode ${(g.decodeSeconds / 60).toFixed(1)}`,
       );
     }
     for (const p of b.profile ?? []) {

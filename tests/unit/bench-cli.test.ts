@@ -1,6 +1,7 @@
 import { describe, it, expect } from 'vitest';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
+import { decodeStepDispatches } from './forwardStructure.ts';
 
 /**
  * `npm run bench` smoke test on the tiny model: it runs end to end in headless Chromium and reports
@@ -32,6 +33,8 @@ describe('npm run bench', () => {
     expect(stdout).toMatch(/prefill\s+\d+\.\d+ tokens\/s/);
     for (const name of ['none (base)', 'tiny lora (random)', 'tiny series (random)', 'tiny parallel (random)']) expect(stdout).toContain(name);
     expect(stdout).toContain('efficiency = bytes one decode step must read');
+    expect(stdout).toMatch(/^per-kernel profile, greedy step at batch 1 .*\(\d+ dispatches/m);
+    expect(stdout).toContain('GSM8K estimate: needs the batch-32 step time');
   }, 160_000);
 
   it('reports JSON with batched decode and consistent byte counts', async () => {
@@ -50,20 +53,39 @@ describe('npm run bench', () => {
     const kv = 2 * 2 * 3 * (8 + 1 + 1.5) * 2 * 16 * 4;
     expect(d.bytesPerStep).toBeCloseTo(weights + kv, 0);
     expect(d.efficiency).toBeCloseTo((d.bytesPerStep * (1000 / d.msPerStep)) / r.copyBytesPerSecond, 6);
+    // Dispatches the engine counted as it encoded a step, against the forward's structure.
+    expect(d.dispatchesPerStep).toBe(decodeStepDispatches(r.layers, false));
+    expect(d.greedy.dispatchesPerStep).toBe(decodeStepDispatches(r.layers, true));
+    expect(d.encodeMsPerStep).toBeGreaterThan(0);
+    expect(d.greedy.encodeMsPerStep).toBeGreaterThan(0);
+    // The per-kernel profile replays the same greedy step, one timed pass per dispatch.
+    expect(r.profile.batch).toBe(3);
+    expect(r.profile.dispatches).toBe(d.greedy.dispatchesPerStep);
+    expect(r.profile.kernels.reduce((a: number, k: { count: number }) => a + k.count, 0)).toBe(r.profile.dispatches);
+    expect(r.profile.totalUs).toBeGreaterThan(0);
+    expect(r.gsm8k).toBeNull();
+    expect(r.gsm8kSkipped).toMatch(/--batch 32/);
   }, 160_000);
 
-  it('times a beam-search step at N beams beside the greedy step at batch N', async () => {
+  it('times a beam-search step at N beams beside the greedy step at batch N, and at batch 32 estimates GSM8K (labelled SwiftShader)', async () => {
     const { stdout } = await run(
       'npx',
-      ['tsx', 'src/cli/bench.ts', '--model', 'models/tiny/q0f32', '--batch', '2', '--prompt-len', '8', '--gen', '4', '--json'],
+      ['tsx', 'src/cli/bench.ts', '--model', 'models/tiny/q0f32', '--batch', '32', '--prompt-len', '8', '--gen', '2', '--json'],
       { timeout: 150_000 },
     );
     const r = JSON.parse(stdout.trim().split('\n').pop()!);
     // No speed is asserted (software adapter); the ratios must be the ratios of the reported times.
-    expect(r.beam.numBeams).toBe(2);
+    expect(r.beam.numBeams).toBe(32);
     expect(r.beam.msPerStep).toBeGreaterThan(0);
     expect(r.beam.vsGreedyStep).toBeCloseTo(r.beam.msPerStep / r.decode[0].greedy.msPerStep, 6);
     expect(r.beam.vsReadBackStep).toBeCloseTo(r.beam.msPerStep / r.decode[0].msPerStep, 6);
+    // 1319 prompts of 900 tokens at the measured prefill rate, ceil(1319 / 32) batches of 256 batch-32 greedy steps.
+    const g = r.gsm8k;
+    expect(g.software).toBe(true);
+    expect(g.label).toMatch(/SwiftShader/);
+    expect(g.prefillSeconds).toBeCloseTo((1319 * 900) / r.prefillTokensPerSecond, 6);
+    expect(g.decodeSeconds).toBeCloseTo((Math.ceil(1319 / 32) * 256 * r.decode[0].greedy.msPerStep) / 1000, 6);
+    expect(g.totalSeconds).toBeCloseTo(g.prefillSeconds + g.decodeSeconds, 6);
   }, 160_000);
 
   it('prints every phase and step with its rate on stderr as it goes, before the table', async () => {

@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildDeviceKit } from '../../src/cli/deviceKit.ts';
 import type { KitReport } from '../devicekit/main.ts';
+import { decodeStepDispatches } from './forwardStructure.ts';
 
 /**
  * npm run device-kit's kit, built uncompressed, run in quick mode outside any browser on the
@@ -72,6 +73,10 @@ describe('device kit', () => {
       'rope + kv write',
       'swiglu',
       'attention',
+      'attention fused',
+      'norm + matmul',
+      'norm + q4 matvec',
+      'norm + q4 matvec subgroups',
       'argmax',
     ])
       expect(groups, g).toContain(g);
@@ -108,12 +113,21 @@ describe('device kit', () => {
       expect(d.bytesPerStep).toBeGreaterThan(b.memory.weights / 2); // at least the layers' weights, read once a step
       expect(d.efficiency).toBeGreaterThan(0);
     }
+    // Dispatches as the engine counted them while encoding each greedy step, against the forward's structure.
+    for (const d of b.decode) {
+      expect(d.dispatchesPerStep, `batch ${d.batch}`).toBe(decodeStepDispatches(b.layers, true));
+      expect(d.encodeMsPerStep).toBeGreaterThan(0);
+    }
+    expect(run.stdout).toMatch(/dispatches\s+encode ms/);
     // More sequences read more KV cache a step.
     expect(b.decode[2].bytesPerStep).toBeGreaterThan(b.decode[0].bytesPerStep);
     expect(b.gsm8k!.totalSeconds).toBeCloseTo(b.gsm8k!.prefillSeconds + b.gsm8k!.decodeSeconds, 6);
     expect(b.gsm8k!.prefillSeconds).toBeCloseTo((1319 * 900) / b.prefill.tokensPerSecond, 6);
+    expect(b.gsm8k!.software).toBe(true);
+    expect(run.stdout).toMatch(/^GSM8K estimate, SwiftShader number/m);
     const p = b.profile![0];
     expect(p.batch).toBe(1);
+    expect(p.dispatches).toBe(b.decode[0].dispatchesPerStep);
     expect(p.kernels.reduce((a, k) => a + k.count, 0)).toBe(p.dispatches);
     expect(p.kernels.map((k) => k.kernel)).toEqual(expect.arrayContaining(['embedding', 'argmax']));
     expect(p.totalUs).toBeGreaterThan(0);

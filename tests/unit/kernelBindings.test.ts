@@ -7,6 +7,7 @@ function variants(name: KernelName): KernelVariant[] {
   switch (name) {
     case 'embedding':
     case 'matmulBackInput':
+    case 'normMatmul':
       return weights.map((weight) => ({ weight }));
     case 'matmul':
     case 'matmulTiled':
@@ -18,9 +19,12 @@ function variants(name: KernelName): KernelVariant[] {
           { weight, subgroups, adapterAdd: true },
         ]),
       );
+    case 'normQ4MatVec':
+      return (['q4f16', 'q4f32'] as const).flatMap((weight) => [false, true].map((subgroups) => ({ weight, subgroups })));
     case 'ropeKvWrite':
     case 'attnScores':
     case 'attnOutput':
+    case 'attention':
       return [{ kv: 'f32' }, { kv: 'f16' }];
     default:
       return [{}];

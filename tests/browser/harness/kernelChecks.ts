@@ -123,6 +123,51 @@ export async function checkMatmul(
   return relErr(got.subarray(0, want.length), want);
 }
 
+/**
+ * RMSNorm folded into the next matmul (normMatmul.wgsl, or normQ4MatVec.wgsl for up to 8 rows of
+ * q4 weights): y = W rmsnorm(x) for rows xRowOffset.., and with swiglu (W = [gate | up], OUT = 2
+ * FFN) h = silu(gate) * up; against the reference's rmsNorm followed by a plain matmul loop.
+ */
+export async function checkNormMatmul(
+  format: WeightFormat,
+  IN: number,
+  OUT: number,
+  rows: number,
+  opts: { swiglu?: boolean; xRowOffset?: number; q4MatVec?: boolean; subgroups?: boolean } = {},
+) {
+  const eps = 1e-5;
+  const w = randomWeight(format, OUT, IN, 13 + IN);
+  const x = randn(rows * IN, 17 + OUT, 3);
+  const g = randn(IN, 19);
+  const off = opts.xRowOffset ?? 0;
+  const outRows = rows - off;
+  const nOut = opts.swiglu ? OUT / 2 : OUT;
+  const want = new Float32Array(outRows * nOut);
+  for (let t = 0; t < outRows; t++) {
+    const xn = rmsNorm(x.subarray((off + t) * IN, (off + t + 1) * IN), g, eps);
+    const dotRow = (o: number) => {
+      let s = 0;
+      for (let i = 0; i < IN; i++) s += xn[i] * w.dense[o * IN + i];
+      return s;
+    };
+    for (let o = 0; o < nOut; o++) {
+      const a = dotRow(o);
+      want[t * nOut + o] = opts.swiglu ? (a / (1 + Math.exp(-a))) * dotRow(nOut + o) : a;
+    }
+  }
+  const wide = Math.min(nOut, 65535);
+  const [got] = await runKernel({
+    kernel: opts.q4MatVec ? 'normQ4MatVec' : 'normMatmul',
+    variant: { weight: format, subgroups: opts.subgroups },
+    constants: { IN, OUT, EPS: eps, SWIGLU: opts.swiglu ? 1 : 0 },
+    params: [rows, 0, off, rows],
+    buffers: { x, y: outRows * nOut * 4, g, ...w.weights },
+    workgroups: opts.q4MatVec ? [wide, Math.ceil(nOut / wide), 1] : [Math.ceil(nOut / 64), Math.ceil(outRows / 8), 1],
+    read: ['y'],
+  });
+  return relErr(got.subarray(0, want.length), want);
+}
+
 /** activation.wgsl's ACT codes, by the reference's names. */
 const ACTS = [null, 'tanh', 'relu', 'silu', 'gelu'] as const;
 
@@ -245,7 +290,19 @@ export async function checkSwiglu(ffn: number, rows: number) {
  * RoPE with the cache write, then scores, softmax and output, against plain causal grouped-query
  * attention on q and k rotated by the reference's applyRope.
  */
-export async function checkAttention(kv: KvFormat, H: number, KV: number, hd: number, startPos: number, rows: number, ctx: number, slot = 0, slots = 1) {
+export async function checkAttention(
+  kv: KvFormat,
+  H: number,
+  KV: number,
+  hd: number,
+  startPos: number,
+  rows: number,
+  ctx: number,
+  slot = 0,
+  slots = 1,
+  /** Scores, softmax and output in one dispatch (attention.wgsl) instead of three. */
+  fused = false,
+) {
   const width = (H + 2 * KV) * hd;
   const kvWidth = KV * hd;
   const qkv = randn(rows * width, 21);
@@ -305,6 +362,25 @@ export async function checkAttention(kv: KvFormat, H: number, KV: number, hd: nu
     workgroups: [Math.ceil(((H + KV) * hd) / 2 / 64), rows, 1],
     read: ['qkv', 'kCache', 'vCache'],
   });
+  if (fused) {
+    const [out] = await runKernel({
+      kernel: 'attention',
+      variant: { kv },
+      constants: heads,
+      params,
+      buffers: {
+        qkv: qkv2,
+        scores: rows * H * ctx * 4,
+        kCache: new Uint32Array(k2.buffer),
+        vCache: new Uint32Array(v2.buffer),
+        rowInfo: info,
+        o: want.byteLength,
+      },
+      workgroups: [rows * H, 1, 1],
+      read: ['o'],
+    });
+    return relErr(out.subarray(0, want.length), want);
+  }
   const [scores] = await runKernel({
     kernel: 'attnScores',
     variant: { kv },

@@ -1,13 +1,14 @@
 /**
- * Per-kernel GPU time of a decode step from timestamp-query. WebGPU timestamps are written at the
+ * Per-kernel GPU time of a decode step from timestamp-query (bench and the device kit). WebGPU timestamps are written at the
  * start and end of a pass, and the engine runs a whole step in one pass; so the profiler replays a
- * step's dispatch list (body, final norm, LM head, argmax: what encodeRows runs) with each
+ * step's dispatch list (body, LM head, argmax: what encodeRows runs) with each
  * dispatch in a pass of its own, and sums the times by kernel (labels with the layer left out).
  *
  * The dispatch list comes from LlamaModel.decodeStepDispatches and the row params from
  * prepareRows, as a decode call queues them.
  */
-import type { LlamaModel } from '../../src/engine/llama.ts';
+import type { LlamaModel } from './llama.ts';
+import { pickDispatches } from './kernels.ts';
 
 export interface KernelProfile {
   batch: number;
@@ -27,7 +28,8 @@ export function kernelKey(label: string): string {
 /** Time each dispatch of a greedy decode step over slots 0..batch-1 at `position`, `steps` times. */
 export async function profileDecodeStep(model: LlamaModel, batch: number, position: number, steps: number): Promise<KernelProfile> {
   const device = model.gpu.device;
-  const list = model.decodeStepDispatches();
+  // The dispatches a step over `batch` rows encodes (a fused decode dispatch may be several past its maxRows).
+  const list = model.decodeStepDispatches().flatMap((d) => pickDispatches(d, batch));
   const n = list.length;
   const querySet = device.createQuerySet({ type: 'timestamp', count: 2 * n });
   const resolve = device.createBuffer({ size: 16 * n, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC });
@@ -39,8 +41,7 @@ export async function profileDecodeStep(model: LlamaModel, batch: number, positi
       // Decode rows (one per slot) with the LM head over all of them, as decodeGreedy encodes them.
       const kvLen = model.prepareRows(Array.from({ length: batch }, (_, s) => ({ slot: s, pos: position + step })));
       const enc = device.createCommandEncoder();
-      list.forEach((d, i) => {
-        const dsp = d.alt && batch > d.maxRows! ? d.alt : d;
+      list.forEach((dsp, i) => {
         const pass = enc.beginComputePass({ timestampWrites: { querySet, beginningOfPassWriteIndex: 2 * i, endOfPassWriteIndex: 2 * i + 1 } });
         pass.setPipeline(dsp.pipeline);
         dsp.bindGroups.forEach((g, j) => pass.setBindGroup(j, g));
@@ -64,8 +65,7 @@ export async function profileDecodeStep(model: LlamaModel, batch: number, positi
   }
   const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
   const byKernel = new Map<string, { count: number; us: number }>();
-  list.forEach((d, i) => {
-    const dsp = d.alt && batch > d.maxRows! ? d.alt : d;
+  list.forEach((dsp, i) => {
     const key = kernelKey(dsp.label);
     const e = byKernel.get(key) ?? { count: 0, us: 0 };
     e.count++;

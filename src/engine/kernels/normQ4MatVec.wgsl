@@ -1,0 +1,95 @@
+// Decode-time y[t, o] = rmsnorm(x[t]) . W[o] over MLC q4 weights, for up to TILE_T rows: q4MatVec's
+// layout (one workgroup per output feature, 64 threads on consecutive 16-byte words) with the
+// RMSNorm folded in as normMatmul.wgsl does it: each thread accumulates its share of sum x^2 beside
+// the dot, the norm weight g applied as x is read, and one reduction sums both. With SWIGLU the
+// matrix is [gate | up] (OUT = 2 FFN): workgroup o < FFN reads gate row o and up row FFN + o and
+// writes h[t, o] = silu(gate) * up. The reduction (reduceRowsSubgroup.wgsl where the
+// device has subgroups, else reduceRowsShared.wgsl) sums only the values the call's rows need.
+REDUCE_ENABLE
+#include params
+override IN: u32; // multiple of 4 (x is read as vec4); MLC pads the last group of 32
+override OUT: u32;
+override EPS: f32;
+override SWIGLU: bool = false;
+const TILE_T: u32 = 8u;
+const WG: u32 = 64u;
+const NV: u32 = 3u * TILE_T; // per row: the dot, the up dot (SWIGLU), sum x^2
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>; // [rows, IN / 4]
+@group(0) @binding(2) var<storage, read_write> y: array<f32>; // [rows - xRowOffset, OUT] (SWIGLU: [rows, OUT / 2])
+@group(0) @binding(3) var<storage, read> g: array<vec4<f32>>; // [IN / 4] the norm's weight
+@group(1) @binding(0) var<storage, read> wData: array<vec4<u32>>; // [OUT, ceil(IN / 32)]
+@group(1) @binding(1) var<storage, read> wScale: array<SCALE_STORAGE>;
+var<workgroup> partial: array<array<f32, NV>, WG>;
+REDUCE_DECL
+
+// Whether reduction value v is needed: row v % TILE_T is one of the call's, and the up dot only with SWIGLU.
+fn live(v: u32, rows: u32) -> bool {
+  return v % TILE_T < rows && (SWIGLU || v / TILE_T != 1u);
+}
+
+fn scaleAt(i: u32) -> f32 {
+  SCALE_READ
+}
+
+// x[xb + k] * g[k0 + k] (4 normalised-but-unscaled activations) and x itself, zeros past IN.
+fn xAt(xb: u32, k: u32, g0: u32) -> vec4<f32> {
+  return select(vec4<f32>(0.0), x[xb + k], g0 * 8u + k < IN / 4u);
+}
+fn gAt(k: u32, g0: u32) -> vec4<f32> {
+  return select(vec4<f32>(0.0), g[g0 * 8u + k], g0 * 8u + k < IN / 4u);
+}
+
+// Dot product of one u32 (8 int4 values, element j in bits 4j..4j+3) with 8 activations.
+fn dot8(word: u32, a: vec4<f32>, b: vec4<f32>) -> f32 {
+  let lo = vec4<f32>(f32(word & 15u), f32((word >> 4u) & 15u), f32((word >> 8u) & 15u), f32((word >> 12u) & 15u)) - 7.0;
+  let hi = vec4<f32>(f32((word >> 16u) & 15u), f32((word >> 20u) & 15u), f32((word >> 24u) & 15u), f32(word >> 28u)) - 7.0;
+  return dot(lo, a) + dot(hi, b);
+}
+
+fn dotGroup(q: vec4<u32>, xg: array<vec4<f32>, 8>) -> f32 {
+  return dot8(q.x, xg[0], xg[1]) + dot8(q.y, xg[2], xg[3]) + dot8(q.z, xg[4], xg[5]) + dot8(q.w, xg[6], xg[7]);
+}
+
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32 REDUCE_PARAMS) {
+  let o = wid.y * nwg.x + wid.x;
+  let rows = min(p.rows - p.xRowOffset, TILE_T);
+  let nOut = select(OUT, OUT / 2u, SWIGLU);
+  let groups = (IN + 31u) / 32u;
+  var acc: array<f32, NV>;
+  if (o < nOut) {
+    for (var gi = lid; gi < groups; gi += WG) {
+      let q = wData[o * groups + gi];
+      let s = scaleAt(o * groups + gi);
+      var qu = q;
+      var su = 0.0;
+      if (SWIGLU) { qu = wData[(o + nOut) * groups + gi]; su = scaleAt((o + nOut) * groups + gi); }
+      for (var t = 0u; t < rows; t++) {
+        let xb = (p.xRowOffset + t) * (IN / 4u) + gi * 8u;
+        var xg: array<vec4<f32>, 8>;
+        var sq = 0.0;
+        for (var k = 0u; k < 8u; k++) {
+          let xv = xAt(xb, k, gi);
+          sq += dot(xv, xv);
+          xg[k] = xv * gAt(k, gi);
+        }
+        acc[t] += dotGroup(q, xg) * s;
+        if (SWIGLU) { acc[TILE_T + t] += dotGroup(qu, xg) * su; }
+        acc[2u * TILE_T + t] += sq;
+      }
+    }
+  }
+  ROWS_REDUCE
+  if (lid == 0u && o < nOut) {
+    for (var t = 0u; t < rows; t++) {
+      let inv = inverseSqrt(partial[0][2u * TILE_T + t] / f32(IN) + EPS);
+      let a = partial[0][t] * inv;
+      if (SWIGLU) {
+        y[t * nOut + o] = a / (1.0 + exp(-a)) * (partial[0][TILE_T + t] * inv);
+      } else {
+        y[t * OUT + o] = a;
+      }
+    }
+  }
+}

@@ -18,12 +18,9 @@ import { startFakeHub, type FakeHub } from './helpers/fakeHub.ts';
  *
  * The checkpoints are generated with 7B's tensor names (tiny dims, the tiny model's generator) and
  * the expected bytes come from `npm run convert`'s convertCheckpoint run here on the same files.
- * Three conversions cover the dtype × quantization matrix: each source dtype (F16, BF16, F32) is
- * decoded once and each quantization (q4f16_1 computes in float16, q4f32_1 in float32) runs at least
- * once; the two are independent steps of the one shared converter (dtype decoding happens before
- * quantization), and tests/unit/convert.test.ts covers every pair through the CLI. The three also
- * take the three ways in: F16 by repo id in the form (sharded, reloaded midway), BF16 from the
- * catalog row of Llama-2-7B, F32 from a picked folder.
+ * All six pairs of source dtype (F16, BF16, F32) and quantization (q4f16_1, q4f32_1) convert here
+ * and store the CLI's bytes. Three of them also take the three ways in: F16 by repo id in the form
+ * (sharded, reloaded midway), BF16 from the catalog row of Llama-2-7B, F32 from a picked folder.
  */
 
 test.describe.configure({ timeout: 300_000 });
@@ -246,6 +243,21 @@ test("a picked checkpoint folder (F32, webkitdirectory) → q4f16_1: stores exac
   const stored = await storedFiles(page, `hf-${folder}-q4f16-1`);
   expectCliBytes(stored, cli);
   expect(stored.files['tokenizer.json']).toBe(sha(readFileSync(TOKENIZER)));
+});
+
+test('the other three dtype × quantization pairs (F16 → q4f32_1, BF16 → q4f16_1, F32 → q4f32_1) by repo id store the CLI bytes', async ({ page }) => {
+  await openPanel(page);
+  const pairs: [string, 'q4f16_1' | 'q4f32_1'][] = [
+    ['test-user/llama-f16', 'q4f32_1'],
+    ['test-user/llama-bf16', 'q4f16_1'],
+    ['test-user/llama-f32', 'q4f32_1'],
+  ];
+  for (const [repo, quant] of pairs) {
+    const cli = await cliConversion(repo, quant);
+    await startConversion(page, repo, quant);
+    await expect(page.getByTestId('convert-notice')).toContainText(`Stored ${repo} (${quant}, converted here)`, { timeout: 120_000 });
+    expectCliBytes(await storedFiles(page, storedId(repo, quant)), cli);
+  }
 });
 
 test('a gated repository without a token, a config that is not Llama and a repository without weights are refused by name, and nothing is stored', async ({

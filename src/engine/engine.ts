@@ -13,7 +13,7 @@ import { createGpuContext, type GpuContext } from './gpu.ts';
 import { LlamaModel, type ModelLoadOptions } from './llama.ts';
 import { Sampler, type SamplingOptions } from './sampling.ts';
 import { EngineError, GPUOutOfMemoryError, PromptTooLongError } from './errors.ts';
-import { batchForBudget, formatBinaryBytes } from './memoryPlan.ts';
+import { batchForBudget, formatBinaryBytes, DEFAULT_BATCH_MEMORY } from './memoryPlan.ts';
 import { SequenceText } from './sequenceText.ts';
 import { beamSearch, type BeamSearchOptions, type BeamSearchResult, type BeamStepper } from './beamSearch.ts';
 import type {
@@ -32,9 +32,6 @@ import type {
   StopReason,
   TokenEvent,
 } from './reasoningEngine.ts';
-
-/** KV cache + activations a batch run may take when the caller does not say (WebGPU cannot tell what is free). */
-export const DEFAULT_BATCH_MEMORY = 2 * 2 ** 30;
 
 /** On this thread a token callback may also end its sequence: returning true stops it there (stopReason 'stop'). */
 export interface InThreadGenerateCallbacks extends Omit<GenerateCallbacks, 'onToken'> {

@@ -13,7 +13,7 @@ import { PipelineCache, pickDispatches, type Dispatch } from './kernels.ts';
 import { createGpuAdapter, adapterZWidth, type GpuAdapter } from './adapters.ts';
 import type { AdapterManifest } from '../formats/adapterFormat.ts';
 import { takeModelWeights, uploadTensors, type LoadProgress, type ModelWeights, type UploadedTensors } from './weights.ts';
-import { batchForBudget, kvLayerBytes, DEFAULT_PREFILL_CHUNK, GREEDY_PIPELINE_DEPTH, type MemoryPlan } from './memoryPlan.ts';
+import { batchForBudget, batchForLimits, kvLayerBytes, DEFAULT_PREFILL_CHUNK, GREEDY_PIPELINE_DEPTH, type MemoryPlan } from './memoryPlan.ts';
 import {
   allocateAdapterScratch,
   allocateModelBuffers,
@@ -160,8 +160,12 @@ export class LlamaModel {
   ): Promise<LlamaModel> {
     const { contextLength: ctx, prefillChunk } = shape;
     const auto = batch === 'auto';
+    // 'auto' starts at the largest batch both the budget and the device's per-buffer limits allow.
     let maxBatch = auto
-      ? batchForBudget(parts.config, parts.mode, ctx, prefillChunk, memoryBudget ?? Infinity, AUTO_BATCH_LIMIT)
+      ? Math.min(
+          batchForBudget(parts.config, parts.mode, ctx, prefillChunk, memoryBudget ?? Infinity, AUTO_BATCH_LIMIT),
+          batchForLimits(parts.config, parts.mode, ctx, prefillChunk, parts.gpu.device.limits, AUTO_BATCH_LIMIT),
+        )
       : Math.max(1, Math.floor(batch));
     for (; ; maxBatch = Math.floor(maxBatch / 2)) {
       try {

@@ -118,6 +118,36 @@ export function decodeBytesPerStep(c: LlamaConfig, mode: QuantMode, batch: numbe
 }
 
 /**
+ * KV cache + activations an evaluation's batch may take when the user has not chosen (WebGPU cannot
+ * tell what is free, so the page asks for a budget; the Accuracy view offers others, up to "all the
+ * GPU gives", which halves the batch until allocation succeeds).
+ */
+export const DEFAULT_BATCH_MEMORY = 2 * 2 ** 30;
+
+/** The two per-buffer limits of GPUSupportedLimits that a batch's buffers must each fit. */
+export interface BufferLimits {
+  maxBufferSize: number;
+  maxStorageBufferBindingSize: number;
+}
+
+/**
+ * The largest batch, up to `limit`, whose every single buffer fits the device's per-buffer limits
+ * (at least 1; a single sequence that does not fit is refused by the allocation, naming the
+ * limit). Each layer's K and V caches hold all slots in one buffer each, and the activations have
+ * max(chunk, batch) rows, so a budget alone can pick a batch no device can bind: on the default
+ * 128 MiB maxStorageBufferBindingSize, 7B's f32 KV cache (q4f32_1) at 1300 tokens binds 6 slots.
+ */
+export function batchForLimits(c: LlamaConfig, mode: QuantMode, ctx: number, chunk: number, limits: BufferLimits, limit: number): number {
+  const cap = Math.min(limits.maxBufferSize, limits.maxStorageBufferBindingSize);
+  for (let b = limit; b > 1; b--) {
+    const rows = Math.max(Math.min(chunk, ctx), b);
+    const largestActivation = Math.max(...Object.values(activationSizes(c, ctx, rows)));
+    if (b * kvLayerBytes(c, mode, ctx) <= cap && largestActivation <= cap) return b;
+  }
+  return 1;
+}
+
+/**
  * The largest batch, up to `limit`, whose KV caches and activations fit in `budget` bytes (at
  * least 1: a single sequence is always tried). WebGPU cannot say how much memory is free, so a
  * page asks for a budget rather than taking whatever allocation happens to succeed.

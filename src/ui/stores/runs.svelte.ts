@@ -15,6 +15,7 @@ import { buildRunRecord, type Decoding, type RunRecord } from '../../reasoning/r
 import { baseFingerprintOf, httpModelSource } from '../../formats/modelFiles.ts';
 import type { ModelLocation } from '../../engine/protocol.ts';
 import pkg from '../../../package.json';
+import { DEFAULT_BATCH_MEMORY } from '../batchMemory.ts';
 
 /** The base model's fingerprint (formats/modelFiles.ts baseFingerprint), wherever its files are; null if they cannot be read. */
 async function fingerprintAt(location: ModelLocation): Promise<string | null> {
@@ -72,6 +73,8 @@ class RunsStore {
   tokensInFlight = $state(0);
   /** Problems solved at a time: 'auto' (as many as fit a GPU-memory budget) or a number (1: one by one, to watch each). */
   batch = $state<number | 'auto'>('auto');
+  /** With batch 'auto': bytes of KV cache and activations the batch may take (Infinity: all the GPU gives). */
+  batchMemory = $state(DEFAULT_BATCH_MEMORY);
   error = $state<string | null>(null);
   loaded = $state(false);
   private abort: AbortController | null = null;
@@ -198,7 +201,8 @@ class RunsStore {
     try {
       await runEvaluation({
         // Problems decode together (the weights are read once per step for all of them).
-        generateBatch: (p, o, callbacks) => engine.generateBatch(p, { ...o, maxBatch: this.batch }, { ...callbacks, label: `Evaluating ${config.label}` }),
+        generateBatch: (p, o, callbacks) =>
+          engine.generateBatch(p, { ...o, maxBatch: this.batch, memoryBudget: this.batchMemory }, { ...callbacks, label: `Evaluating ${config.label}` }),
         // Beam search solves one problem at a time (its beams are the batch the engine reports).
         onBatchStart: ({ maxBatch }) => (this.throughput = beams > 1 ? { batch: 1, beams, perMinute: null } : { batch: maxBatch, beams: 1, perMinute: null }),
         run,

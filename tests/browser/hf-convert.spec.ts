@@ -79,9 +79,8 @@ test.afterAll(async () => {
 
 const storedId = (repo: string, quant: string) => `hf-${repo.toLowerCase().replace('/', '-')}-${quant.replace('_', '-')}`;
 
-async function openPanel(page: Page) {
-  await page.goto(`/tests/browser/pages/models.html?hub=${encodeURIComponent(hub.url)}`);
-  await expect(page.getByTestId('models-panel')).toBeVisible();
+/** Small shards and read blocks for the store (set again after every page load), so the tiny model spans several. */
+async function useSmallShards(page: Page) {
   await page.evaluate(
     async ({ shardBytes, blockBytes }) => {
       const { hfConvert } = await import(/* @vite-ignore */ '/src/ui/stores/hfConvert.svelte.ts' as string);
@@ -90,6 +89,12 @@ async function openPanel(page: Page) {
     },
     { shardBytes: SHARD_BYTES, blockBytes: BLOCK_BYTES },
   );
+}
+
+async function openPanel(page: Page) {
+  await page.goto(`/tests/browser/pages/models.html?hub=${encodeURIComponent(hub.url)}`);
+  await expect(page.getByTestId('models-panel')).toBeVisible();
+  await useSmallShards(page);
   const details = page.getByTestId('hf-convert');
   if (!(await details.evaluate((d) => (d as HTMLDetailsElement).open))) await details.locator('summary').click();
 }
@@ -148,14 +153,7 @@ test('F16 (sharded index, no tokenizer) → q4f16_1 survives a page reload mid-c
     await expect(page.getByTestId('convert-progress')).toContainText(/ of .* · tensor \d+ of 15/);
     await page.reload();
     await expect(page.getByTestId('models-panel')).toBeVisible();
-    await page.evaluate(
-      async ({ shardBytes, blockBytes }) => {
-        const { hfConvert } = await import(/* @vite-ignore */ '/src/ui/stores/hfConvert.svelte.ts' as string);
-        hfConvert.shardBytes = shardBytes;
-        hfConvert.blockBytes = blockBytes;
-      },
-      { shardBytes: SHARD_BYTES, blockBytes: BLOCK_BYTES },
-    );
+    await useSmallShards(page);
     const pending = page.getByTestId('convert-pending');
     await expect(pending).toContainText(/stopped at tensor \d+ of 15/);
     const stoppedAt = Number(/stopped at tensor (\d+) of 15/.exec((await pending.textContent()) ?? '')![1]);

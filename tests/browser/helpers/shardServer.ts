@@ -184,8 +184,11 @@ export async function startShardServer(files: Record<string, Uint8Array> | Map<s
       if (res.destroyed) return;
       const n = Math.min(piece, body.length - at, dropAt - at);
       if (n <= 0) {
-        // Make sure the bytes so far reach the client, then cut the connection.
-        await new Promise((r) => setTimeout(r, 50));
+        // Make sure the bytes so far leave this socket and have time to be read, then cut the connection.
+        // (How many reach the page before the cut is still the network's business on a loaded machine,
+        // so tests assert what was committed, not an exact count.)
+        await new Promise((r) => (res.socket ? res.socket.write('', () => r(null)) : r(null)));
+        await new Promise((r) => setTimeout(r, 300));
         res.socket?.destroy();
         return;
       }

@@ -117,6 +117,10 @@ test("the paper's number is greyed out with the reason when the model or the ada
   await expect(row.getByTestId('run-paper-value').locator('..')).toHaveAttribute('data-comparable', 'false');
   await expect(row.getByTestId('run-paper-reason')).toContainText('the paper measured Llama-2-7B (base), this is tiny-q4f32_1');
   await expect(page.getByTestId('selected-paper-reason')).toContainText('not comparable');
+  // and the chart's paper line says the same, in grey
+  const line = page.getByTestId('accuracy-chart-paper');
+  await expect(line).toHaveAttribute('data-comparable', 'false');
+  await expect(line).toContainText('paper 44.66% (not comparable)');
 });
 
 test('the 7B download offline: its size before anything is fetched, the error names the host and says offline, Retry really tries again', async ({

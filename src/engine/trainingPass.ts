@@ -37,11 +37,20 @@ import { moduleFeatures } from '../formats/adapterFormat.ts';
 import type { LlamaConfig } from '../formats/llamaConfig.ts';
 import { ACT_CODE } from './adapters.ts';
 import { ropeTable } from './buffers.ts';
-import { dropoutScale, dropoutStream, dropoutThreshold } from './dropout.ts';
+import { dropoutStream, dropoutThreshold } from './dropout.ts';
 import { EngineError, GPUOutOfMemoryError } from './errors.ts';
 import { bindKernel, type Dispatch, type KernelBuffers, type KernelName, type KernelVariant, type PipelineCache } from './kernels.ts';
 import { attentionStatsBytes, recordAttentionBackward } from './trainingAttention.ts';
-import { activationBackDispatch, crossEntropyDispatch, ropeBackDispatch, rmsnormBackDispatch, swigluBackDispatch } from './trainingKernels.ts';
+import {
+  activationBackDispatch,
+  crossEntropyDispatch,
+  dropoutDispatch,
+  dropoutStepUniform,
+  dropoutStreamUniform,
+  ropeBackDispatch,
+  rmsnormBackDispatch,
+  swigluBackDispatch,
+} from './trainingKernels.ts';
 import { recordMatmulBackInput, recordMatmulBackWeight } from './trainingMatmul.ts';
 import type { GpuMatrix, ModelWeights } from './weights.ts';
 
@@ -248,7 +257,7 @@ export class TrainingPass {
         for (const m of Object.keys(lay) as AdapterModule[]) {
           const stream = dropoutStream(l, m);
           const b = mk(`dropout stream ${stream}`, 16, UNIFORM);
-          device.queue.writeBuffer(b, 0, new Uint32Array([stream, 0, 0, 0]));
+          device.queue.writeBuffer(b, 0, dropoutStreamUniform(stream));
           streamBufs.set(stream, b);
         }
       });
@@ -317,14 +326,7 @@ export class TrainingPass {
     const act = ACT_CODE[adapter.activation];
     /** dst (+)= src ⊙ m over [rows, width], m the mask of (layer l, module m) for this micro-batch. */
     const dropoutOp = (label: string, l: number, m: AdapterModule, width: number, src: GPUBuffer, dst: GPUBuffer, accumulate: boolean) =>
-      kernel(
-        label,
-        'dropout',
-        {},
-        { WIDTH: width, ACCUMULATE: accumulate ? 1 : 0 },
-        { drop: this.dropStep!, s: streamBuf(dropoutStream(l, m)), src, dst },
-        (n) => [Math.ceil(width / 64), n, 1],
-      );
+      dropoutDispatch(parts, { label, width, accumulate, step: this.dropStep!, stream: streamBuf(dropoutStream(l, m)), src, dst });
 
     /** Forward of module m's adapter from input x, landing s·up(...) on columns col.. of out. */
     const adapterForward = (l: number, m: AdapterModule, x: Buf, out: Buf, col: number) => {
@@ -631,11 +633,7 @@ export class TrainingPass {
     q.writeBuffer(this.targets, 0, targets as Int32Array<ArrayBuffer>);
     q.writeBuffer(this.rowInfo, 0, info);
     q.writeBuffer(this.params, 0, new Uint32Array([n, 0, 0, T]));
-    if (this.dropStep) {
-      const step = new Uint32Array([dropoutKey >>> 0, dropoutThreshold(this.dropout), 0, 0]);
-      new Float32Array(step.buffer, 8, 1)[0] = dropoutScale(this.dropout);
-      q.writeBuffer(this.dropStep, 0, step);
-    }
+    if (this.dropStep) q.writeBuffer(this.dropStep, 0, dropoutStepUniform(this.dropout, dropoutKey));
     return { rows: n, seqLen: T };
   }
 

@@ -38,6 +38,7 @@ import matmulBackWeightWgsl from './kernels/matmulBackWeight.wgsl?raw';
 import attnBackQueryWgsl from './kernels/attnBackQuery.wgsl?raw';
 import attnBackKeyValueWgsl from './kernels/attnBackKeyValue.wgsl?raw';
 import addColumnsWgsl from './kernels/addColumns.wgsl?raw';
+import dropoutWgsl from './kernels/dropout.wgsl?raw';
 import attentionWgsl from './kernels/attention.wgsl?raw';
 import normMatmulWgsl from './kernels/normMatmul.wgsl?raw';
 import normQ4MatVecWgsl from './kernels/normQ4MatVec.wgsl?raw';
@@ -81,6 +82,8 @@ export const KERNELS = {
   attnBackKeyValue: attnBackKeyValueWgsl,
   // The whole-model training pass (trainingPass.ts): strided column adds between the kernels above.
   addColumns: addColumnsWgsl,
+  // LoRA / adapter dropout of an adapter's input and of its gradient (mask from engine/dropout.ts's hash).
+  dropout: dropoutWgsl,
 } as const;
 export type KernelName = keyof typeof KERNELS;
 
@@ -268,6 +271,7 @@ export const BINDINGS = {
   attnBackQuery: { 0: { p: 0, qkv: 1, dOut: 2, dqkv: 3, stats: 4 } },
   attnBackKeyValue: { 0: { p: 0, qkv: 1, dOut: 2, dqkv: 3, stats: 4 } },
   addColumns: { 0: { p: 0, src: 1, dst: 2 } },
+  dropout: { 0: { p: 0, drop: 1, s: 2, src: 3, dst: 4 } },
 } as const satisfies Record<KernelName, Partial<Record<0 | 1 | 2, Readonly<Record<string, number>>>>>;
 
 type Groups<K extends KernelName> = (typeof BINDINGS)[K];

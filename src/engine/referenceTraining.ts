@@ -32,14 +32,15 @@
  *   The residual always takes the undropped value.
  * - Dropout (torch.nn.Dropout, training mode): x ⊙ m with m ∈ {0, 1/(1-p)}. The masks are an
  *   explicit argument (one [N·d_in] array per layer and module, N = batch·seqLen tokens, row-major),
- *   so a GPU implementation can be compared with identical masks; makeDropoutMask draws one.
+ *   so a GPU implementation can be compared with identical masks; makeDropoutMask draws one from
+ *   the stateless hash of dropout.ts (the one dropout.wgsl computes).
  */
 
 import type { AdapterActivation, AdapterModule } from '../formats/adapterFormat.ts';
 import type { LlamaConfig } from '../formats/llamaConfig.ts';
 import { EMBED_NAME, FINAL_NORM_NAME, LM_HEAD_NAME, layerLinearNames, layerNormNames } from '../formats/llamaConfig.ts';
 import { activate, erf, ropeInvFreq, type ReferenceWeights } from './reference.ts';
-import type { Rng } from '../formats/random.ts';
+import { dropoutMask } from './dropout.ts';
 
 /** Label value that takes a position out of the loss (torch CrossEntropyLoss ignore_index). */
 export const IGNORE_INDEX = -100;
@@ -82,13 +83,13 @@ export function dropoutMaskKey(layer: number, module: AdapterModule): string {
   return `${layer}.${module}`;
 }
 
-/** A torch-style dropout mask: each entry 0 with probability p, else 1/(1-p). */
-export function makeDropoutMask(n: number, p: number, rng: Rng): Float32Array {
-  if (!(p >= 0 && p < 1)) throw new Error(`dropout probability ${p} must be in [0, 1)`);
-  const keep = 1 / (1 - p);
-  const m = new Float32Array(n);
-  for (let i = 0; i < n; i++) m[i] = rng.next() < p ? 0 : keep;
-  return m;
+/**
+ * A torch-style dropout mask: each entry 0 with probability p, else 1/(1-p) (as f32). Drawn from
+ * the counter-based hash of dropout.ts for (key, stream), so the GPU kernel (dropout.wgsl) draws
+ * the same mask bit for bit.
+ */
+export function makeDropoutMask(n: number, p: number, key: number, stream: number): Float32Array {
+  return dropoutMask(n, p, key, stream);
 }
 
 export interface TrainingOptions {

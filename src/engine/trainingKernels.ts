@@ -15,6 +15,7 @@
 import type { AdapterActivation } from '../formats/adapterFormat.ts';
 import type { AdamWHyper } from '../training/adamw.ts';
 import { ACT_CODE } from './adapters.ts';
+import { dropoutScale, dropoutThreshold } from './dropout.ts';
 import { bindKernel, type Dispatch, type KernelBuffers, type KernelName, type PipelineCache } from './kernels.ts';
 
 /** torch CrossEntropyLoss's ignore_index: a label that takes its position out of the loss. */
@@ -159,4 +160,30 @@ export function adamwDispatch(
   const pipeline = parts.pipes.get('adamw', {}, {});
   const buffers = { hyper: o.hyper, param: o.param, grad: o.grad, m: o.m, v: o.v };
   return { label: o.label, pipeline, bindGroups: bindKernel(parts.device, pipeline, 'adamw', buffers, o.label), workgroups: () => [x, y, 1] };
+}
+
+/** dropout.wgsl's DropoutStep uniform (16 bytes) for probability p and a micro-batch's hash key. */
+export function dropoutStepUniform(p: number, key: number): ArrayBuffer {
+  const buf = new ArrayBuffer(16);
+  new Uint32Array(buf, 0, 2).set([key >>> 0, dropoutThreshold(p)]);
+  new Float32Array(buf, 8, 1)[0] = dropoutScale(p);
+  return buf;
+}
+
+/** dropout.wgsl's DropoutStream uniform (16 bytes): the hash stream of one (layer, module). */
+export function dropoutStreamUniform(stream: number): Uint32Array<ArrayBuffer> {
+  return new Uint32Array([stream >>> 0, 0, 0, 0]);
+}
+
+/**
+ * dst [rows, width] (+)= src ⊙ m, m the dropout mask of (step's key, stream) from engine/dropout.ts's
+ * hash: 0 or 1/(1-p) per entry, entry index row·width + column as the reference's masks.
+ */
+export function dropoutDispatch(
+  parts: TrainingKernelParts,
+  o: { label: string; width: number; accumulate: boolean; step: GPUBuffer; stream: GPUBuffer; src: GPUBuffer; dst: GPUBuffer },
+): Dispatch {
+  const constants = { WIDTH: o.width, ACCUMULATE: o.accumulate ? 1 : 0 };
+  const buffers = { p: parts.params, drop: o.step, s: o.stream, src: o.src, dst: o.dst };
+  return record(parts, o.label, 'dropout', constants, buffers, (rows) => [Math.ceil(o.width / 64), rows, 1]);
 }

@@ -20,7 +20,14 @@
  * The backward chains crossEntropy, the transposed matmuls (any base format; q4 needs widths that
  * are multiples of 32), rmsnormBack, swigluBack, attention backward (softmax recomputed), ropeBack
  * and, for each adapter matrix, matmulBackWeight (its gradient, accumulated over micro-batches) and
- * matmulBackInput (the gradient flowing on to its input). Dropout is not applied here (p = 0).
+ * matmulBackInput (the gradient flowing on to its input).
+ *
+ * Dropout (p > 0, PEFT lora_dropout / LLM-Adapters adapter_dropout) sits on each adapter's input,
+ * as in referenceTraining.ts: dropout.wgsl writes x ⊙ m into a scratch buffer that the adapter's
+ * first matrix reads (the base linear and a series residual keep x); the backward rewrites the same
+ * x ⊙ m for dA and lands the input's gradient through the same mask (dx += m ⊙ dh A). The mask
+ * m comes from engine/dropout.ts's hash of (the micro-batch's key, layer·8 + module, entry), so the
+ * recomputed forward and the backward regenerate it exactly; no mask is stored.
  *
  * Rows: a micro-batch of B right-padded sequences of T tokens is rows N = B·T, row b·T + t at
  * position t; every buffer is sized for N ≤ maxSeqs·maxLen, pipelines for the context maxLen.
@@ -30,10 +37,20 @@ import { moduleFeatures } from '../formats/adapterFormat.ts';
 import type { LlamaConfig } from '../formats/llamaConfig.ts';
 import { ACT_CODE } from './adapters.ts';
 import { ropeTable } from './buffers.ts';
+import { dropoutStream, dropoutThreshold } from './dropout.ts';
 import { EngineError, GPUOutOfMemoryError } from './errors.ts';
 import { bindKernel, type Dispatch, type KernelBuffers, type KernelName, type KernelVariant, type PipelineCache } from './kernels.ts';
 import { attentionStatsBytes, recordAttentionBackward } from './trainingAttention.ts';
-import { activationBackDispatch, crossEntropyDispatch, ropeBackDispatch, rmsnormBackDispatch, swigluBackDispatch } from './trainingKernels.ts';
+import {
+  activationBackDispatch,
+  crossEntropyDispatch,
+  dropoutDispatch,
+  dropoutStepUniform,
+  dropoutStreamUniform,
+  ropeBackDispatch,
+  rmsnormBackDispatch,
+  swigluBackDispatch,
+} from './trainingKernels.ts';
 import { recordMatmulBackInput, recordMatmulBackWeight } from './trainingMatmul.ts';
 import type { GpuMatrix, ModelWeights } from './weights.ts';
 
@@ -43,6 +60,8 @@ export interface PassAdapter {
   /** LoRA r or the bottleneck size */
   r: number;
   activation: AdapterActivation | 'none';
+  /** dropout probability on each adapter's input (0 or absent: none) */
+  dropout?: number;
   layers: Array<Partial<Record<AdapterModule, PassModule>>>;
 }
 
@@ -96,7 +115,7 @@ export function passModuleFeatures(c: LlamaConfig, kind: PassAdapter['kind'], m:
 }
 
 /** Widths of the per-layer buffers; the adapter's own buffers are the caller's. */
-function shapes(c: LlamaConfig, maxSeqs: number, maxLen: number, r: number) {
+function shapes(c: LlamaConfig, maxSeqs: number, maxLen: number, r: number, dropoutWidth = 0) {
   const { hiddenSize: dim, numHeads: H, numKvHeads: KV, headDim: hd, intermediateSize: ffn, vocabSize: V, numLayers: L } = c;
   const qkvW = (H + 2 * KV) * hd;
   const rows = maxSeqs * maxLen;
@@ -114,6 +133,7 @@ function shapes(c: LlamaConfig, maxSeqs: number, maxLen: number, r: number) {
     ['attention output, its gradient', 2 * rows * H * hd * f],
     ['series inputs', 2 * rows * dim * f],
     ['adapter scratch', rows * widest * f + 15 * rows * r * f],
+    ...(dropoutWidth > 0 ? [['dropped adapter input', rows * dropoutWidth * f] as [string, number]] : []),
     ['attention stats', attentionStatsBytes(rows, H)],
     ['token rows', rows * 16 + maxLen * (hd / 2) * 2 * f],
   ];
@@ -121,8 +141,8 @@ function shapes(c: LlamaConfig, maxSeqs: number, maxLen: number, r: number) {
 }
 
 /** Every buffer the pass allocates (adapter tensors and the optimizer's state not included). */
-export function trainingPassPlan(c: LlamaConfig, maxSeqs: number, maxLen: number, r: number): TrainingPassPlan {
-  const buffers = shapes(c, maxSeqs, maxLen, r).list.map(([what, bytes]) => ({ what, bytes }));
+export function trainingPassPlan(c: LlamaConfig, maxSeqs: number, maxLen: number, r: number, dropoutWidth = 0): TrainingPassPlan {
+  const buffers = shapes(c, maxSeqs, maxLen, r, dropoutWidth).list.map(([what, bytes]) => ({ what, bytes }));
   return { buffers, total: buffers.reduce((s, b) => s + b.bytes, 0) };
 }
 
@@ -156,6 +176,9 @@ export class TrainingPass {
   private readonly tokens: GPUBuffer;
   private readonly targets: GPUBuffer;
   private readonly rowInfo: GPUBuffer;
+  /** the micro-batch's dropout key, threshold and scale (dropout.wgsl's DropoutStep); null when p = 0 */
+  private readonly dropStep: GPUBuffer | null;
+  private readonly dropout: number;
   readonly loss: GPUBuffer;
   private readonly ops: PassOp[] = [];
 
@@ -172,7 +195,12 @@ export class TrainingPass {
   ) {
     const c_ = c;
     const { hiddenSize: dim, numHeads: H, numKvHeads: KV, headDim: hd, intermediateSize: ffn, vocabSize: V, numLayers: L } = c_;
-    const { qkvW, rows, widest } = shapes(c_, maxSeqs, maxLen, adapter.r);
+    const modules: AdapterModule[] = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'];
+    const used = modules.filter((m) => adapter.layers.some((lay) => lay[m]));
+    this.dropout = adapter.dropout ?? 0;
+    dropoutThreshold(this.dropout); // refuses p outside [0, 1)
+    const dropWidth = this.dropout > 0 ? Math.max(...used.map((m) => passModuleFeatures(c_, adapter.kind, m)[0])) : 0;
+    const { qkvW, rows, widest } = shapes(c_, maxSeqs, maxLen, adapter.r, dropWidth);
     this.maxRows = rows;
     const mk = (what: string, bytes: number, usage = STORAGE) => {
       const b = device.createBuffer({ label: what, size: Math.max(16, Math.ceil(bytes / 16) * 16), usage });
@@ -219,11 +247,24 @@ export class TrainingPass {
     const dxin = d('series d input', dim);
     const u = d('adapter up output', widest);
     const dz = d('adapter d bottleneck', adapter.r);
+    // Dropout: x ⊙ m of the module at hand (forward), then its dA input and its dh A (backward).
+    const xDrop = dropWidth > 0 ? mk('dropped adapter input', rows * dropWidth * f) : null;
+    this.dropStep = dropWidth > 0 ? mk('dropout step', 16, UNIFORM) : null;
+    // Each (layer, module)'s hash stream, written once: the kernel's DropoutStream uniform.
+    const streamBufs = new Map<number, GPUBuffer>();
+    if (dropWidth > 0)
+      adapter.layers.forEach((lay, l) => {
+        for (const m of Object.keys(lay) as AdapterModule[]) {
+          const stream = dropoutStream(l, m);
+          const b = mk(`dropout stream ${stream}`, 16, UNIFORM);
+          device.queue.writeBuffer(b, 0, dropoutStreamUniform(stream));
+          streamBufs.set(stream, b);
+        }
+      });
+    const streamBuf = (stream: number) => streamBufs.get(stream)!;
     // Per module of the current layer: pre-activation h and activation z (LoRA: z = h).
     const hOf = new Map<AdapterModule, Buf>();
     const zOf = new Map<AdapterModule, Buf>();
-    const modules: AdapterModule[] = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'];
-    const used = modules.filter((m) => adapter.layers.some((lay) => lay[m]));
     for (const m of used) {
       hOf.set(m, d(`adapter ${m} h`, adapter.r));
       zOf.set(m, adapter.kind === 'lora' ? hOf.get(m)! : d(`adapter ${m} z`, adapter.r));
@@ -283,6 +324,9 @@ export class TrainingPass {
     const f32m = (name: string, data: GPUBuffer, r: number, cols: number): GpuMatrix => ({ name, format: 'f32', rows: r, cols, data });
     const parts = { device, pipes, params: P };
     const act = ACT_CODE[adapter.activation];
+    /** dst (+)= src ⊙ m over [rows, width], m the mask of (layer l, module m) for this micro-batch. */
+    const dropoutOp = (label: string, l: number, m: AdapterModule, width: number, src: GPUBuffer, dst: GPUBuffer, accumulate: boolean) =>
+      dropoutDispatch(parts, { label, width, accumulate, step: this.dropStep!, stream: streamBuf(dropoutStream(l, m)), src, dst });
 
     /** Forward of module m's adapter from input x, landing s·up(...) on columns col.. of out. */
     const adapterForward = (l: number, m: AdapterModule, x: Buf, out: Buf, col: number) => {
@@ -290,8 +334,13 @@ export class TrainingPass {
       const [inF, outF] = passModuleFeatures(c_, adapter.kind, m);
       const A = f32m(`layer ${l} ${m} down`, mod.down, adapter.r, inF);
       const Bm = f32m(`layer ${l} ${m} up`, mod.up, outF, adapter.r);
-      push(matmul(A, x.buf, hOf.get(m)!.buf)); // h [N, r] = A x
-      if (adapter.kind !== 'lora') push(matmul(A, x.buf, zOf.get(m)!.buf, { act })); // z = act(h)
+      let xa = x.buf; // the adapter's input: x, or x ⊙ m under dropout
+      if (xDrop) {
+        push(dropoutOp(`layer ${l} ${m} dropout`, l, m, inF, x.buf, xDrop, false));
+        xa = xDrop;
+      }
+      push(matmul(A, xa, hOf.get(m)!.buf)); // h [N, r] = A x
+      if (adapter.kind !== 'lora') push(matmul(A, xa, zOf.get(m)!.buf, { act })); // z = act(h)
       push(matmul(Bm, zOf.get(m)!.buf, u.buf)); // u [N, out] = B z
       push(addCols(`layer ${l} ${m} adapter add`, { buf: u.buf, width: outF }, 0, out, col, outF, mod.scaling)); // out[:, col..] += s u
     };
@@ -342,20 +391,27 @@ export class TrainingPass {
             g: dz.buf,
           }),
         );
-      // h = A x: dA += dhᵀ x; dx += dh A
+      // h = A xa (xa = x, or x ⊙ m rewritten from the hash): dA += dhᵀ xa; dx += dh A (⊙ m)
+      if (xDrop) push(dropoutOp(`${lab} dropout again`, l, m, inF, x.buf, xDrop, false));
       push(
         recordMatmulBackWeight(device, pipes, {
           dw: mod.downGrad,
           rows: r,
           cols: inF,
           dy: dz.buf,
-          x: x.buf,
+          x: xDrop ?? x.buf,
           params: P,
           accumulate: true,
           label: `${lab} d down`,
         }),
       );
-      push(recordMatmulBackInput(device, pipes, { w: A, dy: dz.buf, dx, params: P, accumulate: true, label: `${lab} dx` }));
+      if (xDrop) {
+        // xDrop is free once dA has read it: it takes dh A, which lands on dx through the mask.
+        push(recordMatmulBackInput(device, pipes, { w: A, dy: dz.buf, dx: xDrop, params: P, label: `${lab} d dropped input` }));
+        push(dropoutOp(`${lab} dropout back`, l, m, inF, xDrop, dx, true));
+      } else {
+        push(recordMatmulBackInput(device, pipes, { w: A, dy: dz.buf, dx, params: P, accumulate: true, label: `${lab} dx` }));
+      }
     };
 
     const heads = { HEAD_DIM: hd, N_HEADS: H, N_KV_HEADS: KV, CTX: maxLen };
@@ -553,8 +609,11 @@ export class TrainingPass {
     return pass!;
   }
 
-  /** Writes one micro-batch's inputs: token ids, shifted targets, row positions, the Params uniform. */
-  writeBatch(inputIds: number[][], targets: Int32Array): { rows: number; seqLen: number } {
+  /**
+   * Writes one micro-batch's inputs: token ids, shifted targets, row positions, the Params uniform,
+   * and under dropout the micro-batch's hash key (referenceTrainer.ts dropoutKey(seed, step, micro)).
+   */
+  writeBatch(inputIds: number[][], targets: Int32Array, dropoutKey = 0): { rows: number; seqLen: number } {
     const B = inputIds.length;
     const T = inputIds[0].length;
     const n = B * T;
@@ -574,6 +633,7 @@ export class TrainingPass {
     q.writeBuffer(this.targets, 0, targets as Int32Array<ArrayBuffer>);
     q.writeBuffer(this.rowInfo, 0, info);
     q.writeBuffer(this.params, 0, new Uint32Array([n, 0, 0, T]));
+    if (this.dropStep) q.writeBuffer(this.dropStep, 0, dropoutStepUniform(this.dropout, dropoutKey));
     return { rows: n, seqLen: T };
   }
 

@@ -30,6 +30,14 @@ export function mixSeed(...parts: number[]): number {
   return h >>> 0;
 }
 
+/**
+ * The dropout hash key (engine/dropout.ts) of micro-batch `micro` of optimizer step `step`: the
+ * reference and the GPU trainer both use it, and it is all a resumed run needs to redraw the masks.
+ */
+export function dropoutKey(seed: number, step: number, micro: number): number {
+  return mixSeed(seed, step, micro, 0xd0);
+}
+
 /** The seeded permutation of epoch `epoch` of n examples. */
 export function epochPermutation(n: number, seed: number, epoch: number): Uint32Array {
   const perm = new Uint32Array(n);

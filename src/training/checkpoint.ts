@@ -1,8 +1,9 @@
 /**
  * Training state that resumes exactly: the adapter's tensors, AdamW's per-tensor state, the number
  * of optimizer steps taken, and what determines every later draw (the order seed; dropout masks are
- * drawn from seeds derived from (seed, step, micro-batch)). Serialised as JSON with each f32 array
- * as base64 of its little-endian bytes, so a restore is bit-identical.
+ * a stateless hash of (seed, step, micro-batch), engine/dropout.ts, so they carry no RNG state).
+ * Serialised as JSON with each f32 array as base64 of its little-endian bytes, so a restore is
+ * bit-identical.
  */
 import type { AdapterModule } from '../formats/adapterFormat.ts';
 import type { TrainableAdapter } from '../engine/referenceTraining.ts';

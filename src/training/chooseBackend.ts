@@ -5,7 +5,6 @@
  * - no WebGPU device at all;
  * - a software adapter (SwiftShader, llvmpipe): there the f64 reference is faster on the small models
  *   such a machine can train, and compiling the pass's pipelines alone takes minutes;
- * - dropout > 0, which the GPU trainer does not apply yet (GpuDropoutUnsupportedError);
  * - a base the GPU backward cannot read (a q4 weight whose width is not a multiple of 32).
  * A micro-batch that does not fit the GPU is an error (TrainingMemoryError, saying what fits), not a
  * silent switch to a trainer hundreds of times slower.
@@ -17,7 +16,7 @@ import type { ModelSource } from '../formats/tensorCacheTypes.ts';
 import { ReferenceTrainerBackend, type TrainerBackend } from './backend.ts';
 import type { TrainerState } from './checkpoint.ts';
 import type { TokenizedExample } from './data.ts';
-import { GpuDropoutUnsupportedError, GpuTrainerBackend } from './gpuTrainer.ts';
+import { GpuTrainerBackend } from './gpuTrainer.ts';
 import type { ReferenceModel } from './referenceTrainer.ts';
 
 export interface BackendChoice {
@@ -48,7 +47,6 @@ export async function chooseTrainerBackend(o: {
   try {
     return { backend: await GpuTrainerBackend.create(o.gpu, o.source, o.info, o.data, o.state), notice: null };
   } catch (e) {
-    if (e instanceof GpuDropoutUnsupportedError) return reference(e.message);
     if (e instanceof EngineError && /multiple of 32 columns/.test(e.message))
       return reference(`the WebGPU trainer cannot run this base (${e.message}): training on the reference trainer`);
     throw e;

@@ -10,8 +10,8 @@
  * The host keeps the TrainerState in sync after every step (adapter tensors and AdamW moments
  * read back), so checkpoints, export and a resume work as with the reference backend.
  *
- * Dropout is not applied on the GPU: a spec with dropout > 0 is refused (GpuDropoutUnsupportedError)
- * and chooseTrainerBackend keeps the reference trainer for it.
+ * Dropout (p > 0) is applied on the GPU (dropout.wgsl) with the masks the reference trainer draws:
+ * both hash (dropoutKey(seed, step, micro), layer·8 + module, entry) (engine/dropout.ts).
  */
 import type { LlamaConfig } from '../formats/llamaConfig.ts';
 import type { ModelManifestInfo } from '../formats/modelFiles.ts';
@@ -24,20 +24,13 @@ import { adamwDispatch, adamwStepScalars, ADAMW_STEP_BYTES, shiftedTargets } fro
 import type { Dispatch } from '../engine/kernels.ts';
 import { formatBinaryBytes } from '../engine/memoryPlan.ts';
 import { linearWarmupLr } from './schedule.ts';
-import { microBatchIndices, padBatch } from './batching.ts';
+import { dropoutKey, microBatchIndices, padBatch } from './batching.ts';
 import { adapterTensorList, type NamedTensor, type TrainerState } from './checkpoint.ts';
 import type { TokenizedExample } from './data.ts';
 import { NonFiniteLossError, stepTokens, type TrainerBackend, type TrainerStepResult } from './backend.ts';
 import type { AdapterModule } from '../formats/adapterFormat.ts';
 
 export const GPU_BACKEND_LABEL = 'WebGPU (f32 compute, frozen base in its mode)';
-
-export class GpuDropoutUnsupportedError extends Error {
-  override name = 'GpuDropoutUnsupportedError';
-  constructor(p: number) {
-    super(`the WebGPU trainer does not apply dropout yet (this adapter's dropout is ${p}): it trains with the reference trainer (CPU, f64) instead`);
-  }
-}
 
 /** A micro-batch whose buffers the device cannot hold, with what would fit. */
 export class TrainingMemoryError extends Error {
@@ -122,7 +115,7 @@ export class GpuTrainerBackend implements TrainerBackend {
 
   /**
    * Uploads the base (its stored format), the adapter and AdamW state from `state`, and records the
-   * pass. Refuses dropout > 0 and a micro-batch over the device's limits before allocating anything.
+   * pass. Refuses a micro-batch over the device's limits before allocating anything.
    */
   static async create(
     gpu: GpuContext,
@@ -133,7 +126,6 @@ export class GpuTrainerBackend implements TrainerBackend {
   ): Promise<GpuTrainerBackend> {
     if (data.length === 0) throw new Error('no training examples');
     const spec = state.spec;
-    if (spec.dropout > 0) throw new GpuDropoutUnsupportedError(spec.dropout);
     const c = info.config;
     const h = state.hyper;
     const maxLen = trainingMaxLen(data, h.padToMultipleOf);
@@ -155,6 +147,7 @@ export class GpuTrainerBackend implements TrainerBackend {
         kind: ad.kind,
         r: ad.kind === 'lora' ? ad.r : ad.bottleneckSize,
         activation: ad.kind === 'lora' ? 'none' : ad.activation,
+        dropout: spec.dropout,
         layers: ad.layers.map(() => ({})),
       };
       const onGpu: TensorOnGpu[] = [];
@@ -213,7 +206,7 @@ export class GpuTrainerBackend implements TrainerBackend {
         h.padToMultipleOf,
       );
       const { targets, count } = shiftedTargets(batch.labels, this.config.vocabSize);
-      const { rows, seqLen } = this.pass.writeBatch(batch.inputIds, targets);
+      const { rows, seqLen } = this.pass.writeBatch(batch.inputIds, targets, dropoutKey(h.seed, s.step, micro));
       const enc = device.createCommandEncoder({ label: `micro-batch ${micro}` });
       this.pass.encode(enc, rows, seqLen);
       const staging = (this.lossStaging[micro] ??= this.track(

@@ -12,8 +12,9 @@
  *                                  different numbers of labelled tokens)
  *   AdamW(p, g) for every adapter tensor, then step += 1.
  *
- * Dropout masks (p = the spec's dropout) are drawn per micro-batch from an Rng seeded by
- * (seed, step, micro), so a resumed run draws the same masks.
+ * Dropout masks (p = the spec's dropout) come from the counter-based hash of engine/dropout.ts,
+ * keyed by dropoutKey(seed, step, micro) and the stream of (layer, module): stateless, so a resumed
+ * run draws the same masks, and the GPU trainer's kernel draws the same ones bit for bit.
  */
 import type { LlamaConfig } from '../formats/llamaConfig.ts';
 import { Rng } from '../formats/random.ts';
@@ -22,7 +23,8 @@ import { dropoutMaskKey, makeDropoutMask, trainingLossAndGrads, type DropoutMask
 import { adamwInitState, adamwStep, TRAINER_ADAMW_DEFAULTS } from './adamw.ts';
 import { linearWarmupLr } from './schedule.ts';
 import { adapterInputWidth, initAdapter, type AdapterSpec } from './init.ts';
-import { microBatchIndices, mixSeed, padBatch } from './batching.ts';
+import { dropoutKey, microBatchIndices, mixSeed, padBatch } from './batching.ts';
+import { dropoutStream } from '../engine/dropout.ts';
 import { adapterTensorList, type TrainerState, type TrainingHyper } from './checkpoint.ts';
 import type { TokenizedExample } from './data.ts';
 
@@ -42,14 +44,15 @@ export function createTrainerState(config: LlamaConfig, spec: AdapterSpec, hyper
   return { spec, hyper, step: 0, adapter, optim };
 }
 
-function dropoutMasks(config: LlamaConfig, state: TrainerState, micro: number, tokens: number): DropoutMasks | undefined {
+/** The reference's dropout masks of one micro-batch of `tokens` rows (none when p = 0). */
+export function dropoutMasks(config: LlamaConfig, state: TrainerState, micro: number, tokens: number): DropoutMasks | undefined {
   const p = state.spec.dropout;
   if (p === 0) return undefined;
-  const rng = new Rng(mixSeed(state.hyper.seed, state.step, micro, 0xd0));
+  const key = dropoutKey(state.hyper.seed, state.step, micro);
   const masks: DropoutMasks = new Map();
   state.adapter.layers.forEach((L, l) => {
     for (const m of Object.keys(L) as Array<keyof typeof L>)
-      masks.set(dropoutMaskKey(l, m), makeDropoutMask(tokens * adapterInputWidth(config, state.spec.kind, m), p, rng));
+      masks.set(dropoutMaskKey(l, m), makeDropoutMask(tokens * adapterInputWidth(config, state.spec.kind, m), p, key, dropoutStream(l, m)));
   });
   return masks;
 }

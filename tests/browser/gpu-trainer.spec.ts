@@ -75,3 +75,15 @@ test("a micro-batch over the device's largest buffer is refused before allocatin
     /a micro-batch of 4096 × 512 tokens does not fit this GPU: the logits would take .* what fits: a micro-batch of at most \d+ sequences of 512 tokens/,
   );
 });
+
+test("q0f32: with dropout (p 0.3) the GPU's gradients (LoRA, series) equal the reference backward's under the same hashed masks, and differ from the no-dropout ones", async () => {
+  for (const method of ['lora', 'series'] as const) {
+    const r = await call(page, 'dropoutGradientsVsReference', '/models/tiny/q0f32/', method, 0.3);
+    expect(r.allNonZero, `${method}: the reference's gradients are all non-zero`).toBe(true);
+    expect(r.maxErr, `${method} ${JSON.stringify(r.errors)}`).toBeLessThan(GRAD_TOL);
+    expect(r.lossErr, `${method} loss`).toBeLessThan(1e-5);
+    // dropout moves every tensor's gradient by far more than the tolerance, on the reference and on the GPU
+    expect(r.minDropoutEffect, `${method}: reference with vs without dropout`).toBeGreaterThan(100 * GRAD_TOL);
+    expect(r.gpuVsPlain, `${method}: GPU with dropout vs reference without`).toBeGreaterThan(100 * GRAD_TOL);
+  }
+});

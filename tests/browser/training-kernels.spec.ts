@@ -127,3 +127,18 @@ test('AdamW kernel covers tensors past 65535 workgroups of 64 (the 56M values of
   const n = 65535 * 64 + 1001;
   expect(await call(page, 'checkAdamW', n, 2, { beta1: 0.9, beta2: 0.999, eps: 1e-8, lr: 3e-4, weightDecay: 0.01 }, ADAMW_TOL)).toBeLessThan(1);
 });
+
+test("dropout kernel: the mask equals engine/dropout.ts's hash bit for bit (forward), and accumulating src ⊙ mask onto dst is exact (backward)", async ({
+  page,
+}) => {
+  for (const [width, rows, p, key, stream] of [
+    [4099, 37, 0.3, 0xdeadbeef, 13], // odd width over 64 columns, a key with the top bit set
+    [64, 200, 0.05, 1, 0], // the paper's LoRA dropout
+    [11008, 3, 0.5, 0x12345, 31 * 8 + 6], // Llama-2-7B's down_proj input, layer 31
+  ] as const) {
+    const r = await call(page, 'checkDropout', width, rows, p, key, stream);
+    expect(r.maskDiff, `${width}x${rows} p ${p}: mask entries that differ`).toBe(0);
+    expect(r.accDiff, `${width}x${rows} p ${p}: accumulated entries that differ`).toBe(0);
+    expect(Math.abs(r.keptFraction - (1 - p)), `kept ${r.keptFraction} of ${r.n}`).toBeLessThan(0.02);
+  }
+});

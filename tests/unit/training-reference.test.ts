@@ -25,6 +25,7 @@ import {
 import type { LlamaConfig } from '../../src/formats/llamaConfig.ts';
 import { ADAPTER_MODULES, type AdapterModule } from '../../src/formats/adapterFormat.ts';
 import { Rng } from '../../src/formats/random.ts';
+import { dropoutStream } from '../../src/engine/dropout.ts';
 import { bottleneckDims, randomTrainableAdapter, randomWeights, syntheticWeights, tinyConfig, toF64, toReferenceAdapter } from './trainingFixtures.ts';
 
 const H = 1e-3;
@@ -273,7 +274,6 @@ describe('dropout through explicit masks', () => {
   const T = 6;
   const batch = randomBatch(c, B, T, 6);
   function masksFor(adapter: TrainableAdapter, p: number, seed: number): DropoutMasks {
-    const rng = new Rng(seed);
     const masks: DropoutMasks = new Map();
     adapter.layers.forEach((L, l) => {
       for (const m of Object.keys(L) as AdapterModule[]) {
@@ -285,7 +285,7 @@ describe('dropout through explicit masks', () => {
                 ? c.intermediateSize
                 : c.hiddenSize
             : bottleneckDims(c, adapter.kind, m)[0];
-        masks.set(dropoutMaskKey(l, m), makeDropoutMask(B * T * dIn, p, rng));
+        masks.set(dropoutMaskKey(l, m), makeDropoutMask(B * T * dIn, p, seed, dropoutStream(l, m)));
       }
     });
     return masks;
@@ -309,11 +309,11 @@ describe('dropout through explicit masks', () => {
     expect(trainingForward(c, w, adapter, batch, { dropoutMasks: zero }).loss).toBeCloseTo(base, 12);
   });
   it('makeDropoutMask: entries 0 or 1/(1-p), about p of them zero', () => {
-    const m = makeDropoutMask(10000, 0.25, new Rng(1));
+    const m = makeDropoutMask(10000, 0.25, 1, 0);
     const zeros = m.filter((x) => x === 0).length;
     expect(zeros).toBeGreaterThan(2300);
     expect(zeros).toBeLessThan(2700);
     expect(m.every((x) => x === 0 || x === Math.fround(1 / 0.75))).toBe(true);
-    expect(() => makeDropoutMask(3, 1, new Rng(1))).toThrow(/\[0, 1\)/);
+    expect(() => makeDropoutMask(3, 1, 1, 0)).toThrow(/\[0, 1\)/);
   });
 });

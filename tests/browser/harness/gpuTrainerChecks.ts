@@ -11,7 +11,7 @@ import { Rng } from '../../../src/formats/random.ts';
 import type { AdapterModule } from '../../../src/formats/adapterFormat.ts';
 import { trainingForward, trainingLossAndGrads, type TrainableAdapter } from '../../../src/engine/referenceTraining.ts';
 import { loadTrainingBase, type LoadedTrainingBase } from '../../../src/training/referenceModel.ts';
-import { createTrainerState, defaultHyper } from '../../../src/training/referenceTrainer.ts';
+import { createTrainerState, defaultHyper, dropoutMasks } from '../../../src/training/referenceTrainer.ts';
 import { specFromRecipe, type TrainingMethod } from '../../../src/training/recipes.ts';
 import { adapterTensorList, parseTrainerState, serializeTrainerState, type TrainerState } from '../../../src/training/checkpoint.ts';
 import { microBatchIndices, padBatch } from '../../../src/training/batching.ts';
@@ -223,5 +223,69 @@ export async function tooLargeMessage(url: string, B: number, T: number): Promis
     return 'fits';
   } catch (e) {
     return (e as Error).message;
+  }
+}
+
+/**
+ * Dropout p on the GPU against the reference backward with the reference trainer's own masks
+ * (referenceTrainer.ts dropoutMasks: engine/dropout.ts's hash of (seed, step, micro), layer and
+ * module): one step's accumulated gradients. Also returns how far the no-dropout gradients are
+ * from the dropout ones, so a GPU that ignored dropout cannot pass.
+ */
+export async function dropoutGradientsVsReference(url: string, method: TrainingMethod, p: number) {
+  const base = await baseFor(url);
+  const info = await loadModelManifest(httpModelSource(url));
+  const data = examples(5, 3, base.config.vocabSize);
+  const state = randomState(base, method, { microBatch: 2, gradAccum: 2, steps: 2, lr: 0 });
+  state.spec = { ...state.spec, dropout: p };
+  const tensors = adapterTensorList(state.adapter);
+  const order = { numExamples: data.length, microBatch: 2, gradAccum: 2, shuffle: true, seed: state.hyper.seed };
+  const referenceGrads = (withDropout: boolean) => {
+    const want = new Map(tensors.map((t) => [t.name, new Float64Array(t.data.length)]));
+    let loss = 0;
+    for (let micro = 0; micro < 2; micro++) {
+      const batch = padBatch(microBatchIndices(0, micro, order).map((i) => data[i]));
+      const tokens = batch.inputIds.length * batch.inputIds[0].length;
+      const masks = withDropout ? dropoutMasks(base.config, state, micro, tokens) : undefined;
+      const r = trainingLossAndGrads(base.config, base.weights, state.adapter as TrainableAdapter, batch, { dropoutMasks: masks });
+      loss += r.loss / 2;
+      for (const t of tensors) {
+        const g = (r.grads[t.layer][t.module] as Record<string, Float64Array>)[
+          t.role === 'lora_A' ? 'a' : t.role === 'lora_B' ? 'b' : t.role === 'adapter_down' ? 'down' : 'up'
+        ];
+        const a = want.get(t.name)!;
+        for (let i = 0; i < a.length; i++) a[i] += g[i] / 2;
+      }
+    }
+    return { want, loss };
+  };
+  const dropped = referenceGrads(true);
+  const plain = referenceGrads(false);
+  const gpu = await GpuTrainerBackend.create(await gpuCtx(), httpModelSource(url), info, data, clone(state));
+  try {
+    const r = await gpu.step();
+    const got = await gpu.lastGradients();
+    const errors: Record<string, number> = {};
+    let maxErr = 0;
+    let minDropoutEffect = Infinity; // per tensor: how far the no-dropout gradient is from the dropout one
+    let gpuVsPlain = Infinity;
+    for (const t of tensors) {
+      const want = dropped.want.get(t.name)!;
+      const e = relErr(got.get(t.name)!, want);
+      errors[t.name] = e;
+      maxErr = Math.max(maxErr, e);
+      minDropoutEffect = Math.min(minDropoutEffect, relErr(plain.want.get(t.name)!, want));
+      gpuVsPlain = Math.min(gpuVsPlain, relErr(got.get(t.name)!, plain.want.get(t.name)!));
+    }
+    return {
+      maxErr,
+      errors,
+      lossErr: Math.abs(r.loss - dropped.loss) / Math.abs(dropped.loss),
+      minDropoutEffect,
+      gpuVsPlain,
+      allNonZero: [...dropped.want.values()].every((a) => a.some((x) => x !== 0)),
+    };
+  } finally {
+    gpu.dispose();
   }
 }

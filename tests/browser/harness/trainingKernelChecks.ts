@@ -17,6 +17,9 @@ import {
   adamwDispatch,
   adamwStepScalars,
   crossEntropyDispatch,
+  dropoutDispatch,
+  dropoutStepUniform,
+  dropoutStreamUniform,
   rmsnormBackDispatch,
   ropeBackDispatch,
   shiftedTargets,
@@ -26,6 +29,7 @@ import {
 import { adamwInitState, adamwStep, type AdamWHyper } from '../../../src/training/adamw.ts';
 import type { AdapterActivation } from '../../../src/formats/adapterFormat.ts';
 import { seededRng } from '../../../src/formats/random.ts';
+import { dropoutMask } from '../../../src/engine/dropout.ts';
 
 /**
  * A tolerance: |got − want| ≤ atol·scale + rtol·|want| for every entry, where scale is the largest
@@ -250,4 +254,39 @@ export async function checkAdamW(n: number, steps: number, h: Omit<AdamWHyper, '
     }
     return worst;
   });
+}
+
+/**
+ * dropout.wgsl against engine/dropout.ts's mask for (p, key, stream) over [rows, width]: with an
+ * all-ones input the kernel's output must be the TypeScript mask bit for bit (0 or f32 1/(1-p));
+ * with a random input added onto a random dst (the backward's accumulate) it must be
+ * fround(dst + fround(src · mask)), which WGSL's correctly rounded f32 × and + give exactly.
+ * Returns the count of entries that differ in each case.
+ */
+export async function checkDropout(width: number, rows: number, p: number, key: number, stream: number) {
+  const n = rows * width;
+  const mask = dropoutMask(n, p, key, stream);
+  const src = randn(n, 21);
+  const dst0 = randn(n, 22);
+  const want = Float32Array.from(dst0, (d, i) => Math.fround(d + Math.fround(src[i] * mask[i])));
+  const [gotMask, gotAcc] = await validated(async ({ device, pipes }) => {
+    const parts = { device, pipes, params: paramsFor(device, rows) };
+    const step = upload(device, dropoutStepUniform(p, key), true);
+    const s = upload(device, dropoutStreamUniform(stream), true);
+    const ones = upload(device, new Float32Array(n).fill(1));
+    const out = upload(device, new Float32Array(n).fill(NaN));
+    const acc = upload(device, dst0);
+    const d1 = dropoutDispatch(parts, { label: 'dropout mask', width, accumulate: false, step, stream: s, src: ones, dst: out });
+    const d2 = dropoutDispatch(parts, { label: 'dropout accumulate', width, accumulate: true, step, stream: s, src: upload(device, src), dst: acc });
+    return runDispatches(device, [d1, d2], rows, [out, acc]);
+  });
+  let maskDiff = 0;
+  let accDiff = 0;
+  let kept = 0;
+  for (let i = 0; i < n; i++) {
+    if (!Object.is(gotMask[i], mask[i])) maskDiff++;
+    if (!Object.is(gotAcc[i], want[i])) accDiff++;
+    if (mask[i] !== 0) kept++;
+  }
+  return { maskDiff, accDiff, keptFraction: kept / n, n };
 }

@@ -57,16 +57,32 @@ for (const mode of ['q0f32', 'q4f32_1'] as const) {
   });
 }
 
-test("q4f32_1: 2 optimizer steps give the reference trainer's losses and weights; 1 + checkpoint/reload + 1 steps = 2 steps, exactly", async () => {
+// 10 + checkpoint + 10: the checkpoint goes through the app's IndexedDB store and a new backend, as
+// a reload resumes (src/training/worker.ts); warmup 12 puts the checkpoint inside warmup, so the
+// schedule turns to its linear decay after the reload (both halves of the schedule are resumed).
+const HALF = 10;
+const WARMUP = 12;
+test(`q4f32_1: 2 optimizer steps give the reference trainer's losses and weights; ${HALF} + IndexedDB checkpoint/reload + ${HALF} steps = ${2 * HALF} steps, exactly (LoRA dropout 0.05)`, async () => {
   const r = await call(page, 'stepsVsReference', '/models/tiny/q4f32_1/', 'lora', 2);
   expect(r.step).toBe(2);
   expect(r.moved, 'the steps changed the weights').toBeGreaterThan(1e-4);
   expect(r.lossErr, 'losses').toBeLessThan(1e-4);
   expect(r.weightErr, 'weights').toBeLessThan(1e-2);
   // The GPU pass is deterministic (no atomics, fixed reduction order): a resumed run is bit-identical.
-  const resumed = await call(page, 'resumeEqualsStraight', '/models/tiny/q4f32_1/', 'lora', 1);
+  const resumed = await call(page, 'resumeEqualsStraight', '/models/tiny/q4f32_1/', 'lora', HALF, WARMUP);
+  expect(resumed.step).toBe(2 * HALF);
+  expect(resumed.optimSteps).toBe(2 * HALF);
+  expect(resumed.resumed).toHaveLength(2 * HALF);
   expect(resumed.resumed).toEqual(resumed.straight);
-  expect(resumed.equal, 'the resumed state is bit-identical').toBe(true);
+  expect(resumed.resumedLrs).toEqual(resumed.straightLrs);
+  // the schedule really crossed its warmup: 0 at step 0, the peak at step WARMUP (after the reload), then falling
+  expect(resumed.straightLrs[0]).toBe(0);
+  expect(resumed.straightLrs[WARMUP]).toBeCloseTo(1e-2, 12);
+  expect(resumed.straightLrs[2 * HALF - 1]).toBeLessThan(resumed.straightLrs[WARMUP]);
+  expect(resumed.moved, 'the steps changed the weights').toBeGreaterThan(1e-3);
+  expect(resumed.weightsEqual, 'adapter weights bit-identical').toBe(true);
+  expect(resumed.momentsEqual, 'AdamW moments and steps bit-identical').toBe(true);
+  expect(resumed.equal, 'the whole serialised state is identical').toBe(true);
 });
 
 test("a micro-batch over the device's largest buffer is refused before allocating, saying what fits", async () => {
@@ -86,4 +102,21 @@ test("q0f32: with dropout (p 0.3) the GPU's gradients (LoRA, series) equal the r
     expect(r.minDropoutEffect, `${method}: reference with vs without dropout`).toBeGreaterThan(100 * GRAD_TOL);
     expect(r.gpuVsPlain, `${method}: GPU with dropout vs reference without`).toBeGreaterThan(100 * GRAD_TOL);
   }
+});
+
+// The reference unit test's pattern (tests/unit/training-loop.test.ts) learnt on the GPU. The bound
+// comes from the task, not from a run: after BOS the 4 tokens of the cycle 3 4 5 6 appear equally
+// often, so a model that learnt only which tokens occur (their unigram distribution) scores ln 4;
+// below that it must predict each token from the one before (the ideal is ln 4 / (len − 1): only the
+// first token's offset is unknowable). 8 examples in micro-batches 2 × 2 make an epoch of 2 steps, so the
+// last 2 steps' mean is the loss over every example once (single steps differ with the shuffle).
+test("LoRA on the GPU learns a fixed pattern: the last epoch's loss falls below the pattern's unigram entropy ln 4", async () => {
+  const len = 7; // the resume test's longest example: the same pass shapes, no new pipelines
+  const steps = 16;
+  const r = await call(page, 'learnsPattern', '/models/tiny/q4f32_1/', 'lora', steps, 3e-2, len);
+  expect(r.losses).toHaveLength(steps);
+  expect(r.stepsPerEpoch).toBe(2);
+  const lastEpoch = (r.losses[steps - 1] + r.losses[steps - 2]) / 2;
+  expect(r.losses[0], 'an untrained model is far from the pattern').toBeGreaterThan(2 * Math.log(4));
+  expect(lastEpoch, JSON.stringify(r.losses)).toBeLessThan(Math.log(4));
 });

@@ -16,7 +16,8 @@ import { specFromRecipe, type TrainingMethod } from '../../../src/training/recip
 import { adapterTensorList, parseTrainerState, serializeTrainerState, type TrainerState } from '../../../src/training/checkpoint.ts';
 import { microBatchIndices, padBatch } from '../../../src/training/batching.ts';
 import { ReferenceTrainerBackend } from '../../../src/training/backend.ts';
-import { GpuTrainerBackend, checkTrainingFits } from '../../../src/training/gpuTrainer.ts';
+import { GpuTrainerBackend, GPU_BACKEND_LABEL, checkTrainingFits } from '../../../src/training/gpuTrainer.ts';
+import { deleteRun, getRun, getRunText, saveRun, saveRunText } from '../../../src/training/checkpointStore.ts';
 import type { TokenizedExample } from '../../../src/training/data.ts';
 import { relErr } from './kernelChecks.ts';
 
@@ -48,9 +49,21 @@ function examples(n: number, seed: number, vocab: number): TokenizedExample[] {
 }
 
 /** A trainer state with every adapter tensor random (B and up too: zeros would hide A's and down's gradients). */
-function randomState(base: LoadedTrainingBase, method: TrainingMethod, o: { microBatch: number; gradAccum: number; steps: number; lr: number }): TrainerState {
+function randomState(
+  base: LoadedTrainingBase,
+  method: TrainingMethod,
+  o: { microBatch: number; gradAccum: number; steps: number; lr: number; warmup?: number },
+): TrainerState {
   const spec = specFromRecipe(method, { dropout: 0, targets: ALL[method], ...(method === 'lora' ? { r: 4, alpha: 8 } : { bottleneck: 6 }) });
-  const hyper = defaultHyper({ microBatch: o.microBatch, gradAccum: o.gradAccum, totalSteps: o.steps, warmupSteps: 1, lr: o.lr, seed: 7, weightDecay: 0.01 });
+  const hyper = defaultHyper({
+    microBatch: o.microBatch,
+    gradAccum: o.gradAccum,
+    totalSteps: o.steps,
+    warmupSteps: o.warmup ?? 1,
+    lr: o.lr,
+    seed: 7,
+    weightDecay: 0.01,
+  });
   const state = createTrainerState(base.config, spec, hyper);
   const rng = new Rng(99);
   for (const t of adapterTensorList(state.adapter)) t.data.set(rng.normalArray(t.data.length, 0.2));
@@ -191,27 +204,105 @@ export async function stepsVsReference(url: string, method: TrainingMethod, step
   }
 }
 
-/** n steps, a checkpoint serialised and parsed into a new GPU backend, n more = 2n steps straight (exactly). */
-export async function resumeEqualsStraight(url: string, method: TrainingMethod, n: number) {
+/**
+ * n steps straight on, and n steps, a checkpoint in the app's IndexedDB store (checkpointStore.ts
+ * saveRun, the run's data beside it as JSONL), then what a reload does: the record and the data read
+ * back and a NEW GPU backend made from them, n more. Warmup `warmup` steps (randomState's micro-batch
+ * 2 × accumulation 2); the losses, lrs and serialised states (adapter tensors, AdamW moments and
+ * steps) of both, and whether weights and moments agree bit for bit.
+ */
+export async function resumeEqualsStraight(url: string, method: TrainingMethod, n: number, warmup = 1) {
   const base = await baseFor(url);
   const info = await loadModelManifest(httpModelSource(url));
   const data = examples(6, 11, base.config.vocabSize);
-  const state = randomState(base, method, { microBatch: 2, gradAccum: 2, steps: 2 * n, lr: 1e-2 });
+  const state = randomState(base, method, { microBatch: 2, gradAccum: 2, steps: 2 * n, lr: 1e-2, warmup });
   const g = await gpuCtx();
-  const run = async (s: TrainerState, n: number) => {
-    const b = await GpuTrainerBackend.create(g, httpModelSource(url), info, data, s);
+  // The recipe's LoRA dropout: its masks are hashed from (seed, step, micro), so they too must continue across the reload.
+  state.spec = { ...state.spec, dropout: 0.05 };
+  // `snapshotAt`: also the state after that many steps, as a checkpoint written then would hold it.
+  // The straight run's first n steps are the interrupted run's, so one run of 2n steps gives both
+  // (the 10 + 10 comparison costs 30 GPU steps, not 40).
+  const run = async (s: TrainerState, d: TokenizedExample[], n: number, snapshotAt = -1) => {
+    const b = await GpuTrainerBackend.create(g, httpModelSource(url), info, d, s);
     const losses: number[] = [];
+    const lrs: number[] = [];
+    let snapshot = '';
     try {
-      for (let i = 0; i < n; i++) losses.push((await b.step()).loss);
-      return { state: serializeTrainerState(b.state), losses };
+      for (let i = 0; i < n; i++) {
+        const r = await b.step();
+        losses.push(r.loss);
+        lrs.push(r.lr);
+        if (i + 1 === snapshotAt) snapshot = serializeTrainerState(b.state);
+      }
+      return { state: serializeTrainerState(b.state), losses, lrs, snapshot };
     } finally {
       b.dispose();
     }
   };
-  const straight = await run(clone(state), 2 * n);
-  const first = await run(clone(state), n);
-  const second = await run(parseTrainerState(first.state), n);
-  return { equal: straight.state === second.state, straight: straight.losses, resumed: [...first.losses, ...second.losses] };
+  const straight = await run(clone(state), data, 2 * n, n);
+  const first = { state: straight.snapshot, losses: straight.losses.slice(0, n), lrs: straight.lrs.slice(0, n) };
+  const id = `gpu-trainer-resume-${method}-${n}-${Date.now()}`;
+  const h = state.hyper;
+  await saveRun({
+    id,
+    name: id,
+    createdAt: new Date().toISOString(),
+    updatedAt: new Date().toISOString(),
+    base: { id: url, name: url, location: { kind: 'http', baseUrl: url }, config: base.config },
+    method: state.spec.kind,
+    spec: state.spec,
+    hyper: h,
+    epochs: null,
+    cutoffLen: 256,
+    checkpointEvery: n,
+    data: { name: 'resume.jsonl', examples: data.length, truncated: 0, unlabelled: 0 },
+    status: 'paused',
+    message: null,
+    backend: GPU_BACKEND_LABEL,
+    losses: first.losses,
+    lrs: first.lrs,
+    tokens: 0,
+    seconds: 0,
+    state: first.state,
+  });
+  await saveRunText(id, data.map((e) => JSON.stringify({ input_ids: e.inputIds, labels: e.labels })).join('\n'));
+  try {
+    const rec = await getRun(id);
+    const text = await getRunText(id);
+    if (!rec?.state || text === undefined) throw new Error('the checkpoint was not stored');
+    const stored = text.split('\n').map((l) => {
+      const o = JSON.parse(l) as { input_ids: number[]; labels: number[] };
+      return { inputIds: o.input_ids, labels: o.labels };
+    });
+    const second = await run(parseTrainerState(rec.state), stored, n);
+    const a = parseTrainerState(straight.state);
+    const b = parseTrainerState(second.state);
+    const bits = (x: Float32Array) => Array.from(new Uint32Array(x.buffer, x.byteOffset, x.length));
+    const same = (x: Float32Array, y: Float32Array) => x.length === y.length && bits(x).every((v, i) => v === bits(y)[i]);
+    const ta = adapterTensorList(a.adapter);
+    const tb = adapterTensorList(b.adapter);
+    const weightsEqual = ta.length === tb.length && ta.every((t, i) => t.name === tb[i].name && same(t.data, tb[i].data));
+    const momentsEqual = ta.every((t) => {
+      const oa = a.optim.get(t.name)!;
+      const ob = b.optim.get(t.name);
+      return !!ob && oa.step === ob.step && same(oa.m, ob.m) && same(oa.v, ob.v);
+    });
+    const moved = Math.max(...ta.map((t, i) => relErr(t.data, adapterTensorList(state.adapter)[i].data)));
+    return {
+      equal: straight.state === second.state,
+      weightsEqual,
+      momentsEqual,
+      moved,
+      step: b.step,
+      optimSteps: b.optim.get(ta[0].name)!.step,
+      straight: straight.losses,
+      resumed: [...first.losses, ...second.losses],
+      straightLrs: straight.lrs,
+      resumedLrs: [...first.lrs, ...second.lrs],
+    };
+  } finally {
+    await deleteRun(id);
+  }
 }
 
 /** The memory check's message for a micro-batch over the device's largest buffer (nothing allocated). */
@@ -285,6 +376,35 @@ export async function dropoutGradientsVsReference(url: string, method: TrainingM
       gpuVsPlain,
       allNonZero: [...dropped.want.values()].every((a) => a.some((x) => x !== 0)),
     };
+  } finally {
+    gpu.dispose();
+  }
+}
+
+/**
+ * The reference unit test's fixed pattern (tests/unit/training-loop.test.ts) on the GPU: BOS, then
+ * the cycle 3 4 5 6 3 … from one of 4 offsets, 8 examples of `len` tokens, labels = inputs, a fresh
+ * PEFT-initialised adapter (B or up zero), micro-batch 2 × accumulation 2, shuffled, warmup 3 then
+ * the linear decay. The losses of `steps` optimizer steps.
+ */
+export async function learnsPattern(url: string, method: TrainingMethod, steps: number, lr: number, len: number) {
+  const info = await loadModelManifest(httpModelSource(url));
+  const pattern = (offset: number): TokenizedExample => {
+    const ids = [1, ...Array.from({ length: len - 1 }, (_, i) => 3 + ((i + offset) % 4))];
+    return { inputIds: ids, labels: ids.slice() };
+  };
+  const data = Array.from({ length: 8 }, (_, i) => pattern(i % 4));
+  const spec = specFromRecipe(method, { dropout: 0, targets: ALL[method], ...(method === 'lora' ? { r: 4, alpha: 8 } : { bottleneck: 8 }) });
+  const state = createTrainerState(
+    info.config,
+    spec,
+    defaultHyper({ microBatch: 2, gradAccum: 2, lr, warmupSteps: 3, totalSteps: steps, shuffle: true, seed: 3 }),
+  );
+  const gpu = await GpuTrainerBackend.create(await gpuCtx(), httpModelSource(url), info, data, state);
+  try {
+    const losses: number[] = [];
+    for (let s = 0; s < steps; s++) losses.push((await gpu.step()).loss);
+    return { losses, examples: data.length, stepsPerEpoch: data.length / (2 * 2) };
   } finally {
     gpu.dispose();
   }

@@ -1,6 +1,7 @@
 /**
  * npm run bench -- --model <dir|synthetic:LAYERS[:MODE]> [--adapter <dir|paper:lora|paper:series|paper:parallel>,...]
  *   [--batch B] [--prompt-len P] [--gen G] [--gpu|--no-gpu] [--json] [--webllm <model-id> [--webllm-stall S]]
+ *   [--train|--train-quick [--train-only] [--train-steps N] [--train-methods lora,series,parallel]]
  *
  * Measures, in one run on one device: the copy bandwidth ceiling (a large buffer copy), prefill
  * tokens/s, time to first token, GPU memory, decode tokens/s with and without each adapter, and
@@ -9,6 +10,13 @@
  * GPU and steps pipelined (decodeGreedy, what greedy generation uses).
  * `synthetic:2` is a generated model with Llama-2-7B's layer shapes and 2 layers (q4f16_1 unless
  * a mode follows), made in the page: no files needed.
+ * --train adds training rows (src/training/trainBench.ts): each paper recipe (LoRA, series, parallel)
+ * trained by the WebGPU trainer on the synthetic model at the recipes' micro-batch 4 × accumulation 4
+ * of 256-token rows, one warm-up step then --train-steps timed ones (default 2): tokens/s and the
+ * trainer's peak GPU memory, both projected to 32 layers, and three epochs of math_10k with LoRA.
+ * --train-quick instead trains 1 timed step (pipeline compiles included) of micro-batch 2 × 1 of
+ * 16-token rows: what a software adapter (CI) can run; its rows say so. --train-only skips the
+ * inference measurements. --train-methods lora,series,parallel picks recipes. Needs --model synthetic:N.
  * --webllm <id> then runs the same prompt and generation lengths through WebLLM on the same page
  * (e.g. Llama-2-7b-chat-hf-q4f16_1-MLC beside --model <that repository's MLC shards>) and prints both
  * engines' tokens/s side by side; when WebLLM cannot load (no internet for its model library and
@@ -24,14 +32,17 @@ import { QUANT_MODES, type QuantMode } from '../formats/llamaConfig.ts';
 import { ADAPTER_MANIFEST_FILE } from '../formats/adapterFormat.ts';
 import { MLC_CHAT_CONFIG_FILE } from '../formats/baseModelFiles.ts';
 import type { BenchOptions, BenchResult, DecodeTiming, WebLLMBenchResult } from './benchPage.ts';
+import type { TrainBenchOptions } from '../training/trainBench.ts';
+import { formatTrainingLines, type TrainBenchReport } from '../training/trainBenchReport.ts';
+import { TRAINING_METHODS, type TrainingMethod } from '../training/recipes.ts';
 
 const USAGE =
-  'usage: npm run bench -- --model <dir|synthetic:LAYERS[:MODE]> [--adapter <dir|paper:KIND>,...] [--batch B] [--prompt-len P] [--gen G] [--gpu|--no-gpu] [--json] [--webllm <model-id> [--webllm-stall S]]';
+  'usage: npm run bench -- --model <dir|synthetic:LAYERS[:MODE]> [--adapter <dir|paper:KIND>,...] [--batch B] [--prompt-len P] [--gen G] [--gpu|--no-gpu] [--json] [--webllm <model-id> [--webllm-stall S]] [--train|--train-quick [--train-only] [--train-steps N] [--train-methods lora,series,parallel]]';
 
 async function main() {
   const { values, flags } = parseArgs(process.argv.slice(2), {
-    strings: ['model', 'adapter', 'batch', 'prompt-len', 'gen', 'webllm', 'webllm-stall'],
-    flags: ['json', 'gpu', 'no-gpu'],
+    strings: ['model', 'adapter', 'batch', 'prompt-len', 'gen', 'webllm', 'webllm-stall', 'train-steps', 'train-methods'],
+    flags: ['json', 'gpu', 'no-gpu', 'train', 'train-quick', 'train-only'],
   });
   if (!values.model) throw new UsageError('--model is required.');
   const mounts: Record<string, string> = {};
@@ -75,18 +86,27 @@ async function main() {
   if (opts.gen < 2) throw new UsageError('--gen must be at least 2 (one warm-up step, then measured steps).');
   if (values.webllm !== undefined && !values.webllm) throw new UsageError('--webllm expects a WebLLM model id, e.g. Llama-2-7b-chat-hf-q4f16_1-MLC.');
   const webllmStallMs = num(values['webllm-stall'], 60, 'webllm-stall') * 1000;
+  const train = trainOptions(values, flags, 'synthetic' in model ? model.synthetic : null, num);
+  const trainOnly = flags.has('train-only');
   // Progress goes to stderr as it happens (stdout keeps the table or the JSON).
   const progress = progressReporter('bench');
   progress({ phase: 'starting the browser' });
   const session = await openBrowserSession({ mounts, gpu: flags.has('gpu') ? true : flags.has('no-gpu') ? false : undefined, quiet: !process.env.DEBUG });
-  let r: BenchResult;
+  let r: BenchResult | null = null;
   let webllm: WebLLMBenchResult | null = null;
+  let training: TrainBenchReport | null = null;
   try {
     await session.page.exposeFunction('__benchProgress', (e: ProgressEvent) => progress(e));
-    r = await session.page.evaluate(async (o) => {
-      const { runBench } = (await import(/* @vite-ignore */ '/src/cli/benchPage.ts' as string)) as typeof import('./benchPage.ts');
-      return runBench(o, (e) => void (window as unknown as { __benchProgress(e: unknown): Promise<void> }).__benchProgress(e));
-    }, opts);
+    if (!trainOnly)
+      r = await session.page.evaluate(async (o) => {
+        const { runBench } = (await import(/* @vite-ignore */ '/src/cli/benchPage.ts' as string)) as typeof import('./benchPage.ts');
+        return runBench(o, (e) => void (window as unknown as { __benchProgress(e: unknown): Promise<void> }).__benchProgress(e));
+      }, opts);
+    if (train)
+      training = await session.page.evaluate(async (o) => {
+        const { runTrainBench } = (await import(/* @vite-ignore */ '/src/cli/benchPage.ts' as string)) as typeof import('./benchPage.ts');
+        return runTrainBench(o, (e) => void (window as unknown as { __benchProgress(e: unknown): Promise<void> }).__benchProgress(e));
+      }, train);
     // After ours (whose GPU memory is freed by then), on the same page and GPU.
     if (values.webllm) {
       progress({ phase: `WebLLM ${values.webllm}: loading and generating` });
@@ -113,7 +133,11 @@ async function main() {
             prompt_tokens: webllm.promptTokens,
             gen_tokens: webllm.genTokens,
           });
-    process.stdout.write(JSON.stringify(w ? { ...r, webllm: w } : r) + '\n');
+    process.stdout.write(JSON.stringify({ ...r, ...(w ? { webllm: w } : {}), ...(training ? { training } : {}) }) + '\n');
+    return;
+  }
+  if (!r) {
+    process.stdout.write(formatTrainingLines(training!).join('\n') + '\n');
     return;
   }
   const gbps = (b: number) => `${(b / 1e9).toFixed(2)} GB/s`;
@@ -139,6 +163,7 @@ async function main() {
       ? `GSM8K estimate, ${r.gsm8k.label}: ${(r.gsm8k.totalSeconds / 60).toFixed(1)} min for ${r.gsm8k.problems} problems (${r.gsm8k.promptTokens}-token prompts, <= ${r.gsm8k.maxNewTokens} new, batch ${r.gsm8k.batch}) = prefill ${(r.gsm8k.prefillSeconds / 60).toFixed(1)} + decode ${(r.gsm8k.decodeSeconds / 60).toFixed(1)} min (${r.gsm8k.basis})`
       : `GSM8K estimate: ${r.gsm8kSkipped}`,
     ...(webllm ? ['', ...webllmLines(webllm, r, opts)] : []),
+    ...(training ? ['', ...formatTrainingLines(training)] : []),
   ];
   process.stdout.write(lines.join('\n') + '\n');
 }
@@ -177,6 +202,38 @@ function webllmLines(w: WebLLMBenchResult, r: BenchResult, o: BenchOptions): str
     row(`WebLLM ${w.modelId}`, w.prefillTokensPerSecond, w.decodeTokensPerSecond),
     `(WebLLM's own counts: ${w.promptTokens} prompt tokens, ${w.genTokens} generated)`,
   ];
+}
+
+/** --train / --train-quick as the page's options (null: no training rows). */
+function trainOptions(
+  values: Record<string, string | undefined>,
+  flags: Set<string>,
+  synthetic: { layers: number; mode: QuantMode } | null,
+  num: (v: string | undefined, d: number, name: string) => number,
+): Omit<TrainBenchOptions, 'log'> | null {
+  const quick = flags.has('train-quick');
+  if (!quick && !flags.has('train')) {
+    for (const f of ['train-only', 'train-steps', 'train-methods'])
+      if (flags.has(f) || values[f] !== undefined) throw new UsageError(`--${f} goes with --train or --train-quick.`);
+    return null;
+  }
+  if (!synthetic) throw new UsageError('--train needs --model synthetic:LAYERS[:MODE] (the training rows are for Llama-2-7B shapes).');
+  const methods = (values['train-methods'] ?? TRAINING_METHODS.join(',')).split(',').map((m) => m.trim()) as TrainingMethod[];
+  const bad = methods.filter((m) => !TRAINING_METHODS.includes(m));
+  if (bad.length || methods.length === 0) throw new UsageError(`--train-methods takes ${TRAINING_METHODS.join(', ')}, not ${bad.join(', ') || '""'}.`);
+  const steps = num(values['train-steps'], quick ? 1 : 2, 'train-steps');
+  return quick
+    ? {
+        ...synthetic,
+        methods,
+        microBatch: 2,
+        gradAccum: 1,
+        seqLen: 16,
+        steps,
+        warmUp: false,
+        quickNote: `quick: micro-batch 2 x 1 of 16-token rows (the recipes: 4 x 4 of 256), ${steps} step${steps === 1 ? '' : 's'} timed with the pipeline compiles, no warm-up: shows the path runs, not its speed`,
+      }
+    : { ...synthetic, methods, microBatch: 4, gradAccum: 4, seqLen: 256, steps, warmUp: true, quickNote: null };
 }
 
 runMain(main, USAGE);

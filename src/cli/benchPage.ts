@@ -18,6 +18,7 @@ import type { EncodeStats } from '../engine/llama.ts';
 import type { ProgressEvent } from './progress.ts';
 import { gsm8kEstimate, GSM8K_BATCH, type Gsm8kEstimate } from './gsm8kEstimate.ts';
 import { profileDecodeStep, type KernelProfile } from '../engine/kernelProfile.ts';
+import type { TrainBenchOptions, TrainBenchReport } from '../training/trainBench.ts';
 
 export interface BenchOptions {
   model: { url: string } | { synthetic: { layers: number; mode: QuantMode } };
@@ -217,6 +218,21 @@ function stepEncode(s: EncodeStats, steps: number): { dispatchesPerStep: number;
   if (s.calls !== steps || s.dispatches !== s.calls * s.lastCallDispatches)
     throw new Error(`decode steps encoded unevenly: ${s.dispatches} dispatches in ${s.calls} calls for ${steps} steps`);
   return { dispatchesPerStep: s.lastCallDispatches, encodeMsPerStep: s.encodeMs / s.calls };
+}
+
+/**
+ * The training rows (training/trainBench.ts) on this page's GPU, on a device of their own: run after
+ * runBench, whose engine has freed its buffers by then.
+ */
+export async function runTrainBench(o: Omit<TrainBenchOptions, 'log'>, progress: (e: ProgressEvent) => void = () => {}): Promise<TrainBenchReport> {
+  const { createGpuContext } = await import('../engine/gpu.ts');
+  const { runTrainingBench } = await import('../training/trainBench.ts');
+  const gpu = await createGpuContext();
+  try {
+    return await runTrainingBench(gpu, { ...o, log: (m) => progress({ phase: m }) });
+  } finally {
+    gpu.device.destroy();
+  }
 }
 
 export interface WebLLMBenchOptions {

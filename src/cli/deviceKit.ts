@@ -36,7 +36,7 @@ const rawImports: Plugin = {
  */
 const RUN_SH = `#!/bin/sh
 # Runs the device kit: the engine's kernel and model oracle checks and the bench on this machine's GPU
-# through Dawn (Vulkan). Usage: run.sh [--quick] [--out DIR] [--no-bench] [--no-checks] (see kit.mjs)
+# and training steps through Dawn (Vulkan). Usage: run.sh [--quick] [--out DIR] [--no-bench] [--no-checks] [--no-train|--train] (see kit.mjs)
 # The JSON report goes to DIR, else $OUT, else the current folder; a short table goes to stdout.
 set -eu
 KIT=$(cd "$(dirname "$0")" && pwd)

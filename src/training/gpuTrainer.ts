@@ -84,6 +84,24 @@ interface TensorOnGpu {
   adamw: Dispatch;
 }
 
+/** The most staging the trainer's read-back of adapter tensors and AdamW moments maps at once (larger single tensors go alone). */
+export const READBACK_CHUNK_BYTES = 64 * 2 ** 20;
+
+/** What peakGpuBytes is made of, by what holds it (the bench projects each part to more layers). */
+export interface TrainerGpuMemory {
+  /** the frozen base as uploaded */
+  weights: number;
+  /** the training pass's buffers (layer-boundary checkpoints, activations, logits, scratch) */
+  pass: number;
+  /** adapter tensors, their gradients, AdamW's two moments and each tensor's step uniform */
+  adapterOptimizer: number;
+  /** the per-micro-batch loss staging buffers */
+  lossStaging: number;
+  /** the largest read-back staging buffer held beside everything else (0 before the first step) */
+  readbackStaging: number;
+  peak: number;
+}
+
 const STORAGE = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC;
 
 /** One pipeline cache per device: a resumed or restarted run on the same device compiles nothing again. */
@@ -278,7 +296,7 @@ export class GpuTrainerBackend implements TrainerBackend {
     const bufs = items.map((x) => x.buf);
     const device = this.gpu.device;
     const out: Float32Array[] = [];
-    const CHUNK = 64 * 2 ** 20;
+    const CHUNK = READBACK_CHUNK_BYTES;
     for (let i = 0; i < bufs.length;) {
       let size = 0;
       const group: GPUBuffer[] = [];
@@ -322,6 +340,20 @@ export class GpuTrainerBackend implements TrainerBackend {
   /** The most GPU memory held at once: every buffer this backend allocated (weights, pass, adapter, optimizer, staging). */
   peakGpuBytes(): number {
     return this.peak;
+  }
+
+  /** peakGpuBytes by part, from the same allocations it counts. */
+  gpuMemory(): TrainerGpuMemory {
+    const adapterOptimizer = this.onGpu.reduce((s, g) => s + g.param.size + g.grad.size + g.m.size + g.v.size + g.hyper.size, 0);
+    const ownBytes = this.own.reduce((s, b) => s + b.size, 0);
+    return {
+      weights: this.tensors.bytes,
+      pass: this.pass.bytes,
+      adapterOptimizer,
+      lossStaging: ownBytes - adapterOptimizer,
+      readbackStaging: this.peak - this.residentBytes(),
+      peak: this.peak,
+    };
   }
 
   dispose(): void {

@@ -2,7 +2,8 @@
  * The device kit's entry point: load Dawn's Node bindings and install their WebGPU globals
  * (GPUBufferUsage, GPUMapMode, …) before any engine module is evaluated (some read those globals
  * at load), then run the kit (main.ts, imported only now).
- *   node kit.mjs [--quick] [--out DIR] [--no-bench] [--no-checks] [--bench-layers N] [--bench-prompt P] [--bench-steps S] [--checks GROUP_PREFIX]
+ *   node kit.mjs [--quick] [--out DIR] [--no-bench] [--no-checks] [--no-train | --train] [--bench-layers N] [--bench-prompt P] [--bench-steps S]
+ *                [--train-layers N] [--train-steps S] [--checks GROUP_PREFIX]
  */
 import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';

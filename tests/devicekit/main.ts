@@ -2,9 +2,13 @@
  * The device kit's program (started by entry.ts, bundled into device-kit/kit.mjs by
  * `npm run device-kit`): on the GPU that Dawn's Node bindings find, report the adapter, run the kernel
  * and whole-model oracle checks of the browser tests, then the bench, and write one JSON report.
- *   node kit.mjs [--quick] [--out DIR] [--no-bench] [--no-checks] [--bench-layers N] [--bench-prompt P] [--bench-steps S] [--checks GROUP_PREFIX]
- * DIR defaults to $OUT, else the current folder. Exit status 0 only when every check passed and
- * the bench ran.
+ *   node kit.mjs [--quick] [--out DIR] [--no-bench] [--no-checks] [--no-train | --train] [--bench-layers N] [--bench-prompt P] [--bench-steps S]
+ *                [--train-layers N] [--train-steps S] [--checks GROUP_PREFIX]
+ * DIR defaults to $OUT, else the current folder. Then training steps of each paper recipe
+ * (src/training/trainBench.ts, as npm run bench --train): full mode on synthetic:2 (7B shapes, or
+ * --train-layers) at the recipes' micro-batch 4 × 4 of 256 tokens (--no-train: none); quick mode only
+ * with --train, on the bench's narrow model, micro-batch 2 × 1 of 16 tokens, one step. Exit status 0
+ * only when every check passed and the bench and training (when asked) ran.
  */
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -16,6 +20,8 @@ import { modelChecks, serveTinyModels } from './modelCases.ts';
 import { runBench, type BenchOptions, type BenchReport } from './bench.ts';
 import { formatReport } from './table.ts';
 import { llama2_7bShape } from '../../src/formats/syntheticModel.ts';
+import { runTrainingBench, type TrainBenchOptions, type TrainBenchReport } from '../../src/training/trainBench.ts';
+import { TRAINING_METHODS } from '../../src/training/recipes.ts';
 
 export interface AdapterReport {
   vendor: string;
@@ -37,6 +43,8 @@ export interface KitReport {
   checks: { passed: number; failed: number; results: CheckResult[] };
   bench: BenchReport | null;
   benchError?: string;
+  training: TrainBenchReport | null;
+  trainingError?: string;
   error?: string;
   ok: boolean;
 }
@@ -50,6 +58,11 @@ const LIMITS = [
   'maxComputeWorkgroupsPerDimension',
   'maxStorageBuffersPerShaderStage',
 ] as const;
+
+// Quick (SwiftShader on a CI machine): 7B layers are far too slow there (a prefill of 8 tokens
+// through two of them took minutes), so a narrow Llama with the same structure.
+const QUICK_SHAPE = { ...llama2_7bShape(2), hiddenSize: 512, intermediateSize: 1376, numHeads: 4, numKvHeads: 4, vocabSize: 4096 };
+const QUICK_SHAPE_NAME = 'synthetic narrow Llama (2 layers, hidden 512, ffn 1376, vocab 4096: quick)';
 
 export interface Dawn {
   create(flags: string[]): GPU;
@@ -100,6 +113,7 @@ export async function runKit(dawn: Dawn): Promise<never> {
     adapter: null,
     checks: { passed: 0, failed: 0, results: [] },
     bench: null,
+    training: null,
     ok: false,
   };
   await mkdir(outDir, { recursive: true });
@@ -154,12 +168,8 @@ export async function runKit(dawn: Dawn): Promise<never> {
           throw new Error(`--bench-layers wants 1 to 32 layers of Llama-2-7B's shape (0: the narrow quick shape), not ${argv[layersArg + 1]}`);
         // Quick (SwiftShader on a CI machine): 7B layers are far too slow there (a prefill of 8 tokens
         // through two of them took minutes), so a narrow Llama with the same structure, unless --bench-layers.
-        const shape =
-          layers > 0 ? llama2_7bShape(layers) : { ...llama2_7bShape(2), hiddenSize: 512, intermediateSize: 1376, numHeads: 4, numKvHeads: 4, vocabSize: 4096 };
-        const shapeName =
-          layers > 0
-            ? `synthetic:${layers} (Llama-2-7B shapes, ${layers} layers)`
-            : 'synthetic narrow Llama (2 layers, hidden 512, ffn 1376, vocab 4096: quick)';
+        const shape = layers > 0 ? llama2_7bShape(layers) : QUICK_SHAPE;
+        const shapeName = layers > 0 ? `synthetic:${layers} (Llama-2-7B shapes, ${layers} layers)` : QUICK_SHAPE_NAME;
         const opts: BenchOptions = quick
           ? {
               shape,
@@ -205,7 +215,51 @@ export async function runKit(dawn: Dawn): Promise<never> {
         log(`bench failed: ${report.benchError}`);
       }
     }
-    report.ok = report.checks.results.every((r) => r.passed) && (flag('--no-bench') || report.bench !== null);
+    // Quick runs (CI on SwiftShader) train only when asked: compiling the training pass's pipelines
+    // there took 4 minutes on a loaded 2-core machine, too much for CI's budget; the GPU run trains by default.
+    if (quick ? flag('--train') : !flag('--no-train')) {
+      try {
+        const arg = (name: string, d: number, max: number) => {
+          const i = argv.indexOf(name);
+          if (i < 0) return d;
+          const n = Number(argv[i + 1]);
+          if (!Number.isInteger(n) || n < 1 || n > max) throw new Error(`${name} wants a whole number from 1 to ${max}, not ${argv[i + 1]}`);
+          return n;
+        };
+        const layers = arg('--train-layers', 2, 32);
+        const steps = arg('--train-steps', quick ? 1 : 2, 100);
+        const opts: TrainBenchOptions = quick
+          ? {
+              layers: 2,
+              shape: QUICK_SHAPE,
+              shapeName: QUICK_SHAPE_NAME,
+              mode: 'q4f16_1',
+              methods: [...TRAINING_METHODS],
+              microBatch: 2,
+              gradAccum: 1,
+              seqLen: 16,
+              steps,
+              warmUp: false,
+              quickNote: `quick: micro-batch 2 x 1 of 16-token rows (the recipes: 4 x 4 of 256), ${steps} step(s) timed with the pipeline compiles: shows the path runs, not its speed`,
+              log,
+            }
+          : { layers, mode: 'q4f16_1', methods: [...TRAINING_METHODS], microBatch: 4, gradAccum: 4, seqLen: 256, steps, warmUp: true, quickNote: null, log };
+        const ctx = await createGpuContext();
+        try {
+          report.training = await runTrainingBench(ctx, opts);
+        } finally {
+          ctx.device.destroy();
+        }
+      } catch (e) {
+        report.trainingError = `${(e as Error).name}: ${(e as Error).message}`;
+        log(`training failed: ${report.trainingError}`);
+      }
+      await save();
+    }
+    report.ok =
+      report.checks.results.every((r) => r.passed) &&
+      (flag('--no-bench') || report.bench !== null) &&
+      (!(quick ? flag('--train') : !flag('--no-train')) || report.training !== null);
   } catch (e) {
     report.error = `${(e as Error).name}: ${(e as Error).message}`;
     log(`error: ${report.error}`);

@@ -1,5 +1,6 @@
-/** The short table run.sh prints: adapter, checks by group, bench rows, GSM8K estimate, top kernels. */
+/** The short table run.sh prints: adapter, checks by group, bench rows, GSM8K estimate, top kernels, training rows. */
 import type { KitReport } from './main.ts';
+import { formatTrainingLines } from '../../src/training/trainBenchReport.ts';
 
 const gb = (b: number) => (b / 1e9).toFixed(1);
 
@@ -79,5 +80,7 @@ export function formatReport(r: KitReport): string {
     if (b.profileSkipped) out.push(`profile: ${b.profileSkipped}`);
   }
   if (r.benchError) out.push(`bench error: ${r.benchError}`);
+  if (r.training) out.push(...formatTrainingLines(r.training));
+  if (r.trainingError) out.push(`training error: ${r.trainingError}`);
   return out.join('\n');
 }

@@ -136,6 +136,12 @@ describe('npm run bench', () => {
     expect(firstOut).toBeGreaterThan(lastProgress);
   }, 160_000);
 
+  it('refuses --train without a synthetic 7B-shaped model, before starting a browser', async () => {
+    await expect(run('npx', ['tsx', 'src/cli/bench.ts', '--model', 'models/tiny/q0f32', '--train'], { timeout: 60_000 })).rejects.toThrow(
+      /--train needs --model synthetic:LAYERS/,
+    );
+  }, 60_000);
+
   it('explains a bad --model', async () => {
     await expect(run('npx', ['tsx', 'src/cli/bench.ts', '--model', 'src'], { timeout: 60_000 })).rejects.toThrow(/not a converted model directory/);
   }, 60_000);

@@ -132,4 +132,9 @@ describe('device kit', () => {
     expect(p.kernels.map((k) => k.kernel)).toEqual(expect.arrayContaining(['embedding', 'argmax']));
     expect(p.totalUs).toBeGreaterThan(0);
   });
+
+  it('leaves training out of the quick run unless --train (its pipelines take minutes to compile on SwiftShader)', () => {
+    expect(report.training).toBeNull();
+    expect(report.trainingError).toBeUndefined();
+  });
 });

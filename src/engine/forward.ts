@@ -69,22 +69,28 @@ export function recordForward(parts: ForwardParts, adapter: GpuAdapter | null): 
     const at = `layer ${l}`;
 
     // ---- attention block: x += W_o attention(rope(W_qkv rmsnorm(x))) ----
+    // RoPE and the KV write as a pass of its own: one thread per q pair, one per adjacent k/v pair,
+    // (H + KV) hd/2 threads per row.
+    const ropeKvWrite = () =>
+      rec.kernel(`${at} rope + kv write`, 'ropeKvWrite', kv, heads, { qkv: b.qkv, cosSin: b.cosSin, rowInfo: b.rowInfo, kCache, vCache }, (rows) => [
+        ceil((H + KV) * (hd / 2), 64),
+        rows,
+        1,
+      ]);
     if (site.qkv) {
       // An adapter's down-projection reads the normed x, so here the norm runs on its own.
       body.push(rec.rmsnorm(`${at} input norm`, b.x, b.xn, lw.inputNorm)); // xn [rows, dim]
       body.push(rec.adapterDown(`${at} adapter qkv down`, site.qkv, b.xn)); // z [rows, 3 r] = act(D xn)
       body.push(rec.matmul(lw.qkv, b.xn, b.qkv, { adapter: site.qkv })); // qkv [rows, (H + 2 KV) hd] (+ scale U z)
+    } else if (hd % 4 === 0) {
+      // RoPE and the KV write folded into the qkv matmul's epilogue (qkvEpilogue.wgsl), which
+      // needs quads of a head (hd % 4 == 0). Prefill past its decode kernel's rows runs
+      // ropeKvWrite after the matmul instead (normMatmul's prefill steps).
+      body.push(rec.normMatmul(`${at} input norm`, lw.qkv, lw.inputNorm, b.x, b.qkv, { qkv: { kCache, vCache, ropeKvWrite: ropeKvWrite() } })); // q = rope(q) in qkv; cache[slot, pos] = rope(k), v
     } else {
       body.push(rec.normMatmul(`${at} input norm`, lw.qkv, lw.inputNorm, b.x, b.qkv)); // qkv [rows, (H + 2 KV) hd] = W_qkv rmsnorm(x)
     }
-    // One thread per q pair, one per adjacent k/v pair: (H + KV) hd/2 threads per row.
-    body.push(
-      rec.kernel(`${at} rope + kv write`, 'ropeKvWrite', kv, heads, { qkv: b.qkv, cosSin: b.cosSin, rowInfo: b.rowInfo, kCache, vCache }, (rows) => [
-        ceil((H + KV) * (hd / 2), 64),
-        rows,
-        1,
-      ]),
-    ); // q = rope(q) in qkv; cache[slot, pos] = rope(k), v
+    if (site.qkv || hd % 4 !== 0) body.push(ropeKvWrite()); // q = rope(q) in qkv; cache[slot, pos] = rope(k), v
     body.push(
       rec.kernel(`${at} attention`, 'attention', kv, heads, { qkv: b.qkv, scores: b.scores, kCache, vCache, rowInfo: b.rowInfo, o: b.attn }, (rows) => [
         rows * H,
@@ -192,21 +198,41 @@ class DispatchRecorder {
   /**
    * y = W rmsnorm(x) in one dispatch (normMatmul.wgsl; normQ4MatVec.wgsl for q4 decode where the
    * wide kernels are chosen), the norm weight `g`; with `swiglu` W is the fused [gate | up] and y
-   * = silu(gate) * up. `params` other than the body's (the LM head's) read rows from its
+   * = silu(gate) * up; with `qkv` W is the fused [q | k | v] and the epilogue applies RoPE to q in
+   * y and writes rope(k) and v into the layer's caches (qkvEpilogue.wgsl; its prefill steps end
+   * with the ropeKvWrite pass given). `params` other than the body's (the LM head's) read rows from its
    * xRowOffset. Where prefill takes the tiled kernels (GPUs), calls over more than 8 rows run the
    * unfused steps instead: rmsnorm into xn, the matmul, then swiglu.
    */
-  normMatmul(label: string, w: GpuMatrix, g: GPUBuffer, x: GPUBuffer, y: GPUBuffer, o: { swiglu?: boolean; params?: GPUBuffer } = {}): Dispatch {
+  normMatmul(
+    label: string,
+    w: GpuMatrix,
+    g: GPUBuffer,
+    x: GPUBuffer,
+    y: GPUBuffer,
+    o: { swiglu?: boolean; params?: GPUBuffer; qkv?: { kCache: GPUBuffer; vCache: GPUBuffer; ropeKvWrite: Dispatch } } = {},
+  ): Dispatch {
     const c = this.parts.config;
     const b = this.parts.buffers;
     const choice = this.parts.kernels;
-    const nOut = o.swiglu ? w.rows / 2 : w.rows;
-    const constants = { IN: w.cols, OUT: w.rows, EPS: c.rmsNormEps, SWIGLU: o.swiglu ? 1 : 0 };
-    const buffers = { p: o.params ?? b.params, x, y, g, wData: w.data, wScale: w.scale };
+    // With qkv, each thread (workgroup) computes a RoPE quad: four rows (qkvEpilogue.wgsl).
+    const nOut = o.swiglu ? w.rows / 2 : o.qkv ? w.rows / 4 : w.rows;
+    const constants: Record<string, number> = { IN: w.cols, OUT: w.rows, EPS: c.rmsNormEps, SWIGLU: o.swiglu ? 1 : 0 };
+    if (o.qkv) Object.assign(constants, { HEAD_DIM: c.headDim, N_HEADS: c.numHeads, N_KV_HEADS: c.numKvHeads, CTX: this.parts.contextLength });
+    const buffers = {
+      p: o.params ?? b.params,
+      x,
+      y,
+      g,
+      wData: w.data,
+      wScale: w.scale,
+      ...(o.qkv ? { cosSin: b.cosSin, rowInfo: b.rowInfo, kCache: o.qkv.kCache, vCache: o.qkv.vCache } : {}),
+    };
     const fused = (kernel: 'normMatmul' | 'normQ4MatVec', workgroups: Dispatch['workgroups']): Dispatch => {
-      const pipeline = this.parts.pipes.get(kernel, { weight: w.format, subgroups: kernel === 'normQ4MatVec' && choice.subgroups }, constants);
+      const variant = { weight: w.format, subgroups: kernel === 'normQ4MatVec' && choice.subgroups, ...(o.qkv ? { kv: b.kvFormat } : {}) };
+      const pipeline = this.parts.pipes.get(kernel, variant, constants);
       return {
-        label: `${label} + ${o.swiglu ? 'swiglu ' : ''}matmul ${w.name}`,
+        label: `${label} + ${o.swiglu ? 'swiglu ' : ''}matmul ${w.name}${o.qkv ? ' + rope + kv write' : ''}`,
         pipeline,
         bindGroups: bindKernel(this.device, pipeline, kernel, buffers, label),
         workgroups,
@@ -223,7 +249,8 @@ class DispatchRecorder {
     const capacity = b.x.size / (4 * c.hiddenSize);
     const norm = { ...this.rmsnorm(`${label} (prefill)`, x, b.xn, g), workgroups: (): [number, number, number] => [capacity, 1, 1] };
     const mm = this.matmul(w, b.xn, o.swiglu ? b.gateUp : y, { params: o.params });
-    return { ...d, maxRows: 8, prefill: o.swiglu ? [norm, mm, this.swiglu(`${label} swiglu (prefill)`)] : [norm, mm] };
+    const after = o.swiglu ? [this.swiglu(`${label} swiglu (prefill)`)] : o.qkv ? [o.qkv.ropeKvWrite] : [];
+    return { ...d, maxRows: 8, prefill: [norm, mm, ...after] };
   }
 
   /**

@@ -42,6 +42,7 @@ import dropoutWgsl from './kernels/dropout.wgsl?raw';
 import attentionWgsl from './kernels/attention.wgsl?raw';
 import normMatmulWgsl from './kernels/normMatmul.wgsl?raw';
 import normQ4MatVecWgsl from './kernels/normQ4MatVec.wgsl?raw';
+import qkvEpilogueWgsl from './kernels/qkvEpilogue.wgsl?raw';
 import reduceRowsSharedWgsl from './kernels/reduceRowsShared.wgsl?raw';
 import reduceRowsSubgroupWgsl from './kernels/reduceRowsSubgroup.wgsl?raw';
 
@@ -64,7 +65,8 @@ export const KERNELS = {
   q4MatVec: q4MatVecWgsl,
   matmulTiled: matmulTiledWgsl,
   // Fused decode kernels (forward.ts): RMSNorm folded into the next matmul (SwiGLU in gate/up's
-  // epilogue), attention's three passes in one.
+  // epilogue; with a KV format, RoPE and the KV write in qkv's: qkvEpilogue.wgsl), attention's
+  // three passes in one.
   normMatmul: normMatmulWgsl,
   normQ4MatVec: normQ4MatVecWgsl,
   attention: attentionWgsl,
@@ -89,6 +91,7 @@ export type KernelName = keyof typeof KERNELS;
 
 export interface KernelVariant {
   weight?: WeightFormat;
+  /** The KV cache's format; on normMatmul / normQ4MatVec it selects the qkv epilogue (RoPE + KV write). */
   kv?: KvFormat;
   /** Use subgroup operations for reductions (only when the device has the 'subgroups' feature). */
   subgroups?: boolean;
@@ -99,6 +102,11 @@ export interface KernelVariant {
    */
   adapterAdd?: boolean;
 }
+
+/** What `#include qkvEpilogue` becomes in a norm-matmul without it (no KV variant): no bindings, plain stores. */
+const QKV_EPILOGUE_OFF = `const QKV_ROPE: bool = false;
+fn ropeQuad(o: u32) -> vec4<u32> { return vec4<u32>(o); }
+fn qkvStore(o: u32, row: u32, t: u32, v: vec4<f32>) {}`;
 
 /** What `#include adapterAdd` becomes in a matmul without an adapter: no bindings, no term. */
 const ADAPTER_ADD_OFF = `const ADAPTER_ADD: bool = false;
@@ -121,25 +129,31 @@ function weightSnippet(format: WeightFormat): string {
  * Where each kernel's `#include kv` declares its K and V cache, and whether it writes them. A
  * kernel reading only one of them still declares both (the other stays out of its 'auto' layout).
  */
-const KV_BINDINGS: Partial<Record<KernelName, { k: number; v: number; access: 'read' | 'read_write' }>> = {
-  ropeKvWrite: { k: 4, v: 5, access: 'read_write' },
-  attnScores: { k: 3, v: 4, access: 'read' },
-  attnOutput: { k: 3, v: 4, access: 'read' },
-  attention: { k: 3, v: 4, access: 'read' },
+const KV_BINDINGS: Partial<Record<KernelName, { group: number; k: number; v: number; access: 'read' | 'read_write' }>> = {
+  ropeKvWrite: { group: 0, k: 4, v: 5, access: 'read_write' },
+  attnScores: { group: 0, k: 3, v: 4, access: 'read' },
+  attnOutput: { group: 0, k: 3, v: 4, access: 'read' },
+  attention: { group: 0, k: 3, v: 4, access: 'read' },
+  normMatmul: { group: 2, k: 2, v: 3, access: 'read_write' },
+  normQ4MatVec: { group: 2, k: 2, v: 3, access: 'read_write' },
 };
 
-/** Stores the adjacent pairs k, v (vec2<f32>) at cache element dst (even): one packed word each in f16. */
-const KV_STORE: Record<KvFormat, string> = {
-  f32: `kCache[dst] = k.x; kCache[dst + 1u] = k.y;
-  vCache[dst] = v.x; vCache[dst + 1u] = v.y;`,
-  f16: `kCache[dst / 2u] = pack2x16float(k);
-  vCache[dst / 2u] = pack2x16float(v);`,
+/**
+ * The writers' kPut / vPut: store the adjacent pair (vec2<f32>) at cache element dst (even), one
+ * packed word in f16, so no two threads share a word.
+ */
+const KV_PUT: Record<KvFormat, string> = {
+  f32: `fn kPut(dst: u32, k: vec2<f32>) { kCache[dst] = k.x; kCache[dst + 1u] = k.y; }
+fn vPut(dst: u32, v: vec2<f32>) { vCache[dst] = v.x; vCache[dst + 1u] = v.y; }`,
+  f16: `fn kPut(dst: u32, k: vec2<f32>) { kCache[dst >> 1u] = pack2x16float(k); }
+fn vPut(dst: u32, v: vec2<f32>) { vCache[dst >> 1u] = pack2x16float(v); }`,
 };
 
 /** The full WGSL source of one kernel variant. */
 export function kernelSource(name: KernelName, variant: KernelVariant = {}): string {
   let src = KERNELS[name];
   src = src.replace('#include params', paramsWgsl).replace('#include activation', activationWgsl);
+  if (src.includes('#include qkvEpilogue')) src = src.replace('#include qkvEpilogue', variant.kv ? qkvEpilogueWgsl : QKV_EPILOGUE_OFF);
   if (src.includes('#include adapterAdd')) {
     src = src.replace('#include adapterAdd', variant.adapterAdd ? adapterAddWgsl : ADAPTER_ADD_OFF);
   } else if (variant.adapterAdd) {
@@ -179,10 +193,11 @@ export function kernelSource(name: KernelName, variant: KernelVariant = {}): str
     const b = KV_BINDINGS[name];
     if (!b || !variant.kv) throw new Error(`kernel ${name} needs a KV cache format`);
     const kv = (variant.kv === 'f16' ? kvF16Wgsl : kvF32Wgsl)
+      .replaceAll('KV_GROUP', String(b.group))
       .replace('KV_BINDING_K', String(b.k))
       .replace('KV_BINDING_V', String(b.v))
       .replaceAll('KV_ACCESS', b.access);
-    src = src.replace('#include kv', kv).replace('KV_STORE', KV_STORE[variant.kv]);
+    src = src.replace('#include kv', b.access === 'read_write' ? `${kv}\n${KV_PUT[variant.kv]}` : kv);
   }
   return src;
 }
@@ -235,6 +250,8 @@ export function pickDispatches(d: Dispatch, rows: number): Dispatch[] {
 const WEIGHT_SLOTS = { wData: 0, wScale: 1 } as const;
 /** Group 2 of the matmul kernels' adapterAdd variant (adapterAdd.wgsl). */
 const ADAPTER_ADD_SLOTS = { adapterZ: 0, adapterU: 1, adapterScales: 2 } as const;
+/** Group 2 of the norm-matmuls' qkv epilogue variant (qkvEpilogue.wgsl). */
+const QKV_EPILOGUE_SLOTS = { cosSin: 0, rowInfo: 1, kCache: 2, vCache: 3 } as const;
 const MATMUL_SLOTS = { 0: { p: 0, x: 1, y: 2 }, 1: WEIGHT_SLOTS, 2: ADAPTER_ADD_SLOTS } as const;
 
 /**
@@ -255,8 +272,8 @@ export const BINDINGS = {
   attnSoftmax: { 0: { p: 0, scores: 1, rowInfo: 2 } },
   attnOutput: { 0: { p: 0, scores: 1, o: 2, vCache: 4, rowInfo: 5 } },
   swiglu: { 0: { p: 0, gu: 1, h: 2 } },
-  normMatmul: { 0: { p: 0, x: 1, y: 2, g: 3 }, 1: WEIGHT_SLOTS },
-  normQ4MatVec: { 0: { p: 0, x: 1, y: 2, g: 3 }, 1: WEIGHT_SLOTS },
+  normMatmul: { 0: { p: 0, x: 1, y: 2, g: 3 }, 1: WEIGHT_SLOTS, 2: QKV_EPILOGUE_SLOTS },
+  normQ4MatVec: { 0: { p: 0, x: 1, y: 2, g: 3 }, 1: WEIGHT_SLOTS, 2: QKV_EPILOGUE_SLOTS },
   attention: { 0: { p: 0, qkv: 1, scores: 2, kCache: 3, vCache: 4, rowInfo: 5, o: 6 } },
   adapterUp: { 0: { p: 0, z: 1, y: 2, res: 3, scales: 4 }, 1: { U: 0 } },
   bandwidthCopy: { 0: { src: 0, dst: 1 } },

@@ -272,6 +272,29 @@ test('RMSNorm folded into the q4 decode matrix-vector kernel, with a SwiGLU epil
   expect(await check(page, 'checkNormMatmul', 'q4f32', 64, 50, 6, { q4MatVec: true, xRowOffset: 5, subgroups: true })).toBeLessThan(TOL);
 });
 
+// The qkv matmul with RoPE and the KV write in its epilogue (qkvEpilogue.wgsl): the decode path
+// has no separate ropeKvWrite pass. Rows at their own (slot, position): one sequence, or batched.
+test('RMSNorm + qkv matmul with RoPE and the KV write in the epilogue, per-row and q4 decode kernels, f32 and f16 caches, batched slots', async ({ page }) => {
+  // (weights, cache, heads, kv heads, head dim, IN, row slots, row positions, q4MatVec, subgroups)
+  const cases = [
+    ['f32', 'f32', 4, 2, 16, 37, [0, 0, 0], [5, 6, 7], false, false],
+    ['f16', 'f16', 5, 1, 8, 40, [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10], false, false], // the odd tiny model's heads; two row tiles
+    ['q4f32', 'f32', 16, 8, 20, 64, [2, 0, 1], [9, 3, 0], false, false], // half of 20 is even; 2 workgroups of quads; batched slots
+    ['q4f16', 'f16', 4, 2, 16, 64, [1], [7], true, false],
+    ['q4f32', 'f32', 4, 2, 20, 96, [0, 1, 2, 3, 4, 5, 6, 7], [4, 0, 9, 1, 2, 3, 6, 5], true, true], // a whole batch of 8
+    ['q4f16', 'f16', 5, 1, 8, 2080, [0, 0, 0], [2, 3, 4], true, true], // 65 groups: more than the 64 lanes
+  ] as const;
+  for (const [format, kv, H, KV, hd, IN, slots, positions, q4MatVec, subgroups] of cases) {
+    const err = await call(page, 'checkNormMatmulQkv', format, kv, H, KV, hd, IN, [...slots], [...positions], { q4MatVec, subgroups });
+    const what = `${format} weights, ${kv} cache, ${H}/${KV} heads, hd ${hd}, ${slots.length} rows, q4MatVec ${q4MatVec} subgroups ${subgroups}`;
+    expect(err.q, `q ${what}`).toBeLessThan(TOL);
+    // New cache entries against the unrounded oracle: an f16 cache adds its rounding, at most 2^-11.
+    const cacheTol = kv === 'f16' ? 2 ** -11 + TOL : TOL;
+    expect(err.k, `k ${what}`).toBeLessThan(cacheTol);
+    expect(err.v, `v ${what}`).toBeLessThan(cacheTol);
+  }
+});
+
 test('greedy argmax: the first index of the maximum, as sampling.ts argmax (ties, NaN, infinities, odd vocab sizes)', async ({ page }) => {
   // Rows cycle through planted cases (see checkArgmax); 9 rows cover each once.
   for (const [vocab, rows, seed] of [

@@ -10,6 +10,7 @@ import {
   checkEmbedding,
   checkMatmul,
   checkNormMatmul,
+  checkNormMatmulQkv,
   checkQ4MatVec,
   checkRmsnorm,
   checkRopeKvWrite,
@@ -252,6 +253,23 @@ export function kernelChecks(): Check[] {
       );
     rel(group, 'q4f32 row offset 5', () => checkNormMatmul('q4f32', 64, 50, 6, { q4MatVec: true, xRowOffset: 5, subgroups }));
   }
+  // The qkv matmul with RoPE and the KV write in its epilogue (kernels.spec.ts has the f16-cache
+  // cases, whose tolerance adds the f16 rounding; f32 caches here keep the kit's one tolerance).
+  for (const [f, H, KV, hd, IN, slots, positions, q4MatVec, subgroups] of [
+    ['f32', 4, 2, 16, 37, [0, 0, 0], [5, 6, 7], false, false],
+    ['q4f32', 16, 8, 20, 64, [2, 0, 1], [9, 3, 0], false, false],
+    ['q4f32', 4, 2, 20, 96, [0, 1, 2, 3, 4, 5, 6, 7], [4, 0, 9, 1, 2, 3, 6, 5], true, false],
+    ['q4f32', 4, 2, 20, 96, [0, 1, 2, 3, 4, 5, 6, 7], [4, 0, 9, 1, 2, 3, 6, 5], true, true],
+  ] as const)
+    rel(
+      'norm + qkv matmul + rope + kv write',
+      `${f} ${H}/${KV} heads hd ${hd} rows ${slots.length}${q4MatVec ? ` q4 matvec${subgroups ? ' subgroups' : ''}` : ''}`,
+      async () => {
+        const e = await checkNormMatmulQkv(f, 'f32', H, KV, hd, IN, [...slots], [...positions], { q4MatVec, subgroups });
+        return Math.max(e.q, e.k, e.v);
+      },
+      true,
+    );
 
   for (const [vocab, rows, seed] of [
     [32000, 9, 1],

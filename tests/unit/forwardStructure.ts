@@ -4,13 +4,15 @@
  * and compare that with what the engine counted as it encoded (LlamaModel.encodeStats).
  * These are the fused decode dispatches, which the per-row kernels (the software adapter's choice)
  * run at any row count; where the GPU kernels are chosen, a call over more than 8 rows runs the
- * norm, the tiled matmul and SwiGLU as separate dispatches instead (forward.ts normMatmul).
+ * norm, the tiled matmul and SwiGLU (or RoPE + KV write after qkv) as separate dispatches instead
+ * (forward.ts normMatmul). RoPE and the KV write are in the qkv matmul's epilogue when the head
+ * dimension is a multiple of 4 (every model tests use, and Llama's 64/128); otherwise, or with an
+ * adapter on qkv, they are a dispatch of their own after it.
  */
 
 /** One layer of the base model (no adapter), in order. */
 export const LAYER_DISPATCHES = [
-  'input norm + qkv matmul',
-  'rope + kv write',
+  'input norm + qkv matmul + rope + kv write',
   'attention (scores, softmax, output)',
   'o matmul (+ residual)',
   'post-attention norm + gate/up matmul + swiglu',

@@ -7,8 +7,10 @@ function variants(name: KernelName): KernelVariant[] {
   switch (name) {
     case 'embedding':
     case 'matmulBackInput':
-    case 'normMatmul':
       return weights.map((weight) => ({ weight }));
+    case 'normMatmul':
+      // With a KV format: the qkv epilogue (RoPE + KV write, group 2).
+      return weights.flatMap((weight) => [{ weight }, { weight, kv: 'f32' as const }, { weight, kv: 'f16' as const }]);
     case 'matmul':
     case 'matmulTiled':
       return weights.flatMap((weight) => [{ weight }, { weight, adapterAdd: true }]);
@@ -20,7 +22,13 @@ function variants(name: KernelName): KernelVariant[] {
         ]),
       );
     case 'normQ4MatVec':
-      return (['q4f16', 'q4f32'] as const).flatMap((weight) => [false, true].map((subgroups) => ({ weight, subgroups })));
+      return (['q4f16', 'q4f32'] as const).flatMap((weight) =>
+        [false, true].flatMap((subgroups) => [
+          { weight, subgroups },
+          { weight, subgroups, kv: 'f32' as const },
+          { weight, subgroups, kv: 'f16' as const },
+        ]),
+      );
     case 'ropeKvWrite':
     case 'attnScores':
     case 'attnOutput':

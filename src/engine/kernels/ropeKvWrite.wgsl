@@ -57,5 +57,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let src = t * width + (N_HEADS + N_KV_HEADS) * HEAD_DIM + e;
   let v = vec2<f32>(qkv[src], qkv[src + 1u]);
   let dst = (row.slot * CTX + row.pos) * kvWidth + e;
-  KV_STORE
+  kPut(dst, k);
+  vPut(dst, v);
 }

@@ -168,6 +168,87 @@ export async function checkNormMatmul(
   return relErr(got.subarray(0, want.length), want);
 }
 
+/**
+ * RMSNorm folded into the fused qkv matmul with RoPE and the KV write in its epilogue
+ * (qkvEpilogue.wgsl on normMatmul.wgsl, or normQ4MatVec.wgsl for up to 8 rows of q4 weights):
+ * each row t at rowInfo (slots[t], positions[t]) of a cache of `slots` sequences. Against the
+ * reference's rmsNorm, a plain matmul loop and applyRope: q rotated in qkv, rotated k and plain v
+ * at each row's (slot, pos), every other cache entry (random noise, compared exactly as stored)
+ * untouched. Errors per part: the new cache entries are compared with the oracle's unrounded
+ * values, so an f16 cache is off by its rounding (at most 2^-11 relative) and the caller's
+ * tolerance says so; rounding the oracle instead would make a 1e-6 difference in the f32 dot flip
+ * an f16 rounding now and then.
+ */
+export async function checkNormMatmulQkv(
+  format: WeightFormat,
+  kv: KvFormat,
+  H: number,
+  KV: number,
+  hd: number,
+  IN: number,
+  rowSlots: number[],
+  rowPositions: number[],
+  opts: { q4MatVec?: boolean; subgroups?: boolean; theta?: number } = {},
+) {
+  const eps = 1e-5;
+  const rows = rowSlots.length;
+  const slots = Math.max(...rowSlots) + 1;
+  const ctx = Math.max(...rowPositions) + 2;
+  const width = (H + 2 * KV) * hd;
+  const kvWidth = KV * hd;
+  const w = randomWeight(format, width, IN, 23 + IN);
+  const x = randn(rows * IN, 29 + width, 3);
+  const g = randn(IN, 31);
+  const inv = ropeInvFreq(hd, opts.theta ?? 10000);
+  const roundKv = (a: Float32Array) => (kv === 'f16' ? f16ArrayToF32(f32ArrayToF16(a)) : a);
+  const store = (a: Float32Array) => (kv === 'f32' ? a : f32ArrayToF16(a));
+  const noiseK = randn(slots * ctx * kvWidth, 37);
+  const noiseV = randn(slots * ctx * kvWidth, 38);
+  const wantK = roundKv(noiseK).slice();
+  const wantV = roundKv(noiseV).slice();
+  const wantQ = new Float32Array(rows * H * hd);
+  for (let t = 0; t < rows; t++) {
+    const xn = rmsNorm(x.subarray(t * IN, (t + 1) * IN), g, eps);
+    const out = new Float32Array(width);
+    for (let o = 0; o < width; o++) {
+      let s = 0;
+      for (let i = 0; i < IN; i++) s += xn[i] * w.dense[o * IN + i];
+      out[o] = s;
+    }
+    const q = out.slice(0, H * hd);
+    const k = out.slice(H * hd, (H + KV) * hd);
+    applyRope(q, H, hd, rowPositions[t], inv);
+    applyRope(k, KV, hd, rowPositions[t], inv);
+    wantQ.set(q, t * H * hd);
+    const dst = (rowSlots[t] * ctx + rowPositions[t]) * kvWidth;
+    wantK.set(k, dst);
+    wantV.set(out.slice((H + KV) * hd), dst);
+  }
+  const quads = width / 4;
+  const wide = Math.min(quads, 65535);
+  const [gotQkv, gotK, gotV] = await runKernel({
+    kernel: opts.q4MatVec ? 'normQ4MatVec' : 'normMatmul',
+    variant: { weight: format, subgroups: opts.subgroups, kv },
+    constants: { IN, OUT: width, EPS: eps, SWIGLU: 0, HEAD_DIM: hd, N_HEADS: H, N_KV_HEADS: KV, CTX: ctx },
+    params: [rows, 0, 0, ctx - 1],
+    buffers: {
+      x,
+      y: rows * width * 4,
+      g,
+      ...w.weights,
+      cosSin: ropeTable(ctx, hd, inv),
+      rowInfo: new Uint32Array(rowSlots.flatMap((slot, t) => [slot, rowPositions[t]])),
+      kCache: store(noiseK),
+      vCache: store(noiseV),
+    },
+    workgroups: opts.q4MatVec ? [wide, Math.ceil(quads / wide), 1] : [Math.ceil(quads / 64), Math.ceil(rows / 8), 1],
+    read: ['y', 'kCache', 'vCache'],
+  });
+  const gotQ = new Float32Array(rows * H * hd);
+  for (let t = 0; t < rows; t++) gotQ.set(gotQkv.subarray(t * width, t * width + H * hd), t * H * hd);
+  return { q: relErr(gotQ, wantQ), k: relErr(cacheValues(kv, gotK, wantK.length), wantK), v: relErr(cacheValues(kv, gotV, wantV.length), wantV) };
+}
+
 /** activation.wgsl's ACT codes, by the reference's names. */
 const ACTS = [null, 'tanh', 'relu', 'silu', 'gelu'] as const;
 

@@ -73,7 +73,7 @@ for (const c of [CASES[1], CASES[4]]) {
   });
 }
 
-test('a LoRA or parallel site costs one dispatch per layer (the up-projection rides in the base matmul), a series site two, plus the norm (and SwiGLU) the base folds', async ({
+test('a LoRA or parallel site costs one dispatch per layer (the up-projection rides in the base matmul), a series site two, plus what the base folds (norm, RoPE and the KV write; norm and SwiGLU)', async ({
   page,
 }) => {
   const r = await call(
@@ -85,10 +85,11 @@ test('a LoRA or parallel site costs one dispatch per layer (the up-projection ri
   // Sites per layer: LoRA paper qkv, gate/up, down; LoRA everywhere + o; series paper gate/up
   // (down and input up-projections); series + down (down and output up-projections); parallel
   // paper gate/up, down; parallel q,v,o: qkv, o.
-  // The base folds the input norm into qkv and the post-attention norm and SwiGLU into gate/up; an
-  // adapter on qkv (on gate/up) reads the normed x, so there those run on their own again: +1 (+2).
+  // The base folds the input norm, RoPE and the KV write into qkv, and the post-attention norm and
+  // SwiGLU into gate/up; an adapter on qkv (on gate/up) reads the normed x and writes qkv through the
+  // plain matmul, so there those run on their own again: +2 (+2).
   const sites = [3, 4, 2, 4, 2, 2];
-  const unfolded = [1 + 2, 1 + 2, 2, 2, 2, 1];
+  const unfolded = [2 + 2, 2 + 2, 2, 2, 2, 2];
   const extraPerLayer = r.adapters.map((labels) => (labels.length - r.base.length) / r.layers);
   expect(extraPerLayer).toEqual(sites.map((n, i) => n + unfolded[i]));
   // Up-projection passes of their own: only series sites have them.

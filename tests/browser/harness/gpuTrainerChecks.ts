@@ -100,21 +100,22 @@ function perturbed(a: TrainableAdapter, eps: number, dirs: Float32Array[]): Trai
   return { ...a, layers } as TrainableAdapter;
 }
 
-/** One optimizer step's accumulated gradient on the GPU against the reference's mean of micro-batch gradients. */
-export async function gradientsVsReference(url: string, method: TrainingMethod) {
-  const base = await baseFor(url);
-  const info = await loadModelManifest(httpModelSource(url));
-  const data = examples(5, 3, base.config.vocabSize);
-  const state = randomState(base, method, { microBatch: 2, gradAccum: 2, steps: 2, lr: 0 });
-  const want = new Map<string, Float64Array>();
+/**
+ * The reference's gradient of optimizer step 0 of `state` (micro-batch 2 × accumulation 2, shuffled):
+ * the mean of its micro-batches' gradients by tensor name, and the mean loss; with `withDropout`,
+ * under the reference trainer's own hashed masks.
+ */
+function referenceStepGradients(base: Awaited<ReturnType<typeof baseFor>>, state: TrainerState, data: TokenizedExample[], withDropout: boolean) {
   const tensors = adapterTensorList(state.adapter);
-  for (const t of tensors) want.set(t.name, new Float64Array(t.data.length));
+  const want = new Map(tensors.map((t) => [t.name, new Float64Array(t.data.length)]));
   const order = { numExamples: data.length, microBatch: 2, gradAccum: 2, shuffle: true, seed: state.hyper.seed };
-  let wantLoss = 0;
+  let loss = 0;
   for (let micro = 0; micro < 2; micro++) {
     const batch = padBatch(microBatchIndices(0, micro, order).map((i) => data[i]));
-    const r = trainingLossAndGrads(base.config, base.weights, state.adapter as TrainableAdapter, batch);
-    wantLoss += r.loss / 2;
+    const tokens = batch.inputIds.length * batch.inputIds[0].length;
+    const masks = withDropout ? dropoutMasks(base.config, state, micro, tokens) : undefined;
+    const r = trainingLossAndGrads(base.config, base.weights, state.adapter as TrainableAdapter, batch, { dropoutMasks: masks });
+    loss += r.loss / 2;
     for (const t of tensors) {
       const g = (r.grads[t.layer][t.module] as Record<string, Float64Array>)[
         t.role === 'lora_A' ? 'a' : t.role === 'lora_B' ? 'b' : t.role === 'adapter_down' ? 'down' : 'up'
@@ -123,6 +124,18 @@ export async function gradientsVsReference(url: string, method: TrainingMethod) 
       for (let i = 0; i < a.length; i++) a[i] += g[i] / 2;
     }
   }
+  return { want, loss };
+}
+
+/** One optimizer step's accumulated gradient on the GPU against the reference's mean of micro-batch gradients. */
+export async function gradientsVsReference(url: string, method: TrainingMethod) {
+  const base = await baseFor(url);
+  const info = await loadModelManifest(httpModelSource(url));
+  const data = examples(5, 3, base.config.vocabSize);
+  const state = randomState(base, method, { microBatch: 2, gradAccum: 2, steps: 2, lr: 0 });
+  const tensors = adapterTensorList(state.adapter);
+  const order = { numExamples: data.length, microBatch: 2, gradAccum: 2, shuffle: true, seed: state.hyper.seed };
+  const { want, loss: wantLoss } = referenceStepGradients(base, state, data, false);
   const gpu = await GpuTrainerBackend.create(await gpuCtx(), httpModelSource(url), info, data, clone(state));
   try {
     const r = await gpu.step();
@@ -330,26 +343,7 @@ export async function dropoutGradientsVsReference(url: string, method: TrainingM
   const state = randomState(base, method, { microBatch: 2, gradAccum: 2, steps: 2, lr: 0 });
   state.spec = { ...state.spec, dropout: p };
   const tensors = adapterTensorList(state.adapter);
-  const order = { numExamples: data.length, microBatch: 2, gradAccum: 2, shuffle: true, seed: state.hyper.seed };
-  const referenceGrads = (withDropout: boolean) => {
-    const want = new Map(tensors.map((t) => [t.name, new Float64Array(t.data.length)]));
-    let loss = 0;
-    for (let micro = 0; micro < 2; micro++) {
-      const batch = padBatch(microBatchIndices(0, micro, order).map((i) => data[i]));
-      const tokens = batch.inputIds.length * batch.inputIds[0].length;
-      const masks = withDropout ? dropoutMasks(base.config, state, micro, tokens) : undefined;
-      const r = trainingLossAndGrads(base.config, base.weights, state.adapter as TrainableAdapter, batch, { dropoutMasks: masks });
-      loss += r.loss / 2;
-      for (const t of tensors) {
-        const g = (r.grads[t.layer][t.module] as Record<string, Float64Array>)[
-          t.role === 'lora_A' ? 'a' : t.role === 'lora_B' ? 'b' : t.role === 'adapter_down' ? 'down' : 'up'
-        ];
-        const a = want.get(t.name)!;
-        for (let i = 0; i < a.length; i++) a[i] += g[i] / 2;
-      }
-    }
-    return { want, loss };
-  };
+  const referenceGrads = (withDropout: boolean) => referenceStepGradients(base, state, data, withDropout);
   const dropped = referenceGrads(true);
   const plain = referenceGrads(false);
   const gpu = await GpuTrainerBackend.create(await gpuCtx(), httpModelSource(url), info, data, clone(state));

@@ -93,6 +93,7 @@ export async function runEvalInPage(opts: EvalPageOptions): Promise<{ gpuAdapter
     }
     throw e;
   }
+  if (batch.sharedPrefixTokens > 0) await status(`the ${batch.sharedPrefixTokens} prompt tokens every problem shares were prefilled once`);
   await engine.unload();
   return { gpuAdapter: info.adapterInfo, contextLength: batch.contextLength, adapter: adapterName };
 }

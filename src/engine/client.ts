@@ -85,7 +85,7 @@ export class EngineClient implements ReasoningEngine {
         p.batch!.results[msg.seq] = msg.result;
         return p.batch!.onDone?.(msg.seq, msg.result);
       case 'batchDone':
-        return settle({ ...p.batch!.shape!, results: p.batch!.results } satisfies BatchResult);
+        return settle({ ...p.batch!.shape!, results: p.batch!.results, sharedPrefixTokens: msg.sharedPrefixTokens } satisfies BatchResult);
       case 'error':
         this.pending.delete(msg.id);
         return p.reject(new EngineWorkerError(msg.name, msg.message));

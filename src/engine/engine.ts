@@ -15,6 +15,7 @@ import { Sampler, type SamplingOptions } from './sampling.ts';
 import { EngineError, GPUOutOfMemoryError, PromptTooLongError } from './errors.ts';
 import { batchForBudget, formatBinaryBytes, DEFAULT_BATCH_MEMORY } from './memoryPlan.ts';
 import { SequenceText } from './sequenceText.ts';
+import { sharedPrefixLength } from './sharedPrefix.ts';
 import { beamSearch, type BeamSearchOptions, type BeamSearchResult, type BeamStepper } from './beamSearch.ts';
 import type {
   BatchCallbacks,
@@ -320,7 +321,7 @@ export class Engine implements ReasoningEngine {
         });
         callbacks.onDone?.(seq, results[seq]);
       }
-      return { contextLength: l.model.contextLength, maxBatch: l.model.maxBatch, results };
+      return { contextLength: l.model.contextLength, maxBatch: l.model.maxBatch, results, sharedPrefixTokens: 0 };
     }
     // Only the context this batch needs, so more sequences fit beside the weights.
     const shape = await this.reshape({
@@ -331,7 +332,7 @@ export class Engine implements ReasoningEngine {
     callbacks.onStart?.(shape);
     const texts = promptIds.map((ids) => new SequenceText(l.tokenizer, ids, options.stopStrings));
     const results: GenerateResult[] = new Array(prompts.length);
-    await this.generateBatchIds(
+    const sharedPrefixTokens = await this.generateBatchIds(
       this.requireLoaded().model,
       promptIds,
       options,
@@ -345,12 +346,15 @@ export class Engine implements ReasoningEngine {
         callbacks.onDone?.(seq, results[seq]);
       },
     );
-    return { ...shape, results };
+    return { ...shape, results, sharedPrefixTokens };
   }
 
   /**
    * Continuous batching over token ids: up to `model.maxBatch` sequences decode together; a
-   * finished sequence frees its slot and the next prompt joins.
+   * finished sequence frees its slot and the next prompt joins. The prompts' shared prefix
+   * (sharedPrefix.ts) is prefilled once, into the first slot used, and every other sequence
+   * starts from a copy of its KV rows, or from the rows its slot still holds. Returns the
+   * prefix's length in tokens.
    */
   private async generateBatchIds(
     model: LlamaModel,
@@ -359,8 +363,12 @@ export class Engine implements ReasoningEngine {
     signal: AbortSignal | undefined,
     onToken: (seq: number, id: number, index: number) => boolean,
     onDone: (seq: number, result: IdsResult) => void,
-  ): Promise<void> {
+  ): Promise<number> {
     const stop = new Set(opts.stopTokenIds ?? model.config.eosTokenIds);
+    const prefix = sharedPrefixLength(prompts, model.prefillChunk);
+    // Slots whose first `prefix` positions hold the shared prefix's KV. Only this call's own
+    // prefills count: what a slot held before may come from another adapter or prompt.
+    const holdsPrefix: number[] = [];
     interface Active {
       seq: number;
       slot: number;
@@ -368,6 +376,7 @@ export class Engine implements ReasoningEngine {
       sampler: Sampler;
       maxNew: number;
       logits: Float32Array;
+      cached: number;
       prefillMs: number;
       decodeStart: number;
     }
@@ -378,7 +387,8 @@ export class Engine implements ReasoningEngine {
       const r: IdsResult = {
         ids: a.ids,
         stopReason,
-        prefillTokens: prompts[a.seq].length,
+        prefillTokens: prompts[a.seq].length - a.cached,
+        cachedPromptTokens: a.cached,
         prefillMs: a.prefillMs,
         decodeTokens: Math.max(a.ids.length - 1, 0),
         decodeMs: performance.now() - a.decodeStart,
@@ -409,13 +419,26 @@ export class Engine implements ReasoningEngine {
         const maxNew = Math.min(opts.maxNewTokens, model.contextLength - prompt.length);
         if (maxNew <= 0) throw new EngineError(`Prompt ${seq} (${prompt.length} tokens) leaves no room in the ${model.contextLength}-token context.`);
         const slot = freeSlots.pop()!;
-        model.reset(slot);
         const t0 = performance.now();
-        const logits = await model.prefillSlot(slot, prompt);
+        // The shared prefix: still in this slot's first rows, copied from a slot that has it, or
+        // (the first time) prefilled here with the rest of the prompt.
+        let cached = 0;
+        if (prefix > 0 && holdsPrefix.includes(slot)) {
+          model.rewind(prefix, slot);
+          cached = prefix;
+        } else if (prefix > 0 && holdsPrefix.length > 0) {
+          model.copySlot(holdsPrefix[0], slot, prefix);
+          cached = prefix;
+        } else {
+          model.reset(slot);
+        }
+        const logits = await model.prefillSlot(slot, cached ? prompt.slice(cached) : prompt);
+        if (prefix > 0 && !holdsPrefix.includes(slot)) holdsPrefix.push(slot);
         const a: Active = {
           seq,
           slot,
           ids: [],
+          cached,
           sampler: new Sampler({ ...opts, seed: (opts.seed ?? 0) + seq }),
           maxNew,
           logits,
@@ -453,6 +476,7 @@ export class Engine implements ReasoningEngine {
         advance(a);
       });
     }
+    return prefix;
   }
 
   // ---- Beam search (the algorithm is in beamSearch.ts) ----

@@ -62,7 +62,10 @@ export interface GenerateResult {
   /** The generated text (cut before the first stop string); null when the model has no tokenizer. */
   text: string | null;
   stopReason: StopReason;
+  /** Prompt tokens run through the model; with cachedPromptTokens, those after the shared prefix. */
   prefillTokens: number;
+  /** Batches only: prompt tokens whose KV came from the batch's shared prefix, prefilled once (sharedPrefix.ts). */
+  cachedPromptTokens?: number;
   prefillMs: number;
   decodeTokens: number;
   decodeMs: number;
@@ -99,6 +102,8 @@ export interface BatchCallbacks {
 export interface BatchResult extends BatchShape {
   /** In prompt order. */
   results: GenerateResult[];
+  /** Leading tokens every prompt shares that were prefilled once for the whole batch (0: none). */
+  sharedPrefixTokens: number;
 }
 
 export interface LoadOptions {

@@ -101,6 +101,25 @@ for (const mode of ['q0f32', 'q4f32_1'] as const) {
   });
 }
 
+for (const mode of ['q4f32_1', 'q4f16_1'] as const) {
+  test(`${mode}: a batch prefills the prompts' shared prefix once and still gives each prompt exactly its ids alone`, async ({ page }) => {
+    const url = `/models/tiny/${mode}/`;
+    // 11 shared tokens, then each prompt's own (distinct first tokens, so the common prefix is
+    // exactly 11). Prefill chunks of 4: the prefix prefilled once is 8 tokens, two whole chunks.
+    const shared = await call(page, 'randomIds', 11, 60);
+    const own = [5, 1, 9, 3, 2].map((n, i) => [100 + i, ...Array.from({ length: n - 1 }, (_, j) => 7 + ((i * 13 + j * 5) % 90))]);
+    const prompts = own.map((o) => [...shared, ...o]);
+    // Batch of 2 for 5 prompts: prompt 1 gets a copy of slot 0's prefix rows, later ones reuse their slot's.
+    const r = await call(page, 'batchedVsAlone', url, prompts, 2, 10, [3, 8, 2, 99, 5], 4);
+    expect(r.sharedPrefixTokens).toBe(8);
+    expect(r.cached).toEqual([0, 8, 8, 8, 8]);
+    expect(r.prefilled).toEqual(prompts.map((p, i) => p.length - (i === 0 ? 0 : 8)));
+    expect(r.want.map((w) => w.length)).toEqual([3, 8, 2, 10, 5]);
+    expect(r.batched).toEqual(r.want);
+    expect(r.alone).toEqual(r.want);
+  });
+}
+
 for (const mode of ['q0f32', 'q4f32_1'] as const) {
   test(`${mode}: greedy decoding on the GPU stopped mid-pipeline delivers the steps in flight and keeps positions consistent`, async ({ page }) => {
     const url = `/models/tiny/${mode}/`;

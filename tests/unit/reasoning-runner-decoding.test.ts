@@ -31,7 +31,7 @@ function recordingBatch(seen: BatchOptions[]): GenerateBatchFn {
     seen.push(options);
     const results = prompts.map(() => result('The answer is 1.'));
     results.forEach((r, seq) => callbacks?.onDone?.(seq, r));
-    return { contextLength: 64, maxBatch: 1, results };
+    return { contextLength: 64, maxBatch: 1, results, sharedPrefixTokens: 0 };
   };
 }
 

@@ -47,7 +47,7 @@ const replaying: GenerateBatchFn = async (prompts, _options, callbacks) => {
     if ('token' in e) callbacks?.onToken?.(e.token, { tokenId: 5, index: counts[e.token]++, textDelta: 'x' });
     else callbacks?.onDone?.(e.done, result(e.done));
   }
-  return { contextLength: 64, maxBatch: 2, results: prompts.map((_, seq) => result(seq)) };
+  return { contextLength: 64, maxBatch: 2, results: prompts.map((_, seq) => result(seq)), sharedPrefixTokens: 0 };
 };
 
 describe('token progress of a run', () => {

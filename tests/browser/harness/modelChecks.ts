@@ -110,11 +110,11 @@ export async function greedyBoth(url: string, promptIds: number[], maxNewTokens:
  * earlier ones finish; sequence i is stopped after stopAfter[i] tokens by its own stop rule), each
  * against the reference's greedy ids and against the same prompt generated alone.
  */
-export async function batchedVsAlone(url: string, prompts: number[][], maxBatch: number, maxNewTokens: number, stopAfter: number[]) {
-  const engine = await engineFor(url, { maxBatch });
+export async function batchedVsAlone(url: string, prompts: number[][], maxBatch: number, maxNewTokens: number, stopAfter: number[], prefillChunk?: number) {
+  const engine = await engineFor(url, { maxBatch, prefillChunk });
   const ref = await referenceFor(url);
   const joinOrder: number[] = [];
-  const { results: batched } = await engine.generateBatch(
+  const { results: batched, sharedPrefixTokens } = await engine.generateBatch(
     prompts,
     { maxNewTokens, maxBatch },
     {
@@ -130,7 +130,16 @@ export async function batchedVsAlone(url: string, prompts: number[][], maxBatch:
     alone.push((await engine.generate(p, { maxNewTokens }, { onToken: ({ index }) => index + 1 >= stopAfter[i] })).ids);
     want.push(ref.greedyGenerate(p, Math.min(maxNewTokens, stopAfter[i])));
   }
-  return { batched: batched.map((r) => r.ids), stopReasons: batched.map((r) => r.stopReason), alone, want, joinOrder };
+  return {
+    batched: batched.map((r) => r.ids),
+    stopReasons: batched.map((r) => r.stopReason),
+    alone,
+    want,
+    joinOrder,
+    sharedPrefixTokens,
+    cached: batched.map((r) => r.cachedPromptTokens),
+    prefilled: batched.map((r) => r.prefillTokens),
+  };
 }
 
 /**

@@ -25,8 +25,6 @@ import activationWgsl from './kernels/activation.wgsl?raw';
 import bandwidthCopyWgsl from './kernels/bandwidthCopy.wgsl?raw';
 import q4MatVecWgsl from './kernels/q4MatVec.wgsl?raw';
 import matmulTiledWgsl from './kernels/matmulTiled.wgsl?raw';
-import reduceSharedWgsl from './kernels/reduceShared.wgsl?raw';
-import reduceSubgroupWgsl from './kernels/reduceSubgroup.wgsl?raw';
 import crossEntropyWgsl from './kernels/crossEntropy.wgsl?raw';
 import rmsnormBackWgsl from './kernels/rmsnormBack.wgsl?raw';
 import swigluBackWgsl from './kernels/swigluBack.wgsl?raw';
@@ -163,18 +161,8 @@ export function kernelSource(name: KernelName, variant: KernelVariant = {}): str
     if (!variant.weight) throw new Error(`kernel ${name} needs a weight format`);
     src = src.replace('#include weight', weightSnippet(variant.weight));
   }
-  if (src.includes('REDUCE_BODY')) {
-    const scale = variant.weight === 'q4f16' ? ['u32', 'return unpack2x16float(wScale[i >> 1u])[i & 1u];'] : ['f32', 'return wScale[i];'];
-    if (variant.weight !== 'q4f16' && variant.weight !== 'q4f32') throw new Error(`kernel ${name} needs a q4 weight format`);
-    src = src
-      .replace('SCALE_STORAGE', scale[0])
-      .replace('SCALE_READ', scale[1])
-      .replace('REDUCE_ENABLE', variant.subgroups ? 'enable subgroups;' : '')
-      .replace('REDUCE_PARAMS', variant.subgroups ? ', @builtin(subgroup_invocation_id) sgLane: u32, @builtin(subgroup_size) sgSize: u32' : '')
-      .replace('REDUCE_BODY', variant.subgroups ? reduceSubgroupWgsl : reduceSharedWgsl);
-  }
   if (src.includes('ROWS_REDUCE')) {
-    // normQ4MatVec's reduction of several values per row, over subgroups or shared memory.
+    // The q4 matvecs' reduction of NV values (live ones only), over subgroups or shared memory.
     src = src
       .replace('REDUCE_ENABLE', variant.subgroups ? 'enable subgroups;' : '')
       .replace('REDUCE_PARAMS', variant.subgroups ? ', @builtin(subgroup_invocation_id) sgLane: u32' : '')

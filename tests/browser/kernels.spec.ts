@@ -252,6 +252,18 @@ test('RMSNorm folded into the per-row matmul over f32, f16 and q4 weights, with 
   expect(await check(page, 'checkNormMatmul', 'f32', 37, 29, 5, { xRowOffset: 4 })).toBeLessThan(TOL);
 });
 
+test('the q4 matvec reductions hold for subgroups of 4 to 128 lanes that are not consecutive slices (subgroups emulated in workgroup memory)', async ({ page }) => {
+  // Both q4 decode kernels end in the same reduction (reduceRowsSubgroup.wgsl). 65 groups: more than the 64 lanes.
+  for (const size of [4, 8, 16, 32, 64, 128]) {
+    const err = await check(page, 'checkQ4MatVec', 'q4f16', 2080, 9, 8, { subgroups: true, emulateSubgroupSize: size });
+    expect(err, `q4MatVec, subgroups of ${size}`).toBeLessThan(TOL);
+  }
+  for (const size of [4, 32, 128]) {
+    const err = await check(page, 'checkNormMatmul', 'q4f32', 320, 40, 3, { swiglu: true, q4MatVec: true, emulateSubgroupSize: size });
+    expect(err, `normQ4MatVec with SwiGLU, subgroups of ${size}`).toBeLessThan(TOL);
+  }
+});
+
 test('RMSNorm folded into the q4 decode matrix-vector kernel, with a SwiGLU epilogue, padded groups and a row offset, shared-memory and subgroup reductions', async ({
   page,
 }) => {

@@ -1,8 +1,9 @@
 // Decode-time y[t, o] (+)= sum_i x[t, i] * W[o, i] over MLC q4 weights, for up to TILE_T rows.
 // Decode is bound by reading the weights, so: one workgroup per output feature, its 64 threads
 // reading consecutive 16-byte words (vec4<u32> = one whole group of 32 int4 values and its single
-// scale) so every load is wide and coalesced, then a reduction across the workgroup: subgroupAdd
-// where the device has subgroups, a shared-memory tree otherwise (REDUCE below). A fused LoRA /
+// scale) so every load is wide and coalesced, then a reduction across the workgroup of the call's
+// rows: reduceRowsSubgroup.wgsl where the device has subgroups (no subgroup size or layout
+// assumed), reduceRowsShared.wgsl's tree otherwise. A fused LoRA /
 // parallel adapter (adapterAdd.wgsl) spreads its R products over the lanes too: each lane adds its
 // share into acc[t] before the reduction, which then sums the adapter term with W x.
 REDUCE_ENABLE
@@ -14,12 +15,19 @@ override ACCUMULATE: bool = false;
 override SPLIT_ROW: u32 = 0xffffffffu; // rows o >= SPLIT_ROW read the second input block (series adapters)
 const TILE_T: u32 = 8u;
 const WG: u32 = 64u;
+const NV: u32 = TILE_T; // values reduced: one dot per row
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>; // [rows, IN / 4]
 @group(0) @binding(2) var<storage, read_write> y: array<f32>; // [rows - xRowOffset, OUT]
 @group(1) @binding(0) var<storage, read> wData: array<vec4<u32>>; // [OUT, ceil(IN / 32)]
 @group(1) @binding(1) var<storage, read> wScale: array<SCALE_STORAGE>;
-var<workgroup> partial: array<array<f32, TILE_T>, WG>;
+var<workgroup> partial: array<array<f32, NV>, WG>;
+REDUCE_DECL
+
+// Whether reduction value v (row v's dot) is needed: the call's rows only.
+fn live(v: u32, rows: u32) -> bool {
+  return v < rows;
+}
 
 fn scaleAt(i: u32) -> f32 {
   SCALE_READ
@@ -66,5 +74,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
       for (var t = 0u; t < rows; t++) { acc[t] += adapterTerm(t, o, lid, WG); }
     }
   }
-  REDUCE_BODY
+  ROWS_REDUCE
+  if (lid == 0u && o < OUT) {
+    for (var t = 0u; t < rows; t++) {
+      let yi = t * OUT + o;
+      if (ACCUMULATE) { y[yi] = y[yi] + partial[0][t]; } else { y[yi] = partial[0][t]; }
+    }
+  }
 }

@@ -133,7 +133,7 @@ export async function checkNormMatmul(
   IN: number,
   OUT: number,
   rows: number,
-  opts: { swiglu?: boolean; xRowOffset?: number; q4MatVec?: boolean; subgroups?: boolean } = {},
+  opts: { swiglu?: boolean; xRowOffset?: number; q4MatVec?: boolean; subgroups?: boolean; emulateSubgroupSize?: number } = {},
 ) {
   const eps = 1e-5;
   const w = randomWeight(format, OUT, IN, 13 + IN);
@@ -164,6 +164,7 @@ export async function checkNormMatmul(
     buffers: { x, y: outRows * nOut * 4, g, ...w.weights },
     workgroups: opts.q4MatVec ? [wide, Math.ceil(nOut / wide), 1] : [Math.ceil(nOut / 64), Math.ceil(outRows / 8), 1],
     read: ['y'],
+    emulateSubgroupSize: opts.emulateSubgroupSize,
   });
   return relErr(got.subarray(0, want.length), want);
 }
@@ -501,7 +502,7 @@ export async function checkQ4MatVec(
   IN: number,
   OUT: number,
   rows: number,
-  opts: { subgroups: boolean; accumulate?: boolean; xRowOffset?: number; splitRow?: number; adapter?: FusedAdapter },
+  opts: { subgroups: boolean; accumulate?: boolean; xRowOffset?: number; splitRow?: number; adapter?: FusedAdapter; emulateSubgroupSize?: number },
 ) {
   const w = randomWeight(format, OUT, IN, 31 + OUT);
   const off = opts.xRowOffset ?? 0;
@@ -529,6 +530,7 @@ export async function checkQ4MatVec(
     buffers: { x, y: opts.accumulate ? y0 : outRows * OUT * 4, ...w.weights, ...ad?.buffers },
     workgroups: [OUT, 1, 1],
     read: ['y'],
+    emulateSubgroupSize: opts.emulateSubgroupSize,
   });
   return relErr(got.subarray(0, want.length), want);
 }

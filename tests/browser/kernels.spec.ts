@@ -252,7 +252,9 @@ test('RMSNorm folded into the per-row matmul over f32, f16 and q4 weights, with 
   expect(await check(page, 'checkNormMatmul', 'f32', 37, 29, 5, { xRowOffset: 4 })).toBeLessThan(TOL);
 });
 
-test('the q4 matvec reductions hold for subgroups of 4 to 128 lanes that are not consecutive slices (subgroups emulated in workgroup memory)', async ({ page }) => {
+test('the q4 matvec reductions hold for subgroups of 4 to 128 lanes that are not consecutive slices (subgroups emulated in workgroup memory)', async ({
+  page,
+}) => {
   // Both q4 decode kernels end in the same reduction (reduceRowsSubgroup.wgsl). 65 groups: more than the 64 lanes.
   for (const size of [4, 8, 16, 32, 64, 128]) {
     const err = await check(page, 'checkQ4MatVec', 'q4f16', 2080, 9, 8, { subgroups: true, emulateSubgroupSize: size });

@@ -12,9 +12,25 @@ const DATA_DIR = resolve(process.env.REASONING_LAB_DATA ?? resolve(ROOT, '../sha
 
 describe('the prompt prefix a batch prefills once', () => {
   it('is the longest common prefix of the token ids', () => {
-    expect(commonPrefixLength([[1, 2, 3, 4], [1, 2, 3, 9], [1, 2, 7]])).toBe(2);
-    expect(commonPrefixLength([[5, 6], [5, 6]])).toBe(2);
-    expect(commonPrefixLength([[1, 2], [3, 2]])).toBe(0);
+    expect(
+      commonPrefixLength([
+        [1, 2, 3, 4],
+        [1, 2, 3, 9],
+        [1, 2, 7],
+      ]),
+    ).toBe(2);
+    expect(
+      commonPrefixLength([
+        [5, 6],
+        [5, 6],
+      ]),
+    ).toBe(2);
+    expect(
+      commonPrefixLength([
+        [1, 2],
+        [3, 2],
+      ]),
+    ).toBe(0);
     // One prompt alone shares nothing with anyone.
     expect(commonPrefixLength([[1, 2, 3]])).toBe(0);
     expect(commonPrefixLength([])).toBe(0);
@@ -32,13 +48,21 @@ describe('the prompt prefix a batch prefills once', () => {
     expect(sharedPrefixLength(prompts, 1)).toBe(11);
   });
 
-  it("leaves every prompt at least its last token to prefill (its logits give the first new token)", () => {
+  it('leaves every prompt at least its last token to prefill (its logits give the first new token)', () => {
     // Identical prompts: 8 tokens in common, but each must still prefill one of its own.
     const p = [1, 2, 3, 4, 5, 6, 7, 8];
     expect(sharedPrefixLength([p, [...p], [...p]], 4)).toBe(4);
     expect(sharedPrefixLength([p, [...p]], 1)).toBe(7);
     // A prompt that is the others' prefix.
-    expect(sharedPrefixLength([[1, 2, 3, 4], [1, 2, 3, 4, 5, 6]], 2)).toBe(2);
+    expect(
+      sharedPrefixLength(
+        [
+          [1, 2, 3, 4],
+          [1, 2, 3, 4, 5, 6],
+        ],
+        2,
+      ),
+    ).toBe(2);
   });
 
   it('refuses a chunk that is not a positive whole number', () => {

@@ -109,6 +109,9 @@ test('a run interrupted by a reload is kept and resumes where it stopped', async
   await startRun(page, 10, 2);
   await expect(page.getByTestId('throughput')).toContainText('2 problems at a time');
   await expect(page.getByTestId('progress')).toHaveText(/^[2-6] of 10 problems$/, { timeout: 60_000 });
+  // The pace once a problem is done: time left at it, and every token decoded so far.
+  await expect(page.getByTestId('run-eta')).toHaveText(/^about (under a minute|\d+ min) left$/);
+  await expect(page.getByTestId('run-decoded')).toHaveText(/^[1-9]\d* tokens decoded$/);
   await page.reload();
 
   const row = page.getByTestId('results-table').locator('tbody tr').first();

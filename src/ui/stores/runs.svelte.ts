@@ -68,7 +68,10 @@ class RunsStore {
   activeId = $state<string | null>(null);
   current = $state<{ problem: Problem; position: number; text: string } | null>(null);
   /** Problems the engine solves together in the active run (each with `beams` beams), and problems finished per minute. */
-  throughput = $state<{ batch: number; beams: number; perMinute: number | null } | null>(null);
+  /** The active run's pace: problems at a time, problems per minute and minutes left at that pace, tokens decoded since it (re)started. */
+  throughput = $state<{ batch: number; beams: number; perMinute: number | null; minutesLeft: number | null; decodedTokens: number } | null>(null);
+  /** Tokens of the problems this run finished since it (re)started. */
+  private finishedTokens = 0;
   /** Tokens generated so far by the active run's problems still being solved (shown beside "k of N problems"). */
   tokensInFlight = $state(0);
   /** Problems solved at a time: 'auto' (as many as fit a GPU-memory budget) or a number (1: one by one, to watch each). */
@@ -198,27 +201,46 @@ class RunsStore {
     }
     const t0 = performance.now();
     const done0 = run.items.length;
+    this.finishedTokens = 0;
     try {
       await runEvaluation({
         // Problems decode together (the weights are read once per step for all of them).
         generateBatch: (p, o, callbacks) =>
           engine.generateBatch(p, { ...o, maxBatch: this.batch, memoryBudget: this.batchMemory }, { ...callbacks, label: `Evaluating ${config.label}` }),
         // Beam search solves one problem at a time (its beams are the batch the engine reports).
-        onBatchStart: ({ maxBatch }) => (this.throughput = beams > 1 ? { batch: 1, beams, perMinute: null } : { batch: maxBatch, beams: 1, perMinute: null }),
+        onBatchStart: ({ maxBatch }) =>
+          (this.throughput = {
+            batch: beams > 1 ? 1 : maxBatch,
+            beams,
+            perMinute: null,
+            minutesLeft: null,
+            decodedTokens: this.finishedTokens + this.tokensInFlight,
+          }),
         run,
         problems: data.problems,
         config,
         maxNewTokens: run.maxNewTokens,
         signal: abort.signal,
         onProblemStart: (problem, position) => (this.current = { problem, position, text: '' }),
-        onTokens: (n) => (this.tokensInFlight = n),
+        onTokens: (n) => {
+          this.tokensInFlight = n;
+          if (this.throughput) this.throughput.decodedTokens = this.finishedTokens + n;
+        },
         onText: (_p, text) => {
           if (this.current) this.current.text = text;
         },
         save: (r, item) => appendRunItem(r.id, item),
-        onProgress: (r) => {
+        onProgress: (r, item) => {
           this.put({ ...r, ...extra });
-          if (this.throughput) this.throughput.perMinute = ((r.items.length - done0) * 60_000) / (performance.now() - t0);
+          this.finishedTokens += item.generatedTokens ?? 0;
+          if (!this.throughput) return;
+          const perMinute = ((r.items.length - done0) * 60_000) / (performance.now() - t0);
+          const left = runProgress(r).total - r.items.length;
+          Object.assign(this.throughput, {
+            perMinute,
+            minutesLeft: perMinute > 0 ? left / perMinute : null,
+            decodedTokens: this.finishedTokens + this.tokensInFlight,
+          });
         },
       });
     } catch (e) {

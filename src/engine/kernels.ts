@@ -103,7 +103,7 @@ export interface KernelVariant {
 
 /** What `#include qkvEpilogue` becomes in a norm-matmul without it (no KV variant): no bindings, plain stores. */
 const QKV_EPILOGUE_OFF = `const QKV_ROPE: bool = false;
-fn ropeQuad(o: u32) -> vec4<u32> { return vec4<u32>(o); }
+fn weightRows(o: u32, nOut: u32) -> vec4<u32> { return vec4<u32>(o, o + nOut, o, o); }
 fn qkvStore(o: u32, row: u32, t: u32, v: vec4<f32>) {}`;
 
 /** What `#include adapterAdd` becomes in a matmul without an adapter: no bindings, no term. */

@@ -35,14 +35,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   if (o >= nOut || t0 >= rows) { return; }
   let nt = min(TILE_T, rows - t0);
   // This thread's weight rows: o (and o + nOut with SWIGLU), or the RoPE quad of o.
-  var wRow: array<u32, NR>;
-  if (QKV_ROPE) {
-    let quad = ropeQuad(o);
-    for (var r = 0u; r < NR; r++) { wRow[r] = quad[r]; }
-  } else {
-    wRow[0] = o;
-    wRow[1] = o + nOut;
-  }
+  let wRow = weightRows(o, nOut);
   let nr = select(select(1u, 2u, SWIGLU), NR, QKV_ROPE);
   var acc: array<array<f32, TILE_T>, NR>;
   var ss: array<f32, TILE_T>;

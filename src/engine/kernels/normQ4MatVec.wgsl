@@ -65,14 +65,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let nOut = select(select(OUT, OUT / 2u, SWIGLU), OUT / 4u, QKV_ROPE); // workgroups with work
   let groups = (IN + 31u) / 32u;
   // This workgroup's weight rows: o (and o + nOut with SWIGLU), or the RoPE quad of o.
-  var wRow: array<u32, NR>;
-  if (QKV_ROPE) {
-    let quad = ropeQuad(o);
-    for (var r = 0u; r < NR; r++) { wRow[r] = quad[r]; }
-  } else {
-    wRow[0] = o;
-    wRow[1] = o + nOut;
-  }
+  let wRow = weightRows(o, nOut);
   let nr = select(select(1u, 2u, SWIGLU), NR, QKV_ROPE);
   var acc: array<f32, NV>;
   if (o < nOut) {

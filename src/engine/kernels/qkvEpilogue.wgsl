@@ -18,14 +18,15 @@ override CTX: u32; // positions per slot
 @group(2) @binding(1) var<storage, read> rowInfo: array<RowInfo>; // [rows]
 // caches (group 2, bindings 2 and 3): [slots, CTX, N_KV_HEADS * HEAD_DIM]
 
-// The four weight rows of quad o (OUT / 4 quads, HEAD_DIM / 4 per head).
-fn ropeQuad(o: u32) -> vec4<u32> {
+// The weight rows output o of the fused norm-matmul reads: the four rows of RoPE quad o (OUT / 4
+// quads, HEAD_DIM / 4 per head). (Without this epilogue, kernels.ts QKV_EPILOGUE_OFF: o, and o + nOut for SWIGLU.)
+fn weightRows(o: u32, nOut: u32) -> vec4<u32> {
   let half = HEAD_DIM / 2u;
   let base = (o / (HEAD_DIM / 4u)) * HEAD_DIM + (o % (HEAD_DIM / 4u)) * 2u;
   return vec4<u32>(base, base + 1u, base + half, base + half + 1u);
 }
 
-// Stores quad o's outputs v (in ropeQuad's order) of input row `row` (its slot and position in
+// Stores quad o's outputs v (in weightRows' order) of input row `row` (its slot and position in
 // rowInfo), output row t of y.
 fn qkvStore(o: u32, row: u32, t: u32, v: vec4<f32>) {
   let half = HEAD_DIM / 2u;

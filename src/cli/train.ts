@@ -29,7 +29,7 @@ import { createTrainerState, defaultHyper } from '../training/referenceTrainer.t
 import { trainerTotalSteps } from '../training/schedule.ts';
 import { adamwInitState } from '../training/adamw.ts';
 import { adapterTensorList, type TrainerState } from '../training/checkpoint.ts';
-import { NonFiniteLossError, ReferenceTrainerBackend, type TrainerBackend } from '../training/backend.ts';
+import { ReferenceTrainerBackend, tallyStep, type TrainerBackend, type TrainingTally } from '../training/backend.ts';
 import { exportTrainedAdapter } from '../training/export.ts';
 
 const USAGE =
@@ -301,25 +301,16 @@ export async function runTrain(args: TrainArgs, log: (line: string) => void = (l
       `base ${base.mode}, frozen`,
   );
 
-  const losses: number[] = [];
-  const lrs: number[] = [];
-  let tokens = 0;
-  let seconds = 0;
+  const tally: TrainingTally = { tokens: 0, seconds: 0, losses: [], lrs: [] };
+  const { losses, lrs } = tally;
   let stopped: string | null = null;
   for (let s = 0; s < totalSteps; s++) {
-    const t0 = performance.now();
-    try {
-      const r = await backend.step();
-      losses.push(r.loss);
-      lrs.push(r.lr);
-      tokens += r.tokens;
-    } catch (e) {
-      if (!(e instanceof NonFiniteLossError)) throw e;
-      stopped = e.message;
+    const r = await tallyStep(backend, tally);
+    if ('stopped' in r) {
+      stopped = r.stopped;
       break;
-    } finally {
-      seconds += (performance.now() - t0) / 1000;
     }
+    const { tokens, seconds } = tally;
     const rate = tokens / Math.max(seconds, 1e-9);
     log(
       `step ${s + 1}/${totalSteps}  loss ${losses[s].toFixed(4)}  lr ${lrs[s].toExponential(2)}  ${rate.toFixed(0)} tok/s  ` +
@@ -338,7 +329,7 @@ export async function runTrain(args: TrainArgs, log: (line: string) => void = (l
     stepsDone: losses.length,
     losses,
     lrs,
-    tokensPerSecond: seconds > 0 ? tokens / seconds : 0,
+    tokensPerSecond: tally.seconds > 0 ? tally.tokens / tally.seconds : 0,
     peakGpuBytes: backend.peakGpuBytes(),
     examples: data.examples.length,
     truncated: data.truncated,

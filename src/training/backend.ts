@@ -46,6 +46,35 @@ export class NonFiniteLossError extends Error {
   }
 }
 
+/** A training loop's running totals, which the CLI logs and the Train view checkpoints. */
+export interface TrainingTally {
+  tokens: number;
+  seconds: number;
+  losses: number[];
+  lrs: number[];
+}
+
+/**
+ * One optimizer step of a training loop, timed and added to the tally. A non-finite loss or
+ * weights (NonFiniteLossError) ends the loop: it comes back as { stopped: message }, the backend's
+ * state still the last good one; any other error is thrown.
+ */
+export async function tallyStep(backend: TrainerBackend, tally: TrainingTally): Promise<{ result: TrainerStepResult } | { stopped: string }> {
+  const t0 = performance.now();
+  try {
+    const result = await backend.step();
+    tally.tokens += result.tokens;
+    tally.losses.push(result.loss);
+    tally.lrs.push(result.lr);
+    return { result };
+  } catch (e) {
+    if (!(e instanceof NonFiniteLossError)) throw e;
+    return { stopped: e.message };
+  } finally {
+    tally.seconds += (performance.now() - t0) / 1000;
+  }
+}
+
 export const REFERENCE_BACKEND_LABEL = 'reference (CPU, f64)';
 
 /** Tokens the examples of optimizer step `step` hold (what tokens/s counts). */

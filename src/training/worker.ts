@@ -17,7 +17,7 @@ import { baseTokenizer, loadTrainingBase } from './referenceModel.ts';
 import { createTrainerState, defaultHyper } from './referenceTrainer.ts';
 import { trainerTotalSteps } from './schedule.ts';
 import { parseTrainerState, serializeTrainerState, type TrainerState } from './checkpoint.ts';
-import { NonFiniteLossError, type TrainerBackend } from './backend.ts';
+import { tallyStep, type TrainerBackend } from './backend.ts';
 import { chooseTrainerBackend } from './chooseBackend.ts';
 import { deleteRun, getRun, getRunText, saveRun, type TrainingRunRecord } from './checkpointStore.ts';
 import type { TrainingEvent, TrainingRequest } from './workerProtocol.ts';
@@ -109,20 +109,14 @@ async function run(runId: string) {
       post({ type: 'paused', runId, step: backend.state.step });
       return;
     }
-    const t0 = performance.now();
-    try {
-      const r = await backend.step();
-      rec.seconds += (performance.now() - t0) / 1000;
-      rec.tokens += r.tokens;
-      rec.losses.push(r.loss);
-      rec.lrs.push(r.lr);
-      post({ type: 'step', runId, step: r.step, loss: r.loss, lr: r.lr, tokens: rec.tokens, seconds: rec.seconds, peakGpuBytes: backend.peakGpuBytes() });
-    } catch (e) {
-      if (!(e instanceof NonFiniteLossError)) throw e;
-      await checkpoint(rec, backend.state, 'stopped', e.message);
-      post({ type: 'stopped', runId, step: backend.state.step, message: e.message });
+    const s = await tallyStep(backend, rec);
+    if ('stopped' in s) {
+      await checkpoint(rec, backend.state, 'stopped', s.stopped);
+      post({ type: 'stopped', runId, step: backend.state.step, message: s.stopped });
       return;
     }
+    const r = s.result;
+    post({ type: 'step', runId, step: r.step, loss: r.loss, lr: r.lr, tokens: rec.tokens, seconds: rec.seconds, peakGpuBytes: backend.peakGpuBytes() });
     if (backend.state.step % rec.checkpointEvery === 0 && backend.state.step < totalSteps) {
       await checkpoint(rec, backend.state, 'running');
       post({ type: 'checkpoint', runId, step: backend.state.step });

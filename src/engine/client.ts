@@ -77,7 +77,7 @@ export class EngineClient implements ReasoningEngine {
       case 'token':
         return p.onToken?.(tokenEvent(msg));
       case 'batchStart':
-        p.batch!.shape = { maxBatch: msg.maxBatch, contextLength: msg.contextLength };
+        p.batch!.shape = { maxBatch: msg.maxBatch, contextLength: msg.contextLength, sharedPrefixTokens: msg.sharedPrefixTokens ?? 0 };
         return p.batch!.onStart?.(p.batch!.shape);
       case 'seqToken':
         return p.batch!.onToken?.(msg.seq, tokenEvent(msg));

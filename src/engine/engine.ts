@@ -329,12 +329,15 @@ export class Engine implements ReasoningEngine {
       maxBatch: options.maxBatch ?? 'auto',
       memoryBudget: options.memoryBudget ?? DEFAULT_BATCH_MEMORY,
     });
-    callbacks.onStart?.(shape);
+    const model = this.requireLoaded().model;
+    const sharedPrefixTokens = sharedPrefixLength(promptIds, model.prefillChunk);
+    callbacks.onStart?.({ ...shape, sharedPrefixTokens });
     const texts = promptIds.map((ids) => new SequenceText(l.tokenizer, ids, options.stopStrings));
     const results: GenerateResult[] = new Array(prompts.length);
-    const sharedPrefixTokens = await this.generateBatchIds(
-      this.requireLoaded().model,
+    await this.generateBatchIds(
+      model,
       promptIds,
+      sharedPrefixTokens,
       options,
       callbacks.signal,
       (seq, tokenId, index) => {
@@ -353,19 +356,18 @@ export class Engine implements ReasoningEngine {
    * Continuous batching over token ids: up to `model.maxBatch` sequences decode together; a
    * finished sequence frees its slot and the next prompt joins. The prompts' shared prefix
    * (sharedPrefix.ts) is prefilled once, into the first slot used, and every other sequence
-   * starts from a copy of its KV rows, or from the rows its slot still holds. Returns the
-   * prefix's length in tokens.
+   * starts from a copy of its KV rows, or from the rows its slot still holds.
    */
   private async generateBatchIds(
     model: LlamaModel,
     prompts: number[][],
+    prefix: number,
     opts: GenerateOptions & SamplingOptions,
     signal: AbortSignal | undefined,
     onToken: (seq: number, id: number, index: number) => boolean,
     onDone: (seq: number, result: IdsResult) => void,
-  ): Promise<number> {
+  ): Promise<void> {
     const stop = new Set(opts.stopTokenIds ?? model.config.eosTokenIds);
-    const prefix = sharedPrefixLength(prompts, model.prefillChunk);
     // Slots whose first `prefix` positions hold the shared prefix's KV. Only this call's own
     // prefills count: what a slot held before may come from another adapter or prompt.
     const holdsPrefix: number[] = [];
@@ -476,7 +478,6 @@ export class Engine implements ReasoningEngine {
         advance(a);
       });
     }
-    return prefix;
   }
 
   // ---- Beam search (the algorithm is in beamSearch.ts) ----

@@ -88,6 +88,8 @@ export interface GenerateCallbacks {
 export interface BatchShape {
   maxBatch: number;
   contextLength: number;
+  /** Leading tokens every prompt shares, prefilled once for the whole batch (sharedPrefix.ts); 0 or absent: none. */
+  sharedPrefixTokens?: number;
 }
 
 /** What a batch run reports as it goes (sequence numbers index the prompts). */
@@ -102,7 +104,6 @@ export interface BatchCallbacks {
 export interface BatchResult extends BatchShape {
   /** In prompt order. */
   results: GenerateResult[];
-  /** Leading tokens every prompt shares that were prefilled once for the whole batch (0: none). */
   sharedPrefixTokens: number;
 }
 

@@ -11,7 +11,7 @@ import { scoreOutput, type ScoredItem } from './score.ts';
 import { addRunItem, createRun, decodingOf, remainingIndices, type Run, type RunConfig, type RunItem } from './runs.ts';
 import type { Decoding } from './runRecord.ts';
 import { paperAccuracy } from './paper.ts';
-import type { GenerateOptions, ReasoningEngine } from '../engine/reasoningEngine.ts';
+import type { BatchShape, GenerateOptions, ReasoningEngine } from '../engine/reasoningEngine.ts';
 
 /** What solveProblem needs from an engine: ReasoningEngine.generate (the UI store's has the same shape). */
 export type GenerateFn = ReasoningEngine['generate'];
@@ -110,7 +110,7 @@ export interface RunOptions {
   /** The problems go through it together (continuous batching; a batch of 1 solves them one by one). */
   generateBatch: GenerateBatchFn;
   /** How many sequences the engine decodes together. */
-  onBatchStart?: (shape: { maxBatch: number; contextLength: number }) => void;
+  onBatchStart?: (shape: BatchShape) => void;
   /** The run to continue (a new one from planRun, or one loaded from storage). */
   run: Run;
   /** The dataset's problems (looked up by index). */

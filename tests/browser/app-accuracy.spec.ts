@@ -102,6 +102,20 @@ test('a batched run gives each problem exactly the output it gets alone', async 
   expect(new Set([...alone.values()].map((i) => i.output)).size).toBeGreaterThan(1);
 });
 
+test('a run whose prompts share a long preamble says it prefills it once', async ({ page }) => {
+  const preamble = 'Read the problem, reason one small step at a time, check each number, and end with the answer. '.repeat(8);
+  await page.goto(`./#view=accuracy&prompt=custom&template=${encodeURIComponent(`${preamble}\nProblem: {question}\nSolution:`)}&max=24`);
+  await loadTiny(page);
+  await startRun(page, 8, 2);
+  // Whole 128-token prefill chunks of the preamble (sharedPrefix.ts).
+  const shared = page.getByTestId('run-shared-prefix');
+  await expect(shared).toHaveText(/^\d+ prompt tokens all problems share, prefilled once$/);
+  const n = Number((await shared.textContent())!.split(' ')[0]);
+  expect(n % 128).toBe(0);
+  expect(n).toBeGreaterThanOrEqual(128);
+  await expect(page.getByTestId('results-table').locator('tbody tr').first().getByTestId('run-done')).toHaveText('8 of 8', { timeout: 120_000 });
+});
+
 test('a run interrupted by a reload is kept and resumes where it stopped', async ({ page }) => {
   await page.goto('./#view=accuracy&prompt=q_end&max=24');
   await loadTiny(page);

@@ -69,7 +69,15 @@ class RunsStore {
   current = $state<{ problem: Problem; position: number; text: string } | null>(null);
   /** Problems the engine solves together in the active run (each with `beams` beams), and problems finished per minute. */
   /** The active run's pace: problems at a time, problems per minute and minutes left at that pace, tokens decoded since it (re)started. */
-  throughput = $state<{ batch: number; beams: number; perMinute: number | null; minutesLeft: number | null; decodedTokens: number } | null>(null);
+  throughput = $state<{
+    batch: number;
+    beams: number;
+    perMinute: number | null;
+    minutesLeft: number | null;
+    decodedTokens: number;
+    /** Prompt tokens all problems share, prefilled once (0: none). */
+    sharedPrefixTokens: number;
+  } | null>(null);
   /** Tokens of the problems this run finished since it (re)started. */
   private finishedTokens = 0;
   /** Tokens generated so far by the active run's problems still being solved (shown beside "k of N problems"). */
@@ -208,13 +216,14 @@ class RunsStore {
         generateBatch: (p, o, callbacks) =>
           engine.generateBatch(p, { ...o, maxBatch: this.batch, memoryBudget: this.batchMemory }, { ...callbacks, label: `Evaluating ${config.label}` }),
         // Beam search solves one problem at a time (its beams are the batch the engine reports).
-        onBatchStart: ({ maxBatch }) =>
+        onBatchStart: ({ maxBatch, sharedPrefixTokens }) =>
           (this.throughput = {
             batch: beams > 1 ? 1 : maxBatch,
             beams,
             perMinute: null,
             minutesLeft: null,
             decodedTokens: this.finishedTokens + this.tokensInFlight,
+            sharedPrefixTokens: sharedPrefixTokens ?? 0,
           }),
         run,
         problems: data.problems,

@@ -77,7 +77,7 @@ export class EngineClient implements ReasoningEngine {
       case 'token':
         return p.onToken?.(tokenEvent(msg));
       case 'batchStart':
-        p.batch!.shape = { maxBatch: msg.maxBatch, contextLength: msg.contextLength, sharedPrefixTokens: msg.sharedPrefixTokens ?? 0 };
+        p.batch!.shape = { maxBatch: msg.maxBatch, contextLength: msg.contextLength, sharedPrefixTokens: msg.sharedPrefixTokens };
         return p.batch!.onStart?.(p.batch!.shape);
       case 'seqToken':
         return p.batch!.onToken?.(msg.seq, tokenEvent(msg));
@@ -85,7 +85,8 @@ export class EngineClient implements ReasoningEngine {
         p.batch!.results[msg.seq] = msg.result;
         return p.batch!.onDone?.(msg.seq, msg.result);
       case 'batchDone':
-        return settle({ ...p.batch!.shape!, results: p.batch!.results, sharedPrefixTokens: msg.sharedPrefixTokens } satisfies BatchResult);
+        // The shared prefix came with batchStart's shape.
+        return settle({ ...p.batch!.shape!, results: p.batch!.results, sharedPrefixTokens: p.batch!.shape!.sharedPrefixTokens ?? 0 } satisfies BatchResult);
       case 'error':
         this.pending.delete(msg.id);
         return p.reject(new EngineWorkerError(msg.name, msg.message));

@@ -42,7 +42,7 @@ export type EngineResponse =
   | ({ type: 'batchStart'; id: number } & BatchShape)
   | ({ type: 'seqToken'; id: number; seq: number } & TokenEvent)
   | { type: 'seqDone'; id: number; seq: number; result: GenerateResult }
-  | { type: 'batchDone'; id: number; sharedPrefixTokens: number }
+  | { type: 'batchDone'; id: number }
   /** useAdapter, unloadAdapter and unload have nothing to say but that they are done. */
   | { type: 'ok'; id: number }
   | { type: 'error'; id: number; name: string; message: string };

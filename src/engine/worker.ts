@@ -45,13 +45,13 @@ async function handle(req: EngineRequest) {
       });
     case 'generateBatch':
       return cancellable(req.id, async (signal) => {
-        const { sharedPrefixTokens } = await engine.generateBatch(req.prompts, req.options, {
+        await engine.generateBatch(req.prompts, req.options, {
           signal,
           onStart: (shape) => post({ type: 'batchStart', id: req.id, ...shape }),
           onToken: (seq, t) => post({ type: 'seqToken', id: req.id, seq, ...t }),
           onDone: (seq, result) => post({ type: 'seqDone', id: req.id, seq, result }),
         });
-        post({ type: 'batchDone', id: req.id, sharedPrefixTokens });
+        post({ type: 'batchDone', id: req.id });
       });
     case 'loadAdapter':
       post({ type: 'adapter', id: req.id, adapter: await engine.loadAdapter(req.location, req.adapterId) });

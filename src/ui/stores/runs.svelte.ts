@@ -68,20 +68,21 @@ class RunsStore {
   activeId = $state<string | null>(null);
   current = $state<{ problem: Problem; position: number; text: string } | null>(null);
   /** Problems the engine solves together in the active run (each with `beams` beams), and problems finished per minute. */
-  /** The active run's pace: problems at a time, problems per minute and minutes left at that pace, tokens decoded since it (re)started. */
+  /** The active run's pace: problems at a time, problems per minute and minutes left at that pace. */
   throughput = $state<{
     batch: number;
     beams: number;
     perMinute: number | null;
     minutesLeft: number | null;
-    decodedTokens: number;
     /** Prompt tokens all problems share, prefilled once (0: none). */
     sharedPrefixTokens: number;
   } | null>(null);
-  /** Tokens of the problems this run finished since it (re)started. */
-  private finishedTokens = 0;
+  /** Tokens of the problems the active run finished since it (re)started. */
+  private finishedTokens = $state(0);
   /** Tokens generated so far by the active run's problems still being solved (shown beside "k of N problems"). */
   tokensInFlight = $state(0);
+  /** Tokens the active run has decoded since it (re)started, those in flight included. */
+  readonly decodedTokens = $derived(this.finishedTokens + this.tokensInFlight);
   /** Problems solved at a time: 'auto' (as many as fit a GPU-memory budget) or a number (1: one by one, to watch each). */
   batch = $state<number | 'auto'>('auto');
   /** With batch 'auto': bytes of KV cache and activations the batch may take (Infinity: all the GPU gives). */
@@ -222,7 +223,6 @@ class RunsStore {
             beams,
             perMinute: null,
             minutesLeft: null,
-            decodedTokens: this.finishedTokens + this.tokensInFlight,
             sharedPrefixTokens: sharedPrefixTokens ?? 0,
           }),
         run,
@@ -231,10 +231,7 @@ class RunsStore {
         maxNewTokens: run.maxNewTokens,
         signal: abort.signal,
         onProblemStart: (problem, position) => (this.current = { problem, position, text: '' }),
-        onTokens: (n) => {
-          this.tokensInFlight = n;
-          if (this.throughput) this.throughput.decodedTokens = this.finishedTokens + n;
-        },
+        onTokens: (n) => (this.tokensInFlight = n),
         onText: (_p, text) => {
           if (this.current) this.current.text = text;
         },
@@ -245,11 +242,7 @@ class RunsStore {
           if (!this.throughput) return;
           const perMinute = ((r.items.length - done0) * 60_000) / (performance.now() - t0);
           const left = runProgress(r).total - r.items.length;
-          Object.assign(this.throughput, {
-            perMinute,
-            minutesLeft: perMinute > 0 ? left / perMinute : null,
-            decodedTokens: this.finishedTokens + this.tokensInFlight,
-          });
+          Object.assign(this.throughput, { perMinute, minutesLeft: perMinute > 0 ? left / perMinute : null });
         },
       });
     } catch (e) {

@@ -43,6 +43,7 @@ export interface ModelBuffers {
   cosSin: GPUBuffer; // [ctx, hd/2, 2] rotary table
   staging: GPUBuffer; // [rows, vocab] logits readback
   idStaging: GPUBuffer[]; // [GREEDY_PIPELINE_DEPTH][slots] u32: decodeGreedy's readback ring
+  laneTokens: GPUBuffer; // [slots] u32: a greedy stream's next ids, set aside while a newcomer prefills
   kv: KvCache[]; // [layers]
   kvFormat: KvFormat;
   activationBytes: number; // every buffer above but the KV caches
@@ -86,6 +87,7 @@ export async function allocateModelBuffers(
     };
     const idStaging: GPUBuffer[] = [];
     for (let i = 0; i < GREEDY_PIPELINE_DEPTH; i++) idStaging.push(await mk(`greedy ids staging ${i}`, slots * 4, READBACK));
+    const laneTokens = await mk('laneTokens', slots * 4);
     const activationBytes = own.reduce((s, b) => s + b.size, 0);
     device.queue.writeBuffer(activations.cosSin, 0, ropeTable(ctx, c.headDim, c.ropeTheta));
     const kv: KvCache[] = [];
@@ -93,7 +95,7 @@ export async function allocateModelBuffers(
     for (let l = 0; l < c.numLayers; l++) kv.push({ k: await mk(`kCache.${l}`, layerBytes), v: await mk(`vCache.${l}`, layerBytes) });
     const kvBytes = kv.reduce((s, l) => s + l.k.size + l.v.size, 0);
     const kvFormat: KvFormat = mode === 'q4f16_1' || mode === 'q0f16' ? 'f16' : 'f32';
-    return { ...activations, idStaging, kv, kvFormat, activationBytes, kvBytes };
+    return { ...activations, idStaging, laneTokens, kv, kvFormat, activationBytes, kvBytes };
   } catch (e) {
     for (const b of own) b.destroy();
     throw e;
@@ -101,8 +103,8 @@ export async function allocateModelBuffers(
 }
 
 export function destroyModelBuffers(b: ModelBuffers) {
-  const { idStaging, kv, kvFormat: _f, activationBytes: _a, kvBytes: _k, ...single } = b;
-  for (const buffer of [...Object.values(single), ...idStaging, ...kv.flatMap((l) => [l.k, l.v])]) buffer.destroy();
+  const { idStaging, laneTokens, kv, kvFormat: _f, activationBytes: _a, kvBytes: _k, ...single } = b;
+  for (const buffer of [...Object.values(single), ...idStaging, laneTokens, ...kv.flatMap((l) => [l.k, l.v])]) buffer.destroy();
 }
 
 /** Scratch every resident adapter shares (sized for the widest): `rows` as in ModelBuffers. */

@@ -377,8 +377,8 @@ export class Engine implements ReasoningEngine {
       ids: number[];
       sampler: Sampler;
       maxNew: number;
-      logits: Float32Array;
       cached: number;
+      admitted: number;
       prefillMs: number;
       decodeStart: number;
     }
@@ -401,83 +401,87 @@ export class Engine implements ReasoningEngine {
     };
     /** Give a sequence its next token; true when it has ended. */
     const accept = (a: Active, id: number): boolean => {
+      if (a.ids.length === 0) {
+        a.decodeStart = performance.now();
+        a.prefillMs = a.decodeStart - a.admitted;
+      }
       a.ids.push(id);
       const reason = endReason(id, a.ids.length, a.maxNew, stop, onToken(a.seq, id, a.ids.length - 1));
       if (reason) finish(a, reason);
       return reason !== null;
     };
-    /** Sample the next token of a sequence from its logits; true when it has ended. */
-    const advance = (a: Active): boolean => accept(a, a.sampler.next(a.logits));
-    const greedy = new Sampler(opts).greedy;
-    while (next < prompts.length || active.length > 0) {
-      if (signal?.aborted) {
-        for (const a of [...active]) finish(a, 'cancelled');
-        break;
+    /**
+     * Take the next waiting prompt into a free slot. Its shared prefix is still in the slot's first
+     * rows, or is copied from a slot that has it, or (the first time) is prefilled here with the
+     * rest of the prompt; returns the sequence and the ids still to prefill.
+     */
+    const admit = (): { a: Active; rest: number[] } | null => {
+      if (freeSlots.length === 0 || next >= prompts.length) return null;
+      const seq = next++;
+      const prompt = prompts[seq];
+      const maxNew = Math.min(opts.maxNewTokens, model.contextLength - prompt.length);
+      if (maxNew <= 0) throw new EngineError(`Prompt ${seq} (${prompt.length} tokens) leaves no room in the ${model.contextLength}-token context.`);
+      const slot = freeSlots.pop()!;
+      const admitted = performance.now();
+      let cached = 0;
+      if (prefix > 0 && holdsPrefix.includes(slot)) {
+        model.rewind(prefix, slot);
+        cached = prefix;
+      } else if (prefix > 0 && holdsPrefix.length > 0) {
+        model.copySlot(holdsPrefix[0], slot, prefix);
+        cached = prefix;
+      } else {
+        model.reset(slot);
       }
-      // Admit waiting prompts into free slots: prefill each, then take its first token.
-      while (freeSlots.length > 0 && next < prompts.length) {
-        const seq = next++;
-        const prompt = prompts[seq];
-        const maxNew = Math.min(opts.maxNewTokens, model.contextLength - prompt.length);
-        if (maxNew <= 0) throw new EngineError(`Prompt ${seq} (${prompt.length} tokens) leaves no room in the ${model.contextLength}-token context.`);
-        const slot = freeSlots.pop()!;
-        const t0 = performance.now();
-        // The shared prefix: still in this slot's first rows, copied from a slot that has it, or
-        // (the first time) prefilled here with the rest of the prompt.
-        let cached = 0;
-        if (prefix > 0 && holdsPrefix.includes(slot)) {
-          model.rewind(prefix, slot);
-          cached = prefix;
-        } else if (prefix > 0 && holdsPrefix.length > 0) {
-          model.copySlot(holdsPrefix[0], slot, prefix);
-          cached = prefix;
-        } else {
-          model.reset(slot);
-        }
-        const logits = await model.prefillSlot(slot, cached ? prompt.slice(cached) : prompt);
-        if (prefix > 0 && !holdsPrefix.includes(slot)) holdsPrefix.push(slot);
-        const a: Active = {
-          seq,
-          slot,
-          ids: [],
-          cached,
-          sampler: new Sampler({ ...opts, seed: (opts.seed ?? 0) + seq }),
-          maxNew,
-          logits,
-          prefillMs: performance.now() - t0,
-          decodeStart: performance.now(),
-        };
-        active.push(a);
-        advance(a);
-      }
-      if (active.length === 0) continue;
-      const batch = [...active];
-      if (greedy) {
-        // Greedy: the GPU picks each next token and runs ahead; decode until a sequence ends (its
-        // slot then admits a waiting prompt) or the shortest remaining length is reached.
-        const steps = Math.min(...batch.map((a) => a.maxNew - a.ids.length));
-        let ended = false;
-        await model.decodeGreedy(
-          batch.map((a) => ({ slot: a.slot, token: a.ids[a.ids.length - 1] })),
-          steps,
-          (out) => {
-            if (signal?.aborted) return false;
-            // Steps in flight after a sequence ended still carry valid ids for the others.
-            batch.forEach((a, i) => {
-              if (active.includes(a) && accept(a, out[i])) ended = true;
-            });
-            return !ended;
+      // The prefill (or copy) is queued before any later copy from this slot.
+      if (prefix > 0 && !holdsPrefix.includes(slot)) holdsPrefix.push(slot);
+      const sampler = new Sampler({ ...opts, seed: (opts.seed ?? 0) + seq });
+      const a: Active = { seq, slot, ids: [], cached, sampler, maxNew, admitted, prefillMs: 0, decodeStart: admitted };
+      active.push(a);
+      return { a, rest: cached ? prompt.slice(cached) : prompt };
+    };
+    if (new Sampler(opts).greedy) {
+      // Greedy: the GPU picks every id and runs ahead (model.decodeGreedyStream). A finished
+      // sequence's lane takes the next prompt without waiting for the others; once no prompt is
+      // waiting, the stream returns at the next end and goes on with the rest in a smaller batch.
+      while (next < prompts.length || active.length > 0) {
+        if (signal?.aborted) break;
+        const lanes = [...active];
+        await model.decodeGreedyStream(
+          lanes.map((a) => ({ slot: a.slot, token: a.ids[a.ids.length - 1], steps: a.maxNew - a.ids.length })),
+          {
+            ids: (pairs) => {
+              const ended: number[] = [];
+              if (signal?.aborted) return ended;
+              for (const { lane, id } of pairs) if (accept(lanes[lane], id)) ended.push(lane);
+              return ended;
+            },
+            refill: (lane) => {
+              const joined = admit();
+              if (!joined) return null;
+              lanes[lane] = joined.a;
+              return { slot: joined.a.slot, tokens: joined.rest, steps: joined.a.maxNew - 1 };
+            },
+            stop: () => !!signal?.aborted,
           },
         );
-        continue;
       }
-      // One decode step for every active sequence.
-      const logits = await model.decodeBatch(batch.map((a) => ({ slot: a.slot, token: a.ids[a.ids.length - 1] })));
-      batch.forEach((a, i) => {
-        a.logits = logits[i];
-        advance(a);
-      });
+    } else {
+      while (next < prompts.length || active.length > 0) {
+        if (signal?.aborted) break;
+        // Admit waiting prompts into free slots: prefill each, then sample its first token.
+        for (let joined = admit(); joined; joined = admit()) {
+          const logits = await model.prefillSlot(joined.a.slot, joined.rest);
+          accept(joined.a, joined.a.sampler.next(logits));
+        }
+        // One decode step for every active sequence.
+        const batch = [...active];
+        if (batch.length === 0) continue;
+        const logits = await model.decodeBatch(batch.map((a) => ({ slot: a.slot, token: a.ids[a.ids.length - 1] })));
+        batch.forEach((a, i) => accept(a, a.sampler.next(logits[i])));
+      }
     }
+    for (const a of [...active]) finish(a, 'cancelled');
   }
 
   // ---- Beam search (the algorithm is in beamSearch.ts) ----

@@ -53,6 +53,31 @@ export interface ModelLoadOptions {
   onProgress?: (p: LoadProgress) => void;
 }
 
+/** A sequence decodeGreedyStream starts with: its slot holds its tokens so far but `token`, its last id. */
+export interface GreedyLane {
+  slot: number;
+  token: number;
+  /** Decode steps it may take at most. */
+  steps: number;
+}
+
+/** A prompt joining a greedy stream: prefilled into `slot` from the slot's current position on. */
+export interface GreedyJoin {
+  slot: number;
+  tokens: number[];
+  /** Decode steps after its first id, at most. */
+  steps: number;
+}
+
+export interface GreedyStreamCallbacks {
+  /** Ids delivered for running lanes (see decodeGreedyStream); returns the lanes whose sequence ended. */
+  ids: (pairs: { lane: number; id: number }[]) => number[];
+  /** The prompt for a lane that is free, or null when none is waiting. */
+  refill?: (lane: number) => GreedyJoin | null;
+  /** True: submit nothing more (what is in flight is still delivered). */
+  stop?: () => boolean;
+}
+
 /** The shape a model's buffers are allocated for. */
 interface ModelShape {
   contextLength: number; // tokens per slot
@@ -344,16 +369,24 @@ export class LlamaModel {
   /** Prefill a prompt into one slot (in chunks); returns the last token's logits. */
   async prefillSlot(slot: number, tokens: number[]): Promise<Float32Array> {
     this.checkSlot(slot);
+    if (tokens.length === 0) throw new EngineError('prefillSlot() needs at least one token.');
+    const calls = this.prefillCalls(slot, tokens);
     let logits: Float32Array | null = null;
-    for (let start = 0; start < tokens.length; start += this.prefillChunk) {
-      const chunk = tokens.slice(start, start + this.prefillChunk);
-      const last = start + chunk.length === tokens.length;
-      const rows = chunk.map((token, i) => ({ slot, token, pos: this.positions[slot] + i }));
-      logits = await this.runRows(rows, last ? rows.length - 1 : -1);
-      this.positions[slot] += chunk.length;
+    for (const [i, rows] of calls.entries()) {
+      logits = await this.runRows(rows, i === calls.length - 1 ? rows.length - 1 : -1);
+      this.positions[slot] += rows.length;
     }
-    if (!logits) throw new EngineError('prefillSlot() needs at least one token.');
-    return logits;
+    return logits!;
+  }
+
+  /** A prompt's rows for `slot` from its current position on, in calls of at most prefillChunk rows. */
+  private prefillCalls(slot: number, tokens: number[]): { slot: number; token: number; pos: number }[][] {
+    const from = this.positions[slot];
+    const calls: { slot: number; token: number; pos: number }[][] = [];
+    for (let start = 0; start < tokens.length; start += this.prefillChunk) {
+      calls.push(tokens.slice(start, start + this.prefillChunk).map((token, i) => ({ slot, token, pos: from + start + i })));
+    }
+    return calls;
   }
 
   /** A decode step's entries: at most one batch, each slot once. */
@@ -377,20 +410,39 @@ export class LlamaModel {
 
   /** Encode and run one call: rows of (slot, token, position); LM head for rows headRow0.. (none if -1). */
   private async runRows(rows: { slot: number; token: number; pos: number }[], headRow0: number): Promise<Float32Array | null> {
+    const headRows = headRow0 >= 0 ? rows.length - headRow0 : 0;
+    const bytes = headRows * this.config.vocabSize * 4;
+    this.submitRows(rows, headRow0, false, (enc) => {
+      if (bytes > 0) enc.copyBufferToBuffer(this.buf.logits, 0, this.buf.staging, 0, bytes);
+    });
+    if (bytes === 0) return null;
+    return new Float32Array(await this.readBack(this.buf.staging, this.buf.staging.mapAsync(GPUMapMode.READ, 0, bytes), bytes));
+  }
+
+  /** Submit one call (encodeCall). */
+  private submitRows(rows: { slot: number; token: number; pos: number }[], headRow0: number, argmax: boolean, after?: (enc: GPUCommandEncoder) => void) {
+    this.device.queue.submit([this.encodeCall(rows, headRow0, argmax, after)]);
+  }
+
+  /**
+   * Queue a call's params and input ids and encode it (encodeRows), then `after`'s commands. The
+   * queue orders writes with submits: they land after every call submitted before.
+   */
+  private encodeCall(
+    rows: { slot: number; token: number; pos: number }[],
+    headRow0: number,
+    argmax: boolean,
+    after?: (enc: GPUCommandEncoder) => void,
+  ): GPUCommandBuffer {
     const t0 = performance.now();
     const kvLen = this.writeRows(rows, headRow0);
     this.device.queue.writeBuffer(this.buf.tokens, 0, new Uint32Array(rows.map((r) => r.token)));
-    const n = rows.length;
-    const headRows = headRow0 >= 0 ? n - headRow0 : 0;
     const enc = this.device.createCommandEncoder();
-    this.encodeRows(enc, n, kvLen, headRow0, false);
-    const bytes = headRows * this.config.vocabSize * 4;
-    if (bytes > 0) enc.copyBufferToBuffer(this.buf.logits, 0, this.buf.staging, 0, bytes);
+    this.encodeRows(enc, rows.length, kvLen, headRow0, argmax);
+    after?.(enc);
     const commands = enc.finish();
     this.stats.encodeMs += performance.now() - t0;
-    this.device.queue.submit([commands]);
-    if (bytes === 0) return null;
-    return new Float32Array(await this.readBack(this.buf.staging, this.buf.staging.mapAsync(GPUMapMode.READ, 0, bytes), bytes));
+    return commands;
   }
 
   /**
@@ -487,49 +539,154 @@ export class LlamaModel {
    * steps delivered; each entry's position advances by that much (the last ids are not in the cache).
    */
   async decodeGreedy(entries: { slot: number; token: number }[], steps: number, onStep: (ids: Uint32Array, step: number) => boolean | void): Promise<number> {
-    if (this.gpu.lost) throw this.gpu.lost;
     if (!Number.isInteger(steps) || steps < 0) throw new EngineError(`decodeGreedy needs a whole number of steps, not ${steps}.`);
-    this.checkBatch(entries, 'decodeGreedy');
-    for (const e of entries) {
-      this.checkSlot(e.slot);
-      if (this.positions[e.slot] + steps > this.contextLength) throw this.contextFull();
-    }
-    if (entries.length === 0 || steps === 0) return 0;
-    const n = entries.length;
-    const bytes = n * 4;
-    const start = entries.map((e) => this.positions[e.slot]);
-    const q = this.device.queue;
-    // Step 0's input; every later step's is written by the previous step's argmax.
-    q.writeBuffer(this.buf.tokens, 0, new Uint32Array(entries.map((e) => e.token)));
-    const inFlight: { step: number; buffer: GPUBuffer; mapped: Promise<void> }[] = [];
-    let submitted = 0;
     let delivered = 0;
     let stop = false;
-    const submit = (step: number) => {
+    const ids = (pairs: { lane: number; id: number }[]) => {
+      const out = new Uint32Array(entries.length);
+      for (const p of pairs) out[p.lane] = p.id;
+      if (onStep(out, delivered++) === false) stop = true;
+      return [];
+    };
+    await this.decodeGreedyStream(
+      entries.map((e) => ({ ...e, steps })),
+      { ids, stop: () => stop },
+      'decodeGreedy',
+    );
+    return delivered;
+  }
+
+  /**
+   * Continuous greedy decoding, continuous batching that never drains for a newcomer: `lanes`
+   * decode as in decodeGreedy, each for at most its own `steps`. When `ids` says a lane's
+   * sequence has ended, `refill` may give the lane a new prompt (GreedyJoin): its rows are
+   * prefilled behind the steps already in flight, the argmax of its last row is taken on the GPU
+   * into the lane's place among the next step's inputs, and the lane decodes on from there. At the
+   * start, `refill` is also asked for lanes past the given ones, while the batch has room.
+   *
+   * `ids(pairs)` gets each step's ids (and each newcomer's first id) in submission order, for the
+   * lanes whose sequence is still running, and returns the lanes whose sequence has now ended. A
+   * slot's position advances with each of its steps delivered, as in decodeGreedy. When `refill`
+   * returns null (or `stop` says so), no more steps are submitted: what is in flight is delivered
+   * and the call returns, so the caller can go on with the running lanes in a smaller batch.
+   *
+   * Until a lane's end is read back, the steps behind it run it on (rows keep their places: each
+   * row's input is the previous step's output at that place); a lane out of steps repeats its last
+   * position in its own slot. Both outputs are dropped.
+   */
+  async decodeGreedyStream(lanes: GreedyLane[], on: GreedyStreamCallbacks, what = 'decodeGreedyStream'): Promise<void> {
+    if (this.gpu.lost) throw this.gpu.lost;
+    this.checkBatch(lanes, what);
+    for (const l of lanes) {
+      this.checkSlot(l.slot);
+      if (!Number.isInteger(l.steps) || l.steps < 0) throw new EngineError(`${what} needs a whole number of steps, not ${l.steps}.`);
+      if (this.positions[l.slot] + l.steps > this.contextLength) throw this.contextFull();
+    }
+    const q = this.device.queue;
+    // What the submissions know of each lane. `gen` counts the lane's sequences, so that ids of
+    // steps submitted for an earlier one are told apart when they arrive.
+    const state = lanes.map((l) => ({ slot: l.slot, pos: this.positions[l.slot], left: l.steps, gen: 0, running: true }));
+    // Whose steps a slot's position counts: a slot freed by one lane may be prefilled for another
+    // while the first lane's last steps are still in flight.
+    const owner = new Map(state.map((s, lane) => [s.slot, `${lane}:0`]));
+    if (state.length > 0) q.writeBuffer(this.buf.tokens, 0, new Uint32Array(lanes.map((l) => l.token)));
+    type Row = { lane: number; gen: number; slot: number; real: boolean };
+    const inFlight: { rows: Row[]; join: boolean; buffer: GPUBuffer; mapped: Promise<void> }[] = [];
+    let submitted = 0;
+    let draining = !!on.stop?.();
+    // Lanes waiting for their next prompt: at the start, every empty lane the batch has.
+    const refills: number[] = on.refill ? Array.from({ length: this.maxBatch - state.length }, (_, i) => state.length + i) : [];
+    /** Submit a step's or join's commands, whose last copies the ids it read into the staging buffer. */
+    const track = (rows: Row[], join: boolean, buffer: GPUBuffer, commands: GPUCommandBuffer) => {
+      q.submit([commands]);
+      const mapped = buffer.mapAsync(GPUMapMode.READ, 0, rows.length * 4);
+      mapped.catch(() => {}); // awaited below (or in the finally); never an unhandled rejection
+      inFlight.push({ rows, join, buffer, mapped });
+    };
+    const nextStaging = () => this.buf.idStaging[submitted++ % GREEDY_PIPELINE_DEPTH];
+    const submitStep = () => {
       const t0 = performance.now();
+      const rows: Row[] = state.map((s, lane) => ({ lane, gen: s.gen, slot: s.slot, real: s.running && s.left > 0 }));
       // Queue writes are ordered with submits: this step's params land after the previous step ran.
       const kvLen = this.writeRows(
-        entries.map((e, i) => ({ slot: e.slot, pos: start[i] + step })),
+        state.map((s, i) => ({ slot: s.slot, pos: rows[i].real ? s.pos : s.pos - 1 })),
         0,
       );
+      for (const [i, s] of state.entries()) {
+        if (!rows[i].real) continue;
+        s.pos++;
+        s.left--;
+      }
       const enc = this.device.createCommandEncoder();
-      this.encodeRows(enc, n, kvLen, 0, true);
-      const buffer = this.buf.idStaging[step % GREEDY_PIPELINE_DEPTH];
-      enc.copyBufferToBuffer(this.buf.tokens, 0, buffer, 0, bytes);
+      this.encodeRows(enc, rows.length, kvLen, 0, true);
+      const buffer = nextStaging();
+      enc.copyBufferToBuffer(this.buf.tokens, 0, buffer, 0, rows.length * 4);
       const commands = enc.finish();
       this.stats.encodeMs += performance.now() - t0;
-      q.submit([commands]);
-      const mapped = buffer.mapAsync(GPUMapMode.READ, 0, bytes);
-      mapped.catch(() => {}); // awaited below (or drained); never an unhandled rejection
-      inFlight.push({ step, buffer, mapped });
+      track(rows, false, buffer, commands);
+    };
+    /** Prefill the next prompt into `lane`, or (none) stop submitting steps. */
+    const submitJoin = (lane: number) => {
+      const j = draining ? null : on.refill!(lane);
+      if (!j) {
+        if (lane < state.length) draining = true;
+        refills.length = 0; // no prompt is waiting: the empty lanes stay empty
+        return;
+      }
+      this.checkSlot(j.slot);
+      if (state.some((s, i) => i !== lane && s.running && s.slot === j.slot)) throw new EngineError(`${what} needs distinct slots.`);
+      if (j.tokens.length === 0) throw new EngineError(`${what}: a prompt joining the batch needs at least one token.`);
+      if (!Number.isInteger(j.steps) || j.steps < 0) throw new EngineError(`${what} needs a whole number of steps, not ${j.steps}.`);
+      if (this.positions[j.slot] + j.tokens.length + j.steps > this.contextLength) throw this.contextFull();
+      const n = Math.max(state.length, lane + 1);
+      // The prompt's rows go through `tokens`, which holds the running lanes' next inputs: those
+      // wait in laneTokens and come back with the newcomer's first id in its place.
+      const save = this.device.createCommandEncoder();
+      save.copyBufferToBuffer(this.buf.tokens, 0, this.buf.laneTokens, 0, n * 4);
+      q.submit([save.finish()]);
+      const calls = this.prefillCalls(j.slot, j.tokens);
+      const last = calls.pop()!;
+      for (const rows of calls) {
+        this.submitRows(rows, -1, false);
+        this.positions[j.slot] += rows.length;
+      }
+      const gen = (state[lane]?.gen ?? -1) + 1;
+      const buffer = nextStaging();
+      const commands = this.encodeCall(last, last.length - 1, true, (enc) => {
+        enc.copyBufferToBuffer(this.buf.tokens, 0, this.buf.laneTokens, lane * 4, 4);
+        enc.copyBufferToBuffer(this.buf.laneTokens, 0, this.buf.tokens, 0, n * 4);
+        enc.copyBufferToBuffer(this.buf.laneTokens, lane * 4, buffer, 0, 4);
+      });
+      track([{ lane, gen, slot: j.slot, real: false }], true, buffer, commands);
+      this.positions[j.slot] += last.length;
+      state[lane] = { slot: j.slot, pos: this.positions[j.slot], left: j.steps, gen, running: true };
+      owner.set(j.slot, `${lane}:${gen}`);
+    };
+    const deliver = (rows: Row[], join: boolean, ids: Uint32Array) => {
+      const pairs: { lane: number; id: number }[] = [];
+      rows.forEach((r, i) => {
+        if (r.real && owner.get(r.slot) === `${r.lane}:${r.gen}`) this.positions[r.slot]++;
+        const s = state[r.lane];
+        if (s.gen === r.gen && s.running && (r.real || join)) pairs.push({ lane: r.lane, id: ids[i] });
+      });
+      if (pairs.length === 0) return;
+      for (const lane of on.ids(pairs)) {
+        state[lane].running = false;
+        if (on.refill) refills.push(lane);
+        else draining = true;
+      }
     };
     try {
-      while (inFlight.length > 0 || (!stop && submitted < steps)) {
-        while (!stop && submitted < steps && inFlight.length < GREEDY_PIPELINE_DEPTH) submit(submitted++);
-        const f = inFlight.shift()!;
-        const ids = new Uint32Array(await this.readBack(f.buffer, f.mapped, bytes));
-        delivered++;
-        if (onStep(ids, f.step) === false) stop = true;
+      for (;;) {
+        if (on.stop?.()) draining = true;
+        // Newcomers first: until a lane has its next prompt, steps would only run it idle.
+        while (inFlight.length < GREEDY_PIPELINE_DEPTH && refills.length > 0) submitJoin(refills.shift()!);
+        if (refills.length === 0) {
+          while (!draining && inFlight.length < GREEDY_PIPELINE_DEPTH && state.some((s) => s.running && s.left > 0)) submitStep();
+        }
+        const f = inFlight.shift();
+        if (!f) break;
+        deliver(f.rows, f.join, new Uint32Array(await this.readBack(f.buffer, f.mapped, f.rows.length * 4)));
       }
     } finally {
       // On an error, steps may still be in flight: a buffer with a pending map cannot be mapped
@@ -542,9 +699,7 @@ export class LlamaModel {
           // the error that brought us here is the one to report
         }
       }
-      for (const e of entries) this.positions[e.slot] += delivered;
     }
-    return delivered;
   }
 
   /** Forget a sequence: the slot's next call starts at position 0. */

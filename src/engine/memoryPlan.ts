@@ -83,11 +83,12 @@ export const GREEDY_PIPELINE_DEPTH = 3;
 /**
  * Bytes of the engine's own buffers for calls of up to `rows` rows and batches of up to `maxBatch`
  * sequences: the two 16-byte Params uniforms, token ids, row info (slot, position), activations,
- * the logits readback staging, and the ring of greedy token-id readback buffers (one u32 per sequence).
+ * the logits readback staging, the ring of greedy token-id readback buffers (one u32 per sequence)
+ * and the greedy stream's set-aside ids (one u32 per sequence).
  */
 export function activationBytes(c: LlamaConfig, ctx: number, rows: number, maxBatch: number): number {
   const a = activationSizes(c, ctx, rows);
-  return 2 * 16 + rows * 4 + rows * 8 + Object.values(a).reduce((s, v) => s + v, 0) + a.logits + GREEDY_PIPELINE_DEPTH * maxBatch * 4;
+  return 2 * 16 + rows * 4 + rows * 8 + Object.values(a).reduce((s, v) => s + v, 0) + a.logits + GREEDY_PIPELINE_DEPTH * maxBatch * 4 + maxBatch * 4;
 }
 
 /** GPU memory for a context of `ctx` tokens per sequence and up to `maxBatch` sequences decoded together. */

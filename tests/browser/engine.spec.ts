@@ -121,6 +121,29 @@ for (const mode of ['q4f32_1', 'q4f16_1'] as const) {
 }
 
 for (const mode of ['q0f32', 'q4f32_1'] as const) {
+  test(`${mode}: a lane whose sequence ended takes the next prompt while the other lane's steps are still in flight`, async ({ page }) => {
+    const prompts = await Promise.all([9, 3, 6].map((n, i) => call(page, 'randomIds', n, 70 + i)));
+    const steps = [2, 12, 5];
+    const r = await call(page, 'greedyStreamRefill', `/models/tiny/${mode}/`, prompts, steps);
+    expect(r.ids).toEqual(r.want);
+    // Prompt 2 joins lane 0 when prompt 0 ends. Steps of prompt 1 that were already in flight
+    // arrive after that refill and before prompt 2's first id: the pipeline did not drain.
+    const refill = r.log.indexOf('refill 2');
+    const first = r.log.findIndex((e, i) => i > refill && e.startsWith('ids') && e.split(' ')[1].split(',').includes('2'));
+    expect(refill).toBeGreaterThan(0);
+    expect(r.log.slice(refill + 1, first).filter((e) => e === 'ids 1').length).toBeGreaterThanOrEqual(1);
+    // Then both lanes decode together, and each slot holds its prompt and every id but the last.
+    expect(r.log.slice(first + 1)).toContain('ids 2,1');
+    // Prompt 2 (5 steps) ends first; nothing waits, so the stream returns and prompt 1 goes on alone.
+    expect(r.log.filter((e) => e === 'return')).toHaveLength(2);
+    expect(r.log[r.log.length - 2]).toBe('ids 1');
+    // Each slot holds its prompt and every id but the last (slot 0's last sequence is prompt 2's).
+    expect(r.positions[1]).toBe(prompts[1].length + steps[1]);
+    expect(r.positions[2]).toBe(prompts[2].length + steps[2]);
+  });
+}
+
+for (const mode of ['q0f32', 'q4f32_1'] as const) {
   test(`${mode}: greedy decoding on the GPU stopped mid-pipeline delivers the steps in flight and keeps positions consistent`, async ({ page }) => {
     const url = `/models/tiny/${mode}/`;
     const prompt = await call(page, 'randomIds', 7, 21);

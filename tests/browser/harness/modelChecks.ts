@@ -143,6 +143,64 @@ export async function batchedVsAlone(url: string, prompts: number[][], maxBatch:
 }
 
 /**
+ * model.decodeGreedyStream at batch 2 over three prompts, as the engine drives it: both lanes join
+ * at the start (prefilled in chunks of 4); when a sequence ends its lane takes the next prompt, and
+ * once none is waiting the stream returns and starts again with the lanes still running. The log
+ * says when each refill was asked for, whose ids each delivery carried and when a stream returned.
+ */
+export async function greedyStreamRefill(url: string, prompts: number[][], steps: number[]) {
+  const engine = await engineFor(url, { maxBatch: 2, prefillChunk: 4 });
+  const ref = await referenceFor(url);
+  const model = engine.llamaModel();
+  const log: string[] = [];
+  const ids: number[][] = prompts.map(() => []);
+  const slotOf: number[] = [];
+  const free = [1, 0];
+  const done = (seq: number) => ids[seq].length === steps[seq] + 1;
+  let lanes: number[] = []; // lane -> sequence
+  let next = 0;
+  while (next < prompts.length || lanes.length > 0) {
+    const current = [...lanes];
+    await model.decodeGreedyStream(
+      current.map((seq) => ({ slot: slotOf[seq], token: ids[seq][ids[seq].length - 1], steps: steps[seq] + 1 - ids[seq].length })),
+      {
+        ids: (pairs) => {
+          log.push(`ids ${pairs.map((p) => current[p.lane]).join(',')}`);
+          const ended: number[] = [];
+          for (const { lane, id } of pairs) {
+            const seq = current[lane];
+            ids[seq].push(id);
+            if (done(seq)) {
+              ended.push(lane);
+              free.push(slotOf[seq]);
+            }
+          }
+          return ended;
+        },
+        refill: (lane) => {
+          if (next >= prompts.length) return null;
+          const seq = next++;
+          slotOf[seq] = free.pop()!;
+          model.reset(slotOf[seq]);
+          current[lane] = seq;
+          log.push(`refill ${seq}`);
+          return { slot: slotOf[seq], tokens: prompts[seq], steps: steps[seq] };
+        },
+      },
+    );
+    log.push('return');
+    lanes = current.filter((seq) => !done(seq));
+  }
+  return {
+    ids,
+    want: prompts.map((p, i) => ref.greedyGenerate(p, steps[i] + 1, [])),
+    log,
+    // Each slot's tokens in the cache, by sequence.
+    positions: slotOf.map((slot) => model.positions[slot]),
+  };
+}
+
+/**
  * model.decodeGreedy told to stop (onStep returns false) at step `stopAt` of `steps`: the steps
  * already in flight are still delivered, in order, and the slot's position counts exactly the
  * delivered steps, so a second decodeGreedy from the last id continues the reference's greedy ids.

@@ -149,7 +149,7 @@ export async function runBench(o: BenchOptions, progress: (e: ProgressEvent) => 
     const greedyMsPerStep = (performance.now() - tg) / steps;
     const greedyEncode = stepEncode(model.encodeStats, steps);
     const meanPos = o.promptLen + 1 + steps / 2;
-    const bytesPerStep = decodeBytesPerStep(info.config, info.mode, o.batch, meanPos, adapterBytes);
+    const bytesPerStep = decodeBytesPerStep(info.config, info.mode, info.kvCache, o.batch, meanPos, adapterBytes);
     const base = decode[0];
     const timing = (ms: number, baseMs: number | undefined, enc: ReturnType<typeof stepEncode>): DecodeTiming => ({
       tokensPerSecond: (o.batch * 1000) / ms,

@@ -50,7 +50,10 @@ export async function memoryReport(url: string) {
   const { planMemory } = await import('../../../src/engine/memoryPlan.ts');
   const engine = await engineFor(url);
   const info = engine.info!;
-  return { actual: info.memory, planned: planMemory(info.config, info.mode, info.contextLength, engine.llamaModel().prefillChunk, info.maxBatch) };
+  return {
+    actual: info.memory,
+    planned: planMemory(info.config, info.mode, info.kvCache, info.contextLength, engine.llamaModel().prefillChunk, info.maxBatch),
+  };
 }
 
 export function randomIds(n: number, seed: number, vocab = 32000): number[] {

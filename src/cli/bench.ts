@@ -1,6 +1,6 @@
 /**
  * npm run bench -- --model <dir|synthetic:LAYERS[:MODE]> [--adapter <dir|paper:lora|paper:series|paper:parallel>,...]
- *   [--batch B] [--prompt-len P] [--gen G] [--gpu|--no-gpu] [--json] [--webllm <model-id> [--webllm-stall S]]
+ *   [--batch B] [--prompt-len P] [--gen G] [--kv-cache auto|f16|f32] [--gpu|--no-gpu] [--json] [--webllm <model-id> [--webllm-stall S]]
  *   [--train|--train-quick [--train-only] [--train-steps N] [--train-methods lora,series,parallel]]
  *
  * Measures, in one run on one device: the copy bandwidth ceiling (a large buffer copy), prefill
@@ -9,7 +9,9 @@
  * timed twice: reading back every step's logits (decodeBatch), and greedy with the argmax on the
  * GPU and steps pipelined (decodeGreedy, what greedy generation uses).
  * `synthetic:2` is a generated model with Llama-2-7B's layer shapes and 2 layers (q4f16_1 unless
- * a mode follows), made in the page: no files needed.
+ * a mode follows), made in the page: no files needed. --kv-cache f16 runs an f32 mode with an f16 KV
+ * cache (f32 an f16 mode with an f32 one); auto (the default) keeps the mode's own. The report names
+ * the format, and the decode bytes per step count the cache at its size.
  * --train adds training rows (src/training/trainBench.ts): each paper recipe (LoRA, series, parallel)
  * trained by the WebGPU trainer on the synthetic model at the recipes' micro-batch 4 × accumulation 4
  * of 256-token rows, one warm-up step then --train-steps timed ones (default 2): tokens/s and the
@@ -28,6 +30,7 @@ import { parseArgs, runMain, UsageError } from './args.ts';
 import { openBrowserSession } from './browserSession.ts';
 import { progressReporter, type ProgressEvent } from './progress.ts';
 import { formatBinaryBytes } from '../engine/memoryPlan.ts';
+import { isKvCacheOption, KV_CACHE_OPTIONS, type KvCacheOption } from '../engine/kvCache.ts';
 import { QUANT_MODES, type QuantMode } from '../formats/llamaConfig.ts';
 import { ADAPTER_MANIFEST_FILE } from '../formats/adapterFormat.ts';
 import { MLC_CHAT_CONFIG_FILE } from '../formats/baseModelFiles.ts';
@@ -37,11 +40,17 @@ import { formatTrainingLines, type TrainBenchReport } from '../training/trainBen
 import { TRAINING_METHODS, type TrainingMethod } from '../training/recipes.ts';
 
 const USAGE =
-  'usage: npm run bench -- --model <dir|synthetic:LAYERS[:MODE]> [--adapter <dir|paper:KIND>,...] [--batch B] [--prompt-len P] [--gen G] [--gpu|--no-gpu] [--json] [--webllm <model-id> [--webllm-stall S]] [--train|--train-quick [--train-only] [--train-steps N] [--train-methods lora,series,parallel]]';
+  'usage: npm run bench -- --model <dir|synthetic:LAYERS[:MODE]> [--adapter <dir|paper:KIND>,...] [--batch B] [--prompt-len P] [--gen G] [--kv-cache auto|f16|f32] [--gpu|--no-gpu] [--json] [--webllm <model-id> [--webllm-stall S]] [--train|--train-quick [--train-only] [--train-steps N] [--train-methods lora,series,parallel]]';
+
+function kvCacheArg(v: string | undefined): KvCacheOption {
+  if (v === undefined) return 'auto';
+  if (!isKvCacheOption(v)) throw new UsageError(`--kv-cache expects one of ${KV_CACHE_OPTIONS.join(', ')}, got "${v}".`);
+  return v;
+}
 
 async function main() {
   const { values, flags } = parseArgs(process.argv.slice(2), {
-    strings: ['model', 'adapter', 'batch', 'prompt-len', 'gen', 'webllm', 'webllm-stall', 'train-steps', 'train-methods'],
+    strings: ['model', 'adapter', 'batch', 'prompt-len', 'gen', 'kv-cache', 'webllm', 'webllm-stall', 'train-steps', 'train-methods'],
     flags: ['json', 'gpu', 'no-gpu', 'train', 'train-quick', 'train-only'],
   });
   if (!values.model) throw new UsageError('--model is required.');
@@ -82,6 +91,7 @@ async function main() {
     batch: num(values.batch, 1, 'batch'),
     promptLen: num(values['prompt-len'], 64, 'prompt-len'),
     gen: num(values.gen, 32, 'gen'),
+    kvCache: kvCacheArg(values['kv-cache']),
   };
   if (opts.gen < 2) throw new UsageError('--gen must be at least 2 (one warm-up step, then measured steps).');
   if (values.webllm !== undefined && !values.webllm) throw new UsageError('--webllm expects a WebLLM model id, e.g. Llama-2-7b-chat-hf-q4f16_1-MLC.');
@@ -144,7 +154,7 @@ async function main() {
   const lines = [
     `device          ${r.gpuAdapter}`,
     `copy bandwidth  ${gbps(r.copyBytesPerSecond)} (read + write of a ${'large'} buffer copy: the ceiling)`,
-    `model           ${r.model} (${r.mode}, ${r.layers} layers)`,
+    `model           ${r.model} (${r.mode}, ${r.layers} layers, KV cache ${r.kvCache})`,
     `GPU memory      weights ${formatBinaryBytes(r.memory.weights)}, KV cache ${formatBinaryBytes(r.memory.kvCache)}, activations ${formatBinaryBytes(r.memory.activations)}, total ${formatBinaryBytes(r.memory.total)}`,
     `prefill         ${r.prefillTokensPerSecond.toFixed(1)} tokens/s (${opts.promptLen} tokens), time to first token ${r.timeToFirstTokenMs.toFixed(1)} ms`,
     '',

@@ -6,6 +6,7 @@
 import { Engine } from '../engine/engine.ts';
 import { measureCopyBandwidth } from '../engine/bandwidth.ts';
 import { decodeBytesPerStep } from '../engine/memoryPlan.ts';
+import type { KvCacheOption, KvFormat } from '../engine/kvCache.ts';
 import { httpModelSource, readBaseModelJson } from '../formats/modelFiles.ts';
 import { syntheticModelSource, llama2_7bShape } from '../formats/syntheticModel.ts';
 import { ADAPTER_MANIFEST_FILE, type AdapterKind } from '../formats/adapterFormat.ts';
@@ -27,6 +28,8 @@ export interface BenchOptions {
   batch: number;
   promptLen: number;
   gen: number;
+  /** The KV cache's format ('auto' or absent: the mode's own). */
+  kvCache?: KvCacheOption;
 }
 
 export interface DecodeTiming {
@@ -49,6 +52,8 @@ export interface BenchResult {
   gpuAdapter: string;
   model: string;
   mode: QuantMode;
+  /** The KV cache's format the model ran with. */
+  kvCache: KvFormat;
   layers: number;
   memory: { weights: number; kvCache: number; activations: number; total: number };
   copyBytesPerSecond: number;
@@ -97,6 +102,7 @@ export async function runBench(o: BenchOptions, progress: (e: ProgressEvent) => 
   const info = await engine.load(source, {
     contextLength: o.promptLen + o.gen + 2,
     maxBatch: o.batch,
+    kvCache: o.kvCache,
     onProgress: (p) => progress({ phase: 'loading the model', unit: 'shard', step: p.shard, steps: p.shardCount }),
   });
   // The raw decode paths are what the bench times: the LlamaModel beneath the engine interface.
@@ -149,7 +155,7 @@ export async function runBench(o: BenchOptions, progress: (e: ProgressEvent) => 
     const greedyMsPerStep = (performance.now() - tg) / steps;
     const greedyEncode = stepEncode(model.encodeStats, steps);
     const meanPos = o.promptLen + 1 + steps / 2;
-    const bytesPerStep = decodeBytesPerStep(info.config, info.mode, o.batch, meanPos, adapterBytes);
+    const bytesPerStep = decodeBytesPerStep(info.config, info.mode, info.kvCache, o.batch, meanPos, adapterBytes);
     const base = decode[0];
     const timing = (ms: number, baseMs: number | undefined, enc: ReturnType<typeof stepEncode>): DecodeTiming => ({
       tokensPerSecond: (o.batch * 1000) / ms,
@@ -197,6 +203,7 @@ export async function runBench(o: BenchOptions, progress: (e: ProgressEvent) => 
     gpuAdapter: info.adapterInfo,
     model: 'url' in o.model ? o.model.url : `synthetic Llama-2-7B shape, ${o.model.synthetic.layers} layers`,
     mode: info.mode,
+    kvCache: info.kvCache,
     layers: info.config.numLayers,
     memory: info.memory,
     copyBytesPerSecond,

@@ -2,7 +2,7 @@
  * npm run eval -- --model <dir|manifest.json> [--adapter <dir>]
  *   --prompt <baseline|q_end|a_begin|alpaca|zero_shot|alpaca+q_end|alpaca+a_begin|FILE>
  *   --dataset <gsm8k|svamp|aqua|mawps> [--data <file>] [--limit N] [--seed S]
- *   [--max-new-tokens 256] [--beams N] [--shard K/N] [--out results.jsonl] [--gpu|--no-gpu]
+ *   [--max-new-tokens 256] [--beams N] [--kv-cache auto|f16|f32] [--shard K/N] [--out results.jsonl] [--gpu|--no-gpu]
  *
  * Headless evaluation: the app's engine runs in ONE headless Chromium page (the model is loaded
  * once); each problem's result comes back to Node as soon as it is solved, is scored here with the
@@ -22,7 +22,12 @@
  * lm-eval-flexible: src/reasoning/score.ts); `pred`/`correct` are LLM-Adapters'. Every line and the
  * summary carry the run record (src/reasoning/runRecord.ts): model and adapter fingerprints, the
  * prompt configuration text and hash, decoding, the data file's hash and the selected indices,
- * app version, browser, GPU adapter, engine, dates.
+ * the KV cache's format, app version, browser, GPU adapter, engine, dates.
+ *
+ * --kv-cache f16 stores an f32 mode's KV cache in f16 (half the bytes: about twice the batch in
+ * the same memory, at f16's rounding of every cached key and value); auto (the default) keeps the
+ * mode's own (f32 for q4f32_1 / q0f32, f16 for q4f16_1 / q0f16). The record names the format in
+ * use, so parts run with different caches are refused by resume and by npm run merge.
  *
  * --shard K/N runs part K (0-based) of N: the problems at positions i of the selected list (after
  * --seed and --limit) with i mod N = K. `npm run merge` puts the parts back together.
@@ -60,7 +65,10 @@ import {
 } from '../reasoning/runRecord.ts';
 import { lmEvalSampleFields, resultSummary, scoresOf, type LmEvalSampleFields } from '../reasoning/export.ts';
 import { parseManifest } from '../formats/manifest.ts';
-import { baseFingerprintOf, httpModelSource } from '../formats/modelFiles.ts';
+import { baseFingerprint, httpModelSource, readBaseModelJson } from '../formats/modelFiles.ts';
+import { parseMlcChatConfig } from '../formats/mlcChatConfig.ts';
+import type { QuantMode } from '../formats/llamaConfig.ts';
+import { isKvCacheOption, KV_CACHE_OPTIONS, resolveKvFormat, type KvCacheOption, type KvFormat } from '../engine/kvCache.ts';
 import { sha256Hex } from '../formats/hashes.ts';
 import { dirModelSource } from './hfCheckpoint.ts';
 
@@ -71,7 +79,7 @@ const DEFAULT_PROMPT = 'q_end';
 const USAGE =
   'usage: npm run eval -- --model <dir|manifest.json> [--adapter <dir>] ' +
   `[--prompt <${PROMPT_CONFIGS.map((c) => c.id).join('|')}|FILE>] --dataset <${DATASET_NAMES.join('|')}> ` +
-  '[--data <file>] [--limit N] [--seed S] [--max-new-tokens 256] [--batch auto|B] [--beams N] [--shard K/N] [--out results.jsonl] [--gpu|--no-gpu]';
+  '[--data <file>] [--limit N] [--seed S] [--max-new-tokens 256] [--batch auto|B] [--beams N] [--kv-cache auto|f16|f32] [--shard K/N] [--out results.jsonl] [--gpu|--no-gpu]';
 
 /** What the record calls the engine that generated (the app's own WebGPU engine, src/engine). */
 const ENGINE_NAME = 'reasoning-lab webgpu';
@@ -107,7 +115,7 @@ export interface ResultLine extends Partial<LmEvalSampleFields> {
 
 async function main() {
   const { values, flags } = parseArgs(process.argv.slice(2), {
-    strings: ['model', 'adapter', 'prompt', 'dataset', 'data', 'limit', 'seed', 'max-new-tokens', 'out', 'batch', 'beams', 'shard'],
+    strings: ['model', 'adapter', 'prompt', 'dataset', 'data', 'limit', 'seed', 'max-new-tokens', 'out', 'batch', 'beams', 'shard', 'kv-cache'],
     flags: ['gpu', 'no-gpu'],
   });
   if (!values.model) throw new UsageError('--model is required.');
@@ -129,6 +137,7 @@ async function main() {
   if (numBeams === 0) throw new UsageError('--beams must be at least 1 (1: greedy decoding).');
   const decoding: Decoding = numBeams > 1 ? { kind: 'beam', numBeams } : { kind: 'greedy' };
   const shard = values.shard === undefined ? null : shardArg(values.shard);
+  const kvCache = kvCacheArg(values['kv-cache']);
 
   const { config, promptId } = resolvePrompt(promptArg);
   const model = resolveModel(values.model);
@@ -166,14 +175,17 @@ async function main() {
     max_new_tokens: maxNewTokens,
   };
 
+  const facts = await modelFacts(model);
   const record = await buildRunRecord({
     appVersion: appVersion(),
-    model: { id: model.id, fingerprint: await modelFingerprint(model), source: model.dir ? displayPath(model.dir) : model.url! },
+    model: { id: model.id, fingerprint: facts.fingerprint, source: model.dir ? displayPath(model.dir) : model.url! },
     adapter: adapterDir ? await adapterRecord(adapterDir) : null,
     promptId,
     config,
     maxNewTokens,
     decoding,
+    // The format the page will load with (resolved as the engine resolves it; the page checks).
+    kvCache: facts.mode ? resolveKvFormat(facts.mode, kvCache) : null,
     dataset: { name: dataset, url: displayPath(dataPath), sha256: await sha256Hex(dataBytes), seed, limit, indices: selection.map((p) => p.index), shard },
     environment: { browser: null, gpuAdapter: null, engine: ENGINE_NAME },
   });
@@ -181,7 +193,9 @@ async function main() {
   // Resume: what --out already holds.
   const outPath = values.out ? resolve(values.out) : null;
   const done = new Map<number, ResultLine>();
-  if (outPath) for (const line of readResults(outPath, run, record)) done.set(line.index, line);
+  // Lines from before records named the KV cache ran the mode's own one: there was no other.
+  const modeCache = facts.mode ? resolveKvFormat(facts.mode, 'auto') : null;
+  if (outPath) for (const line of readResults(outPath, run, record, modeCache)) done.set(line.index, line);
   const todo = selected.filter((p) => !done.has(p.index));
   if (done.size > 0) process.stderr.write(`resuming ${displayPath(outPath!)}: ${done.size} problems already done, ${todo.length} to go\n`);
 
@@ -199,6 +213,7 @@ async function main() {
           maxNewTokens,
           batch,
           numBeams,
+          kvCache,
           outPath,
           done,
           run,
@@ -281,7 +296,7 @@ function resolvePrompt(arg: string): { config: PromptConfig; promptId: string } 
  * The lines already in --out. A last line cut off mid-write (no newline, not JSON) is dropped from
  * the file so it is redone; any other unreadable line, or a line from a different run, is an error.
  */
-function readResults(outPath: string, run: RunIdentity, record: RunRecord): ResultLine[] {
+function readResults(outPath: string, run: RunIdentity, record: RunRecord, modeCache: KvFormat | null): ResultLine[] {
   if (!existsSync(outPath)) return [];
   const text = readFileSync(outPath, 'utf8');
   const lines = text.split('\n');
@@ -307,11 +322,12 @@ function readResults(outPath: string, run: RunIdentity, record: RunRecord): Resu
         cause: e,
       });
     }
-    const mismatch = describeMismatch(line.run, run) ?? describeRecordMismatch(line.record, record);
+    const was = line.record && line.record.kvCache === undefined ? { ...line.record, kvCache: modeCache } : line.record;
+    const mismatch = describeMismatch(line.run, run) ?? describeRecordMismatch(was, record);
     if (mismatch) {
       throw new Error(
         `${displayPath(outPath)} holds results of a different run (line ${i + 1}: ${mismatch}). ` +
-          'Refusing to mix them: use another --out, or rerun with the same --model/--adapter/--prompt/--dataset/--max-new-tokens.',
+          'Refusing to mix them: use another --out, or rerun with the same --model/--adapter/--prompt/--dataset/--max-new-tokens/--kv-cache.',
       );
     }
     results.push(line);
@@ -355,14 +371,24 @@ function appVersion(): string {
   return (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
 }
 
-/** The base model's fingerprint (formats/modelFiles.ts baseFingerprint), the one adapters bind to. */
-async function modelFingerprint(model: ResolvedModel): Promise<string | null> {
+/**
+ * The base model's fingerprint (formats/modelFiles.ts baseFingerprint, the one adapters bind to)
+ * and its quantization mode (which 'auto' KV caches follow), both null when Node cannot read them.
+ */
+async function modelFacts(model: ResolvedModel): Promise<{ fingerprint: string | null; mode: QuantMode | null }> {
   try {
-    return await baseFingerprintOf(model.dir ? dirModelSource(model.dir) : httpModelSource(model.url!));
+    const { chatConfig, tensorCache } = await readBaseModelJson(model.dir ? dirModelSource(model.dir) : httpModelSource(model.url!));
+    return { fingerprint: await baseFingerprint(chatConfig, tensorCache), mode: parseMlcChatConfig(chatConfig).quantization };
   } catch {
     // A model the page cannot load either fails there with its own clear message.
-    return null;
+    return { fingerprint: null, mode: null };
   }
+}
+
+function kvCacheArg(v: string | undefined): KvCacheOption {
+  if (v === undefined) return 'auto';
+  if (!isKvCacheOption(v)) throw new UsageError(`--kv-cache expects one of ${KV_CACHE_OPTIONS.join(', ')}, got "${v}".`);
+  return v;
 }
 
 /** adapter.json's name, kind and base fingerprint; the adapter's own fingerprint is adapter.json's SHA-256. */
@@ -395,6 +421,7 @@ interface RunContext {
   maxNewTokens: number;
   batch: number | 'auto';
   numBeams: number;
+  kvCache: KvCacheOption;
   outPath: string | null;
   done: Map<number, ResultLine>;
   run: RunIdentity;
@@ -466,6 +493,8 @@ async function runInBrowser(ctx: RunContext): Promise<{ problems: number; ms: nu
       maxNewTokens: ctx.maxNewTokens,
       maxBatch: ctx.batch,
       numBeams: ctx.numBeams,
+      kvCache: ctx.kvCache,
+      recordedKvCache: ctx.record.kvCache,
       reportFn: '__evalResult',
       statusFn: '__evalStatus',
     };

@@ -9,6 +9,7 @@
 import { Engine } from '../engine/engine.ts';
 import { PromptTooLongError } from '../engine/errors.ts';
 import { buildPrompt, type PromptConfig } from '../reasoning/prompts.ts';
+import type { KvCacheOption, KvFormat } from '../engine/kvCache.ts';
 
 export interface EvalPageOptions {
   /** The model directory's URL (a mounted local directory, or a remote baseUrl). */
@@ -22,6 +23,10 @@ export interface EvalPageOptions {
   maxBatch: number | 'auto';
   /** Beams per problem (1 or absent: greedy); with beams, problems are solved one at a time. */
   numBeams?: number;
+  /** The KV cache's format to load with ('auto' or absent: the mode's own). */
+  kvCache?: KvCacheOption;
+  /** The format the run record names (Node resolved it from the model's files), or null when unknown. */
+  recordedKvCache?: KvFormat | null;
   /** Name of the function Node exposed (page.exposeFunction) to receive each result. */
   reportFn: string;
   /** Name of the function Node exposed to receive status messages (loading, context size). */
@@ -49,15 +54,19 @@ export async function runEvalInPage(opts: EvalPageOptions): Promise<{ gpuAdapter
   const engine = new Engine();
   await status('loading the model');
   // A batch of 1 at first: generateBatch sizes the context to the longest prompt and takes the batch asked for.
-  const info = await engine.load({ kind: 'http', baseUrl: opts.modelUrl });
+  const info = await engine.load({ kind: 'http', baseUrl: opts.modelUrl }, { kvCache: opts.kvCache });
   if (!info.hasTokenizer) throw new Error(`The model at ${opts.modelUrl} has no tokenizer.json`);
+  // The record every result line carries must say what ran: never write lines it would misdescribe.
+  if (opts.recordedKvCache && opts.recordedKvCache !== info.kvCache) {
+    throw new Error(`The run record names an ${opts.recordedKvCache} KV cache, but the engine loaded the model with ${info.kvCache}.`);
+  }
   let adapterName: string | null = null;
   if (opts.adapterUrl) {
     const adapter = await engine.loadAdapter({ kind: 'http', baseUrl: opts.adapterUrl }, opts.adapterUrl);
     await engine.useAdapter(adapter.id);
     adapterName = adapter.name;
   }
-  await status(`model loaded on ${info.adapterInfo}`);
+  await status(`model loaded on ${info.adapterInfo} (KV cache ${info.kvCache})`);
 
   const stops = opts.config.stopSequences;
   // All problems go through continuous batching: up to maxBatch decode together, the weights

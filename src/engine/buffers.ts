@@ -4,9 +4,9 @@
  * scratch that resident adapters share. Sizes come from memoryPlan.ts, so the planner's numbers
  * are the bytes allocated here (tests/browser/engine.spec.ts checks they agree).
  */
-import type { LlamaConfig, QuantMode } from '../formats/llamaConfig.ts';
+import type { LlamaConfig } from '../formats/llamaConfig.ts';
 import { createBufferChecked } from './gpu.ts';
-import type { KvFormat } from './kernels.ts';
+import type { KvFormat } from './kvCache.ts';
 import { activationSizes, kvLayerBytes, GREEDY_PIPELINE_DEPTH } from './memoryPlan.ts';
 
 const STORAGE = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC;
@@ -53,11 +53,12 @@ export interface ModelBuffers {
 /**
  * Allocate a shape's buffers and fill the rotary table; on failure frees what it made. A buffer
  * over the device's limits is refused by createBufferChecked (BufferLimitError, naming the limit).
+ * `kvFormat` is the resolved one (kvCache.ts), which the kernels are then recorded for.
  */
 export async function allocateModelBuffers(
   device: GPUDevice,
   c: LlamaConfig,
-  mode: QuantMode,
+  kvFormat: KvFormat,
   shape: { contextLength: number; rows: number; slots: number },
 ): Promise<ModelBuffers> {
   const { contextLength: ctx, rows, slots } = shape;
@@ -91,10 +92,9 @@ export async function allocateModelBuffers(
     const activationBytes = own.reduce((s, b) => s + b.size, 0);
     device.queue.writeBuffer(activations.cosSin, 0, ropeTable(ctx, c.headDim, c.ropeTheta));
     const kv: KvCache[] = [];
-    const layerBytes = slots * kvLayerBytes(c, mode, ctx);
+    const layerBytes = slots * kvLayerBytes(c, kvFormat, ctx);
     for (let l = 0; l < c.numLayers; l++) kv.push({ k: await mk(`kCache.${l}`, layerBytes), v: await mk(`vCache.${l}`, layerBytes) });
     const kvBytes = kv.reduce((s, l) => s + l.k.size + l.v.size, 0);
-    const kvFormat: KvFormat = mode === 'q4f16_1' || mode === 'q0f16' ? 'f16' : 'f32';
     return { ...activations, idStaging, laneTokens, kv, kvFormat, activationBytes, kvBytes };
   } catch (e) {
     for (const b of own) b.destroy();

@@ -124,7 +124,10 @@ export class EngineClient implements ReasoningEngine {
 
   async load(location: ModelLocation, opts: LoadOptions = {}): Promise<EngineInfo> {
     this.loadedInfo = null;
-    const info = await this.request<EngineInfo>({ type: 'load', location, contextLength: opts.contextLength }, { onProgress: opts.onProgress });
+    const info = await this.request<EngineInfo>(
+      { type: 'load', location, contextLength: opts.contextLength, kvCache: opts.kvCache },
+      { onProgress: opts.onProgress },
+    );
     this.loadedInfo = info;
     return info;
   }

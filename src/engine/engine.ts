@@ -114,6 +114,7 @@ export class Engine implements ReasoningEngine {
         static: {
           config: manifest.config,
           mode: manifest.mode,
+          kvCache: model.kvFormat,
           adapterInfo: this.gpu.adapterInfo,
           hasF16: this.gpu.hasF16,
           hasSubgroups: this.gpu.hasSubgroups,
@@ -498,7 +499,7 @@ export class Engine implements ReasoningEngine {
         `${beams} beams need ${beams} sequences of ${contextLength} tokens decoded together, but only ${fit} fit ${within}: use at most ${fit} beams, or a shorter prompt or fewer new tokens.`,
       );
     if (memoryBudget !== undefined && Number.isFinite(memoryBudget)) {
-      const fit = batchForBudget(model.config, model.mode, contextLength, model.prefillChunk, memoryBudget, beams);
+      const fit = batchForBudget(model.config, model.mode, model.kvFormat, contextLength, model.prefillChunk, memoryBudget, beams);
       if (fit < beams) throw refuse(fit, `in the ${formatBinaryBytes(memoryBudget)} of KV cache and activations this run may take`);
     }
     try {

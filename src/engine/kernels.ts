@@ -43,10 +43,12 @@ import normQ4MatVecWgsl from './kernels/normQ4MatVec.wgsl?raw';
 import qkvEpilogueWgsl from './kernels/qkvEpilogue.wgsl?raw';
 import reduceRowsSharedWgsl from './kernels/reduceRowsShared.wgsl?raw';
 import reduceRowsSubgroupWgsl from './kernels/reduceRowsSubgroup.wgsl?raw';
+import type { KvFormat } from './kvCache.ts';
+
+export type { KvFormat };
 
 /** How a weight matrix is stored on the GPU (follows the record dtypes, not the mode name). */
 export type WeightFormat = 'f32' | 'f16' | 'q4f16' | 'q4f32';
-export type KvFormat = 'f32' | 'f16';
 
 export const KERNELS = {
   embedding: embeddingWgsl,

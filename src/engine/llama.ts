@@ -24,6 +24,7 @@ import {
   type ModelBuffers,
 } from './buffers.ts';
 import { recordForward, type ForwardParts, type KernelChoice, type RecordedForward } from './forward.ts';
+import { resolveKvFormat, type KvCacheOption, type KvFormat } from './kvCache.ts';
 
 export { maxRowsPerCall };
 
@@ -50,6 +51,12 @@ export interface ModelLoadOptions {
   prefillMatmul?: 'auto' | 'tiled' | 'row';
   /** With maxBatch 'auto': bytes the KV caches and activations may take (caps the batch tried first). */
   memoryBudget?: number;
+  /**
+   * The KV cache's format: 'auto' (the default) keeps the mode's own (f16 in f16 modes, f32 in
+   * f32 modes); 'f16' halves an f32 mode's cache (about twice the batch in the same memory, at
+   * f16's rounding of every cached key and value); 'f32' gives an f16 mode a full-precision cache.
+   */
+  kvCache?: KvCacheOption;
   onProgress?: (p: LoadProgress) => void;
 }
 
@@ -90,6 +97,8 @@ interface ModelParts {
   gpu: GpuContext;
   config: LlamaConfig;
   mode: QuantMode;
+  /** Resolved once at load (resolveKvFormat): every shape this model is given keeps it. */
+  kvFormat: KvFormat;
   kernels: KernelChoice;
   tensors: UploadedTensors;
   weights: ModelWeights;
@@ -116,6 +125,7 @@ export class LlamaModel {
   readonly gpu: GpuContext;
   readonly config: LlamaConfig;
   readonly mode: QuantMode;
+  readonly kvFormat: KvFormat;
   readonly contextLength: number;
   readonly prefillChunk: number;
   readonly maxBatch: number;
@@ -134,7 +144,7 @@ export class LlamaModel {
     shape: ModelShape,
     private readonly buf: ModelBuffers,
   ) {
-    ({ gpu: this.gpu, config: this.config, mode: this.mode } = parts);
+    ({ gpu: this.gpu, config: this.config, mode: this.mode, kvFormat: this.kvFormat } = parts);
     ({ contextLength: this.contextLength, prefillChunk: this.prefillChunk, maxBatch: this.maxBatch } = shape);
     this.device = parts.gpu.device;
     this.pipes = new PipelineCache(this.device);
@@ -159,13 +169,15 @@ export class LlamaModel {
     if (config.headDim % 2 !== 0) throw new EngineError(`head_dim ${config.headDim} must be even for rotary embeddings.`);
     if (config.numHeads % config.numKvHeads !== 0)
       throw new EngineError(`num_attention_heads ${config.numHeads} is not a multiple of num_key_value_heads ${config.numKvHeads}.`);
+    // Before any upload: a bad option costs nothing.
+    const kvFormat = resolveKvFormat(mode, opts.kvCache);
 
     const tensors = await uploadTensors(gpu.device, source, cache, opts.onProgress);
     // GPUs get the workgroup kernels; a CPU-emulated adapter, whose barriers are slow, the per-row ones.
     const pick = (o: string | undefined, gpuName: string) => o === gpuName || ((o ?? 'auto') === 'auto' && !gpu.isSoftware);
     const kernels: KernelChoice = { q4MatVec: pick(opts.q4Decode, 'workgroup'), tiled: pick(opts.prefillMatmul, 'tiled'), subgroups: gpu.hasSubgroups };
     try {
-      const parts: ModelParts = { gpu, config, mode, kernels, tensors, weights: takeModelWeights(tensors, config) };
+      const parts: ModelParts = { gpu, config, mode, kvFormat, kernels, tensors, weights: takeModelWeights(tensors, config) };
       return await LlamaModel.allocateFitting(parts, { contextLength: ctx, prefillChunk }, opts.maxBatch ?? 1, opts.memoryBudget);
     } catch (e) {
       for (const { buffer } of tensors.buffers.values()) buffer.destroy();
@@ -188,14 +200,14 @@ export class LlamaModel {
     // 'auto' starts at the largest batch both the budget and the device's per-buffer limits allow.
     let maxBatch = auto
       ? Math.min(
-          batchForBudget(parts.config, parts.mode, ctx, prefillChunk, memoryBudget ?? Infinity, AUTO_BATCH_LIMIT),
-          batchForLimits(parts.config, parts.mode, ctx, prefillChunk, parts.gpu.device.limits, AUTO_BATCH_LIMIT),
+          batchForBudget(parts.config, parts.mode, parts.kvFormat, ctx, prefillChunk, memoryBudget ?? Infinity, AUTO_BATCH_LIMIT),
+          batchForLimits(parts.config, parts.kvFormat, ctx, prefillChunk, parts.gpu.device.limits, AUTO_BATCH_LIMIT),
         )
       : Math.max(1, Math.floor(batch));
     for (; ; maxBatch = Math.floor(maxBatch / 2)) {
       try {
         const rows = maxRowsPerCall(prefillChunk, maxBatch);
-        const buffers = await allocateModelBuffers(parts.gpu.device, parts.config, parts.mode, { contextLength: ctx, rows, slots: maxBatch });
+        const buffers = await allocateModelBuffers(parts.gpu.device, parts.config, parts.kvFormat, { contextLength: ctx, rows, slots: maxBatch });
         try {
           return new LlamaModel(parts, { ...shape, maxBatch }, buffers);
         } catch (e) {
@@ -727,7 +739,7 @@ export class LlamaModel {
     if (!Number.isInteger(length) || length < 0 || length > this.positions[from])
       throw new EngineError(`Cannot copy ${length} tokens of slot ${from}, which holds ${this.positions[from]}.`);
     if (this.gpu.lost) throw this.gpu.lost;
-    const rowBytes = kvLayerBytes(this.config, this.mode, 1);
+    const rowBytes = kvLayerBytes(this.config, this.kvFormat, 1);
     const bytes = length * rowBytes;
     if (bytes > 0) {
       const tmp = this.device.createBuffer({ label: 'copySlot rows', size: bytes, usage: GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST });

@@ -5,6 +5,7 @@
 import type { LlamaConfig, QuantMode } from '../formats/llamaConfig.ts';
 import { isQ4 } from '../formats/llamaConfig.ts';
 import { q4PackedCols, q4ScaleCols } from '../formats/quant.ts';
+import type { KvFormat } from './kvCache.ts';
 
 export const DEFAULT_PREFILL_CHUNK = 128;
 
@@ -20,14 +21,18 @@ export interface ActivationSizes {
   cosSin: number;
 }
 
-/** Bytes of one float in the KV cache: f16 modes keep the cache in f16 (packed pairs). */
-export function kvBytesPerValue(mode: QuantMode): number {
-  return mode === 'q4f16_1' || mode === 'q0f16' ? 2 : 4;
+/**
+ * Bytes of one float in the KV cache: f16 packs pairs into u32 words. The format is the resolved
+ * one (kvCache.ts resolveKvFormat), never guessed from the mode here: an f32 mode may run an f16
+ * cache, and every size below must agree with what buffers.ts allocates.
+ */
+export function kvBytesPerValue(kv: KvFormat): number {
+  return kv === 'f16' ? 2 : 4;
 }
 
 /** Bytes of the K (or V) cache of one layer. */
-export function kvLayerBytes(c: LlamaConfig, mode: QuantMode, ctx: number): number {
-  return ctx * c.numKvHeads * c.headDim * kvBytesPerValue(mode);
+export function kvLayerBytes(c: LlamaConfig, kv: KvFormat, ctx: number): number {
+  return ctx * c.numKvHeads * c.headDim * kvBytesPerValue(kv);
 }
 
 export function activationSizes(c: LlamaConfig, ctx: number, chunk: number): ActivationSizes {
@@ -92,9 +97,9 @@ export function activationBytes(c: LlamaConfig, ctx: number, rows: number, maxBa
 }
 
 /** GPU memory for a context of `ctx` tokens per sequence and up to `maxBatch` sequences decoded together. */
-export function planMemory(c: LlamaConfig, mode: QuantMode, ctx: number, chunk = DEFAULT_PREFILL_CHUNK, maxBatch = 1): MemoryPlan {
+export function planMemory(c: LlamaConfig, mode: QuantMode, kv: KvFormat, ctx: number, chunk = DEFAULT_PREFILL_CHUNK, maxBatch = 1): MemoryPlan {
   const activations = activationBytes(c, ctx, Math.max(Math.min(chunk, ctx), maxBatch), maxBatch);
-  const kvCache = 2 * c.numLayers * maxBatch * kvLayerBytes(c, mode, ctx);
+  const kvCache = 2 * c.numLayers * maxBatch * kvLayerBytes(c, kv, ctx);
   const weights = weightBytes(c, mode);
   return { weights, kvCache, activations, total: weights + kvCache + activations };
 }
@@ -111,11 +116,11 @@ export function formatBinaryBytes(n: number): string {
  * `batch` rows of it are read; a tied table is read whole as the LM head), plus the keys and
  * values of every cached position of every sequence. `positions` is the mean cached length.
  */
-export function decodeBytesPerStep(c: LlamaConfig, mode: QuantMode, batch: number, positions: number, adapterBytes = 0): number {
+export function decodeBytesPerStep(c: LlamaConfig, mode: QuantMode, kv: KvFormat, batch: number, positions: number, adapterBytes = 0): number {
   const embed = weightBytes({ ...c, numLayers: 0, tieWordEmbeddings: true }, mode) - c.hiddenSize * 4;
   const weights = weightBytes(c, mode) - (c.tieWordEmbeddings ? 0 : embed);
-  const kv = 2 * c.numLayers * batch * positions * c.numKvHeads * c.headDim * kvBytesPerValue(mode);
-  return weights + kv + adapterBytes;
+  const kvRead = 2 * c.numLayers * batch * positions * c.numKvHeads * c.headDim * kvBytesPerValue(kv);
+  return weights + kvRead + adapterBytes;
 }
 
 /**
@@ -138,12 +143,12 @@ export interface BufferLimits {
  * max(chunk, batch) rows, so a budget alone can pick a batch no device can bind: on the default
  * 128 MiB maxStorageBufferBindingSize, 7B's f32 KV cache (q4f32_1) at 1300 tokens binds 6 slots.
  */
-export function batchForLimits(c: LlamaConfig, mode: QuantMode, ctx: number, chunk: number, limits: BufferLimits, limit: number): number {
+export function batchForLimits(c: LlamaConfig, kv: KvFormat, ctx: number, chunk: number, limits: BufferLimits, limit: number): number {
   const cap = Math.min(limits.maxBufferSize, limits.maxStorageBufferBindingSize);
   for (let b = limit; b > 1; b--) {
     const rows = Math.max(Math.min(chunk, ctx), b);
     const largestActivation = Math.max(...Object.values(activationSizes(c, ctx, rows)));
-    if (b * kvLayerBytes(c, mode, ctx) <= cap && largestActivation <= cap) return b;
+    if (b * kvLayerBytes(c, kv, ctx) <= cap && largestActivation <= cap) return b;
   }
   return 1;
 }
@@ -153,9 +158,9 @@ export function batchForLimits(c: LlamaConfig, mode: QuantMode, ctx: number, chu
  * least 1: a single sequence is always tried). WebGPU cannot say how much memory is free, so a
  * page asks for a budget rather than taking whatever allocation happens to succeed.
  */
-export function batchForBudget(c: LlamaConfig, mode: QuantMode, ctx: number, chunk: number, budget: number, limit: number): number {
+export function batchForBudget(c: LlamaConfig, mode: QuantMode, kv: KvFormat, ctx: number, chunk: number, budget: number, limit: number): number {
   for (let b = limit; b > 1; b--) {
-    const m = planMemory(c, mode, ctx, chunk, b);
+    const m = planMemory(c, mode, kv, ctx, chunk, b);
     if (m.kvCache + m.activations <= budget) return b;
   }
   return 1;

@@ -15,11 +15,12 @@ import type {
   TokenEvent,
 } from './reasoningEngine.ts';
 import type { LoadProgress } from './weights.ts';
+import type { KvCacheOption } from './kvCache.ts';
 
 export type { ModelLocation };
 
 export type EngineRequest =
-  | { type: 'load'; id: number; location: ModelLocation; contextLength?: number }
+  | { type: 'load'; id: number; location: ModelLocation; contextLength?: number; kvCache?: KvCacheOption }
   | { type: 'tokenize'; id: number; text: string }
   | { type: 'generate'; id: number; prompt: Prompt; options: GenerateOptions }
   | { type: 'generateBatch'; id: number; prompts: Prompt[]; options: BatchOptions }

@@ -9,6 +9,7 @@
 import type { AdapterKind } from '../formats/adapterFormat.ts';
 import type { LlamaConfig, QuantMode } from '../formats/llamaConfig.ts';
 import type { MemoryPlan } from './memoryPlan.ts';
+import type { KvCacheOption, KvFormat } from './kvCache.ts';
 import type { LoadProgress } from './weights.ts';
 
 export type { AdapterKind };
@@ -110,6 +111,8 @@ export interface BatchResult extends BatchShape {
 export interface LoadOptions {
   /** Tokens of context single generations get (default 2048, capped at the model's window). */
   contextLength?: number;
+  /** The KV cache's format ('auto', the default: the mode's own; llama.ts ModelLoadOptions.kvCache). */
+  kvCache?: KvCacheOption;
   onProgress?: (p: LoadProgress) => void;
 }
 
@@ -117,6 +120,8 @@ export interface LoadOptions {
 export interface EngineInfo {
   config: LlamaConfig;
   mode: QuantMode;
+  /** The KV cache's format in use (the load's kvCache option resolved against the mode). */
+  kvCache: KvFormat;
   contextLength: number;
   maxBatch: number;
   memory: MemoryPlan;

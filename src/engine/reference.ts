@@ -7,7 +7,9 @@
  * dequantized here); activations are stored in f32 between steps like the engine's; every dot
  * product, norm and softmax accumulates in f64 (JS numbers). f16 engine paths therefore differ
  * from this oracle by their own rounding and are compared with a 1e-2 relative tolerance; f32
- * paths with 1e-4.
+ * paths with 1e-4. With `kvCache: 'f16'` every key (after RoPE) and value is rounded to f16 as it
+ * enters the cache, round to nearest even (formats/f16.ts), the rounding the engine's f16 cache
+ * gets from pack2x16float on the GPUs we test, so an f32 mode's f16-cache path is held to 1e-4 too.
  *
  * Conventions (Hugging Face LlamaForCausalLM, transformers/models/llama/modeling_llama.py):
  * - RMSNorm: x * w / sqrt(mean(x²) + eps).
@@ -32,6 +34,8 @@ import type { AdapterActivation, AdapterManifest, AdapterModule } from '../forma
 import type { LlamaConfig, QuantMode } from '../formats/llamaConfig.ts';
 import { iterateShardTensors, loadModelManifest } from '../formats/modelFiles.ts';
 import type { ModelSource } from '../formats/tensorCacheTypes.ts';
+import { roundArrayToF16InPlace } from '../formats/f16.ts';
+import type { KvFormat } from './kvCache.ts';
 import {
   EMBED_NAME,
   FINAL_NORM_NAME,
@@ -126,7 +130,7 @@ function linearInputWidth(base: string, c: LlamaConfig): number | undefined {
  * A reference model for a converted model directory (any mode): reads every shard through the
  * shared format readers (record decoding only), then dequantizes here.
  */
-export async function loadReferenceLlama(source: ModelSource, adapter?: ReferenceAdapter): Promise<ReferenceLlama> {
+export async function loadReferenceLlama(source: ModelSource, adapter?: ReferenceAdapter, options: ReferenceOptions = {}): Promise<ReferenceLlama> {
   const { config, mode, cache } = await loadModelManifest(source);
   const records = new Map<string, Float32Array | Uint32Array>();
   const shapes = new Map<string, number[]>();
@@ -136,7 +140,7 @@ export async function loadReferenceLlama(source: ModelSource, adapter?: Referenc
       shapes.set(record.name, record.shape);
     }
   }
-  return new ReferenceLlama(config, referenceWeightsFromRecords(records, shapes, mode, config), adapter);
+  return new ReferenceLlama(config, referenceWeightsFromRecords(records, shapes, mode, config), adapter, options);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -314,6 +318,11 @@ function argmax(x: Float32Array): number {
 // ---------------------------------------------------------------------------------------------
 // The model
 
+export interface ReferenceOptions {
+  /** How cached keys and values are stored: 'f32' (the default) as computed, 'f16' rounded to f16. */
+  kvCache?: KvFormat;
+}
+
 export class ReferenceLlama {
   /** Number of tokens in the KV cache (the position the next token gets). */
   position = 0;
@@ -322,12 +331,15 @@ export class ReferenceLlama {
   private readonly invFreq: Float32Array; // [hd/2]
   private keyCache: Float32Array[][] = []; // [layer][pos] -> [KV·hd]
   private valueCache: Float32Array[][] = []; // [layer][pos] -> [KV·hd]
+  readonly kvCache: KvFormat;
 
   constructor(
     readonly config: LlamaConfig,
     weights: ReferenceWeights,
     readonly adapter?: ReferenceAdapter,
+    options: ReferenceOptions = {},
   ) {
+    this.kvCache = options.kvCache ?? 'f32';
     const lookup = weights instanceof Map ? (n: string) => weights.get(n) : weights;
     this.get = (name) => {
       const w = lookup(name);
@@ -410,8 +422,13 @@ export class ReferenceLlama {
       const v = this.linear(wqkv, (H + KV) * hd, KV * hd, dim, xb, 'v_proj', ad); // [KV·hd]
       applyRope(q, H, hd, pos, this.invFreq);
       applyRope(k, KV, hd, pos, this.invFreq);
-      this.keyCache[l].push(k);
-      this.valueCache[l].push(v);
+      // The cache is what attention reads, this token's own key and value included; q is not cached.
+      if (this.kvCache === 'f16') {
+        roundArrayToF16InPlace(k);
+        roundArrayToF16InPlace(v);
+      }
+      this.keyCache[l].push(k); // [KV·hd]
+      this.valueCache[l].push(v); // [KV·hd]
 
       const att = new Float32Array(H * hd); // [H·hd]
       const scores = new Float64Array(pos + 1); // [pos + 1]

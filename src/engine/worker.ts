@@ -30,6 +30,7 @@ async function handle(req: EngineRequest) {
     case 'load': {
       const info = await engine.load(req.location, {
         contextLength: req.contextLength,
+        kvCache: req.kvCache,
         onProgress: (progress) => post({ type: 'progress', id: req.id, progress }),
       });
       post({ type: 'loaded', id: req.id, info });

@@ -9,6 +9,7 @@
 import { sha256Hex } from '../formats/hashes.ts';
 import type { PromptConfig } from './prompts.ts';
 import type { DatasetName } from './datasets.ts';
+import type { KvFormat } from '../engine/kvCache.ts';
 
 export const RUN_RECORD_VERSION = 1;
 
@@ -35,6 +36,12 @@ export interface RunRecord {
     sha256: string;
   };
   decoding: Decoding & { maxNewTokens: number; stops: string[] };
+  /**
+   * The KV cache's format the model ran with ('auto' resolved against the mode: engine/kvCache.ts),
+   * or null where it was not known. It changes the numbers (an f16 cache rounds every cached key and
+   * value), so parts run with different caches are not one run.
+   */
+  kvCache: KvFormat | null;
   dataset: {
     name: DatasetName;
     /** Where the file was read from (a path for the CLI, a URL in the app). */
@@ -71,6 +78,7 @@ export interface RunRecordInput {
   config: Pick<PromptConfig, 'id' | 'template' | 'stopSequences'>;
   decoding?: Decoding;
   maxNewTokens: number;
+  kvCache?: KvFormat | null;
   dataset: Omit<RunRecord['dataset'], 'shard' | 'seed' | 'limit'> & { seed?: number | null; limit?: number | null; shard?: Shard | null };
   environment: RunRecord['environment'];
   started?: Date;
@@ -85,6 +93,7 @@ export async function buildRunRecord(input: RunRecordInput): Promise<RunRecord> 
     adapter: input.adapter ? { ...input.adapter } : null,
     prompt: { id: input.promptId, text, sha256: await sha256OfText(text) },
     decoding: { ...(input.decoding ?? { kind: 'greedy' }), maxNewTokens: input.maxNewTokens, stops: [...input.config.stopSequences] },
+    kvCache: input.kvCache ?? null,
     dataset: {
       name: input.dataset.name,
       url: input.dataset.url,

@@ -210,6 +210,14 @@ test('RoPE (rotate-half) on q in place and rotated k with v into the KV cache, f
   }
 });
 
+test("the f16 KV cache rounds every key and value to nearest, ties to even (the reference's f16 cache), bit for bit", async ({ page }) => {
+  const r = await call(page, 'checkKvF16Rounding');
+  expect(r.mismatches).toEqual([]);
+  expect(r.mismatchCount).toBe(0);
+  // The check tells the roundings apart: toward zero would differ on many of these values.
+  expect(r.towardZeroDiffers).toBeGreaterThan(r.values / 4);
+});
+
 test('SwiGLU on odd widths', async ({ page }) => {
   expect(await check(page, 'checkSwiglu', 37, 3)).toBeLessThan(TOL);
   expect(await check(page, 'checkSwiglu', 1, 1)).toBeLessThan(TOL);

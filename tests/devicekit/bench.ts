@@ -129,7 +129,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
     const enc = model.encodeStats;
     if (enc.calls !== o.steps || enc.dispatches !== enc.calls * enc.lastCallDispatches)
       throw new Error(`decode steps encoded unevenly: ${enc.dispatches} dispatches in ${enc.calls} calls for ${o.steps} steps`);
-    const bytesPerStep = decodeBytesPerStep(info.config, info.mode, batch, o.promptLen + 1 + o.steps / 2);
+    const bytesPerStep = decodeBytesPerStep(info.config, info.mode, info.kvCache, batch, o.promptLen + 1 + o.steps / 2);
     decode.push({
       batch,
       position: o.promptLen,

@@ -286,6 +286,55 @@ describe('npm run eval -- --shard K/N, npm run merge', () => {
   );
 
   it(
+    "--kv-cache f16: the record names the cache, and resume and merge refuse to mix it with the f32 (auto) cache's parts",
+    async () => {
+      const f16Part = join(dir, 'kv-f16-part-0.jsonl');
+      const autoPart = join(dir, 'kv-auto-part-1.jsonl');
+      const shortRun = ['--model', 'models/tiny/q4f32_1', '--dataset', 'gsm8k', '--prompt', 'q_end', '--max-new-tokens', '4', '--limit', '4'];
+      const f16 = await evalCli([...shortRun, '--kv-cache', 'f16', '--shard', '0/2', '--out', f16Part]);
+      expect(f16.status, f16.stderr).toBe(0);
+      expect(f16.stderr).toMatch(/model loaded on .* \(KV cache f16\)/);
+      expect(JSON.parse(f16.last).record.kvCache).toBe('f16');
+      const auto = await evalCli([...shortRun, '--shard', '1/2', '--out', autoPart]);
+      expect(auto.status, auto.stderr).toBe(0);
+      // q4f32_1's own cache is f32: 'auto' keeps it, and the record says so.
+      for (const [part, kv] of [
+        [f16Part, 'f16'],
+        [autoPart, 'f32'],
+      ] as const) {
+        for (const line of readLines(part)) expect(line.record.kvCache).toBe(kv);
+      }
+      const mixed = await evalCli([f16Part, autoPart], 'src/cli/merge.ts');
+      expect(mixed.status).not.toBe(0);
+      expect(mixed.stderr).toMatch(/belongs to a different run than .*kv-f16-part-0\.jsonl line 1: kvCache: "f16" vs "f32"/);
+      // Resuming the f16 part without --kv-cache f16 is refused before anything runs.
+      const before = readFileSync(f16Part, 'utf8');
+      const resumed = await evalCli([...shortRun, '--shard', '0/2', '--out', f16Part]);
+      expect(resumed.status).not.toBe(0);
+      expect(resumed.stderr).toMatch(/different run .*record kvCache: "f16" vs "f32"/);
+      expect(readFileSync(f16Part, 'utf8')).toBe(before);
+      // A part written before records named the cache ran the mode's own (f32 for q4f32_1): resuming
+      // it with 'auto' goes on, and with an f16 cache is refused.
+      const oldPart = join(dir, 'kv-old-part-1.jsonl');
+      const oldLines = readLines(autoPart).map((l) => {
+        const { kvCache: _k, ...record } = l.record;
+        return JSON.stringify({ ...l, record });
+      });
+      writeFileSync(oldPart, oldLines.join('\n') + '\n');
+      const oldAuto = await evalCli([...shortRun, '--shard', '1/2', '--out', oldPart]);
+      expect(oldAuto.status, oldAuto.stderr).toBe(0);
+      expect(oldAuto.stderr).toMatch(/resuming .*kv-old-part-1\.jsonl: 2 problems already done, 0 to go/);
+      const oldF16 = await evalCli([...shortRun, '--kv-cache', 'f16', '--shard', '1/2', '--out', oldPart]);
+      expect(oldF16.status).not.toBe(0);
+      expect(oldF16.stderr).toMatch(/different run .*record kvCache: "f32" vs "f16"/);
+      const bad = await evalCli([...shortRun, '--kv-cache', 'fp16']);
+      expect(bad.status).toBe(2);
+      expect(bad.stderr).toMatch(/--kv-cache expects one of auto, f16, f32, got "fp16"/);
+    },
+    4 * RUN_TIMEOUT,
+  );
+
+  it(
     'a bad --shard fails with a clear message before anything runs',
     async () => {
       const [over, negative, zero, letters] = await Promise.all(['4/3', '-1/2', '1/0', 'a/b'].map((spec) => evalCli([...base, '--shard', spec])));

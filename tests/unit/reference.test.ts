@@ -2,6 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { tinyConfig } from './trainingFixtures.ts';
+import { roundToF16 } from '../../src/formats/f16.ts';
 import type { ModelSource } from '../../src/formats/tensorCacheTypes.ts';
 import type { LlamaConfig } from '../../src/formats/llamaConfig.ts';
 import {
@@ -220,6 +221,16 @@ describe('ReferenceLlama', () => {
     const logits = m.forward([5]);
     expect(maxAbsDiff(logits, naiveFirstToken(c, w, 5))).toBeLessThan(1e-5);
     expect(m.position).toBe(1);
+  });
+
+  it("kvCache 'f16': the cache holds keys and values rounded to f16 (at position 0 attention returns v rounded)", () => {
+    const c = tinyConfig({ numLayers: 1 });
+    const w = randomWeights(c, 3);
+    const want = naiveFirstToken(c, w, 5, { v_proj: () => ({ post: (y) => y.map((x) => roundToF16(Math.fround(x))) }) });
+    const logits = new ReferenceLlama(c, w, undefined, { kvCache: 'f16' }).forward([5]);
+    expect(maxAbsDiff(logits, want)).toBeLessThan(1e-5);
+    // The rounding is visible: the f32 cache's logits are further from it than the tolerance.
+    expect(maxAbsDiff(new ReferenceLlama(c, w).forward([5]), want)).toBeGreaterThan(1e-4);
   });
 
   it('forwardAll equals token-by-token forward, and prefill-then-decode equals both', () => {

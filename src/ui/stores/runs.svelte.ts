@@ -152,6 +152,7 @@ class RunsStore {
       config: opts.config,
       decoding,
       maxNewTokens: opts.maxNewTokens,
+      kvCache: engine.info?.kvCache ?? null,
       dataset: { name: opts.dataset, url: source.url ?? '', sha256: source.sha256 ?? null, seed: opts.seed, limit: opts.limit, indices: planned.order },
       environment: {
         browser: navigator.userAgent,

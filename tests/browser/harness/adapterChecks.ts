@@ -199,7 +199,7 @@ export async function checkReshape(url: string, promptIds: number[][], newTokens
   const longest = Math.max(...promptIds.map((p) => p.length));
   const shape = await engine.configure({ contextLength: longest + newTokens, maxBatch: 3 });
   const m = engine.llamaModel();
-  const planned = planMemory(m.config, m.mode, m.contextLength, m.prefillChunk, m.maxBatch);
+  const planned = planMemory(m.config, m.mode, m.kvFormat, m.contextLength, m.prefillChunk, m.maxBatch);
   // The shape configure gave: the batch run keeps it (its context is the same longest prompt + new tokens).
   const batched = (await engine.generateBatch(promptIds, { maxNewTokens: newTokens, maxBatch: 3 })).results.map((r) => r.ids);
 

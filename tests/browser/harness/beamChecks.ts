@@ -96,7 +96,7 @@ export async function beamsOverBudget(url: string) {
   const maxNewTokens = 4;
   const model = engine.llamaModel();
   // Room for exactly 2 sequences of prompt + new tokens.
-  const two = planMemory(model.config, model.mode, prompt.length + maxNewTokens, model.prefillChunk, 2);
+  const two = planMemory(model.config, model.mode, model.kvFormat, prompt.length + maxNewTokens, model.prefillChunk, 2);
   const budget = two.kvCache + two.activations;
   let refusal = 'no error';
   try {

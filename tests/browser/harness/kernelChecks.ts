@@ -5,7 +5,7 @@
  */
 import { runKernel } from './kernelHarness.ts';
 import { activate, applyRope, dequantizeQ4, rmsNorm, ropeInvFreq, softmax } from '../../../src/engine/reference.ts';
-import { f16ArrayToF32, f32ArrayToF16 } from '../../../src/formats/f16.ts';
+import { f16ArrayToF32, f16BitsToF32, f32ArrayToF16, f32ToF16Bits } from '../../../src/formats/f16.ts';
 import { seededRng } from '../../../src/formats/random.ts';
 import type { WeightFormat, KvFormat } from '../../../src/engine/kernels.ts';
 
@@ -345,6 +345,55 @@ export async function checkRopeKvWrite(kv: KvFormat, H: number, KV: number, hd: 
     relErr(cacheValues(kv, gotK, wantK.length), wantK),
     relErr(cacheValues(kv, gotV, wantV.length), wantV),
   );
+}
+
+/**
+ * How the f16 KV cache rounds: keys and values through ropeKvWrite at position 0 (where RoPE is
+ * exact: cos 1, sin 0) into an f16 cache, bit for bit against round to nearest, ties to even
+ * (formats/f16.ts, what the reference's kvCache 'f16' applies). WGSL leaves pack2x16float's
+ * rounding to the implementation, so this is a property of the device, checked: exact ties
+ * (1 + 2^-11 stays 1, 1 + 3·2^-11 goes up), values just either side of a tie, and random normal
+ * values, of which `towardZeroDiffers` count where rounding toward zero would give other bits.
+ */
+export async function checkKvF16Rounding() {
+  const hd = 64;
+  const rows = 32; // each row its own slot at position 0 (ctx 1)
+  const u = 2 ** -11; // half an f16 ulp at 1
+  const crafted = [1 + u, 1 + 3 * u, 1 + u + 2 ** -20, 1 + u - 2 ** -20, 3 + 2 * u, 1000.25, 0.1, 1 / 3, 2 ** -14, 65504];
+  const values = randn(2 * rows * hd, 77, 3);
+  crafted.forEach((x, i) => {
+    values[2 * i] = x;
+    values[2 * i + 1] = -x;
+  });
+  // Row t of qkv: q (ignored), k = values[t, 0..hd), v = values[t, hd..2hd).
+  const width = 3 * hd;
+  const qkv = new Float32Array(rows * width);
+  for (let t = 0; t < rows; t++) qkv.set(values.subarray(2 * t * hd, 2 * (t + 1) * hd), t * width + hd);
+  const info = new Uint32Array(Array.from({ length: rows }, (_, t) => [t, 0]).flat());
+  const [gotK, gotV] = await runKernel({
+    kernel: 'ropeKvWrite',
+    variant: { kv: 'f16' },
+    constants: { HEAD_DIM: hd, N_HEADS: 1, N_KV_HEADS: 1, CTX: 1 },
+    params: [rows, 0, 0, 1],
+    buffers: { qkv, cosSin: ropeTable(1, hd, ropeInvFreq(hd, 10000)), rowInfo: info, kCache: rows * hd * 2, vCache: rows * hd * 2 },
+    workgroups: [1, rows, 1],
+    read: ['kCache', 'vCache'],
+  });
+  const k = new Uint16Array(gotK.buffer, 0, rows * hd);
+  const v = new Uint16Array(gotV.buffer, 0, rows * hd);
+  const mismatches: string[] = [];
+  let towardZeroDiffers = 0;
+  for (let t = 0; t < rows; t++) {
+    for (let d = 0; d < 2 * hd; d++) {
+      const x = values[2 * t * hd + d];
+      const got = d < hd ? k[t * hd + d] : v[t * hd + d - hd];
+      const want = f32ToF16Bits(x);
+      if (got !== want) mismatches.push(`${x}: got 0x${got.toString(16)}, nearest-even 0x${want.toString(16)}`);
+      // Toward zero: one f16 step smaller in magnitude when nearest-even rounded the magnitude up.
+      if (Math.abs(f16BitsToF32(want)) > Math.abs(Math.fround(x))) towardZeroDiffers++;
+    }
+  }
+  return { values: values.length, mismatches: mismatches.slice(0, 10), mismatchCount: mismatches.length, towardZeroDiffers };
 }
 
 export async function checkSwiglu(ffn: number, rows: number) {

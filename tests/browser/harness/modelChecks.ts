@@ -11,6 +11,7 @@ import { f32ArrayToBf16 } from '../../../src/formats/f16.ts';
 import type { ModelSource, TensorCache } from '../../../src/formats/tensorCacheTypes.ts';
 import { relErr } from './kernelChecks.ts';
 import { loadTrainingBase } from '../../../src/training/referenceModel.ts';
+import type { KvCacheOption, KvFormat } from '../../../src/engine/kvCache.ts';
 
 const engines = new Map<string, Engine>();
 const references = new Map<string, ReferenceLlama>();
@@ -23,6 +24,7 @@ export async function engineFor(
     maxBatch?: number | 'auto';
     q4Decode?: 'auto' | 'workgroup' | 'row';
     prefillMatmul?: 'auto' | 'tiled' | 'row';
+    kvCache?: KvCacheOption;
   } = {},
 ): Promise<Engine> {
   const key = `${url}|${JSON.stringify(opts)}`;
@@ -35,22 +37,37 @@ export async function engineFor(
   return e;
 }
 
-export async function referenceFor(url: string): Promise<ReferenceLlama> {
-  let r = references.get(url);
+/** The reference on the model's records; kvCache 'f16' rounds its cached keys and values to f16 (as the engine's f16 cache stores them). */
+export async function referenceFor(url: string, kvCache: KvFormat = 'f32'): Promise<ReferenceLlama> {
+  const key = `${url}|${kvCache}`;
+  let r = references.get(key);
   if (!r) {
     const base = await loadTrainingBase(httpModelSource(url));
-    r = new ReferenceLlama(base.config, base.weights);
-    references.set(url, r);
+    r = new ReferenceLlama(base.config, base.weights, undefined, { kvCache });
+    references.set(key, r);
   }
   return r;
 }
 
-/** The engine's reported GPU memory (summed from its real buffers) and the planner's prediction. */
-export async function memoryReport(url: string) {
+/**
+ * The KV format the oracle stores for an engine loaded with `asked`: with an explicit kvCache,
+ * the engine's own (so an f16 cache is held to the f32 paths' 1e-4); without, f32 as before (the
+ * f16 modes' checks at 1e-2 against the f32 reference, tinyModes.ts, stay what they were).
+ */
+function oracleKv(engine: Engine, asked: KvCacheOption | undefined): KvFormat {
+  return asked === undefined ? 'f32' : engine.info!.kvCache;
+}
+
+/** The engine's reported GPU memory (summed from its real buffers) and the planner's prediction, with the KV format in use. */
+export async function memoryReport(url: string, opts: { kvCache?: KvCacheOption } = {}) {
   const { planMemory } = await import('../../../src/engine/memoryPlan.ts');
-  const engine = await engineFor(url);
+  const engine = await engineFor(url, opts);
   const info = engine.info!;
-  return { actual: info.memory, planned: planMemory(info.config, info.mode, info.contextLength, engine.llamaModel().prefillChunk, info.maxBatch) };
+  return {
+    kvCache: info.kvCache,
+    actual: info.memory,
+    planned: planMemory(info.config, info.mode, info.kvCache, info.contextLength, engine.llamaModel().prefillChunk, info.maxBatch),
+  };
 }
 
 export function randomIds(n: number, seed: number, vocab = 32000): number[] {
@@ -58,14 +75,15 @@ export function randomIds(n: number, seed: number, vocab = 32000): number[] {
   return Array.from({ length: n }, (_, i) => (i === 0 ? 1 : 3 + rng.int(vocab - 3)));
 }
 
-/** Largest relative error over every token's logits of one prompt. */
+/** Largest relative error over every token's logits of one prompt, against the reference storing oracleKv's format (or `against`). */
 export async function checkAllLogits(
   url: string,
   ids: number[],
-  opts: { prefillChunk?: number; prefillMatmul?: 'tiled' | 'row'; q4Decode?: 'workgroup' | 'row' } = {},
+  opts: { prefillChunk?: number; prefillMatmul?: 'tiled' | 'row'; q4Decode?: 'workgroup' | 'row'; kvCache?: KvCacheOption; against?: KvFormat } = {},
 ) {
-  const engine = await engineFor(url, opts);
-  const ref = await referenceFor(url);
+  const { against, ...load } = opts;
+  const engine = await engineFor(url, load);
+  const ref = await referenceFor(url, against ?? oracleKv(engine, load.kvCache));
   const got = await engine.logits(ids, { allLogits: true });
   ref.reset();
   const want = ref.forwardAll(ids);
@@ -97,9 +115,14 @@ export async function checkPrefillThenDecode(url: string, ids: number[], prefill
   return { engineVsEngine, engineVsReference };
 }
 
-export async function greedyBoth(url: string, promptIds: number[], maxNewTokens: number, opts: { q4Decode?: 'workgroup' | 'row' } = {}) {
+export async function greedyBoth(
+  url: string,
+  promptIds: number[],
+  maxNewTokens: number,
+  opts: { q4Decode?: 'workgroup' | 'row'; kvCache?: KvCacheOption } = {},
+) {
   const engine = await engineFor(url, opts);
-  const ref = await referenceFor(url);
+  const ref = await referenceFor(url, oracleKv(engine, opts.kvCache));
   const got = await engine.generate(promptIds, { maxNewTokens });
   const want = ref.greedyGenerate(promptIds, maxNewTokens);
   return { got: got.ids, want };
@@ -110,9 +133,17 @@ export async function greedyBoth(url: string, promptIds: number[], maxNewTokens:
  * earlier ones finish; sequence i is stopped after stopAfter[i] tokens by its own stop rule), each
  * against the reference's greedy ids and against the same prompt generated alone.
  */
-export async function batchedVsAlone(url: string, prompts: number[][], maxBatch: number, maxNewTokens: number, stopAfter: number[], prefillChunk?: number) {
-  const engine = await engineFor(url, { maxBatch, prefillChunk });
-  const ref = await referenceFor(url);
+export async function batchedVsAlone(
+  url: string,
+  prompts: number[][],
+  maxBatch: number,
+  maxNewTokens: number,
+  stopAfter: number[],
+  prefillChunk?: number,
+  kvCache?: KvCacheOption,
+) {
+  const engine = await engineFor(url, { maxBatch, prefillChunk, kvCache });
+  const ref = await referenceFor(url, oracleKv(engine, kvCache));
   const joinOrder: number[] = [];
   const { results: batched, sharedPrefixTokens } = await engine.generateBatch(
     prompts,

@@ -3,6 +3,12 @@
 // and of W (one q4 group) at a time, so every weight value read from memory serves 64 rows.
 // Each thread accumulates a 4x4 block in registers, then adds a fused LoRA / parallel adapter's
 // term (adapterAdd.wgsl) to each output it owns.
+//
+// The staged tiles are stored rotated: column k of a tile keeps row r at (r + k) % 64. Staging
+// writes 32 consecutive k of one row (x) or 8 rows x 4 chunks (W) per 32 threads; unrotated, those
+// land 64 words apart, all in one of 32 banks (a 32-way, resp. 4-way, conflict). Rotated, they hit
+// distinct banks, and the compute loop still reads one address per row (a broadcast). Padding the
+// rows instead would take the two tiles past WebGPU's default 16 KiB of workgroup memory.
 #include params
 #include weight
 #include activation
@@ -19,6 +25,9 @@ const BK: u32 = 32u; // input columns per stage
 var<workgroup> xs: array<array<f32, BM>, BK>; // [k][row]
 var<workgroup> ws: array<array<f32, BN>, BK>; // [k][output]
 
+// Where row (or output) r of staged column k is kept.
+fn rot(r: u32, k: u32) -> u32 { return (r + k) % BM; } // BM == BN: one rotation serves both tiles
+
 @compute @workgroup_size(16, 16)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
   let rows = p.rows - p.xRowOffset;
@@ -32,7 +41,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
       let k = e % BK;
       var v = 0.0;
       if (t0 + r < rows && k0 + k < IN) { v = x[(p.xRowOffset + t0 + r) * IN + k0 + k]; }
-      xs[k][r] = v;
+      xs[k][rot(r, k)] = v;
     }
     // Stage W[o0.., k0..]: 64 outputs x 32 columns, in the weight format's chunks.
     for (var c = li; c < BN * (BK / W_CHUNK); c += 256u) {
@@ -44,13 +53,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
         for (var j = 0u; j < W_CHUNK; j++) { w[j] = chunk[j]; }
       }
       // Columns past IN are zero (a q4 row's padded last group holds nibbles that are not).
-      for (var j = 0u; j < W_CHUNK; j++) { ws[kc + j][n] = select(0.0, w[j], k0 + kc + j < IN); }
+      for (var j = 0u; j < W_CHUNK; j++) { ws[kc + j][rot(n, kc + j)] = select(0.0, w[j], k0 + kc + j < IN); }
     }
     workgroupBarrier();
     for (var k = 0u; k < BK; k++) {
       var a: array<f32, 4>;
       var b: array<f32, 4>;
-      for (var i = 0u; i < 4u; i++) { a[i] = xs[k][lid.y * 4u + i]; b[i] = ws[k][lid.x * 4u + i]; }
+      for (var i = 0u; i < 4u; i++) { a[i] = xs[k][rot(lid.y * 4u + i, k)]; b[i] = ws[k][rot(lid.x * 4u + i, k)]; }
       for (var i = 0u; i < 4u; i++) {
         for (var j = 0u; j < 4u; j++) { acc[i][j] += a[i] * b[j]; }
       }

@@ -7,6 +7,8 @@
 // Tiled like matmulTiled.wgsl: each 16x16 workgroup computes 64 token rows x 64 columns of dX,
 // staging 32 of the reduced rows r of dY and of W at a time. W is read along its rows, its storage
 // order (a q4 word holds 8 consecutive columns of one row), so every weight value read serves 64 rows.
+// The staged tiles are stored rotated, as matmulTiled.wgsl explains: entry i of staged row r sits at
+// (i + r) % 64, so the 32 threads that stage 32 consecutive r of one dY row write 32 distinct banks.
 #include params
 #include weight
 override IN: u32;        // columns of W: the width of dX
@@ -25,6 +27,9 @@ const BK: u32 = 32u; // reduced rows per stage
 var<workgroup> ds: array<array<f32, BM>, BK>; // [r][token row]
 var<workgroup> ws: array<array<f32, BN>, BK>; // [r][column]
 
+// Where token row (or column) i of staged row r is kept.
+fn rot(i: u32, r: u32) -> u32 { return (i + r) % BM; } // BM == BN: one rotation serves both tiles
+
 @compute @workgroup_size(16, 16)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(local_invocation_index) li: u32) {
   let rows = p.rows - p.xRowOffset;
@@ -38,7 +43,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
       let r = e % BK;
       var v = 0.0;
       if (t0 + t < rows && r0 + r < ROWS) { v = dy[(t0 + t) * DY_STRIDE + DY_COL + r0 + r]; }
-      ds[r][t] = v;
+      ds[r][rot(t, r)] = v;
     }
     // Stage W[ROW_START + r0.., c0..]: 32 rows x 64 columns, in the weight format's chunks.
     for (var e = li; e < BK * (BN / W_CHUNK); e += 256u) {
@@ -49,13 +54,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
         var chunk = wChunk(ROW_START + r0 + r, c0 + cc);
         for (var j = 0u; j < W_CHUNK; j++) { w[j] = chunk[j]; }
       }
-      for (var j = 0u; j < W_CHUNK; j++) { ws[r][cc + j] = w[j]; }
+      for (var j = 0u; j < W_CHUNK; j++) { ws[r][rot(cc + j, r)] = w[j]; }
     }
     workgroupBarrier();
     for (var r = 0u; r < BK; r++) {
       var a: array<f32, 4>;
       var b: array<f32, 4>;
-      for (var i = 0u; i < 4u; i++) { a[i] = ds[r][lid.y * 4u + i]; b[i] = ws[r][lid.x * 4u + i]; }
+      for (var i = 0u; i < 4u; i++) { a[i] = ds[r][rot(lid.y * 4u + i, r)]; b[i] = ws[r][rot(lid.x * 4u + i, r)]; }
       for (var i = 0u; i < 4u; i++) {
         for (var j = 0u; j < 4u; j++) { acc[i][j] += a[i] * b[j]; }
       }

@@ -508,6 +508,12 @@ export class LlamaModel {
     return this.writeRows(rows, headRow0);
   }
 
+  /** A slot takes `tokens` more rows and then `steps` decode steps: a whole number, within the context. */
+  private checkRoom(slot: number, tokens: number, steps: number, what: string) {
+    if (!Number.isInteger(steps) || steps < 0) throw new EngineError(`${what} needs a whole number of steps, not ${steps}.`);
+    if (this.positions[slot] + tokens + steps > this.contextLength) throw this.contextFull();
+  }
+
   private contextFull(): EngineError {
     return new EngineError(`The context window is full (${this.contextLength} tokens). Start a new conversation or shorten the prompt.`);
   }
@@ -591,8 +597,7 @@ export class LlamaModel {
     this.checkBatch(lanes, what);
     for (const l of lanes) {
       this.checkSlot(l.slot);
-      if (!Number.isInteger(l.steps) || l.steps < 0) throw new EngineError(`${what} needs a whole number of steps, not ${l.steps}.`);
-      if (this.positions[l.slot] + l.steps > this.contextLength) throw this.contextFull();
+      this.checkRoom(l.slot, 0, l.steps, what);
     }
     const q = this.device.queue;
     // What the submissions know of each lane. `gen` counts the lane's sequences, so that ids of
@@ -648,8 +653,7 @@ export class LlamaModel {
       this.checkSlot(j.slot);
       if (state.some((s, i) => i !== lane && s.running && s.slot === j.slot)) throw new EngineError(`${what} needs distinct slots.`);
       if (j.tokens.length === 0) throw new EngineError(`${what}: a prompt joining the batch needs at least one token.`);
-      if (!Number.isInteger(j.steps) || j.steps < 0) throw new EngineError(`${what} needs a whole number of steps, not ${j.steps}.`);
-      if (this.positions[j.slot] + j.tokens.length + j.steps > this.contextLength) throw this.contextFull();
+      this.checkRoom(j.slot, j.tokens.length, j.steps, what);
       const n = Math.max(state.length, lane + 1);
       // The prompt's rows go through `tokens`, which holds the running lanes' next inputs: those
       // wait in laneTokens and come back with the newcomer's first id in its place.

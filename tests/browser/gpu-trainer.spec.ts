@@ -57,11 +57,12 @@ for (const mode of ['q0f32', 'q4f32_1'] as const) {
   });
 }
 
-// 10 + checkpoint + 10: the checkpoint goes through the app's IndexedDB store and a new backend, as
-// a reload resumes (src/training/worker.ts); warmup 12 puts the checkpoint inside warmup, so the
+// 4 + checkpoint + 4: the checkpoint goes through the app's IndexedDB store and a new backend, as
+// a reload resumes (src/training/worker.ts); warmup 5 puts the checkpoint inside warmup, so the
 // schedule turns to its linear decay after the reload (both halves of the schedule are resumed).
-const HALF = 10;
-const WARMUP = 12;
+// 4 steps of 4 examples out of 6 cross an epoch (a new shuffle) on each side of the reload.
+const HALF = 4;
+const WARMUP = 5;
 test(`q4f32_1: 2 optimizer steps give the reference trainer's losses and weights; ${HALF} + IndexedDB checkpoint/reload + ${HALF} steps = ${2 * HALF} steps, exactly (LoRA dropout 0.05)`, async () => {
   const r = await call(page, 'stepsVsReference', '/models/tiny/q4f32_1/', 'lora', 2);
   expect(r.step).toBe(2);

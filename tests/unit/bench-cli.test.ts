@@ -10,6 +10,12 @@ import { decodeStepDispatches } from './forwardStructure.ts';
  */
 const run = promisify(execFile);
 
+// The plain batched-decode run, shared by the JSON test and the --kv-cache test's f32 side (each
+// run starts its own browser, and the machine is small): started by whichever test needs it first.
+const JSON_ARGS = ['tsx', 'src/cli/bench.ts', '--model', 'models/tiny/q0f32', '--batch', '3', '--prompt-len', '8', '--gen', '4', '--json'];
+let jsonRun: Promise<{ stdout: string; stderr: string }> | undefined;
+const plainJsonRun = () => (jsonRun ??= run('npx', JSON_ARGS, { timeout: 150_000 }));
+
 describe('npm run bench', () => {
   it('prints the efficiency table for the tiny model with each tiny adapter', async () => {
     const { stdout } = await run(
@@ -38,11 +44,7 @@ describe('npm run bench', () => {
   }, 160_000);
 
   it('reports JSON with batched decode and consistent byte counts', async () => {
-    const { stdout } = await run(
-      'npx',
-      ['tsx', 'src/cli/bench.ts', '--model', 'models/tiny/q0f32', '--batch', '3', '--prompt-len', '8', '--gen', '4', '--json'],
-      { timeout: 150_000 },
-    );
+    const { stdout } = await plainJsonRun();
     const r = JSON.parse(stdout.trim().split('\n').pop()!);
     expect(r.batch).toBe(3);
     expect(r.layers).toBe(2);
@@ -68,10 +70,10 @@ describe('npm run bench', () => {
   }, 160_000);
 
   it('--kv-cache f16 runs q0f32 with an f16 cache: the report names it, and bytes per step count the cache at 2 bytes a value', async () => {
-    const args = ['tsx', 'src/cli/bench.ts', '--model', 'models/tiny/q0f32', '--batch', '3', '--prompt-len', '8', '--gen', '4', '--json'];
+    const args = JSON_ARGS;
     // One after another: each starts its own browser, and the machine is small.
     const f16 = await run('npx', [...args, '--kv-cache', 'f16'], { timeout: 150_000 });
-    const auto = await run('npx', args, { timeout: 150_000 });
+    const auto = await plainJsonRun();
     const r = JSON.parse(f16.stdout.trim().split('\n').pop()!);
     const a = JSON.parse(auto.stdout.trim().split('\n').pop()!);
     expect([r.kvCache, a.kvCache]).toEqual(['f16', 'f32']);

@@ -234,7 +234,7 @@ export async function resumeEqualsStraight(url: string, method: TrainingMethod, 
   state.spec = { ...state.spec, dropout: 0.05 };
   // `snapshotAt`: also the state after that many steps, as a checkpoint written then would hold it.
   // The straight run's first n steps are the interrupted run's, so one run of 2n steps gives both
-  // (the 10 + 10 comparison costs 30 GPU steps, not 40).
+  // (n + n costs 3n GPU steps, not 4n).
   const run = async (s: TrainerState, d: TokenizedExample[], n: number, snapshotAt = -1) => {
     const b = await GpuTrainerBackend.create(g, httpModelSource(url), info, d, s);
     const losses: number[] = [];

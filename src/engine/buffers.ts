@@ -85,17 +85,17 @@ export async function allocateModelBuffers(
       logits: await mk('logits', a.logits),
       cosSin: await mk('cosSin', a.cosSin),
       staging: await mk('staging', a.logits, READBACK),
+      laneTokens: await mk('laneTokens', slots * 4),
     };
     const idStaging: GPUBuffer[] = [];
     for (let i = 0; i < GREEDY_PIPELINE_DEPTH; i++) idStaging.push(await mk(`greedy ids staging ${i}`, slots * 4, READBACK));
-    const laneTokens = await mk('laneTokens', slots * 4);
     const activationBytes = own.reduce((s, b) => s + b.size, 0);
     device.queue.writeBuffer(activations.cosSin, 0, ropeTable(ctx, c.headDim, c.ropeTheta));
     const kv: KvCache[] = [];
     const layerBytes = slots * kvLayerBytes(c, kvFormat, ctx);
     for (let l = 0; l < c.numLayers; l++) kv.push({ k: await mk(`kCache.${l}`, layerBytes), v: await mk(`vCache.${l}`, layerBytes) });
     const kvBytes = kv.reduce((s, l) => s + l.k.size + l.v.size, 0);
-    return { ...activations, idStaging, laneTokens, kv, kvFormat, activationBytes, kvBytes };
+    return { ...activations, idStaging, kv, kvFormat, activationBytes, kvBytes };
   } catch (e) {
     for (const b of own) b.destroy();
     throw e;
@@ -103,8 +103,8 @@ export async function allocateModelBuffers(
 }
 
 export function destroyModelBuffers(b: ModelBuffers) {
-  const { idStaging, laneTokens, kv, kvFormat: _f, activationBytes: _a, kvBytes: _k, ...single } = b;
-  for (const buffer of [...Object.values(single), ...idStaging, laneTokens, ...kv.flatMap((l) => [l.k, l.v])]) buffer.destroy();
+  const { idStaging, kv, kvFormat: _f, activationBytes: _a, kvBytes: _k, ...single } = b;
+  for (const buffer of [...Object.values(single), ...idStaging, ...kv.flatMap((l) => [l.k, l.v])]) buffer.destroy();
 }
 
 /** Scratch every resident adapter shares (sized for the widest): `rows` as in ModelBuffers. */

@@ -351,17 +351,7 @@ export class LlamaModel {
    */
   async forward(tokens: number[], opts: { allLogits?: boolean } = {}): Promise<Float32Array> {
     if (tokens.length === 0) throw new EngineError('forward() needs at least one token.');
-    const V = this.config.vocabSize;
-    const out = new Float32Array(opts.allLogits ? tokens.length * V : V);
-    for (let start = 0; start < tokens.length; start += this.prefillChunk) {
-      const chunk = tokens.slice(start, start + this.prefillChunk);
-      const last = start + chunk.length === tokens.length;
-      const rows = chunk.map((token, i) => ({ slot: 0, token, pos: this.positions[0] + i }));
-      const logits = await this.runRows(rows, opts.allLogits ? 0 : last ? rows.length - 1 : -1);
-      this.positions[0] += chunk.length;
-      if (logits) out.set(logits, opts.allLogits ? start * V : 0);
-    }
-    return out;
+    return this.prefillRows(0, tokens, !!opts.allLogits);
   }
 
   /**
@@ -382,13 +372,22 @@ export class LlamaModel {
   async prefillSlot(slot: number, tokens: number[]): Promise<Float32Array> {
     this.checkSlot(slot);
     if (tokens.length === 0) throw new EngineError('prefillSlot() needs at least one token.');
+    return this.prefillRows(slot, tokens, false);
+  }
+
+  /** Run a prompt's calls (prefillCalls) into `slot`: the last token's logits, or every token's with allLogits. */
+  private async prefillRows(slot: number, tokens: number[], allLogits: boolean): Promise<Float32Array> {
+    const V = this.config.vocabSize;
+    const out = new Float32Array(allLogits ? tokens.length * V : V);
     const calls = this.prefillCalls(slot, tokens);
-    let logits: Float32Array | null = null;
+    let done = 0;
     for (const [i, rows] of calls.entries()) {
-      logits = await this.runRows(rows, i === calls.length - 1 ? rows.length - 1 : -1);
+      const logits = await this.runRows(rows, allLogits ? 0 : i === calls.length - 1 ? rows.length - 1 : -1);
       this.positions[slot] += rows.length;
+      if (logits) out.set(logits, allLogits ? done * V : 0);
+      done += rows.length;
     }
-    return logits!;
+    return out;
   }
 
   /** A prompt's rows for `slot` from its current position on, in calls of at most prefillChunk rows. */

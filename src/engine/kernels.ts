@@ -8,6 +8,7 @@ import paramsWgsl from './kernels/params.wgsl?raw';
 import weightF32Wgsl from './kernels/weightF32.wgsl?raw';
 import weightF16Wgsl from './kernels/weightF16.wgsl?raw';
 import weightQ4Wgsl from './kernels/weightQ4.wgsl?raw';
+import q4ValuesWgsl from './kernels/q4Values.wgsl?raw';
 import kvF32Wgsl from './kernels/kvF32.wgsl?raw';
 import kvF16Wgsl from './kernels/kvF16.wgsl?raw';
 import embeddingWgsl from './kernels/embedding.wgsl?raw';
@@ -179,6 +180,8 @@ export function kernelSource(name: KernelName, variant: KernelVariant = {}): str
       .replace('SCALE_STORAGE', f16 ? 'u32' : 'f32')
       .replace('SCALE_READ', f16 ? 'return unpack2x16float(wScale[i >> 1u])[i & 1u];' : 'return wScale[i];');
   }
+  // After the weight snippet, which may pull it in too (weightQ4.wgsl).
+  src = src.replace('#include q4Values', q4ValuesWgsl);
   if (src.includes('#include kv')) {
     const b = KV_BINDINGS[name];
     if (!b || !variant.kv) throw new Error(`kernel ${name} needs a KV cache format`);

@@ -10,6 +10,7 @@
 // stores them: no separate ropeKvWrite pass.
 REDUCE_ENABLE
 #include params
+#include q4Values
 #include qkvEpilogue
 override IN: u32; // multiple of 4 (x is read as vec4); MLC pads the last group of 32
 override OUT: u32;
@@ -45,13 +46,6 @@ fn xAt(xb: u32, k: u32, g0: u32) -> vec4<f32> {
 }
 fn gAt(k: u32, g0: u32) -> vec4<f32> {
   return select(vec4<f32>(0.0), g[g0 * 8u + k], g0 * 8u + k < IN / 4u);
-}
-
-// Dot product of one u32 (8 int4 values, element j in bits 4j..4j+3) with 8 activations.
-fn dot8(word: u32, a: vec4<f32>, b: vec4<f32>) -> f32 {
-  let lo = vec4<f32>(f32(word & 15u), f32((word >> 4u) & 15u), f32((word >> 8u) & 15u), f32((word >> 12u) & 15u)) - 7.0;
-  let hi = vec4<f32>(f32((word >> 16u) & 15u), f32((word >> 20u) & 15u), f32((word >> 24u) & 15u), f32(word >> 28u)) - 7.0;
-  return dot(lo, a) + dot(hi, b);
 }
 
 fn dotGroup(q: vec4<u32>, xg: array<vec4<f32>, 8>) -> f32 {

@@ -8,6 +8,7 @@
 // share into acc[t] before the reduction, which then sums the adapter term with W x.
 REDUCE_ENABLE
 #include params
+#include q4Values
 #include adapterAdd
 override IN: u32;  // multiple of 4 (x is read as vec4); not necessarily of 32: MLC pads the last group
 override OUT: u32;
@@ -36,13 +37,6 @@ fn scaleAt(i: u32) -> f32 {
 // x[xb + k] (4 activations) where they lie inside the row, zeros in a padded group's tail.
 fn xTail(xb: u32, k: u32, g: u32) -> vec4<f32> {
   return select(vec4<f32>(0.0), x[xb + k], g * 8u + k < IN / 4u);
-}
-
-// Dot product of one u32 (8 int4 values, element j in bits 4j..4j+3) with 8 activations.
-fn dot8(word: u32, a: vec4<f32>, b: vec4<f32>) -> f32 {
-  let lo = vec4<f32>(f32(word & 15u), f32((word >> 4u) & 15u), f32((word >> 8u) & 15u), f32((word >> 12u) & 15u)) - 7.0;
-  let hi = vec4<f32>(f32((word >> 16u) & 15u), f32((word >> 20u) & 15u), f32((word >> 24u) & 15u), f32(word >> 28u)) - 7.0;
-  return dot(lo, a) + dot(hi, b);
 }
 
 @compute @workgroup_size(64)

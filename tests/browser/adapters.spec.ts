@@ -63,12 +63,12 @@ for (const mode of ['q0f32', 'q4f32_1'] as const) {
 // these kernels is slow on the CPU, and the kernel tests cover the fused variants in depth.
 for (const c of [CASES[1], CASES[4]]) {
   test(`q4f32_1 through the GPU kernels (tiled prefill, q4 workgroup decode): ${c.label} matches the reference`, async ({ page }) => {
-    const r = await call(page, 'checkAdapterGpuKernels', '/models/tiny/q4f32_1/', c.kind, c.opts, PROMPT, 4);
+    const r = await call(page, 'checkAdapterGpuKernels', '/models/tiny/q4f32_1/', c.kind, c.opts, PROMPT, 2);
     expect(r.labels.some((l) => l.startsWith('q4 matvec') && l.includes('tiled matmul'))).toBe(true);
     expect(r.prefillErr).toBeLessThan(1e-4);
     expect(r.decodeErr).toBeLessThan(1e-4);
     expect(r.baseVsAdapter).toBeGreaterThan(1e-2);
-    expect(r.wantIds.length).toBe(4);
+    expect(r.wantIds.length).toBe(2);
     expect(r.gotIds).toEqual(r.wantIds);
   });
 }

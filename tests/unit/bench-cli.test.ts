@@ -70,9 +70,8 @@ describe('npm run bench', () => {
   }, 160_000);
 
   it('--kv-cache f16 runs q0f32 with an f16 cache: the report names it, and bytes per step count the cache at 2 bytes a value', async () => {
-    const args = JSON_ARGS;
     // One after another: each starts its own browser, and the machine is small.
-    const f16 = await run('npx', [...args, '--kv-cache', 'f16'], { timeout: 150_000 });
+    const f16 = await run('npx', [...JSON_ARGS, '--kv-cache', 'f16'], { timeout: 150_000 });
     const auto = await plainJsonRun();
     const r = JSON.parse(f16.stdout.trim().split('\n').pop()!);
     const a = JSON.parse(auto.stdout.trim().split('\n').pop()!);
@@ -82,7 +81,7 @@ describe('npm run bench', () => {
     // As above, with K and V in f16: 3 sequences at a mean of 8 + 1 + 3/2 positions.
     const kv = 2 * 2 * 3 * (8 + 1 + 1.5) * 2 * 16 * 2;
     expect(r.decode[0].bytesPerStep).toBeCloseTo(r.memory.weights - 32000 * 64 * 4 + kv, 0);
-    await expect(run('npx', [...args, '--kv-cache', 'half'], { timeout: 60_000 })).rejects.toThrow(/--kv-cache expects one of auto, f16, f32, got "half"/);
+    await expect(run('npx', [...JSON_ARGS, '--kv-cache', 'half'], { timeout: 60_000 })).rejects.toThrow(/--kv-cache expects one of auto, f16, f32, got "half"/);
   }, 320_000);
 
   it('times a beam-search step at N beams beside the greedy step at batch N, and at batch 32 estimates GSM8K (labelled SwiftShader)', async () => {

@@ -1,5 +1,6 @@
 import { test, expect, type Page } from '@playwright/test';
 import { TINY_MODES } from './harness/tinyModes.ts';
+import { tinyModelVocab } from '../../src/cli/makeTinyModel.ts';
 
 /** The tiny generated model (npm run make-tiny-model) through the WebGPU engine against the reference pass. */
 type Checks = typeof import('./harness/modelChecks.ts');
@@ -18,33 +19,34 @@ test.beforeEach(async ({ page }) => {
   await page.goto('/harness.html');
 });
 
-for (const { mode, tol } of TINY_MODES) {
+for (const { mode, tol, vocab } of TINY_MODES) {
   test(`${mode}: logits of every token match the reference`, async ({ page }) => {
     const url = `/models/tiny/${mode}/`;
-    const ids = await call(page, 'randomIds', 24, 7);
+    const ids = await call(page, 'randomIds', 24, 7, vocab);
     expect(await call(page, 'checkAllLogits', url, ids)).toBeLessThan(tol);
     // Prefill in chunks of 5 rows (the chunked path a long prompt takes).
     expect(await call(page, 'checkAllLogits', url, ids, { prefillChunk: 5 })).toBeLessThan(tol);
   });
 }
 
-for (const mode of ['q4f32_1', 'q4f16_1', 'odd-q0f32', 'padded-q4f32_1'] as const) {
+// The forced-kernel tests run the tiny shape with a 500-id vocabulary (small-*, and padded-*): on this
+// CPU-emulated adapter a call through them costs about as many workgroups as the LM head has rows.
+for (const mode of ['small-q4f32_1', 'small-q4f16_1', 'odd-q0f32', 'padded-q4f32_1'] as const) {
   test(`${mode}: the GPU prefill kernel (tiled in workgroup memory) gives the reference's logits`, async ({ page }) => {
     // 'auto' keeps per-row kernels on this CPU-emulated adapter (barriers are slow here); force the GPU one.
-    const tol = mode === 'q4f16_1' ? 1e-2 : 1e-4;
-    const ids = await call(page, 'randomIds', 12, 9);
+    const tol = mode.includes('f16') ? 1e-2 : 1e-4;
+    const ids = await call(page, 'randomIds', 12, 9, tinyModelVocab(mode));
     expect(await call(page, 'checkAllLogits', `/models/tiny/${mode}/`, ids, { prefillMatmul: 'tiled', prefillChunk: 10 })).toBeLessThan(tol);
   });
 }
 
-for (const mode of ['q4f32_1', 'q4f16_1', 'padded-q4f32_1', 'padded-q4f16_1'] as const) {
+for (const mode of ['small-q4f32_1', 'small-q4f16_1', 'padded-q4f32_1', 'padded-q4f16_1'] as const) {
   test(`${mode}: the GPU decode kernel (workgroup reduction over wide q4 loads) gives the reference's greedy ids`, async ({ page }) => {
     // 'auto' picks the one-thread-per-row kernel on this CPU-emulated adapter; force the GPU one.
-    // 3 ids: the 6-row prefill (6 rows of the kernel's 8-row tile) and 2 one-row steps. Each call costs
-    // ~10 s here, for the LM head's 32000 workgroups, so the ids stop there.
-    const prompt = await call(page, 'randomIds', 6, 5);
-    const { got, want } = await call(page, 'greedyBoth', `/models/tiny/${mode}/`, prompt, 3, { q4Decode: 'workgroup' });
-    expect(want).toHaveLength(3);
+    // 8 ids: the 6-row prefill (6 rows of the kernel's 8-row tile) and 7 one-row steps.
+    const prompt = await call(page, 'randomIds', 6, 5, tinyModelVocab(mode));
+    const { got, want } = await call(page, 'greedyBoth', `/models/tiny/${mode}/`, prompt, 8, { q4Decode: 'workgroup', stopTokenIds: [] });
+    expect(want).toHaveLength(8);
     expect(got).toEqual(want);
   });
 }
@@ -73,8 +75,9 @@ for (const mode of ['q0f32', 'q4f32_1', 'odd-q0f32', 'padded-q4f32_1'] as const)
   test(`${mode}: greedy 64-token generation is identical to the reference's`, async ({ page }) => {
     const url = `/models/tiny/${mode}/`;
     for (const seed of [1, 2]) {
-      const prompt = await call(page, 'randomIds', 9, seed);
-      const { got, want } = await call(page, 'greedyBoth', url, prompt, 64);
+      const prompt = await call(page, 'randomIds', 9, seed, tinyModelVocab(mode));
+      // No stop id: all 64 steps run (a 500-id vocabulary draws EOS far more often than 32000 ids do).
+      const { got, want } = await call(page, 'greedyBoth', url, prompt, 64, { stopTokenIds: [] });
       expect(want.length).toBe(64);
       expect(got).toEqual(want);
     }
@@ -82,7 +85,7 @@ for (const mode of ['q0f32', 'q4f32_1', 'odd-q0f32', 'padded-q4f32_1'] as const)
 
   test(`${mode}: prefill of N tokens then decode equals feeding tokens one by one`, async ({ page }) => {
     const url = `/models/tiny/${mode}/`;
-    const ids = await call(page, 'randomIds', 20, 3);
+    const ids = await call(page, 'randomIds', 20, 3, tinyModelVocab(mode));
     const r = await call(page, 'checkPrefillThenDecode', url, ids, 12);
     expect(r.engineVsEngine).toBeLessThan(1e-4);
     expect(r.engineVsReference).toBeLessThan(1e-4);

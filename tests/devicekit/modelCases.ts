@@ -42,9 +42,9 @@ export function modelChecks(opts: { quick: boolean; hasF16: boolean }): Check[] 
   const url = (mode: string) => `${ORIGIN}/${mode}/`;
   // Quick: every mode's logits and a greedy run; the rest (other kernels forced, chunked prefill, batching) in full mode only.
   const greedyTokens = opts.quick ? 8 : 64;
-  for (const { mode, tol } of TINY_MODES) {
+  for (const { mode, tol, vocab } of TINY_MODES) {
     const group = `model ${mode}`;
-    const ids = randomIds(24, 7);
+    const ids = randomIds(24, 7, vocab);
     out.push({ group, name: 'all logits vs reference', run: async () => ({ maxErr: await checkAllLogits(url(mode), ids), tol }) });
     out.push({
       group,
@@ -57,7 +57,7 @@ export function modelChecks(opts: { quick: boolean; hasF16: boolean }): Check[] 
         group,
         name: `all logits, ${prefillMatmul} prefill matmul`,
         fullOnly: true,
-        run: async () => ({ maxErr: await checkAllLogits(url(mode), randomIds(12, 9), { prefillMatmul, prefillChunk: 10 }), tol }),
+        run: async () => ({ maxErr: await checkAllLogits(url(mode), randomIds(12, 9, vocab), { prefillMatmul, prefillChunk: 10 }), tol }),
       });
     // Greedy ids equal to the reference's in every mode; f16 modes with shader-f16 on where the adapter has it (the engine asks for it).
     const f16 = /f16/.test(mode) ? (opts.hasF16 ? ', shader-f16 on' : ', no shader-f16') : '';
@@ -66,7 +66,7 @@ export function modelChecks(opts: { quick: boolean; hasF16: boolean }): Check[] 
         group,
         name: `greedy ${greedyTokens} tokens, seed ${seed}${f16}`,
         fullOnly: seed > 1,
-        run: async () => greedyBoth(url(mode), randomIds(9, seed), greedyTokens),
+        run: async () => greedyBoth(url(mode), randomIds(9, seed, vocab), greedyTokens),
       });
     if (mode.includes('q4'))
       for (const q4Decode of ['workgroup', 'row'] as const)
@@ -74,7 +74,7 @@ export function modelChecks(opts: { quick: boolean; hasF16: boolean }): Check[] 
           group,
           name: `greedy 8 tokens, ${q4Decode} q4 decode${f16}`,
           fullOnly: true,
-          run: async () => greedyBoth(url(mode), randomIds(6, 5), 8, { q4Decode }),
+          run: async () => greedyBoth(url(mode), randomIds(6, 5, vocab), 8, { q4Decode }),
         });
     if (tol === 1e-4)
       out.push({
@@ -82,7 +82,7 @@ export function modelChecks(opts: { quick: boolean; hasF16: boolean }): Check[] 
         name: 'prefill 12 then decode = one by one = reference',
         fullOnly: true,
         run: async () => {
-          const r = await checkPrefillThenDecode(url(mode), randomIds(20, 3), 12);
+          const r = await checkPrefillThenDecode(url(mode), randomIds(20, 3, vocab), 12);
           return { maxErr: Math.max(r.engineVsEngine, r.engineVsReference), tol: 1e-4 };
         },
       });
@@ -92,7 +92,7 @@ export function modelChecks(opts: { quick: boolean; hasF16: boolean }): Check[] 
         name: 'batch of 3 for 5 ragged prompts: batched = alone = reference',
         fullOnly: true,
         run: async () => {
-          const prompts = [3, 17, 6, 11, 2].map((n, i) => randomIds(n, 40 + i));
+          const prompts = [3, 17, 6, 11, 2].map((n, i) => randomIds(n, 40 + i, vocab));
           const r = await batchedVsAlone(url(mode), prompts, 3, 14, [4, 9, 2, 6, 99]);
           return { got: [r.batched, r.alone, r.stopReasons, r.joinOrder], want: [r.want, r.want, ['stop', 'stop', 'stop', 'stop', 'length'], [0, 1, 2, 3, 4]] };
         },

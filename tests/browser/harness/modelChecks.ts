@@ -119,12 +119,13 @@ export async function greedyBoth(
   url: string,
   promptIds: number[],
   maxNewTokens: number,
-  opts: { q4Decode?: 'workgroup' | 'row'; kvCache?: KvCacheOption } = {},
+  opts: { q4Decode?: 'workgroup' | 'row'; kvCache?: KvCacheOption; stopTokenIds?: number[] } = {},
 ) {
-  const engine = await engineFor(url, opts);
-  const ref = await referenceFor(url, oracleKv(engine, opts.kvCache));
-  const got = await engine.generate(promptIds, { maxNewTokens });
-  const want = ref.greedyGenerate(promptIds, maxNewTokens);
+  const { stopTokenIds, ...load } = opts;
+  const engine = await engineFor(url, load);
+  const ref = await referenceFor(url, oracleKv(engine, load.kvCache));
+  const got = await engine.generate(promptIds, { maxNewTokens, stopTokenIds });
+  const want = ref.greedyGenerate(promptIds, maxNewTokens, stopTokenIds);
   return { got: got.ids, want };
 }
 

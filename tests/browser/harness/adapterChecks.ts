@@ -79,10 +79,11 @@ export async function checkAdapter(url: string, kind: AdapterKind, opts: RandomA
   const want = ref.forward(promptIds);
   await engine.useAdapter(null);
   const base = await engine.logits(promptIds);
-  const baseIds = (await engine.generate(promptIds, { maxNewTokens: newTokens })).ids;
+  // No stop id: every run is newTokens long, whatever a random model's EOS odds.
+  const baseIds = (await engine.generate(promptIds, { maxNewTokens: newTokens, stopTokenIds: [] })).ids;
   await engine.useAdapter(loaded);
-  const gotIds = (await engine.generate(promptIds, { maxNewTokens: newTokens })).ids;
-  const wantIds = ref.greedyGenerate(promptIds, newTokens);
+  const gotIds = (await engine.generate(promptIds, { maxNewTokens: newTokens, stopTokenIds: [] })).ids;
+  const wantIds = ref.greedyGenerate(promptIds, newTokens, []);
   await engine.useAdapter(null);
   return { logitsErr: relErr(got, want), baseVsAdapter: relErr(base, want), gotIds, wantIds, baseIds };
 }

@@ -169,7 +169,7 @@ export async function makeTinyModel(outRoot: string, opts: { ifMissing?: boolean
   const present = (m: (typeof TINY_MODELS)[number]) => {
     const chat = join(outRoot, m.dir, MLC_CHAT_CONFIG_FILE);
     if (!existsSync(join(outRoot, m.dir, TENSOR_CACHE_FILE)) || !existsSync(chat)) return false;
-    if ((JSON.parse(readFileSync(chat, 'utf8')) as { vocab_size?: number }).vocab_size !== m.shape.vocab) return false;
+    if (parseMlcChatConfig(JSON.parse(readFileSync(chat, 'utf8'))).config.vocabSize !== m.shape.vocab) return false;
     return !m.adapters || TINY_ADAPTER_KINDS.every((k) => existsSync(join(outRoot, 'adapters', `${m.dir}-${k}`, ADAPTER_MANIFEST_FILE)));
   };
   const done = () => TINY_MODELS.every(present);
@@ -178,7 +178,8 @@ export async function makeTinyModel(outRoot: string, opts: { ifMissing?: boolean
     return;
   }
   const tokenizer = llama2TokenizerFiles();
-  for (const shape of [TINY_SHAPE, ODD_SHAPE, PADDED_SHAPE, SMALL_SHAPE]) {
+  // One HF checkpoint per shape, converted into each of its models.
+  for (const shape of new Set(TINY_MODELS.map((m) => m.shape))) {
     const hfDir = await mkdtemp(join(tmpdir(), 'tiny-llama-hf-'));
     try {
       await writeHfCheckpoint(hfDir, {

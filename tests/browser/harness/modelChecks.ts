@@ -263,7 +263,8 @@ export async function greedyStopInFlight(url: string, prompt: number[], stopAt: 
 export async function generateThenContinue(url: string, prompt: number[], maxNewTokens: number, stopAfter: number, more: number) {
   const engine = await engineFor(url);
   const ref = await referenceFor(url);
-  const r = await engine.generate(prompt, { maxNewTokens }, { onToken: ({ index }) => index + 1 >= stopAfter });
+  // No stop id: only onToken and the length end it (a 500-id model draws EOS often).
+  const r = await engine.generate(prompt, { maxNewTokens, stopTokenIds: [] }, { onToken: ({ index }) => index + 1 >= stopAfter });
   const model = engine.llamaModel();
   const position = model.positions[0];
   const ids = [...r.ids];

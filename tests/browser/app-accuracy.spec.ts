@@ -157,3 +157,49 @@ test('stopping a batched run keeps what finished, scores nothing half-done, and 
   await expect(row.getByTestId('run-done')).toHaveText('8 of 8', { timeout: 120_000 });
   expect((await exportedItems(page, row)).size).toBe(8);
 });
+
+test('the KV cache format is chosen at load: an f32 mode with an f16 cache says so, the run records it, and it resumes only with that format', async ({
+  page,
+}) => {
+  test.setTimeout(240_000);
+  await page.goto('./#view=accuracy&prompt=q_end&max=64');
+  const kv = page.getByRole('combobox', { name: 'KV cache' });
+  await kv.selectOption('f16');
+  await loadTiny(page);
+  await expect(page.getByTestId('model-status')).toContainText('q4f32_1 · 2 layers');
+  await expect(page.getByTestId('model-status')).toContainText('KV cache f16');
+  await startRun(page, 4, 2);
+  await expect(page.getByTestId('current-output')).not.toBeEmpty({ timeout: 60_000 });
+  await page.getByRole('button', { name: 'Stop run' }).click();
+  await expect(page.getByRole('button', { name: 'Start run' })).toBeEnabled({ timeout: 60_000 });
+  const row = page.getByTestId('results-table').locator('tbody tr').first();
+  const done = Number((await row.getByTestId('run-done').textContent())!.split(' ')[0]);
+  expect(done).toBeLessThan(4);
+
+  // Another format is another load: the button says so, and the loaded model reports it.
+  await kv.selectOption('auto');
+  await expect(page.getByRole('button', { name: 'Load model' })).toBeVisible();
+  await page.getByRole('button', { name: 'Load model' }).click();
+  await expect(page.getByTestId('model-status')).toContainText('KV cache f32', { timeout: 120_000 });
+  await expect(page.getByRole('button', { name: 'Reload' })).toBeVisible();
+  await row.getByRole('button', { name: 'Resume' }).click();
+  await expect(page.getByRole('alert')).toContainText(
+    'This run used an f16 KV cache; the model is loaded with an f32 one. Choose f16 under KV cache and load the model again to resume.',
+  );
+  await expect(row.getByTestId('run-done')).toHaveText(`${done} of 4`);
+
+  await kv.selectOption('f16');
+  await page.getByRole('button', { name: 'Load model' }).click();
+  await expect(page.getByTestId('model-status')).toContainText('KV cache f16', { timeout: 120_000 });
+  await row.getByRole('button', { name: 'Resume' }).click();
+  await expect(row.getByTestId('run-done')).toHaveText('4 of 4', { timeout: 120_000 });
+  const items = await exportedItems(page, row);
+  expect(items.size).toBe(4);
+  // Every line carries the run record, and the record names the format the run decoded with.
+  const [jsonl] = await Promise.all([page.waitForEvent('download'), row.getByRole('button', { name: 'JSONL' }).click()]);
+  const records = readFileSync((await jsonl.path())!, 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l).record);
+  expect(records.map((r) => r.kvCache)).toEqual(['f16', 'f16', 'f16', 'f16']);
+});

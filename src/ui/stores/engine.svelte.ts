@@ -4,6 +4,7 @@
  */
 import { EngineClient } from '../../engine/client.ts';
 import type { LoadProgress } from '../../engine/weights.ts';
+import { resolveKvFormat, type KvCacheOption } from '../../engine/kvCache.ts';
 import type {
   BatchCallbacks,
   BatchOptions,
@@ -63,6 +64,12 @@ class EngineStore {
   adapter = $state<AdapterInfo | null>(null);
   /** Adapters resident beside the loaded base, by the id they were loaded under (cleared when a base loads). */
   resident = $state<Record<string, AdapterInfo>>({});
+  /**
+   * The KV cache format the next load asks for ('auto': the mode's own, engine/kvCache.ts). f16
+   * halves the cache of an f32 mode, so about twice the batch fits an accuracy run; f32 keeps the
+   * greedy ids the independent f32 implementations give.
+   */
+  kvCache = $state<KvCacheOption>('auto');
   /** The model whose GPU device was lost (the error banner offers to load it again), or null. */
   lostModel = $state<ModelChoice | null>(null);
 
@@ -71,6 +78,8 @@ class EngineStore {
   private current: AbortController | null = null;
 
   readonly ready = $derived(this.status === 'ready');
+  /** The model loaded now runs with the cache format chosen now (a new choice takes a load). */
+  readonly kvCacheCurrent = $derived(this.info !== null && resolveKvFormat(this.info.mode, this.kvCache) === this.info.kvCache);
   readonly loadFraction = $derived(this.progress && this.progress.bytesTotal > 0 ? this.progress.bytesLoaded / this.progress.bytesTotal : 0);
 
   async load(choice: ModelChoice): Promise<void> {
@@ -91,7 +100,7 @@ class EngineStore {
     this.resident = {};
     try {
       this.client ??= new EngineClient();
-      this.info = await this.client.load(choice.location, { onProgress: (p) => (this.progress = p) });
+      this.info = await this.client.load(choice.location, { onProgress: (p) => (this.progress = p), kvCache: this.kvCache });
       this.status = 'ready';
     } catch (e) {
       this.status = 'error';

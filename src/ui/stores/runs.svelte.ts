@@ -178,6 +178,10 @@ class RunsStore {
     this.error = null;
     if (this.activeId) return void (this.error = 'A run is already going: stop it first.');
     if (!engine.ready || engine.model?.id !== run.model) return void (this.error = `This run used the model "${run.model}": load it to resume.`);
+    // One run, one cache format: an f16 cache rounds every key and value, so its outputs may differ from an f32 one's.
+    const kv = run.record?.kvCache ?? null;
+    if (kv !== null && engine.info?.kvCache !== kv)
+      return void (this.error = `This run used an ${kv} KV cache; the model is loaded with an ${engine.info?.kvCache} one. Choose ${kv} under KV cache and load the model again to resume.`);
     let config: PromptConfig;
     try {
       config = configOfRun(run);

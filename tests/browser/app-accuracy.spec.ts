@@ -18,14 +18,28 @@ async function startRun(page: Page, n: number, batch: 'auto' | number = 'auto') 
   await page.getByRole('button', { name: 'Start run' }).click();
 }
 
-/** A run's items from its JSONL export, by problem index. */
-async function exportedItems(page: Page, row: ReturnType<Page['locator']>): Promise<Map<number, { output: string; pred: unknown; correct: boolean }>> {
+/** A run's JSONL export, parsed line by line. */
+async function exportedLines(page: Page, row: ReturnType<Page['locator']>) {
   const [jsonl] = await Promise.all([page.waitForEvent('download'), row.getByRole('button', { name: 'JSONL' }).click()]);
-  const lines = readFileSync((await jsonl.path())!, 'utf8')
+  return readFileSync((await jsonl.path())!, 'utf8')
     .trim()
     .split('\n')
-    .map((l) => JSON.parse(l));
+    .map((l) => JSON.parse(l) as { index: number; output: string; pred: unknown; correct: boolean; record?: { kvCache: string | null } });
+}
+
+/** A run's items from its JSONL export, by problem index. */
+async function exportedItems(page: Page, row: ReturnType<Page['locator']>): Promise<Map<number, { output: string; pred: unknown; correct: boolean }>> {
+  const lines = await exportedLines(page, row);
   return new Map(lines.map((l) => [l.index, { output: l.output, pred: l.pred, correct: l.correct }]));
+}
+
+/** Stop a run while tokens stream for the problems in flight; its row, and how many problems it finished. */
+async function stopMidRun(page: Page) {
+  await expect(page.getByTestId('current-output')).not.toBeEmpty({ timeout: 60_000 });
+  await page.getByRole('button', { name: 'Stop run' }).click();
+  await expect(page.getByRole('button', { name: 'Start run' })).toBeEnabled({ timeout: 60_000 });
+  const row = page.getByTestId('results-table').locator('tbody tr').first();
+  return { row, done: Number((await row.getByTestId('run-done').textContent())!.split(' ')[0]) };
 }
 
 test('run 5 problems one at a time: accuracy, interval, chart and table update after each; export CSV', async ({ page }) => {
@@ -145,12 +159,7 @@ test('stopping a batched run keeps what finished, scores nothing half-done, and 
   await page.goto('./#view=accuracy&prompt=q_end&max=64');
   await loadTiny(page);
   await startRun(page, 8, 'auto');
-  // Tokens are streaming for the problems in flight.
-  await expect(page.getByTestId('current-output')).not.toBeEmpty({ timeout: 60_000 });
-  await page.getByRole('button', { name: 'Stop run' }).click();
-  await expect(page.getByRole('button', { name: 'Start run' })).toBeEnabled({ timeout: 60_000 });
-  const row = page.getByTestId('results-table').locator('tbody tr').first();
-  const done = Number((await row.getByTestId('run-done').textContent())!.split(' ')[0]);
+  const { row, done } = await stopMidRun(page);
   expect(done).toBeLessThan(8);
   if (done > 0) expect((await exportedItems(page, row)).size).toBe(done);
   await row.getByRole('button', { name: 'Resume' }).click();
@@ -168,13 +177,9 @@ test('the KV cache format is chosen at load: an f32 mode with an f16 cache says 
   await loadTiny(page);
   await expect(page.getByTestId('model-status')).toContainText('q4f32_1 · 2 layers');
   await expect(page.getByTestId('model-status')).toContainText('KV cache f16');
-  await startRun(page, 4, 2);
-  await expect(page.getByTestId('current-output')).not.toBeEmpty({ timeout: 60_000 });
-  await page.getByRole('button', { name: 'Stop run' }).click();
-  await expect(page.getByRole('button', { name: 'Start run' })).toBeEnabled({ timeout: 60_000 });
-  const row = page.getByTestId('results-table').locator('tbody tr').first();
-  const done = Number((await row.getByTestId('run-done').textContent())!.split(' ')[0]);
-  expect(done).toBeLessThan(4);
+  await startRun(page, 6, 2);
+  const { row, done } = await stopMidRun(page);
+  expect(done).toBeLessThan(6);
 
   // Another format is another load: the button says so, and the loaded model reports it.
   await kv.selectOption('auto');
@@ -183,23 +188,18 @@ test('the KV cache format is chosen at load: an f32 mode with an f16 cache says 
   await expect(page.getByTestId('model-status')).toContainText('KV cache f32', { timeout: 120_000 });
   await expect(page.getByRole('button', { name: 'Reload' })).toBeVisible();
   await row.getByRole('button', { name: 'Resume' }).click();
-  await expect(page.getByRole('alert')).toContainText(
+  await expect(page.getByRole('alert').filter({ hasText: 'KV cache' })).toContainText(
     'This run used an f16 KV cache; the model is loaded with an f32 one. Choose f16 under KV cache and load the model again to resume.',
   );
-  await expect(row.getByTestId('run-done')).toHaveText(`${done} of 4`);
+  await expect(row.getByTestId('run-done')).toHaveText(`${done} of 6`);
 
   await kv.selectOption('f16');
   await page.getByRole('button', { name: 'Load model' }).click();
   await expect(page.getByTestId('model-status')).toContainText('KV cache f16', { timeout: 120_000 });
   await row.getByRole('button', { name: 'Resume' }).click();
-  await expect(row.getByTestId('run-done')).toHaveText('4 of 4', { timeout: 120_000 });
-  const items = await exportedItems(page, row);
-  expect(items.size).toBe(4);
+  await expect(row.getByTestId('run-done')).toHaveText('6 of 6', { timeout: 120_000 });
   // Every line carries the run record, and the record names the format the run decoded with.
-  const [jsonl] = await Promise.all([page.waitForEvent('download'), row.getByRole('button', { name: 'JSONL' }).click()]);
-  const records = readFileSync((await jsonl.path())!, 'utf8')
-    .trim()
-    .split('\n')
-    .map((l) => JSON.parse(l).record);
-  expect(records.map((r) => r.kvCache)).toEqual(['f16', 'f16', 'f16', 'f16']);
+  const lines = await exportedLines(page, row);
+  expect(new Set(lines.map((l) => l.index)).size).toBe(6);
+  expect(lines.map((l) => l.record?.kvCache)).toEqual(Array(6).fill('f16'));
 });

@@ -355,3 +355,20 @@ for (const viewport of [
     // "Good" in Core Web Vitals is under 0.1; before the model bar kept its size it was 0.41 here.
     expect(await layoutShift(page)).toBeLessThan(0.1);
   });
+
+test('no view jumps as the stored models are read: layout shift under 0.1 in every other view', async ({ page }) => {
+  await page.route(/\/models\/[^/]+\.json$/, async (route) => {
+    await new Promise((r) => setTimeout(r, 500));
+    await route.continue();
+  });
+  // The Models view wide and on a phone (its list is the most that arrives late), the other views on a phone (where more wraps).
+  const cases = [...['lab', 'accuracy', 'train', 'models'].map((view) => ({ view, width: 390 })), { view: 'models', width: 1280 }];
+  for (const { view, width } of cases) {
+    await page.setViewportSize({ width, height: 800 });
+    await page.goto('about:blank'); // then a new document, with its own layout-shift entries
+    await page.goto(`./#view=${view}`);
+    await expect(page.getByRole('region', { name: 'Model choice' }).getByRole('combobox', { name: 'Model' }).locator('option')).toHaveCount(4);
+    await page.waitForTimeout(500);
+    expect(await layoutShift(page), `${view} at ${width} px`).toBeLessThan(0.1);
+  }
+});

@@ -44,8 +44,12 @@ test('a device destroyed mid-generation: the page names the loss, "Reload the mo
 }) => {
   await page.goto('./#view=generate');
   await page.getByRole('combobox', { name: 'Model' }).selectOption('tiny-q4f32_1');
+  // An f32 mode with an f16 cache: the reload must bring back the cache format too, not only the model.
+  const kv = page.getByRole('combobox', { name: 'KV cache' });
+  await kv.selectOption('f16');
   await page.getByRole('button', { name: 'Load model' }).click();
   await expect(page.getByTestId('model-status')).toContainText('q4f32_1', { timeout: 120_000 });
+  await expect(page.getByTestId('model-status')).toContainText('KV cache f16');
   await page.getByTestId('gen-prompt').fill('Q: What is 2 + 3?\nA:');
   await page.getByLabel('Max new tokens').fill('24');
   await page.getByLabel('Temperature').fill('0');
@@ -63,8 +67,12 @@ test('a device destroyed mid-generation: the page names the loss, "Reload the mo
   await expect(banner).toContainText('The GPU device was lost', { timeout: 120_000 });
   await expect(page.getByTestId('gen-stats')).not.toContainText('24 tokens');
 
+  // The choice changed meanwhile; "Reload the model" still reloads what was lost.
+  await kv.selectOption('f32');
   await banner.getByRole('button', { name: 'Reload the model' }).click();
   await expect(page.getByTestId('model-status')).toContainText('q4f32_1', { timeout: 120_000 });
+  await expect(page.getByTestId('model-status')).toContainText('KV cache f16');
+  await expect(kv).toHaveValue('f16');
   await expect(banner).toHaveCount(0);
   expect(await generateText(page)).toBe(before);
 });

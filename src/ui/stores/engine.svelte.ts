@@ -72,6 +72,8 @@ class EngineStore {
   kvCache = $state<KvCacheOption>('auto');
   /** The model whose GPU device was lost (the error banner offers to load it again), or null. */
   lostModel = $state<ModelChoice | null>(null);
+  /** The cache format the lost model ran with: "Reload the model" brings back exactly what was loaded. */
+  private lostKvCache: KvCacheOption = 'auto';
 
   private client: EngineClient | null = null;
   /** Aborts the generation running now. */
@@ -189,6 +191,7 @@ class EngineStore {
   private dropLostDevice() {
     this.status = 'error';
     this.lostModel = this.model;
+    this.lostKvCache = this.info?.kvCache ?? this.kvCache;
     this.info = null;
     this.adapter = null;
     this.resident = {};
@@ -199,7 +202,9 @@ class EngineStore {
   /** Load again the model whose device was lost (the banner's one-click recovery). */
   reloadLost(): Promise<void> {
     // A plain copy: the worker cannot be sent the state proxy.
-    return this.lostModel ? this.load($state.snapshot(this.lostModel)) : Promise.resolve();
+    if (!this.lostModel) return Promise.resolve();
+    this.kvCache = this.lostKvCache;
+    return this.load($state.snapshot(this.lostModel));
   }
 
   /** Stop the generation running now (it ends after its current token). */

@@ -330,17 +330,21 @@ function layoutShift(page: Page): Promise<number> {
   );
 }
 
+/** A slow host: the catalog's manifests arrive `ms` after they are asked for, so the first paint comes before the model list. */
+async function catalogLate(page: Page, ms: number) {
+  await page.route(/\/models\/[^/]+\.json$/, async (route) => {
+    await new Promise((r) => setTimeout(r, ms));
+    await route.continue();
+  });
+}
+
 for (const viewport of [
   { width: 1280, height: 720 },
   { width: 390, height: 844 },
 ])
   test(`the page does not move as the stored models are read (${viewport.width} px): a first click lands where it was aimed`, async ({ page }) => {
     await page.setViewportSize(viewport);
-    // A slow host: the catalog's manifests arrive a second after the first paint, as on a slow connection.
-    await page.route(/\/models\/[^/]+\.json$/, async (route) => {
-      await new Promise((r) => setTimeout(r, 1000));
-      await route.continue();
-    });
+    await catalogLate(page, 1000);
     await page.goto('./#view=generate');
     const webllm = page.getByRole('radio', { name: 'WebLLM (base model + hard prompts only)' });
     const before = await webllm.boundingBox();
@@ -357,10 +361,7 @@ for (const viewport of [
   });
 
 test('no view jumps as the stored models are read: layout shift under 0.1 in every other view', async ({ page }) => {
-  await page.route(/\/models\/[^/]+\.json$/, async (route) => {
-    await new Promise((r) => setTimeout(r, 500));
-    await route.continue();
-  });
+  await catalogLate(page, 500);
   // The Models view wide and on a phone (its list is the most that arrives late), the other views on a phone (where more wraps).
   const cases = [...['lab', 'accuracy', 'train', 'models'].map((view) => ({ view, width: 390 })), { view: 'models', width: 1280 }];
   for (const { view, width } of cases) {

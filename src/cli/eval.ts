@@ -56,6 +56,7 @@ import {
   parseShard,
   RECORD_FREE_FIELDS,
   recordDifferences,
+  recordedKvCache,
   sha256OfText,
   shardIndices,
   ShardSpecError,
@@ -68,7 +69,7 @@ import { parseManifest } from '../formats/manifest.ts';
 import { baseFingerprint, httpModelSource, readBaseModelJson } from '../formats/modelFiles.ts';
 import { parseMlcChatConfig } from '../formats/mlcChatConfig.ts';
 import type { QuantMode } from '../formats/llamaConfig.ts';
-import { isKvCacheOption, KV_CACHE_OPTIONS, resolveKvFormat, type KvCacheOption, type KvFormat } from '../engine/kvCache.ts';
+import { isKvCacheOption, KV_CACHE_OPTIONS, resolveKvFormat, type KvCacheOption } from '../engine/kvCache.ts';
 import { sha256Hex } from '../formats/hashes.ts';
 import { dirModelSource } from './hfCheckpoint.ts';
 
@@ -193,9 +194,7 @@ async function main() {
   // Resume: what --out already holds.
   const outPath = values.out ? resolve(values.out) : null;
   const done = new Map<number, ResultLine>();
-  // Lines from before records named the KV cache ran the mode's own one: there was no other.
-  const modeCache = facts.mode ? resolveKvFormat(facts.mode, 'auto') : null;
-  if (outPath) for (const line of readResults(outPath, run, record, modeCache)) done.set(line.index, line);
+  if (outPath) for (const line of readResults(outPath, run, record, facts.mode ?? null)) done.set(line.index, line);
   const todo = selected.filter((p) => !done.has(p.index));
   if (done.size > 0) process.stderr.write(`resuming ${displayPath(outPath!)}: ${done.size} problems already done, ${todo.length} to go\n`);
 
@@ -296,7 +295,7 @@ function resolvePrompt(arg: string): { config: PromptConfig; promptId: string } 
  * The lines already in --out. A last line cut off mid-write (no newline, not JSON) is dropped from
  * the file so it is redone; any other unreadable line, or a line from a different run, is an error.
  */
-function readResults(outPath: string, run: RunIdentity, record: RunRecord, modeCache: KvFormat | null): ResultLine[] {
+function readResults(outPath: string, run: RunIdentity, record: RunRecord, mode: QuantMode | null): ResultLine[] {
   if (!existsSync(outPath)) return [];
   const text = readFileSync(outPath, 'utf8');
   const lines = text.split('\n');
@@ -322,7 +321,8 @@ function readResults(outPath: string, run: RunIdentity, record: RunRecord, modeC
         cause: e,
       });
     }
-    const was = line.record && line.record.kvCache === undefined ? { ...line.record, kvCache: modeCache } : line.record;
+    // Lines from before records named the KV cache ran the mode's own one (recordedKvCache).
+    const was = line.record ? { ...line.record, kvCache: recordedKvCache(line.record, mode) } : line.record;
     const mismatch = describeMismatch(line.run, run) ?? describeRecordMismatch(was, record);
     if (mismatch) {
       throw new Error(

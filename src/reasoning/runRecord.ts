@@ -9,7 +9,8 @@
 import { sha256Hex } from '../formats/hashes.ts';
 import type { PromptConfig } from './prompts.ts';
 import type { DatasetName } from './datasets.ts';
-import type { KvFormat } from '../engine/kvCache.ts';
+import { defaultKvFormat, type KvFormat } from '../engine/kvCache.ts';
+import type { QuantMode } from '../formats/llamaConfig.ts';
 
 export const RUN_RECORD_VERSION = 1;
 
@@ -106,6 +107,16 @@ export async function buildRunRecord(input: RunRecordInput): Promise<RunRecord> 
     environment: { ...input.environment },
     dates: { started: (input.started ?? new Date()).toISOString(), finished: null },
   };
+}
+
+/**
+ * The KV cache a stored record's results were decoded with. A record written before records named
+ * the cache (no `kvCache` field, or no record at all) ran the mode's own format: there was no
+ * other then. null: not known (a record that said null, or no mode to resolve against).
+ */
+export function recordedKvCache(record: { kvCache?: KvFormat | null } | null | undefined, mode: QuantMode | null): KvFormat | null {
+  if (record && record.kvCache !== undefined) return record.kvCache;
+  return mode ? defaultKvFormat(mode) : null;
 }
 
 /**

@@ -203,3 +203,57 @@ test('the KV cache format is chosen at load: an f32 mode with an f16 cache says 
   expect(new Set(lines.map((l) => l.index)).size).toBe(6);
   expect(lines.map((l) => l.record?.kvCache)).toEqual(Array(6).fill('f16'));
 });
+
+test("a run stored before records named the KV cache ran its mode's own: it resumes with that format only", async ({ page }) => {
+  test.setTimeout(240_000);
+  await page.goto('./#view=accuracy&prompt=q_end&max=64');
+  await loadTiny(page);
+  await expect(page.getByTestId('model-status')).toContainText('KV cache f32');
+  await startRun(page, 4, 2);
+  const { row, done } = await stopMidRun(page);
+  expect(done).toBeLessThan(4);
+
+  // Make it an old run: its stored header's record loses the field, as records were before it existed.
+  const stripped = await page.evaluate(
+    () =>
+      new Promise<number>((resolve, reject) => {
+        const open = indexedDB.open('reasoning-lab-runs');
+        open.onerror = () => reject(open.error);
+        open.onsuccess = () => {
+          const tx = open.result.transaction('runs', 'readwrite');
+          let n = 0;
+          tx.objectStore('runs').openCursor().onsuccess = (e) => {
+            const cursor = (e.target as IDBRequest<IDBCursorWithValue | null>).result;
+            if (!cursor) return;
+            const run = cursor.value as { record?: { kvCache?: string | null } };
+            if (run.record && 'kvCache' in run.record) {
+              delete run.record.kvCache;
+              cursor.update(run);
+              n++;
+            }
+            cursor.continue();
+          };
+          tx.oncomplete = () => resolve(n);
+          tx.onerror = () => reject(tx.error);
+        };
+      }),
+  );
+  expect(stripped).toBe(1);
+  await page.reload();
+
+  const kv = page.getByRole('combobox', { name: 'KV cache' });
+  await kv.selectOption('f16');
+  await loadTiny(page);
+  await expect(page.getByTestId('model-status')).toContainText('KV cache f16');
+  await row.getByRole('button', { name: 'Resume' }).click();
+  await expect(page.getByRole('alert').filter({ hasText: 'KV cache' })).toContainText(
+    'This run used an f32 KV cache; the model is loaded with an f16 one. Choose f32 under KV cache and load the model again to resume.',
+  );
+  await expect(row.getByTestId('run-done')).toHaveText(`${done} of 4`);
+
+  await kv.selectOption('auto');
+  await page.getByRole('button', { name: 'Load model' }).click();
+  await expect(page.getByTestId('model-status')).toContainText('KV cache f32', { timeout: 120_000 });
+  await row.getByRole('button', { name: 'Resume' }).click();
+  await expect(row.getByTestId('run-done')).toHaveText('4 of 4', { timeout: 120_000 });
+});

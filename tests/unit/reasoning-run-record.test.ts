@@ -5,6 +5,7 @@ import {
   parseShard,
   promptConfigText,
   recordDifferences,
+  recordedKvCache,
   shardIndices,
   ShardSpecError,
   type RunRecord,
@@ -50,6 +51,18 @@ describe('run record', () => {
     expect(recordDifferences(await record(), await record({ shard: { index: 1, count: 3 }, browser: 'chromium 2' }))).toEqual([]);
     expect(recordDifferences(await record(), await record({ maxNewTokens: 16 }))).toEqual(['decoding.maxNewTokens: 8 vs 16']);
     expect(recordDifferences(await record(), await record({ indices: [0, 1, 2] }))[0]).toMatch(/^dataset\.indices: /);
+  });
+
+  it("a record that names its KV cache keeps it; one from before the field ran its mode's own (f16 weights, f16 cache)", () => {
+    expect(recordedKvCache({ kvCache: 'f16' }, 'q4f32_1')).toBe('f16');
+    expect(recordedKvCache({ kvCache: 'f32' }, 'q4f16_1')).toBe('f32');
+    expect(recordedKvCache({}, 'q4f32_1')).toBe('f32');
+    expect(recordedKvCache({}, 'q0f32')).toBe('f32');
+    expect(recordedKvCache({}, 'q4f16_1')).toBe('f16');
+    expect(recordedKvCache(undefined, 'q0f16')).toBe('f16');
+    // Said unknown, or nothing to resolve against: unknown, not guessed.
+    expect(recordedKvCache({ kvCache: null }, 'q4f32_1')).toBeNull();
+    expect(recordedKvCache({}, null)).toBeNull();
   });
 });
 

@@ -11,7 +11,7 @@ import { engine } from './engine.svelte.ts';
 import { datasets } from './datasets.svelte.ts';
 import { adapters, NO_ADAPTER } from './adapters.svelte.ts';
 import { currentAdapterId, currentModelId } from '../adapterChoices.ts';
-import { buildRunRecord, type Decoding, type RunRecord } from '../../reasoning/runRecord.ts';
+import { buildRunRecord, recordedKvCache, type Decoding, type RunRecord } from '../../reasoning/runRecord.ts';
 import { baseFingerprintOf, httpModelSource } from '../../formats/modelFiles.ts';
 import type { ModelLocation } from '../../engine/protocol.ts';
 import pkg from '../../../package.json';
@@ -179,7 +179,8 @@ class RunsStore {
     if (this.activeId) return void (this.error = 'A run is already going: stop it first.');
     if (!engine.ready || engine.model?.id !== run.model) return void (this.error = `This run used the model "${run.model}": load it to resume.`);
     // One run, one cache format: an f16 cache rounds every key and value, so its outputs may differ from an f32 one's.
-    const kv = run.record?.kvCache ?? null;
+    // A run stored before records named the cache ran the mode's own (the loaded model is the run's).
+    const kv = recordedKvCache(run.record, engine.info?.mode ?? null);
     if (kv !== null && engine.info?.kvCache !== kv)
       return void (this.error = `This run used an ${kv} KV cache; the model is loaded with an ${engine.info?.kvCache} one. Choose ${kv} under KV cache and load the model again to resume.`);
     let config: PromptConfig;

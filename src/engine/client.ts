@@ -21,6 +21,7 @@ import type {
   TokenEvent,
 } from './reasoningEngine.ts';
 import type { LoadProgress } from './weights.ts';
+import type { KvCacheOption } from './kvCache.ts';
 
 type WithoutId<T> = T extends unknown ? Omit<T, 'id'> : never;
 
@@ -128,6 +129,12 @@ export class EngineClient implements ReasoningEngine {
       { type: 'load', location, contextLength: opts.contextLength, kvCache: opts.kvCache },
       { onProgress: opts.onProgress },
     );
+    this.loadedInfo = info;
+    return info;
+  }
+
+  async setKvCache(option: KvCacheOption): Promise<EngineInfo> {
+    const info = await this.request<EngineInfo>({ type: 'setKvCache', kvCache: option });
     this.loadedInfo = info;
     return info;
   }

@@ -16,6 +16,7 @@ import { EngineError, GPUOutOfMemoryError, PromptTooLongError } from './errors.t
 import { batchForBudget, formatBinaryBytes, DEFAULT_BATCH_MEMORY } from './memoryPlan.ts';
 import { SequenceText } from './sequenceText.ts';
 import { sharedPrefixLength } from './sharedPrefix.ts';
+import { resolveKvFormat, type KvCacheOption, type KvFormat } from './kvCache.ts';
 import { beamSearch, type BeamSearchOptions, type BeamSearchResult, type BeamStepper } from './beamSearch.ts';
 import type {
   BatchCallbacks,
@@ -280,11 +281,32 @@ export class Engine implements ReasoningEngine {
     return shape;
   }
 
-  /** Reshape the model (weights kept), as configure says; a no-op when it has that shape already. */
-  private async reshape(opts: { contextLength: number; maxBatch: number | 'auto'; memoryBudget?: number }): Promise<BatchShape> {
+  /**
+   * Give the loaded model another KV cache format (the option resolved against its mode) in place:
+   * the weights and resident adapters stay, only the cache and activations are made again, at the
+   * shape single generations have. A no-op when it has that format already. On failure (the new
+   * cache does not fit) the old format is kept and the error thrown.
+   */
+  async setKvCache(option: KvCacheOption): Promise<EngineInfo> {
+    const l = this.requireLoaded();
+    const kvFormat = resolveKvFormat(l.static.mode, option);
+    if (kvFormat !== l.model.kvFormat) {
+      try {
+        await this.reshape({ ...l.home, kvFormat });
+      } finally {
+        // What the model has now, whether or not the switch took (reshape puts the old one back).
+        if (this.loaded) this.loaded.static = { ...this.loaded.static, kvCache: this.loaded.model.kvFormat };
+      }
+    }
+    return this.info!;
+  }
+
+  /** Reshape the model (weights kept), as configure says; a no-op when it has that shape (and KV format) already. */
+  private async reshape(opts: { contextLength: number; maxBatch: number | 'auto'; memoryBudget?: number; kvFormat?: KvFormat }): Promise<BatchShape> {
     const l = this.requireLoaded();
     const want = Math.min(Math.floor(opts.contextLength), l.model.config.contextWindowSize);
-    if (l.model.contextLength === want && l.model.maxBatch === opts.maxBatch) return { contextLength: want, maxBatch: l.model.maxBatch };
+    const sameFormat = opts.kvFormat === undefined || opts.kvFormat === l.model.kvFormat;
+    if (sameFormat && l.model.contextLength === want && l.model.maxBatch === opts.maxBatch) return { contextLength: want, maxBatch: l.model.maxBatch };
     let reshaped: Awaited<ReturnType<LlamaModel['reshape']>>;
     try {
       reshaped = await l.model.reshape(opts);

@@ -222,23 +222,31 @@ export class LlamaModel {
 
   /**
    * The same weights and resident adapters with another context length or batch (an evaluation
-   * wants many short sequences, the playground one long one). Frees this model's activations and
-   * KV caches first, so the two shapes never need memory at once; this object must not be used
-   * afterwards. If the new shape does not fit, the old one is made again and returned with the error.
+   * wants many short sequences, the playground one long one), or another KV cache format (only the
+   * cache is made again: for the 7B that is a reallocation, not a 3.8 GB read of the weights).
+   * Frees this model's activations and KV caches first, so the two shapes never need memory at
+   * once; this object must not be used afterwards. If the new shape does not fit, the old one
+   * (format included) is made again and returned with the error.
    */
-  async reshape(opts: { contextLength: number; maxBatch: number | 'auto'; memoryBudget?: number }): Promise<{ model: LlamaModel; error: unknown }> {
+  async reshape(opts: {
+    contextLength: number;
+    maxBatch: number | 'auto';
+    memoryBudget?: number;
+    kvFormat?: KvFormat;
+  }): Promise<{ model: LlamaModel; error: unknown }> {
     const ctx = Math.max(1, Math.min(Math.floor(opts.contextLength), this.config.contextWindowSize));
-    const again = (c: number, b: number | 'auto', budget?: number) =>
-      LlamaModel.allocateFitting(this.parts, { contextLength: c, prefillChunk: Math.min(this.prefillChunk, c) }, b, budget);
+    const parts = opts.kvFormat === undefined || opts.kvFormat === this.kvFormat ? this.parts : { ...this.parts, kvFormat: opts.kvFormat };
+    const again = (p: ModelParts, c: number, b: number | 'auto', budget?: number) =>
+      LlamaModel.allocateFitting(p, { contextLength: c, prefillChunk: Math.min(this.prefillChunk, c) }, b, budget);
     this.releaseActivations();
     let next: LlamaModel;
     let error: unknown = null;
     try {
-      next = await again(ctx, opts.maxBatch, opts.memoryBudget);
+      next = await again(parts, ctx, opts.maxBatch, opts.memoryBudget);
     } catch (e) {
       error = e;
       // Throws when even the old shape no longer fits: then nothing of this model is usable.
-      next = await again(this.contextLength, this.maxBatch);
+      next = await again(this.parts, this.contextLength, this.maxBatch);
     }
     await next.adoptAdapters(this);
     return { model: next, error };

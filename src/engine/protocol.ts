@@ -21,6 +21,7 @@ export type { ModelLocation };
 
 export type EngineRequest =
   | { type: 'load'; id: number; location: ModelLocation; contextLength?: number; kvCache?: KvCacheOption }
+  | { type: 'setKvCache'; id: number; kvCache: KvCacheOption }
   | { type: 'tokenize'; id: number; text: string }
   | { type: 'generate'; id: number; prompt: Prompt; options: GenerateOptions }
   | { type: 'generateBatch'; id: number; prompts: Prompt[]; options: BatchOptions }

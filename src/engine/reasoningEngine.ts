@@ -144,6 +144,11 @@ export interface ReasoningEngine {
   readonly info: EngineInfo | null;
   /** Load a base model (replacing the one loaded, with its adapters). */
   load(location: ModelLocation, opts?: LoadOptions): Promise<EngineInfo>;
+  /**
+   * Switch the loaded model's KV cache format in place (weights and adapters kept; only the cache
+   * is made again). The old format stays if the new one does not fit.
+   */
+  setKvCache(option: KvCacheOption): Promise<EngineInfo>;
   tokenize(text: string): Promise<number[]>;
   /** Generate after one prompt. */
   generate(prompt: Prompt, options: GenerateOptions, callbacks?: GenerateCallbacks): Promise<GenerateResult>;

@@ -305,7 +305,7 @@ export const WEBLLM_NO_TOKENIZE = 'WebLLM does not expose its tokenizer here: ch
  * stream and cancellation. It loads by WebLLM model id (loadWebLLM), not a ModelLocation, and
  * has no EngineInfo; adapters, batching and tokenizing are refused with NotSupportedError.
  */
-export class WebLLMEngine implements Omit<ReasoningEngine, 'load' | 'info'> {
+export class WebLLMEngine implements Omit<ReasoningEngine, 'load' | 'info' | 'setKvCache'> {
   load(modelId: string, opts: WebLLMLoadOptions = {}): Promise<{ modelId: string }> {
     return loadWebLLM(modelId, opts);
   }

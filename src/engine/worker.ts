@@ -36,6 +36,9 @@ async function handle(req: EngineRequest) {
       post({ type: 'loaded', id: req.id, info });
       return;
     }
+    case 'setKvCache':
+      post({ type: 'loaded', id: req.id, info: await engine.setKvCache(req.kvCache) });
+      return;
     case 'tokenize':
       post({ type: 'tokens', id: req.id, ids: await engine.tokenize(req.text) });
       return;

@@ -188,6 +188,30 @@ for (const mode of ['small-q0f32', 'small-q4f32_1'] as const) {
   });
 }
 
+test("setKvCache switches a loaded model between f32 and f16 in place: each time its logits and greedy ids are the reference's for that format", async ({
+  page,
+}) => {
+  const url = '/models/tiny/small-q4f32_1/';
+  const vocab = tinyModelVocab('small-q4f32_1');
+  const ids = await call(page, 'randomIds', 16, 7, vocab);
+  const prompt = await call(page, 'randomIds', 9, 1, vocab);
+  const r = await call(page, 'kvCacheSwitches', url, ['auto', 'f16', 'f32', 'f16', 'auto'], ids, prompt, 24);
+  expect(r.steps.map((s) => s.kvCache)).toEqual(['f32', 'f16', 'f32', 'f16', 'f32']);
+  for (const s of r.steps) {
+    expect(s.memory).toEqual(s.planned);
+    // The format really changed: the reference storing it agrees, the one storing the other does not.
+    expect(s.errorOwn).toBeLessThan(1e-4);
+    expect(s.errorOther).toBeGreaterThan(1e-4);
+    expect(s.want).toHaveLength(24);
+    expect(s.got).toEqual(s.want);
+  }
+  // The weights stay; the cache halves and doubles.
+  expect(new Set(r.steps.map((s) => s.memory.weights)).size).toBe(1);
+  expect(r.steps[0].memory.kvCache).toBe(r.steps[1].memory.kvCache * 2);
+  expect(r.refused).toBe('kvCache must be one of auto, f16, f32, not "half".');
+  expect(r.after).toBe('f32');
+});
+
 test("small-q4f16_1 with kvCache 'f32': an f16 mode runs a full-precision cache, and its logits match the f32 reference at 1e-4", async ({ page }) => {
   const url = '/models/tiny/small-q4f16_1/';
   const vocab = tinyModelVocab('small-q4f16_1');

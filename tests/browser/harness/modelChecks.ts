@@ -70,6 +70,51 @@ export async function memoryReport(url: string, opts: { kvCache?: KvCacheOption 
   };
 }
 
+/**
+ * Engine.setKvCache through a sequence of options on one loaded model: after each switch, the
+ * format and memory it reports (against the planner's), the worst logit error of one prompt
+ * against the reference storing that format and against the one storing the other, and greedy
+ * ids against the reference's. Then an unknown option, which must be refused with the format kept.
+ */
+export async function kvCacheSwitches(url: string, options: KvCacheOption[], ids: number[], promptIds: number[], maxNewTokens: number) {
+  const { planMemory } = await import('../../../src/engine/memoryPlan.ts');
+  const engine = new Engine();
+  await engine.load(httpModelSource(url));
+  const steps = [];
+  try {
+    for (const option of options) {
+      const info = await engine.setKvCache(option);
+      const other: KvFormat = info.kvCache === 'f16' ? 'f32' : 'f16';
+      const logitsError = async (kv: KvFormat) => {
+        const ref = await referenceFor(url, kv);
+        const got = await engine.logits(ids, { allLogits: true });
+        ref.reset();
+        const want = ref.forwardAll(ids);
+        const V = want[0].length;
+        return Math.max(...want.map((w, t) => relErr(got.subarray(t * V, (t + 1) * V), w)));
+      };
+      const got = await engine.generate(promptIds, { maxNewTokens, stopTokenIds: [] });
+      steps.push({
+        option,
+        kvCache: info.kvCache,
+        memory: info.memory,
+        planned: planMemory(info.config, info.mode, info.kvCache, info.contextLength, engine.llamaModel().prefillChunk, info.maxBatch),
+        errorOwn: await logitsError(info.kvCache),
+        errorOther: await logitsError(other),
+        got: got.ids,
+        want: (await referenceFor(url, info.kvCache)).greedyGenerate(promptIds, maxNewTokens, []),
+      });
+    }
+    const refused = await engine.setKvCache('half' as KvCacheOption).then(
+      () => null,
+      (e: Error) => e.message,
+    );
+    return { steps, refused, after: engine.info!.kvCache };
+  } finally {
+    await engine.unload();
+  }
+}
+
 export function randomIds(n: number, seed: number, vocab = 32000): number[] {
   const rng = seededRng(seed);
   return Array.from({ length: n }, (_, i) => (i === 0 ? 1 : 3 + rng.int(vocab - 3)));

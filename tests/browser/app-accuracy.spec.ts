@@ -33,6 +33,22 @@ async function exportedItems(page: Page, row: ReturnType<Page['locator']>): Prom
   return new Map(lines.map((l) => [l.index, { output: l.output, pred: l.pred, correct: l.correct }]));
 }
 
+/** How many weight shards the page fetches from now on (a counter to read later). */
+function countShardReads(page: Page): () => number {
+  let n = 0;
+  page.on('request', (r) => {
+    if (/\/params_shard_\d+\.bin$/.test(new URL(r.url()).pathname)) n++;
+  });
+  return () => n;
+}
+
+/** The GPU memory the model line reports, in MiB. */
+async function gpuMiB(page: Page): Promise<number> {
+  const m = /([\d.]+) MiB GPU memory/.exec((await page.getByTestId('model-status').textContent()) ?? '');
+  expect(m, 'the model line names its GPU memory').not.toBeNull();
+  return Number(m![1]);
+}
+
 /** Stop a run while tokens stream for the problems in flight; its row, and how many problems it finished. */
 async function stopMidRun(page: Page) {
   await expect(page.getByTestId('current-output')).not.toBeEmpty({ timeout: 60_000 });
@@ -167,35 +183,39 @@ test('stopping a batched run keeps what finished, scores nothing half-done, and 
   expect((await exportedItems(page, row)).size).toBe(8);
 });
 
-test('the KV cache format is chosen at load: an f32 mode with an f16 cache says so, the run records it, and it resumes only with that format', async ({
+test('the KV cache format is chosen at load and switched in place: an f32 mode with an f16 cache says so, the run records it, and it resumes only with that format', async ({
   page,
 }) => {
   test.setTimeout(240_000);
   await page.goto('./#view=accuracy&prompt=q_end&max=64');
   const kv = page.getByRole('combobox', { name: 'KV cache' });
+  const shardReads = countShardReads(page);
   await kv.selectOption('f16');
   await loadTiny(page);
+  const loadReads = shardReads();
+  expect(loadReads, 'the load reads the weight shards').toBeGreaterThan(0);
   await expect(page.getByTestId('model-status')).toContainText('q4f32_1 · 2 layers');
   await expect(page.getByTestId('model-status')).toContainText('KV cache f16');
   await startRun(page, 6, 2);
   const { row, done } = await stopMidRun(page);
   expect(done).toBeLessThan(6);
 
-  // Another format is another load: the button says so, and the loaded model reports it.
+  // Another format switches the loaded model in place: no weight is read again, and the cache (so the GPU memory) doubles.
+  const mibF16 = await gpuMiB(page);
   await kv.selectOption('auto');
-  await expect(page.getByRole('button', { name: 'Load model' })).toBeVisible();
-  await page.getByRole('button', { name: 'Load model' }).click();
-  await expect(page.getByTestId('model-status')).toContainText('KV cache f32', { timeout: 120_000 });
+  await expect(page.getByTestId('model-status')).toContainText('KV cache f32');
   await expect(page.getByRole('button', { name: 'Reload' })).toBeVisible();
+  expect(await gpuMiB(page)).toBeGreaterThan(mibF16);
   await row.getByRole('button', { name: 'Resume' }).click();
   await expect(page.getByRole('alert').filter({ hasText: 'KV cache' })).toContainText(
-    'This run used an f16 KV cache; the model is loaded with an f32 one. Choose f16 under KV cache and load the model again to resume.',
+    'This run used an f16 KV cache; the model is loaded with an f32 one. Choose f16 under KV cache to resume.',
   );
   await expect(row.getByTestId('run-done')).toHaveText(`${done} of 6`);
 
   await kv.selectOption('f16');
-  await page.getByRole('button', { name: 'Load model' }).click();
-  await expect(page.getByTestId('model-status')).toContainText('KV cache f16', { timeout: 120_000 });
+  await expect(page.getByTestId('model-status')).toContainText('KV cache f16');
+  expect(await gpuMiB(page)).toBe(mibF16);
+  expect(shardReads()).toBe(loadReads);
   await row.getByRole('button', { name: 'Resume' }).click();
   await expect(row.getByTestId('run-done')).toHaveText('6 of 6', { timeout: 120_000 });
   // Every line carries the run record, and the record names the format the run decoded with.
@@ -247,13 +267,12 @@ test("a run stored before records named the KV cache ran its mode's own: it resu
   await expect(page.getByTestId('model-status')).toContainText('KV cache f16');
   await row.getByRole('button', { name: 'Resume' }).click();
   await expect(page.getByRole('alert').filter({ hasText: 'KV cache' })).toContainText(
-    'This run used an f32 KV cache; the model is loaded with an f16 one. Choose f32 under KV cache and load the model again to resume.',
+    'This run used an f32 KV cache; the model is loaded with an f16 one. Choose f32 under KV cache to resume.',
   );
   await expect(row.getByTestId('run-done')).toHaveText(`${done} of 4`);
 
   await kv.selectOption('auto');
-  await page.getByRole('button', { name: 'Load model' }).click();
-  await expect(page.getByTestId('model-status')).toContainText('KV cache f32', { timeout: 120_000 });
+  await expect(page.getByTestId('model-status')).toContainText('KV cache f32');
   await row.getByRole('button', { name: 'Resume' }).click();
   await expect(row.getByTestId('run-done')).toHaveText('4 of 4', { timeout: 120_000 });
 });

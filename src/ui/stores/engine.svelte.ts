@@ -65,9 +65,10 @@ class EngineStore {
   /** Adapters resident beside the loaded base, by the id they were loaded under (cleared when a base loads). */
   resident = $state<Record<string, AdapterInfo>>({});
   /**
-   * The KV cache format the next load asks for ('auto': the mode's own, engine/kvCache.ts). f16
-   * halves the cache of an f32 mode, so about twice the batch fits an accuracy run; f32 keeps the
-   * greedy ids the independent f32 implementations give.
+   * The KV cache format chosen ('auto': the mode's own, engine/kvCache.ts): the next load asks for
+   * it, and chooseKvCache switches a loaded model to it. f16 halves the cache of an f32 mode, so
+   * about twice the batch fits an accuracy run; f32 keeps the greedy ids the independent f32
+   * implementations give.
    */
   kvCache = $state<KvCacheOption>('auto');
   /** The model whose GPU device was lost (the error banner offers to load it again), or null. */
@@ -80,7 +81,7 @@ class EngineStore {
   private current: AbortController | null = null;
 
   readonly ready = $derived(this.status === 'ready');
-  /** The model loaded now runs with the cache format chosen now (a new choice takes a load). */
+  /** The model loaded now runs with the cache format chosen now (false while a switch is made, or after one failed). */
   readonly kvCacheCurrent = $derived(this.info !== null && resolveKvFormat(this.info.mode, this.kvCache) === this.info.kvCache);
   readonly loadFraction = $derived(this.progress && this.progress.bytesTotal > 0 ? this.progress.bytesLoaded / this.progress.bytesTotal : 0);
 
@@ -110,6 +111,30 @@ class EngineStore {
       // A worker that failed may be in any state: start a fresh one next time.
       this.client?.terminate();
       this.client = null;
+    }
+  }
+
+  /**
+   * Choose the KV cache format. A loaded model switches to it in place: its weights and adapters
+   * stay, only the cache is made again (for the 7B a reallocation, not a 3.8 GB read from
+   * IndexedDB). While it switches, `busy` says so and generations wait. If the new cache does not
+   * fit, the model keeps its format, the banner says why, and Load model tries a fresh load.
+   */
+  async chooseKvCache(option: KvCacheOption): Promise<void> {
+    this.kvCache = option;
+    if (!this.client || this.status !== 'ready' || this.kvCacheCurrent) return;
+    if (this.busy) return void (this.error = describeError(new Error(`Wait for "${this.busy}" to finish, or stop it, before changing the KV cache.`)));
+    this.error = null;
+    this.busy = `Switching the KV cache to ${resolveKvFormat(this.info!.mode, option)}`;
+    const client = this.client;
+    try {
+      const info = await client.setKvCache(option);
+      if (client === this.client && this.status === 'ready') this.info = info;
+    } catch (e) {
+      if ((e as Error).name === 'DeviceLostError') this.dropLostDevice();
+      this.error = describeError(e);
+    } finally {
+      this.busy = null;
     }
   }
 

@@ -59,6 +59,17 @@ export function configOfRun(run: LabRun): PromptConfig {
   return getPromptConfig(run.promptId);
 }
 
+/**
+ * Why a run cannot go on with the KV cache the model has now, or null. One run, one cache format:
+ * an f16 cache rounds every key and value, so its outputs may differ from an f32 one's. A run
+ * stored before records named the cache ran the mode's own (the loaded model is the run's).
+ */
+function kvCacheRefusal(run: LabRun): string | null {
+  const kv = recordedKvCache(run.record, engine.info?.mode ?? null);
+  if (kv === null || engine.info?.kvCache === kv) return null;
+  return `This run used an ${kv} KV cache; the model is loaded with an ${engine.info?.kvCache} one. Choose ${kv} under KV cache to resume.`;
+}
+
 class RunsStore {
   /** Every stored run, newest first; replaced (never mutated) on each change, so plain objects that IndexedDB and the worker take as they are. */
   list = $state.raw<LabRun[]>([]);
@@ -178,11 +189,8 @@ class RunsStore {
     this.error = null;
     if (this.activeId) return void (this.error = 'A run is already going: stop it first.');
     if (!engine.ready || engine.model?.id !== run.model) return void (this.error = `This run used the model "${run.model}": load it to resume.`);
-    // One run, one cache format: an f16 cache rounds every key and value, so its outputs may differ from an f32 one's.
-    // A run stored before records named the cache ran the mode's own (the loaded model is the run's).
-    const kv = recordedKvCache(run.record, engine.info?.mode ?? null);
-    if (kv !== null && engine.info?.kvCache !== kv)
-      return void (this.error = `This run used an ${kv} KV cache; the model is loaded with an ${engine.info?.kvCache} one. Choose ${kv} under KV cache and load the model again to resume.`);
+    const kvRefusal = kvCacheRefusal(run);
+    if (kvRefusal) return void (this.error = kvRefusal);
     let config: PromptConfig;
     try {
       config = configOfRun(run);
@@ -200,6 +208,9 @@ class RunsStore {
     } catch (e) {
       return void (this.error = `This run's adapter could not be used: ${(e as Error).message}`);
     }
+    // Again, now the awaits are over: the format may have been switched meanwhile (locked from here on).
+    const kvRefusalNow = kvCacheRefusal(run);
+    if (kvRefusalNow) return void (this.error = kvRefusalNow);
     this.selectedId = run.id;
     this.activeId = run.id;
     adapters.lockedBy = 'Evaluating';

@@ -187,10 +187,11 @@ test('the KV cache format is chosen at load and switched in place: an f32 mode w
   page,
 }) => {
   test.setTimeout(240_000);
-  await page.goto('./#view=accuracy&prompt=q_end&max=64');
+  // A link carries the choice (it changes the numbers a run gets).
+  await page.goto('./#view=accuracy&prompt=q_end&max=64&kv=f16');
   const kv = page.getByRole('combobox', { name: 'KV cache' });
+  await expect(kv).toHaveValue('f16');
   const shardReads = countShardReads(page);
-  await kv.selectOption('f16');
   await loadTiny(page);
   const loadReads = shardReads();
   expect(loadReads, 'the load reads the weight shards').toBeGreaterThan(0);
@@ -206,6 +207,7 @@ test('the KV cache format is chosen at load and switched in place: an f32 mode w
   await expect(page.getByTestId('model-status')).toContainText('KV cache f32');
   await expect(page.getByRole('button', { name: 'Reload' })).toBeVisible();
   expect(await gpuMiB(page)).toBeGreaterThan(mibF16);
+  await expect.poll(() => page.url()).not.toContain('kv=');
   await row.getByRole('button', { name: 'Resume' }).click();
   await expect(page.getByRole('alert').filter({ hasText: 'KV cache' })).toContainText(
     'This run used an f16 KV cache; the model is loaded with an f32 one. Choose f16 under KV cache to resume.',
@@ -215,6 +217,7 @@ test('the KV cache format is chosen at load and switched in place: an f32 mode w
   await kv.selectOption('f16');
   await expect(page.getByTestId('model-status')).toContainText('KV cache f16');
   expect(await gpuMiB(page)).toBe(mibF16);
+  await expect.poll(() => page.url()).toContain('kv=f16');
   expect(shardReads()).toBe(loadReads);
   await row.getByRole('button', { name: 'Resume' }).click();
   await expect(row.getByTestId('run-done')).toHaveText('6 of 6', { timeout: 120_000 });
@@ -226,7 +229,9 @@ test('the KV cache format is chosen at load and switched in place: an f32 mode w
 
 test("a run stored before records named the KV cache ran its mode's own: it resumes with that format only", async ({ page }) => {
   test.setTimeout(240_000);
-  await page.goto('./#view=accuracy&prompt=q_end&max=64');
+  // A link's unknown format is the mode's own.
+  await page.goto('./#view=accuracy&prompt=q_end&max=64&kv=half');
+  await expect(page.getByRole('combobox', { name: 'KV cache' })).toHaveValue('auto');
   await loadTiny(page);
   await expect(page.getByTestId('model-status')).toContainText('KV cache f32');
   await startRun(page, 4, 2);

@@ -1,11 +1,14 @@
 /**
  * The lab's choices: prompt configuration(s), custom template, dataset and problem, generation
- * length, decoding. Mirrored into the URL hash so a link restores them (see shareHash / readHash).
+ * length, decoding. Mirrored into the URL hash so a link restores them (see shareHash / readHash),
+ * with the engine's KV cache choice (it changes the numbers a run gets).
  */
 import { customPrompt, getPromptConfig, PROMPT_CONFIGS, type PromptConfig } from '../../reasoning/prompts.ts';
 import { DATASET_NAMES, isDatasetName, type DatasetName } from '../../reasoning/datasets.ts';
 import { ADAPTER_KINDS, currentAdapterId, currentModelId, DEFAULT_MODEL_ID, NO_ADAPTER, type AdapterKind } from '../adapterChoices.ts';
 import type { Decoding } from '../../reasoning/runRecord.ts';
+import { isKvCacheOption } from '../../engine/kvCache.ts';
+import { engine } from './engine.svelte.ts';
 
 export const CUSTOM_ID = 'custom';
 export { NO_ADAPTER };
@@ -115,6 +118,7 @@ class LabStore {
     p.set('problem', String(this.problemIndex));
     p.set('max', String(this.maxNewTokens));
     if (this.numBeams > 1) p.set('beams', String(this.numBeams));
+    if (engine.kvCache !== 'auto') p.set('kv', engine.kvCache);
     return '#' + p.toString();
   }
 
@@ -145,6 +149,10 @@ class LabStore {
     // Absent or malformed: greedy. The decoding belongs to the link's adapter (followAdapter leaves it).
     this.numBeams = parseBeams(p.get('beams')) ?? 1;
     this.decodingAdapterId = this.adapterId;
+    // Absent or malformed: the mode's own. A loaded model switches in place (engine.chooseKvCache).
+    const kv = p.get('kv');
+    const option = isKvCacheOption(kv) ? kv : 'auto';
+    if (option !== engine.kvCache) void engine.chooseKvCache(option);
   }
 }
 

@@ -33,6 +33,15 @@ async function exportedItems(page: Page, row: ReturnType<Page['locator']>): Prom
   return new Map(lines.map((l) => [l.index, { output: l.output, pred: l.pred, correct: l.correct }]));
 }
 
+/** Resume is refused while the model runs another KV cache format than the run did, and the run keeps what it had. */
+async function expectKvRefusal(page: Page, row: ReturnType<Page['locator']>, r: { used: string; loaded: string; done: number; total: number }) {
+  await row.getByRole('button', { name: 'Resume' }).click();
+  await expect(page.getByRole('alert').filter({ hasText: 'KV cache' })).toContainText(
+    `This run used an ${r.used} KV cache; the model is loaded with an ${r.loaded} one. Choose ${r.used} under KV cache to resume.`,
+  );
+  await expect(row.getByTestId('run-done')).toHaveText(`${r.done} of ${r.total}`);
+}
+
 /** How many weight shards the page fetches from now on (a counter to read later). */
 function countShardReads(page: Page): () => number {
   let n = 0;
@@ -208,11 +217,7 @@ test('the KV cache format is chosen at load and switched in place: an f32 mode w
   await expect(page.getByRole('button', { name: 'Reload' })).toBeVisible();
   expect(await gpuMiB(page)).toBeGreaterThan(mibF16);
   await expect.poll(() => page.url()).not.toContain('kv=');
-  await row.getByRole('button', { name: 'Resume' }).click();
-  await expect(page.getByRole('alert').filter({ hasText: 'KV cache' })).toContainText(
-    'This run used an f16 KV cache; the model is loaded with an f32 one. Choose f16 under KV cache to resume.',
-  );
-  await expect(row.getByTestId('run-done')).toHaveText(`${done} of 6`);
+  await expectKvRefusal(page, row, { used: 'f16', loaded: 'f32', done, total: 6 });
 
   await kv.selectOption('f16');
   await expect(page.getByTestId('model-status')).toContainText('KV cache f16');
@@ -270,11 +275,7 @@ test("a run stored before records named the KV cache ran its mode's own: it resu
   await kv.selectOption('f16');
   await loadTiny(page);
   await expect(page.getByTestId('model-status')).toContainText('KV cache f16');
-  await row.getByRole('button', { name: 'Resume' }).click();
-  await expect(page.getByRole('alert').filter({ hasText: 'KV cache' })).toContainText(
-    'This run used an f32 KV cache; the model is loaded with an f16 one. Choose f32 under KV cache to resume.',
-  );
-  await expect(row.getByTestId('run-done')).toHaveText(`${done} of 4`);
+  await expectKvRefusal(page, row, { used: 'f32', loaded: 'f16', done, total: 4 });
 
   await kv.selectOption('auto');
   await expect(page.getByTestId('model-status')).toContainText('KV cache f32');

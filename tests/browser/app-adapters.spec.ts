@@ -165,24 +165,26 @@ test('an adapter made for another base is refused with the reason in words', asy
   await expect(page.getByTestId('adapter-active')).toHaveText('Using the base model alone');
 });
 
-test('a run with an adapter, interrupted by a reload, resumes with that adapter whatever the picker shows', async ({ page }) => {
-  await page.goto('./#view=accuracy&prompt=alpaca&dataset=gsm8k&max=24');
+test('a run with an adapter (its 4 beams), interrupted by a reload, resumes with that adapter and decoding whatever the pickers show', async ({ page }) => {
+  await page.goto('./#view=accuracy&prompt=alpaca&dataset=gsm8k&max=16');
   await loadTiny(page);
   await pickAdapter(page, 'tiny-q4f32_1-parallel', 'Using Tiny parallel adapter demo (q4f32_1) · parallel adapter');
   await page.getByRole('radio', { name: /The first/ }).check();
-  await page.getByLabel('Number of problems').fill('6');
+  await page.getByLabel('Number of problems').fill('4');
   // One at a time, so the reload falls between results.
   await page.getByTestId('run-batch').selectOption('1');
   await page.getByRole('button', { name: 'Start run' }).click();
-  await expect(page.getByTestId('progress')).toHaveText(/^[1-5] of 6 problems$/, { timeout: 120_000 });
+  await expect(page.getByTestId('progress')).toHaveText(/^[1-3] of 4 problems$/, { timeout: 120_000 });
   await page.reload();
 
   await loadTiny(page);
   await pickAdapter(page, 'none', 'Using the base model alone');
+  await expect(page.getByTestId('decoding')).toHaveValue('1');
   const row = page.getByTestId('results-table').locator('tbody tr').first();
   await expect(row.getByTestId('run-adapter')).toHaveText('Tiny parallel adapter demo (q4f32_1) · parallel adapter');
+  await expect(row.getByTestId('run-decoding')).toHaveText('4 beams');
   await row.getByRole('button', { name: 'Resume' }).click();
-  await expect(row.getByTestId('run-done')).toHaveText('6 of 6', { timeout: 240_000 });
+  await expect(row.getByTestId('run-done')).toHaveText('4 of 4', { timeout: 240_000 });
   await expect(row.getByTestId('run-paper-value')).toHaveText('41.02%');
   // The run used its own adapter; the picker's choice (none) is in use again afterwards.
   await expect(page.getByTestId('adapter-active')).toHaveText('Using the base model alone · 1 adapter resident');

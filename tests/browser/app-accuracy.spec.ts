@@ -181,7 +181,7 @@ test('a run interrupted by a reload is kept and resumes where it stopped', async
 });
 
 test('stopping a batched run keeps what finished, scores nothing half-done, and it resumes', async ({ page }) => {
-  await page.goto('./#view=accuracy&prompt=q_end&max=64');
+  await page.goto('./#view=accuracy&prompt=q_end&max=32');
   await loadTiny(page);
   await startRun(page, 8, 'auto');
   const { row, done } = await stopMidRun(page);
@@ -197,7 +197,7 @@ test('the KV cache format is chosen at load and switched in place: an f32 mode w
 }) => {
   test.setTimeout(240_000);
   // A link carries the choice (it changes the numbers a run gets).
-  await page.goto('./#view=accuracy&prompt=q_end&max=64&kv=f16');
+  await page.goto('./#view=accuracy&prompt=q_end&max=32&kv=f16');
   const kv = page.getByRole('combobox', { name: 'KV cache' });
   await expect(kv).toHaveValue('f16');
   const shardReads = countShardReads(page);
@@ -235,7 +235,7 @@ test('the KV cache format is chosen at load and switched in place: an f32 mode w
 test("a run stored before records named the KV cache ran its mode's own: it resumes with that format only", async ({ page }) => {
   test.setTimeout(240_000);
   // A link's unknown format is the mode's own.
-  await page.goto('./#view=accuracy&prompt=q_end&max=64&kv=half');
+  await page.goto('./#view=accuracy&prompt=q_end&max=32&kv=half');
   await expect(page.getByRole('combobox', { name: 'KV cache' })).toHaveValue('auto');
   await loadTiny(page);
   await expect(page.getByTestId('model-status')).toContainText('KV cache f32');

@@ -115,6 +115,37 @@ export async function kvCacheSwitches(url: string, options: KvCacheOption[], ids
   }
 }
 
+/**
+ * A switch whose cache cannot be made: at a batch whose f16 cache is under the device's buffer
+ * limits and whose f32 cache is over them (memoryPlan.batchForLimits for each, at the full
+ * context), setKvCache('f32') must be refused by name, and the model keep its f16 cache, its
+ * shape and its greedy ids (the f16 reference's).
+ */
+export async function kvCacheSwitchRefused(url: string, promptIds: number[], maxNewTokens: number) {
+  const { batchForLimits } = await import('../../../src/engine/memoryPlan.ts');
+  const engine = new Engine();
+  await engine.load(httpModelSource(url), { kvCache: 'f16' });
+  try {
+    const m = engine.llamaModel();
+    const ctx = m.config.contextWindowSize;
+    const fits = (kv: KvFormat) => batchForLimits(m.config, kv, ctx, m.prefillChunk, m.gpu.device.limits, 1 << 16);
+    const slots = fits('f32') + 1;
+    await engine.configure({ contextLength: ctx, maxBatch: slots });
+    const shape = (i = engine.info!) => ({ kvCache: i.kvCache, contextLength: i.contextLength, maxBatch: i.maxBatch, kvBytes: i.memory.kvCache });
+    const before = shape();
+    const refused = await engine.setKvCache('f32').then(
+      () => null,
+      (e: Error) => `${e.name}: ${e.message}`,
+    );
+    const after = shape();
+    const got = await engine.generate(promptIds, { maxNewTokens, stopTokenIds: [] });
+    const want = (await referenceFor(url, 'f16')).greedyGenerate(promptIds, maxNewTokens, []);
+    return { slots, f16Fits: fits('f16'), before, refused, after, got: got.ids, want };
+  } finally {
+    await engine.unload();
+  }
+}
+
 export function randomIds(n: number, seed: number, vocab = 32000): number[] {
   const rng = seededRng(seed);
   return Array.from({ length: n }, (_, i) => (i === 0 ? 1 : 3 + rng.int(vocab - 3)));
